@@ -1,0 +1,3 @@
+from imagepack.cli import main
+
+main()

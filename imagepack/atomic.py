@@ -1,0 +1,78 @@
+"""Outputs appear whole or not at all: a temporary name beside the target, fsync, then rename."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import secrets
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+from imagepack.errors import OutputError
+
+TEMP_MARK = ".imagepack-"
+
+
+def temp_name_for(target: Path) -> Path:
+    """A hidden name in the target's directory, so the final rename never crosses file systems."""
+    return target.parent / f".{target.name}{TEMP_MARK}{secrets.token_hex(4)}.tmp"
+
+
+def check_target(target: Path, *, force: bool, inputs: tuple[Path, ...] = ()) -> None:
+    """Refuse a target that is an input (also through a link), a directory, or exists without --force."""
+    for source in inputs:
+        same = os.path.realpath(source) == os.path.realpath(target)
+        with contextlib.suppress(OSError):
+            same = same or os.path.samefile(source, target)
+        if same:
+            raise OutputError(f"{target}: the output would overwrite the input; choose another name")
+    if target.is_dir() and not target.is_symlink():
+        raise OutputError(f"{target}: is a directory; give a file name for the output")
+    if os.path.lexists(target) and not force:
+        raise OutputError(f"{target}: already exists; pass --force to replace it")
+    if not target.parent.is_dir():
+        raise OutputError(f"{target.parent}: directory does not exist")
+    if not os.access(target.parent, os.W_OK):
+        raise OutputError(f"{target.parent}: directory is not writable")
+
+
+def check_free_space(target: Path, needed: int) -> None:
+    usage = shutil.disk_usage(target.parent)
+    if usage.free < needed:
+        raise OutputError(
+            f"{target.parent}: needs about {_mib(needed)} MiB but only {_mib(usage.free)} MiB is free; "
+            "free some space or write elsewhere"
+        )
+
+
+def _mib(n: int) -> str:
+    return f"{n / 1024**2:,.1f}"
+
+
+def fsync_path(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+@contextlib.contextmanager
+def atomic_output(target: Path) -> Iterator[Path]:
+    """Yield a temporary path to write; on success it is fsynced and renamed over `target`.
+
+    On any failure, Ctrl-C or SIGTERM (raised as Interrupted) the temporary file is removed. A `target`
+    that is a symlink is replaced by the new file; the file it pointed to is never written."""
+    temp = temp_name_for(target)
+    fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)  # claim the name
+    os.close(fd)
+    try:
+        yield temp
+        fsync_path(temp)
+        os.replace(temp, target)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(temp)
+        raise
+    fsync_path(target.parent)

@@ -1,0 +1,48 @@
+"""The command line: parses arguments, calls the library, prints its result objects. Nothing else."""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+
+from imagepack.cli import convert, info
+from imagepack.errors import Interrupted
+
+app = typer.Typer(
+    name="imagepack",
+    help="Prepare virtual-machine disk images offline: convert, inspect, and build Oracle Cloud .oci archives.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+)
+app.command("info")(info.info_command)
+app.command("convert")(convert.convert_command)
+
+
+def _version(value: bool) -> None:
+    if value:
+        from imagepack import __version__
+
+        print(f"imagepack {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Print the version."),
+) -> None:
+    """Exit codes: 0 success, 1 failure or refused input, 2 usage error, 3 problems found (verify),
+    130/143 interrupted."""
+
+
+def main() -> None:
+    from imagepack import signals
+
+    signals.install()
+    try:
+        app()
+    except Interrupted as e:
+        print("imagepack: interrupted; nothing was written", file=sys.stderr)
+        sys.exit(e.exit_code)

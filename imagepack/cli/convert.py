@@ -1,0 +1,65 @@
+"""`imagepack convert`: one image to another format."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from imagepack.cli.output import JSON, QUIET, VERBOSE, human_size, print_json, progress_bar, reported, setup_logging
+
+
+def convert_command(
+    source: Path = typer.Argument(..., help="Image to read (never modified)."),
+    target: Path = typer.Argument(..., help="Image to write; its suffix picks the format unless --to is given."),
+    to: str = typer.Option(None, "--to", help="Output format: raw, qcow2, vmdk, vdi, vhd."),
+    from_format: str = typer.Option(None, "--from", help="State the input format instead of detecting it."),
+    option: list[str] = typer.Option([], "-o", "--option", help="Format option KEY=VALUE (repeatable)."),
+    compress: bool = typer.Option(False, "--compress", "-c", help="Compress the output (qcow2, vmdk)."),
+    force: bool = typer.Option(False, "--force", "-f", help="Replace an existing output."),
+    allow_backing: bool = typer.Option(
+        False, "--allow-backing", help="Follow backing files and vmdk extents the image names (trusted images only)."
+    ),
+    max_size: str = typer.Option(None, "--max-size", help="Largest virtual size to accept (default 400G)."),
+    json_output: bool = JSON,
+    quiet: bool = QUIET,
+    verbose: bool = VERBOSE,
+) -> None:
+    """Convert a disk image between raw, qcow2, vmdk, vdi and vhd."""
+    setup_logging(quiet=quiet, verbose=verbose)
+    with reported(verbose=verbose):
+        from imagepack.cli.common import parse_policy, parse_source_format
+        from imagepack.convert import convert_image
+        from imagepack.formats import ImageFormat
+        from imagepack.options import parse_option_pairs
+
+        with progress_bar(f"{source.name} → {target.name}", quiet=quiet) as on_progress:
+            done = convert_image(
+                source,
+                target,
+                to=ImageFormat.parse(to) if to else None,
+                from_format=parse_source_format(from_format),
+                options=parse_option_pairs(option),
+                compress=compress,
+                force=force,
+                policy=parse_policy(max_size, allow_backing=allow_backing),
+                on_progress=on_progress,
+            )
+        if json_output:
+            print_json(
+                {
+                    "source": str(done.source),
+                    "source_format": done.source_format.value,
+                    "target": str(done.target),
+                    "target_format": done.target_format.value,
+                    "virtual_size": done.virtual_size,
+                    "target_size": done.target_size,
+                    "options": done.options,
+                    "seconds": round(done.seconds, 3),
+                }
+            )
+        elif not quiet:
+            print(
+                f"converted {done.source} ({done.source_format.value}) to {done.target} "
+                f"({done.target_format.value}, {human_size(done.target_size)}) in {done.seconds:.1f} s"
+            )

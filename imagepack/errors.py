@@ -1,0 +1,70 @@
+"""The failures a user can meet, each carrying the one line they will read and the exit status it maps to."""
+
+from __future__ import annotations
+
+EXIT_OK = 0
+EXIT_FAILURE = 1
+EXIT_USAGE = 2
+EXIT_PROBLEMS = 3  # verify: the input is readable but not ready
+EXIT_SIGINT = 130
+EXIT_SIGTERM = 143
+
+
+class ImagepackError(Exception):
+    """Base of every failure the CLI turns into one line on stderr and an exit status."""
+
+    exit_code = EXIT_FAILURE
+
+    def __init__(self, message: str, *, detail: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.detail = detail  # extra diagnostics shown with --verbose
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class UsageError(ImagepackError):
+    """The command line itself is wrong (unknown option value, conflicting options)."""
+
+    exit_code = EXIT_USAGE
+
+
+class InputError(ImagepackError):
+    """The input cannot be used as given: missing, not a regular file, wrong or ambiguous format."""
+
+
+class UnsafeImageError(InputError):
+    """The image's own headers ask for something we refuse for untrusted input (backing file, extents...)."""
+
+
+class OutputError(ImagepackError):
+    """The output cannot be written: exists, is the input, or the file system lacks room."""
+
+
+class QemuImgError(ImagepackError):
+    """qemu-img is missing, too old, failed, or ran out of its limits."""
+
+    def __init__(self, message: str, *, detail: str | None = None, returncode: int | None = None) -> None:
+        super().__init__(message, detail=detail)
+        self.returncode = returncode
+
+
+class ArchiveError(InputError):
+    """A .oci archive is malformed or carries members we refuse."""
+
+
+class MetadataError(InputError):
+    """image_metadata.json is not valid, or a requested value is not allowed."""
+
+
+class Interrupted(BaseException):
+    """SIGINT or SIGTERM arrived; raised from the signal handler so every cleanup path runs."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
+
+    @property
+    def exit_code(self) -> int:
+        return 128 + self.signum

@@ -1,0 +1,167 @@
+"""What every format inspector shares: the format names, a bounded byte reader, and the findings it reports."""
+
+from __future__ import annotations
+
+import os
+import stat
+from dataclasses import dataclass, field
+from enum import StrEnum
+from pathlib import Path
+from typing import Any, ClassVar
+
+from imagepack.errors import InputError, UsageError
+
+GiB = 1024**3
+# OCI's import limit; also the default cap on any virtual size we accept from an untrusted header.
+DEFAULT_MAX_SIZE = 400 * GiB
+
+
+class ImageFormat(StrEnum):
+    """A disk format imagepack converts between; the value is the name users type."""
+
+    RAW = "raw"
+    QCOW2 = "qcow2"
+    VMDK = "vmdk"
+    VDI = "vdi"
+    VHD = "vhd"
+
+    @property
+    def driver(self) -> str:
+        """qemu-img's name for the format (VHD is qemu's 'vpc')."""
+        return "vpc" if self is ImageFormat.VHD else self.value
+
+    @property
+    def suffix(self) -> str:
+        return "." + self.value
+
+    @classmethod
+    def parse(cls, name: str) -> ImageFormat:
+        key = name.strip().lower()
+        aliases = {"vpc": "vhd", "img": "raw", "qcow": "qcow2"}
+        try:
+            return cls(aliases.get(key, key))
+        except ValueError:
+            allowed = ", ".join(f.value for f in cls)
+            raise UsageError(f"unknown format '{name}': use one of {allowed}") from None
+
+
+class Container(StrEnum):
+    """File types we recognise but do not convert as disks."""
+
+    ISO = "iso"
+    TAR = "tar"
+    GZIP = "gzip"
+    ZSTD = "zstd"
+
+
+# What a file name claims. '.img' is left out on purpose: cloud vendors ship qcow2 under that name,
+# so for an input it claims nothing and the bytes decide; for an output it means raw.
+_SUFFIX_CLAIMS = {
+    ".qcow2": ImageFormat.QCOW2,
+    ".qcow": ImageFormat.QCOW2,
+    ".vmdk": ImageFormat.VMDK,
+    ".vdi": ImageFormat.VDI,
+    ".vhd": ImageFormat.VHD,
+    ".vpc": ImageFormat.VHD,
+    ".raw": ImageFormat.RAW,
+}
+
+
+def format_claimed_by_name(path: Path) -> ImageFormat | None:
+    return _SUFFIX_CLAIMS.get(path.suffix.lower())
+
+
+def format_for_output_name(path: Path) -> ImageFormat | None:
+    suffix = path.suffix.lower()
+    return ImageFormat.RAW if suffix == ".img" else _SUFFIX_CLAIMS.get(suffix)
+
+
+@dataclass(frozen=True)
+class Problem:
+    """Why an image is refused, and the option that would allow it where one exists."""
+
+    message: str
+    allow_option: str | None = None
+
+    def __str__(self) -> str:
+        if self.allow_option:
+            return f"{self.message} (pass {self.allow_option} if you trust this image)"
+        return self.message
+
+
+@dataclass(frozen=True)
+class SafetyPolicy:
+    """What the user allowed for this run; the defaults are those for an untrusted image."""
+
+    max_size: int = DEFAULT_MAX_SIZE
+    allow_backing: bool = False
+
+
+class ByteSource:
+    """Bounded, read-only random access to an image that may sit inside a larger file (an archive member)."""
+
+    def __init__(self, path: Path, *, offset: int = 0, size: int | None = None) -> None:
+        self.path = path
+        self.offset = offset
+        self._fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK)  # a FIFO must not block us
+        try:
+            st = os.fstat(self._fd)
+            if not stat.S_ISREG(st.st_mode):
+                raise InputError(f"{path}: not a regular file; imagepack reads only regular files")
+            available = max(st.st_size - offset, 0)
+            self.size = available if size is None else min(size, available)
+        except BaseException:
+            os.close(self._fd)
+            raise
+
+    def read(self, offset: int, length: int) -> bytes:
+        """Up to `length` bytes at `offset`; short (or empty) past the end, never beyond the bound."""
+        if offset < 0 or length <= 0 or offset >= self.size:
+            return b""
+        length = min(length, self.size - offset)
+        return os.pread(self._fd, length, self.offset + offset)
+
+    def close(self) -> None:
+        os.close(self._fd)
+
+    def __enter__(self) -> ByteSource:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+@dataclass
+class Inspection:
+    """Facts one inspector derived from the header bytes alone."""
+
+    format: ImageFormat
+    virtual_size: int
+    subformat: str | None = None
+    cluster_size: int | None = None
+    details: dict[str, Any] = field(default_factory=dict)
+    problems: list[Problem] = field(default_factory=list)
+
+
+class FormatInspector:
+    """One per format: recognises the format from its bytes, then reads its header without trusting it."""
+
+    format: ClassVar[ImageFormat]
+
+    @classmethod
+    def matches(cls, src: ByteSource) -> bool:
+        raise NotImplementedError
+
+    @classmethod
+    def inspect(cls, src: ByteSource, policy: SafetyPolicy) -> Inspection:
+        raise NotImplementedError
+
+
+def check_virtual_size(inspection: Inspection, policy: SafetyPolicy) -> None:
+    if inspection.virtual_size > policy.max_size:
+        inspection.problems.append(
+            Problem(
+                f"virtual size {inspection.virtual_size} bytes is above the limit of {policy.max_size} bytes",
+                "--max-size",
+            )
+        )

@@ -1,0 +1,121 @@
+"""qcow2 headers (versions 2 and 3): what the file claims, and what makes it unsafe to hand to qemu-img."""
+
+from __future__ import annotations
+
+import struct
+
+from imagepack.formats.base import (
+    ByteSource,
+    FormatInspector,
+    ImageFormat,
+    Inspection,
+    Problem,
+    SafetyPolicy,
+    check_virtual_size,
+)
+
+MAGIC = b"QFI\xfb"
+
+INCOMPAT_DIRTY = 1 << 0
+INCOMPAT_CORRUPT = 1 << 1
+INCOMPAT_DATA_FILE = 1 << 2
+INCOMPAT_COMPRESSION = 1 << 3
+INCOMPAT_EXTL2 = 1 << 4
+# Feature bits qemu 7.2 itself writes; anything else is a feature we cannot vouch for.
+KNOWN_INCOMPAT = INCOMPAT_DIRTY | INCOMPAT_CORRUPT | INCOMPAT_DATA_FILE | INCOMPAT_COMPRESSION | INCOMPAT_EXTL2
+
+# qemu's own limits (block/qcow2.h); a header past them is crafted, and tables this large cost memory.
+MAX_L1_BYTES = 32 * 1024 * 1024
+MAX_REFTABLE_BYTES = 8 * 1024 * 1024
+MAX_SNAPSHOTS = 65536
+COMPRESSION_TYPES = {0: "zlib", 1: "zstd"}
+
+
+class Qcow2Inspector(FormatInspector):
+    format = ImageFormat.QCOW2
+
+    @classmethod
+    def matches(cls, src: ByteSource) -> bool:
+        return src.read(0, 4) == MAGIC
+
+    @classmethod
+    def inspect(cls, src: ByteSource, policy: SafetyPolicy) -> Inspection:
+        header = src.read(0, 112)
+        if len(header) < 72:
+            return Inspection(cls.format, 0, problems=[Problem("qcow2 header is truncated")])
+        (
+            version,
+            backing_offset,
+            backing_size,
+            cluster_bits,
+            size,
+            crypt_method,
+            l1_size,
+            _l1_offset,
+            _refcount_offset,
+            refcount_clusters,
+            nb_snapshots,
+            _snapshots_offset,
+        ) = struct.unpack_from(">IQIIQIIQQIIQ", header, 4)
+        result = Inspection(cls.format, size, subformat=None)
+        problems = result.problems
+
+        incompatible = 0
+        compression = "zlib"
+        if version == 2:
+            result.subformat = "compat=0.10"
+        elif version == 3:
+            result.subformat = "compat=1.1"
+            if len(header) < 104:
+                problems.append(Problem("qcow2 v3 header is truncated"))
+                return result
+            incompatible, compatible, _autoclear, refcount_order, header_length = struct.unpack_from(
+                ">QQQII", header, 72
+            )
+            result.details.update(refcount_bits=1 << refcount_order if refcount_order < 7 else None)
+            if header_length > 104 and len(header) > 104:
+                compression = COMPRESSION_TYPES.get(header[104], f"unknown ({header[104]})")
+            result.details["extended_l2"] = bool(incompatible & INCOMPAT_EXTL2)
+            result.details["lazy_refcounts"] = bool(compatible & 1)
+        else:
+            problems.append(Problem(f"qcow2 version {version} is not supported (only 2 and 3)"))
+            return result
+        result.details["compression_type"] = compression
+
+        if 9 <= cluster_bits <= 21:
+            result.cluster_size = 1 << cluster_bits
+        else:
+            problems.append(Problem(f"qcow2 cluster_bits {cluster_bits} is outside 9-21"))
+            return result
+
+        if backing_offset or backing_size:
+            name = src.read(backing_offset, min(backing_size, 1023)) if backing_offset else b""
+            result.details["backing_file"] = name.decode("utf-8", "replace")
+            if not policy.allow_backing:
+                problems.append(Problem("qcow2 image names a backing file", "--allow-backing"))
+        if crypt_method:
+            problems.append(Problem(f"qcow2 image is encrypted (method {crypt_method}); imagepack cannot read it"))
+        if incompatible & INCOMPAT_DATA_FILE:
+            problems.append(Problem("qcow2 image keeps its data in an external data file"))
+        if incompatible & INCOMPAT_CORRUPT:
+            problems.append(Problem("qcow2 image is marked corrupt; repair it with 'qemu-img check -r all' first"))
+        if compression.startswith("unknown"):
+            problems.append(Problem(f"qcow2 compression type is {compression}"))
+        unknown = incompatible & ~KNOWN_INCOMPAT
+        if unknown:
+            problems.append(Problem(f"qcow2 image uses unknown incompatible features 0x{unknown:x}"))
+        if l1_size * 8 > MAX_L1_BYTES:
+            problems.append(Problem(f"qcow2 L1 table of {l1_size} entries is larger than qemu allows"))
+        if refcount_clusters * result.cluster_size > MAX_REFTABLE_BYTES:
+            problems.append(Problem(f"qcow2 refcount table of {refcount_clusters} clusters is too large"))
+        if nb_snapshots > MAX_SNAPSHOTS:
+            problems.append(Problem(f"qcow2 image claims {nb_snapshots} snapshots"))
+        # Each L1 entry maps cluster_size/8 clusters (half that with extended L2); too few entries for the
+        # virtual size means a header that lies about one or the other.
+        l2_entries = result.cluster_size // (16 if incompatible & INCOMPAT_EXTL2 else 8)
+        needed = -(-size // (l2_entries * result.cluster_size)) if size else 0
+        if l1_size < needed:
+            problems.append(Problem(f"qcow2 L1 table ({l1_size} entries) cannot map {size} bytes"))
+        result.details["snapshots"] = nb_snapshots
+        check_virtual_size(result, policy)
+        return result

@@ -1,0 +1,88 @@
+"""VHD (qemu's 'vpc'): the 512-byte footer, at the end of fixed disks and also at the start of dynamic ones."""
+
+from __future__ import annotations
+
+import struct
+
+from imagepack.formats.base import (
+    ByteSource,
+    FormatInspector,
+    ImageFormat,
+    Inspection,
+    Problem,
+    SafetyPolicy,
+    check_virtual_size,
+)
+
+COOKIE = b"conectix"
+DYNAMIC_COOKIE = b"cxsparse"
+DISK_TYPES = {2: "fixed", 3: "dynamic", 4: "differencing"}
+
+
+def vhd_checksum(block: bytes, field_offset: int) -> int:
+    """Ones' complement of the byte sum, the checksum field itself counted as zero."""
+    total = sum(block) - sum(block[field_offset : field_offset + 4])
+    return ~total & 0xFFFFFFFF
+
+
+def _footer(src: ByteSource) -> tuple[bytes, bool]:
+    """The footer to trust, and whether it was found at the start (dynamic) rather than only at the end."""
+    start = src.read(0, 512)
+    if start[:8] == COOKIE:
+        return start, True
+    return src.read(src.size - 512, 512), False
+
+
+class VhdInspector(FormatInspector):
+    format = ImageFormat.VHD
+
+    @classmethod
+    def matches(cls, src: ByteSource) -> bool:
+        return src.read(0, 8) == COOKIE or (src.size >= 512 and src.read(src.size - 512, 8) == COOKIE)
+
+    @classmethod
+    def inspect(cls, src: ByteSource, policy: SafetyPolicy) -> Inspection:
+        footer, at_start = _footer(src)
+        if len(footer) < 85:
+            return Inspection(cls.format, 0, problems=[Problem("vhd footer is truncated")])
+        data_offset, = struct.unpack_from(">Q", footer, 16)
+        current_size, = struct.unpack_from(">Q", footer, 48)
+        cylinders, heads, sectors, disk_type, checksum = struct.unpack_from(">HBBII", footer, 56)
+        result = Inspection(cls.format, current_size, DISK_TYPES.get(disk_type, f"type {disk_type}"))
+        result.details["creator"] = footer[28:32].decode("ascii", "replace")
+        result.details["geometry_size"] = cylinders * heads * sectors * 512
+        problems = result.problems
+        if vhd_checksum(footer, 64) != checksum:
+            problems.append(Problem("vhd footer checksum is wrong; the file is damaged or crafted"))
+        if disk_type == 4:
+            problems.append(Problem("vhd is a differencing disk that reads from a parent file"))
+        elif disk_type not in DISK_TYPES:
+            problems.append(Problem(f"vhd disk type {disk_type} is unknown"))
+        if disk_type == 3:
+            cls._check_dynamic_header(src, data_offset, current_size, policy, result)
+        elif disk_type == 2 and at_start:
+            problems.append(Problem("fixed vhd has a footer at its start as well as its end"))
+        # qemu may size the disk from the CHS geometry rather than current_size; both must fit the cap.
+        result.virtual_size = max(current_size, result.details["geometry_size"])
+        check_virtual_size(result, policy)
+        result.virtual_size = current_size
+        return result
+
+    @staticmethod
+    def _check_dynamic_header(
+        src: ByteSource, offset: int, size: int, policy: SafetyPolicy, result: Inspection
+    ) -> None:
+        header = src.read(offset, 1024)
+        if len(header) < 1024 or header[:8] != DYNAMIC_COOKIE:
+            result.problems.append(Problem("dynamic vhd header is missing or truncated"))
+            return
+        max_entries, block_size, checksum = struct.unpack_from(">III", header, 28)
+        if vhd_checksum(header, 36) != checksum:
+            result.problems.append(Problem("dynamic vhd header checksum is wrong; the file is damaged or crafted"))
+        if block_size < 512 or block_size > 256 * 1024 * 1024 or block_size & (block_size - 1):
+            result.problems.append(Problem(f"dynamic vhd block size {block_size} is not valid"))
+            return
+        result.cluster_size = block_size
+        # The block table is loaded whole into memory: it may not map far more than the disk or the cap.
+        if max_entries * block_size > max(size, 0) + block_size and max_entries * block_size > policy.max_size:
+            result.problems.append(Problem(f"dynamic vhd block table of {max_entries} entries is too large"))

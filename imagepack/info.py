@@ -1,0 +1,111 @@
+"""Describing one disk image: its format and header facts, sizes, partition table and firmware guess.
+
+A refused image is still described as far as its header can be read without qemu-img, with the reasons."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from imagepack.errors import InputError
+from imagepack.formats import ImageFormat, SafetyPolicy, format_claimed_by_name
+from imagepack.formats.base import ByteSource, Inspection
+from imagepack.formats.containers import detect_container
+from imagepack.partitions import PartitionLayout
+from imagepack.source import inspect_file, open_image, read_layout, require_regular_file
+
+
+@dataclass
+class ImageInfo:
+    path: Path
+    format: ImageFormat
+    virtual_size: int
+    file_size: int
+    subformat: str | None = None
+    allocated: int | None = None
+    cluster_size: int | None = None
+    layout: PartitionLayout | None = None
+    details: dict[str, Any] = field(default_factory=dict)
+    refusals: list[str] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, Any]:
+        layout = self.layout
+        guess = layout.firmware_guess if layout else None
+        return {
+            "path": str(self.path),
+            "format": self.format.value,
+            "subformat": self.subformat,
+            "virtual_size": self.virtual_size,
+            "file_size": self.file_size,
+            "allocated": self.allocated,
+            "cluster_size": self.cluster_size,
+            "partition_table": layout.table.value if layout else None,
+            "partitions": layout.partitions if layout else None,
+            "efi_system_partition": layout.has_esp if layout else None,
+            "firmware_guess": guess.value if guess else None,
+            "details": self.details,
+            "safe": not self.refusals,
+            "refusals": self.refusals,
+        }
+
+
+def _name_disagrees(path: Path, inspection: Inspection) -> str | None:
+    claim = format_claimed_by_name(path)
+    if claim is not None and claim is not inspection.format:
+        return f"the name says {claim.value} but the content is {inspection.format.value}"
+    return None
+
+
+def describe_image(
+    path: Path, *, claimed: ImageFormat | None = None, policy: SafetyPolicy = SafetyPolicy()
+) -> ImageInfo:
+    require_regular_file(path)
+    with ByteSource(path) as src:
+        if claimed is None and (container := detect_container(src)) is not None:
+            raise InputError(f"{path}: this is a {container.value} file, not a disk image")
+    # Describe by content even when the name disagrees; the disagreement is itself a refusal.
+    try:
+        inspection = inspect_file(path, claimed=claimed, policy=policy)
+    except InputError:
+        if claimed is not None:
+            raise
+        inspection = inspect_file(path, claimed=_content_format(path), policy=policy)
+    st = os.stat(path)
+    result = ImageInfo(
+        path=path,
+        format=inspection.format,
+        virtual_size=inspection.virtual_size,
+        file_size=st.st_size,
+        subformat=inspection.subformat,
+        allocated=st.st_blocks * 512,
+        cluster_size=inspection.cluster_size,
+        details=dict(inspection.details),
+        refusals=[str(p) for p in inspection.problems],
+    )
+    mismatch = None if claimed else _name_disagrees(path, inspection)
+    if mismatch:
+        result.refusals.append(f"{mismatch}; pass --from {inspection.format.value} if the content is right")
+    if result.refusals:
+        return result  # qemu-img is not run on an image we would refuse
+    try:
+        image = open_image(path, claimed=inspection.format, policy=policy)
+    except InputError as e:
+        result.refusals.append(str(e).removeprefix(f"{path}: "))
+        return result
+    result.virtual_size = image.virtual_size
+    result.cluster_size = image.qemu_info.get("cluster-size", result.cluster_size)
+    result.details["dirty"] = image.qemu_info.get("dirty-flag", False)
+    result.layout = read_layout(image)
+    return result
+
+
+def _content_format(path: Path) -> ImageFormat:
+    from imagepack.formats import detect_formats
+
+    with ByteSource(path) as src:
+        found = detect_formats(src)
+    if len(found) != 1:
+        return ImageFormat.RAW
+    return found[0]

@@ -1,0 +1,319 @@
+"""Everything imagepack asks of qemu-img: one module builds its command lines and reads its answers.
+
+Every image is named with an explicit format (qemu-img never probes) and an absolute path (a name such as
+'json:{...}' or 'nbd:...' stays a file name). Images inside a bigger file (an archive member) are reached
+through the raw driver's offset with --image-opts.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+import os
+import re
+import shutil
+import tempfile
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from imagepack.errors import QemuImgError
+from imagepack.formats.base import ImageFormat
+from imagepack.process import Completed, Limits, run
+
+log = logging.getLogger("imagepack")
+
+MIN_VERSION = (5, 1)  # qcow2 compression_type and the raw driver's offset/size options
+# CVE-2024-4467 (qemu-img info/convert following a crafted data-file) is fixed from these releases on.
+_CVE_2024_4467_FIXED = {(7, 2): 13, (8, 2): 6, (9, 0): 2}
+INFO_LIMITS = Limits(address_space=1024**3, cpu_seconds=30, wall_seconds=60)  # as OpenStack bounds it
+QUICK_LIMITS = Limits(address_space=2 * 1024**3, cpu_seconds=120, wall_seconds=300)
+
+Progress = Callable[[float], None]
+"""Called with the fraction done, 0.0 to 1.0."""
+
+
+@dataclass(frozen=True)
+class QemuImg:
+    path: str
+    version: tuple[int, int, int]
+
+    @property
+    def lacks_cve_2024_4467_fix(self) -> bool:
+        major, minor, micro = self.version
+        if (major, minor) >= (9, 1):
+            return False
+        fixed_micro = _CVE_2024_4467_FIXED.get((major, minor))
+        return fixed_micro is None or micro < fixed_micro
+
+
+def _install_hint() -> str:
+    return (
+        "install it with 'apt-get install qemu-utils' (Debian/Ubuntu), 'dnf install qemu-img' (Fedora/RHEL) "
+        "or 'brew install qemu' (macOS), or point IMAGEPACK_QEMU_IMG at it"
+    )
+
+
+@functools.cache
+def find_qemu_img() -> QemuImg:
+    """Locate qemu-img (IMAGEPACK_QEMU_IMG wins over PATH) and read its version, once per process."""
+    wanted = os.environ.get("IMAGEPACK_QEMU_IMG")
+    path = shutil.which(wanted) if wanted else shutil.which("qemu-img")
+    if not path:
+        where = f"IMAGEPACK_QEMU_IMG={wanted} is not an executable" if wanted else "qemu-img is not installed"
+        raise QemuImgError(f"{where}; {_install_hint()}")
+    try:
+        done = run([path, "--version"], limits=Limits(wall_seconds=30))
+    except OSError as e:
+        raise QemuImgError(f"cannot run {path}: {e.strerror}; {_install_hint()}") from None
+    match = re.search(r"version (\d+)\.(\d+)\.(\d+)", done.stdout)
+    if done.returncode != 0 or not match:
+        raise QemuImgError(f"{path} does not answer like qemu-img; {_install_hint()}", detail=done.stderr)
+    found = QemuImg(path, (int(match[1]), int(match[2]), int(match[3])))
+    if found.version[:2] < MIN_VERSION:
+        have = ".".join(map(str, found.version))
+        raise QemuImgError(f"qemu-img {have} is too old; imagepack needs 5.1 or later; {_install_hint()}")
+    if found.lacks_cve_2024_4467_fix:
+        log.warning(
+            "qemu-img %s lacks the CVE-2024-4467 fix (7.2.13, 8.2.6, 9.0.2 and later have it); "
+            "imagepack's own header checks still refuse external data files",
+            ".".join(map(str, found.version)),
+        )
+    return found
+
+
+def _escape_opt(value: str) -> str:
+    return value.replace(",", ",,")  # qemu's option syntax doubles a literal comma
+
+
+@dataclass(frozen=True)
+class ImageRef:
+    """An image qemu-img should read or write: a whole file, or a region of one (an archive member)."""
+
+    path: Path
+    format: ImageFormat
+    offset: int = 0
+    size: int | None = None
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "path", Path(os.path.abspath(self.path)))
+
+    @property
+    def is_region(self) -> bool:
+        return self.offset != 0 or self.size is not None
+
+    def image_opts(self) -> str:
+        if not self.is_region:
+            return f"driver={self.format.driver},file.driver=file,file.filename={_escape_opt(str(self.path))}"
+        parts = [
+            f"driver={self.format.driver}",
+            "file.driver=raw",
+            f"file.offset={self.offset}",
+            *([f"file.size={self.size}"] if self.size is not None else []),
+            "file.file.driver=file",
+            f"file.file.filename={_escape_opt(str(self.path))}",
+        ]
+        return ",".join(parts)
+
+    def args(self, *, opts: bool = False) -> list[str]:
+        """How a qemu-img subcommand names this image as its input."""
+        if opts or self.is_region:
+            return ["--image-opts", self.image_opts()]
+        return ["-f", self.format.driver, str(self.path)]
+
+
+def _last_useful_line(stderr: str) -> str:
+    lines = [line.strip() for line in stderr.splitlines() if line.strip()]
+    if not lines:
+        return "no message"
+    return re.sub(r"^qemu-img: ", "", lines[-1])
+
+
+def _run(
+    verb: str, args: list[str], *, limits: Limits, on_line: Callable[[str], None] | None = None
+) -> Completed:
+    qemu = find_qemu_img()
+    try:
+        done = run([qemu.path, verb, *args], limits=limits, on_line=on_line)
+    except OSError as e:
+        raise QemuImgError(f"cannot run {qemu.path}: {e.strerror}") from None
+    if done.timed_out:
+        raise QemuImgError(
+            f"qemu-img {verb} took longer than {limits.wall_seconds:.0f} s and was stopped",
+            detail=done.stderr,
+        )
+    return done
+
+
+def _checked(verb: str, args: list[str], *, limits: Limits, on_line: Callable[[str], None] | None = None) -> str:
+    done = _run(verb, args, limits=limits, on_line=on_line)
+    if done.returncode != 0:
+        raise QemuImgError(
+            f"qemu-img {verb} failed: {_last_useful_line(done.stderr)}",
+            detail=f"{' '.join(done.argv)}\n{done.stderr}",
+            returncode=done.returncode,
+        )
+    return done.stdout
+
+
+def _json(text: str, verb: str) -> Any:
+    try:
+        return json.loads(text)
+    except ValueError:
+        raise QemuImgError(f"qemu-img {verb} printed something that is not JSON", detail=text[:2000]) from None
+
+
+def info(image: ImageRef) -> dict[str, Any]:
+    """`qemu-img info` under the same limits OpenStack uses for untrusted images."""
+    result = _json(_checked("info", ["--output=json", *image.args()], limits=INFO_LIMITS), "info")
+    if not isinstance(result, dict):
+        raise QemuImgError("qemu-img info printed JSON that is not an object")
+    return result
+
+
+def measure(image: ImageRef, target: ImageFormat, options: Mapping[str, str] = {}) -> int | None:
+    """Bytes the target file needs, where qemu-img can tell (qcow2 and raw targets only)."""
+    if target not in (ImageFormat.QCOW2, ImageFormat.RAW):
+        return None
+    args = ["--output=json", "-O", target.driver, *_option_args(options), *image.args()]
+    result = _json(_checked("measure", args, limits=QUICK_LIMITS), "measure")
+    return int(result["required"])
+
+
+def _option_args(options: Mapping[str, str]) -> list[str]:
+    if not options:
+        return []
+    return ["-o", ",".join(f"{key}={_escape_opt(value)}" for key, value in options.items())]
+
+
+def _progress_parser(on_progress: Progress | None) -> Callable[[str], None] | None:
+    if on_progress is None:
+        return None
+    pattern = re.compile(r"\((\d+(?:\.\d+)?)/100%\)")
+
+    def parse(line: str) -> None:
+        match = pattern.search(line)
+        if match:
+            on_progress(min(float(match[1]) / 100.0, 1.0))
+
+    return parse
+
+
+def convert_wall_seconds(virtual_size: int) -> float:
+    """A generous guard against a conversion that hangs: 10 minutes plus 10 s per GiB of disk."""
+    return 600.0 + 10.0 * virtual_size / 1024**3
+
+
+def convert(
+    source: ImageRef,
+    target: Path,
+    target_format: ImageFormat,
+    *,
+    virtual_size: int,
+    options: Mapping[str, str] = {},
+    compress: bool = False,
+    on_progress: Progress | None = None,
+) -> None:
+    """Write `source` to a new file `target` in `target_format`."""
+    args = [
+        *(["-p"] if on_progress else []),
+        *(["-c"] if compress else []),
+        *source.args(),
+        "-O", target_format.driver,
+        *_option_args(options),
+        str(Path(os.path.abspath(target))),
+    ]
+    _checked("convert", args, limits=Limits(wall_seconds=convert_wall_seconds(virtual_size)),
+             on_line=_progress_parser(on_progress))
+
+
+def convert_into(
+    source: ImageRef,
+    target: ImageRef,
+    *,
+    virtual_size: int,
+    compress: bool = False,
+    on_progress: Progress | None = None,
+) -> None:
+    """Write `source` into an existing, empty image (`-n`), e.g. a qcow2 already placed inside an archive."""
+    args = [
+        *(["-p"] if on_progress else []),
+        *(["-c"] if compress else []),
+        "-n",
+        *source.args(opts=True),
+        "--target-image-opts", target.image_opts(),
+    ]
+    _checked("convert", args, limits=Limits(wall_seconds=convert_wall_seconds(virtual_size)),
+             on_line=_progress_parser(on_progress))
+
+
+def create(path: Path, fmt: ImageFormat, size: int, options: Mapping[str, str] = {}) -> None:
+    args = ["-q", "-f", fmt.driver, *_option_args(options), str(Path(os.path.abspath(path))), str(size)]
+    _checked("create", args, limits=QUICK_LIMITS)
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    returncode: int
+    report: dict[str, Any]
+
+    @property
+    def clean(self) -> bool:
+        return self.returncode == 0
+
+    @property
+    def checkable(self) -> bool:
+        return self.returncode != 63
+
+    def describe(self) -> str:
+        if self.returncode == 0:
+            return "clean"
+        if self.returncode == 63:
+            return "format cannot be checked"
+        corruptions = self.report.get("corruptions", 0)
+        leaks = self.report.get("leaks", 0)
+        return f"{corruptions} corruptions, {leaks} leaked clusters (qemu-img check exit {self.returncode})"
+
+
+def check(image: ImageRef) -> CheckResult:
+    done = _run("check", ["--output=json", *image.args()], limits=QUICK_LIMITS)
+    if done.returncode == 1:
+        raise QemuImgError(f"qemu-img check failed: {_last_useful_line(done.stderr)}", detail=done.stderr,
+                           returncode=1)
+    report = {}
+    if done.stdout.strip():
+        parsed = _json(done.stdout, "check")
+        report = parsed if isinstance(parsed, dict) else {}
+    return CheckResult(done.returncode, report)
+
+
+def compare(a: ImageRef, b: ImageRef) -> bool:
+    """True when the two images hold the same guest data (and, by default, the same size)."""
+    opts = a.is_region or b.is_region  # -f and --image-opts cannot be mixed
+    if opts:
+        args = ["--image-opts", a.image_opts(), b.image_opts()]
+    else:
+        args = ["-f", a.format.driver, "-F", b.format.driver, str(a.path), str(b.path)]
+    done = _run("compare", ["-q", *args], limits=QUICK_LIMITS)
+    if done.returncode > 1:
+        raise QemuImgError(f"qemu-img compare failed: {_last_useful_line(done.stderr)}", detail=done.stderr)
+    return done.returncode == 0
+
+
+def read_head(image: ImageRef, length: int) -> bytes:
+    """The first `length` bytes of the guest disk, read through qemu-img (for a partition table)."""
+    with tempfile.TemporaryDirectory(prefix="imagepack-") as tmp:
+        out = Path(tmp, "head.raw")
+        block = 512
+        args = [
+            *(["--image-opts"] if image.is_region else ["-f", image.format.driver]),
+            "-O", "raw",
+            f"bs={block}",
+            f"count={length // block}",
+            f"if={image.image_opts() if image.is_region else image.path}",
+            f"of={out}",
+        ]
+        _checked("dd", args, limits=INFO_LIMITS)
+        return out.read_bytes()[:length]

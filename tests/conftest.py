@@ -1,0 +1,69 @@
+"""Shared fixtures: real images made with the real qemu-img, and a runner for the real CLI."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from imagepack.sample import write_sample_disk
+
+QEMU_IMG = os.environ.get("IMAGEPACK_QEMU_IMG", "qemu-img")
+# Not a whole MiB, but whole sectors: every format can hold it exactly.
+ODD_SIZE = 5 * 1024**2 + 64 * 1024 + 3 * 512
+
+
+def qemu_img(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([QEMU_IMG, *args], check=True, capture_output=True, text=True)
+
+
+def run_cli(*args: str, timeout: float = 120, **kwargs: object) -> subprocess.CompletedProcess[str]:
+    """The installed CLI as a user runs it, in its own process."""
+    return subprocess.run(
+        [sys.executable, "-m", "imagepack", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+        **kwargs,  # type: ignore[call-overload]
+    )
+
+
+def file_digest(path: Path) -> tuple[str, int]:
+    """Content hash and mtime (ns): what 'the input is never modified' is checked against."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 20):
+            h.update(chunk)
+    return h.hexdigest(), os.stat(path).st_mtime_ns
+
+
+def leftovers(folder: Path) -> list[str]:
+    """Temporary files imagepack would have left behind in `folder`."""
+    return sorted(p.name for p in folder.iterdir() if ".imagepack-" in p.name)
+
+
+@pytest.fixture
+def sample_raw(tmp_path: Path) -> Path:
+    path = tmp_path / "sample.raw"
+    write_sample_disk(path, ODD_SIZE)
+    return path
+
+
+@pytest.fixture
+def make_image(sample_raw: Path, tmp_path: Path) -> Callable[..., Path]:
+    """Convert the sample disk into `fmt` with qemu-img itself (not imagepack), with optional -o options."""
+
+    def make(fmt: str, name: str | None = None, options: str | None = None) -> Path:
+        driver = "vpc" if fmt == "vhd" else fmt
+        out = tmp_path / (name or f"sample-src.{fmt}")
+        extra = ["-o", options] if options else []
+        qemu_img("convert", "-f", "raw", "-O", driver, *extra, str(sample_raw), str(out))
+        return out
+
+    return make
