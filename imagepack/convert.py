@@ -2,18 +2,19 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 from imagepack import qemu
 from imagepack.atomic import atomic_output, check_free_space, check_target
 from imagepack.errors import UsageError
-from imagepack.formats import ImageFormat, SafetyPolicy, format_for_output_name
+from imagepack.formats import ByteSource, Container, ImageFormat, SafetyPolicy, detect_container, format_for_output_name
 from imagepack.options import allocates_whole_disk, create_options
-from imagepack.source import SourceImage, open_image
+from imagepack.source import SourceImage, open_image, require_regular_file
 
 
 @dataclass(frozen=True)
@@ -35,15 +36,43 @@ def output_format(target: Path, to: ImageFormat | None) -> ImageFormat:
     return fmt
 
 
+# The unit a sparse output allocates in. qemu-img measures only qcow2 (and raw, as if fully allocated): a qcow2
+# with clusters of that size measures the source's data rounded up as the output will round it.
+_ALLOCATION_UNIT = {ImageFormat.RAW: "64k", ImageFormat.VMDK: "64k", ImageFormat.VDI: "1M", ImageFormat.VHD: "2M"}
+
+
 def estimate_output_size(image: SourceImage, fmt: ImageFormat, options: Mapping[str, str]) -> int:
-    """Bytes the output will need: qemu-img's own measure where it can, else the data plus 1% of metadata."""
+    """Bytes the output will need: qemu-img's own measure for qcow2, else the data plus 1% of metadata."""
     if allocates_whole_disk(fmt, options):
         return image.virtual_size + image.virtual_size // 100 + 1024**2
-    required = qemu.measure(image.ref, fmt, options)
-    if required is None:
-        data = qemu.measure(image.ref, ImageFormat.RAW) or 0
-        required = data + data // 100 + 1024**2
-    return required
+    if fmt is ImageFormat.QCOW2:
+        return qemu.measure(image.ref, fmt, options) or 0
+    unit = _ALLOCATION_UNIT.get(fmt, "2M")
+    data = qemu.measure(image.ref, ImageFormat.QCOW2, {"cluster_size": unit}) or 0
+    return data + data // 100 + 1024**2
+
+
+@contextlib.contextmanager
+def open_input(
+    source: Path, *, claimed: ImageFormat | None, policy: SafetyPolicy, scratch: Path | None = None
+) -> Iterator[SourceImage]:
+    """A disk image, or the disk inside a .oci archive (a tar or gzip file, or anything named .oci)."""
+    if claimed is None and is_archive(source):
+        from imagepack.oci.reader import open_archive
+
+        with open_archive(source, policy=policy, scratch=scratch) as opened:
+            yield opened.disk
+        return
+    yield open_image(source, claimed=claimed, policy=policy)
+
+
+def is_archive(path: Path) -> bool:
+    """Whether to read `path` as a .oci archive: by its content, or by its name (then the content must agree)."""
+    require_regular_file(path)
+    if path.suffix.lower() == ".oci":
+        return True
+    with ByteSource(path) as src:
+        return detect_container(src) in (Container.TAR, Container.GZIP)
 
 
 def convert_image(
@@ -62,18 +91,18 @@ def convert_image(
     fmt = output_format(target, to)
     checked_options = create_options(fmt, options, compress=compress)
     check_target(target, force=force, inputs=(source,))
-    image = open_image(source, claimed=from_format, policy=policy)
-    check_free_space(target, estimate_output_size(image, fmt, checked_options))
-    with atomic_output(target) as temp:
-        qemu.convert(
-            image.ref,
-            temp,
-            fmt,
-            virtual_size=image.virtual_size,
-            options=checked_options,
-            compress=compress,
-            on_progress=on_progress,
-        )
+    with open_input(source, claimed=from_format, policy=policy, scratch=target.parent) as image:
+        check_free_space(target, estimate_output_size(image, fmt, checked_options))
+        with atomic_output(target) as temp:
+            qemu.convert(
+                image.ref,
+                temp,
+                fmt,
+                virtual_size=image.virtual_size,
+                options=checked_options,
+                compress=compress,
+                on_progress=on_progress,
+            )
     return ConvertResult(
         source=source,
         source_format=image.format,

@@ -68,3 +68,7 @@ class Interrupted(BaseException):
     @property
     def exit_code(self) -> int:
         return 128 + self.signum
+
+
+class UnreadableError(InputError):
+    """The input cannot be parsed at all (not the container it should be, truncated): verify exits 1, not 3."""

@@ -14,7 +14,7 @@ from imagepack.formats import ImageFormat, SafetyPolicy, format_claimed_by_name
 from imagepack.formats.base import ByteSource, Inspection
 from imagepack.formats.containers import detect_container
 from imagepack.partitions import PartitionLayout
-from imagepack.source import inspect_file, open_image, read_layout, require_regular_file
+from imagepack.source import SourceImage, inspect_file, open_image, partition_layout, require_regular_file
 
 
 @dataclass
@@ -94,10 +94,32 @@ def describe_image(
     except InputError as e:
         result.refusals.append(str(e).removeprefix(f"{path}: "))
         return result
+    add_qemu_facts(result, image)
+    return result
+
+
+def add_qemu_facts(result: ImageInfo, image: SourceImage) -> None:
+    """What only qemu-img can tell (after both layers of checks passed): exact size, partition table."""
     result.virtual_size = image.virtual_size
     result.cluster_size = image.qemu_info.get("cluster-size", result.cluster_size)
     result.details["dirty"] = image.qemu_info.get("dirty-flag", False)
-    result.layout = read_layout(image)
+    result.layout = partition_layout(image)
+
+
+def info_from_source(image: SourceImage, path: Path, file_size: int) -> ImageInfo:
+    """Describe an image that already passed both layers of checks (e.g. the disk inside an archive)."""
+    inspection = image.inspection
+    result = ImageInfo(
+        path=path,
+        format=inspection.format,
+        virtual_size=inspection.virtual_size,
+        file_size=file_size,
+        subformat=inspection.subformat,
+        allocated=image.allocated,
+        cluster_size=inspection.cluster_size,
+        details=dict(inspection.details),
+    )
+    add_qemu_facts(result, image)
     return result
 
 

@@ -47,6 +47,14 @@ def _apply_limits(limits: Limits) -> Callable[[], None]:
     return preexec
 
 
+def _child_env(limits: Limits) -> dict[str, str] | None:
+    if not limits.address_space:
+        return None
+    # glibc gives threads their own malloc arenas, each reserving 64-128 MiB of address space: qemu-img's worker
+    # threads then fail at random ("qemu_thread_create: Resource temporarily unavailable") under the cap.
+    return {**os.environ, "MALLOC_ARENA_MAX": "1"}
+
+
 def _kill_group(proc: subprocess.Popen[bytes]) -> None:
     with contextlib.suppress(ProcessLookupError):
         os.killpg(proc.pid, signal.SIGKILL)
@@ -75,6 +83,7 @@ def run(
             stderr=err,
             start_new_session=True,  # own group: we decide when it dies, not the terminal
             preexec_fn=_apply_limits(limits) if (limits.address_space or limits.cpu_seconds) else None,
+            env=_child_env(limits),
         )
         assert proc.stdout is not None
         deadline = time.monotonic() + limits.wall_seconds if limits.wall_seconds else None

@@ -242,6 +242,7 @@ def convert_into(
         *(["-p"] if on_progress else []),
         *(["-c"] if compress else []),
         "-n",
+        "--target-is-zero",  # the target is a fresh, empty qcow2: no need to write zeroes for holes
         *source.args(opts=True),
         "--target-image-opts", target.image_opts(),
     ]

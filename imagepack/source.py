@@ -86,6 +86,8 @@ def recheck_qemu_info(found: dict[str, Any], expected: ImageFormat, policy: Safe
     specific = (found.get("format-specific") or {}).get("data") or {}
     if specific.get("data-file"):
         problems.append(Problem("qemu-img reports an external data file"))
+    if found.get("encrypted") or specific.get("encrypt"):
+        problems.append(Problem("qemu-img reports an encrypted image; imagepack cannot read it"))
     if expected is ImageFormat.VMDK and not policy.allow_backing:
         create_type = specific.get("create-type")
         if create_type not in SINGLE_FILE_TYPES:
@@ -119,7 +121,7 @@ def open_image(
     return SourceImage(shown, ref, inspection, found)
 
 
-def read_layout(image: SourceImage) -> PartitionLayout:
+def partition_layout(image: SourceImage) -> PartitionLayout:
     """The guest's partition table; raw bytes are read directly, other formats through qemu-img."""
     if image.format is ImageFormat.RAW or image.inspection.subformat == "fixed":
         with ByteSource(image.ref.path, offset=image.ref.offset, size=image.ref.size) as src:

@@ -6,7 +6,7 @@ import sys
 
 import typer
 
-from imagepack.cli import convert, info
+from imagepack.cli import convert, info, oci
 from imagepack.errors import Interrupted
 
 app = typer.Typer(
@@ -19,6 +19,10 @@ app = typer.Typer(
 )
 app.command("info")(info.info_command)
 app.command("convert")(convert.convert_command)
+app.command("pack")(oci.pack_command)
+app.command("unpack")(oci.unpack_command)
+app.command("verify")(oci.verify_command)
+app.add_typer(oci.meta_app, name="meta")
 
 
 def _version(value: bool) -> None:

@@ -3,9 +3,18 @@
 from __future__ import annotations
 
 import re
+from enum import Enum
+from pathlib import Path
+from typing import TYPE_CHECKING, TypeVar
 
 from imagepack.errors import UsageError
 from imagepack.formats import DEFAULT_MAX_SIZE, ImageFormat, SafetyPolicy
+from imagepack.partitions import Firmware
+
+if TYPE_CHECKING:
+    from imagepack.oci.pack import MetadataRequest
+
+E = TypeVar("E", bound=Enum)
 
 _UNITS = {"": 1, "K": 1024, "M": 1024**2, "G": 1024**3, "T": 1024**4, "P": 1024**5}
 
@@ -26,3 +35,40 @@ def parse_policy(max_size: str | None, *, allow_backing: bool = False) -> Safety
         max_size=parse_size(max_size) if max_size else DEFAULT_MAX_SIZE,
         allow_backing=allow_backing,
     )
+
+
+def metadata_request(
+    *,
+    os_name: str | None,
+    os_version: str | None,
+    launch_mode: str | None,
+    firmware: str | None,
+    launch_options: list[str],
+    shapes: list[str],
+    metadata: Path | None,
+    strict: bool,
+) -> MetadataRequest:
+    """The pack options of `pack` and of `convert` to a .oci target, as one request."""
+    from imagepack.oci.metadata import LaunchMode, parse_assignments, parse_shape
+    from imagepack.oci.pack import MetadataRequest
+
+    return MetadataRequest(
+        operating_system=os_name,
+        operating_system_version=os_version,
+        launch_mode=_enum(LaunchMode, launch_mode, "--launch-mode"),
+        firmware=_enum(Firmware, firmware, "--firmware"),
+        overrides=parse_assignments(launch_options),
+        shapes=[parse_shape(text) for text in shapes],
+        base=metadata,
+        strict=strict,
+    )
+
+
+def _enum(kind: type[E], value: str | None, option: str) -> E | None:
+    if value is None:
+        return None
+    for member in kind:
+        if member.value.lower() == value.lower():
+            return member
+    allowed = " | ".join(m.value for m in kind)
+    raise UsageError(f"{option} {value}: use one of {allowed}")

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import typer
 
+from imagepack.cli import oci
 from imagepack.cli.output import JSON, QUIET, VERBOSE, human_size, print_json, progress_bar, reported, setup_logging
 
 
@@ -21,18 +22,40 @@ def convert_command(
         False, "--allow-backing", help="Follow backing files and vmdk extents the image names (trusted images only)."
     ),
     max_size: str = typer.Option(None, "--max-size", help="Largest virtual size to accept (default 400G)."),
+    os_name: str = oci.OS_NAME,
+    os_version: str = oci.OS_VERSION,
+    launch_mode: str = oci.LAUNCH_MODE,
+    firmware: str = oci.FIRMWARE,
+    launch_option: list[str] = oci.LAUNCH_OPTION,
+    shape: list[str] = oci.SHAPE,
+    metadata: Path = oci.METADATA,
+    strict: bool = oci.STRICT,
     json_output: bool = JSON,
     quiet: bool = QUIET,
     verbose: bool = VERBOSE,
 ) -> None:
-    """Convert a disk image between raw, qcow2, vmdk, vdi and vhd."""
+    """Convert a disk image between raw, qcow2, vmdk, vdi, vhd and .oci (a .oci source or target works too;
+    a .oci target takes the pack options)."""
     setup_logging(quiet=quiet, verbose=verbose)
     with reported(verbose=verbose):
-        from imagepack.cli.common import parse_policy, parse_source_format
+        from imagepack.cli.common import metadata_request, parse_policy, parse_source_format
         from imagepack.convert import convert_image
         from imagepack.formats import ImageFormat
         from imagepack.options import parse_option_pairs
 
+        if (to or "").lower() == "oci" or (to is None and target.suffix.lower() == ".oci"):
+            from imagepack.oci.pack import pack_archive
+
+            request = metadata_request(os_name=os_name, os_version=os_version, launch_mode=launch_mode,
+                                       firmware=firmware, launch_options=launch_option, shapes=shape,
+                                       metadata=metadata, strict=strict)
+            with progress_bar(f"{source.name} → {target.name}", quiet=quiet) as on_progress:
+                packed = pack_archive(source, target, request, from_format=parse_source_format(from_format),
+                                      options=parse_option_pairs(option), compress=compress, force=force,
+                                      policy=parse_policy(max_size, allow_backing=allow_backing),
+                                      on_progress=on_progress)
+            oci.report_pack(packed, json_output=json_output, quiet=quiet)
+            return
         with progress_bar(f"{source.name} → {target.name}", quiet=quiet) as on_progress:
             done = convert_image(
                 source,

@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 
 from imagepack.cli.output import JSON, QUIET, VERBOSE, human_size, print_json, reported, setup_logging
+
+if TYPE_CHECKING:
+    from imagepack.formats import SafetyPolicy
+    from imagepack.info import ImageInfo
 
 
 def info_command(
@@ -17,30 +22,59 @@ def info_command(
     quiet: bool = QUIET,
     verbose: bool = VERBOSE,
 ) -> None:
-    """Describe a disk image: format, sizes, partition table and firmware guess."""
+    """Describe a disk image (format, sizes, partition table, firmware guess) or a .oci archive."""
     setup_logging(quiet=quiet, verbose=verbose)
     with reported(verbose=verbose):
         from imagepack.cli.common import parse_policy, parse_source_format
+        from imagepack.convert import is_archive
         from imagepack.info import describe_image
 
+        if from_format is None and is_archive(path):
+            _print_archive(path, parse_policy(max_size), json_output=json_output)
+            return
         found = describe_image(path, claimed=parse_source_format(from_format), policy=parse_policy(max_size))
         if json_output:
             print_json(found.to_json())
             return
-        data = found.to_json()
-        rows = [
-            ("format", found.format.value + (f" ({found.subformat})" if found.subformat else "")),
-            ("virtual size", f"{human_size(found.virtual_size)} ({found.virtual_size} bytes)"),
-            ("file size", f"{human_size(found.file_size)} ({found.file_size} bytes)"),
-            ("allocated", human_size(found.allocated)),
-            ("cluster size", human_size(found.cluster_size) if found.cluster_size else "-"),
-        ]
-        rows += [(key.replace("_", " "), str(value)) for key, value in found.details.items() if value is not None]
-        if found.layout:
-            esp = ", EFI system partition" if found.layout.has_esp else ""
-            rows.append(("partition table", f"{data['partition_table']} ({found.layout.partitions} partitions{esp})"))
-            rows.append(("firmware guess", data["firmware_guess"] or "unknown (no partition table)"))
-        for key, value in rows:
-            print(f"{key + ':':19}{value}")
-        for refusal in found.refusals:
-            print(f"{'refused:':19}{refusal}")
+        _print_image(found)
+
+
+def _print_archive(path: Path, policy: SafetyPolicy, *, json_output: bool) -> None:
+    from imagepack.oci.reader import describe_archive
+
+    found = describe_archive(path, policy=policy)
+    data = found.to_json()
+    if json_output:
+        print_json(data)
+        return
+    print(f"{path}: .oci archive{' (gzip)' if found.layout.compressed else ''}")
+    for member in data["members"]:
+        print(f"  member {member['name']}: {member['size']} bytes at offset {member['data_offset']}")
+    meta = found.metadata
+    launch = meta.launch
+    print(f"  operating system: {meta.operating_system} {meta.operating_system_version}")
+    print(f"  launch mode: {meta.launch_mode.value}, firmware {launch.firmware.value}")
+    for shape in meta.shapes:
+        print(f"  shape: {shape.name}")
+    print("disk:")
+    _print_image(found.disk, indent="  ")
+
+
+def _print_image(found: ImageInfo, indent: str = "") -> None:
+    data = found.to_json()
+    rows = [
+        ("format", found.format.value + (f" ({found.subformat})" if found.subformat else "")),
+        ("virtual size", f"{human_size(found.virtual_size)} ({found.virtual_size} bytes)"),
+        ("file size", f"{human_size(found.file_size)} ({found.file_size} bytes)"),
+        ("allocated", human_size(found.allocated)),
+        ("cluster size", human_size(found.cluster_size) if found.cluster_size else "-"),
+    ]
+    rows += [(key.replace("_", " "), str(value)) for key, value in found.details.items() if value is not None]
+    if found.layout:
+        esp = ", EFI system partition" if found.layout.has_esp else ""
+        rows.append(("partition table", f"{data['partition_table']} ({found.layout.partitions} partitions{esp})"))
+        rows.append(("firmware guess", data["firmware_guess"] or "unknown (no partition table)"))
+    for key, value in rows:
+        print(f"{indent}{key + ':':19}{value}")
+    for refusal in found.refusals:
+        print(f"{indent}{'refused:':19}{refusal}")

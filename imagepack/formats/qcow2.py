@@ -73,6 +73,10 @@ class Qcow2Inspector(FormatInspector):
                 ">QQQII", header, 72
             )
             result.details.update(refcount_bits=1 << refcount_order if refcount_order < 7 else None)
+            if refcount_order > 6:
+                problems.append(Problem(f"qcow2 refcount order {refcount_order} is above 6"))
+            if header_length < 104:
+                problems.append(Problem(f"qcow2 v3 header length {header_length} is shorter than 104 bytes"))
             if header_length > 104 and len(header) > 104:
                 compression = COMPRESSION_TYPES.get(header[104], f"unknown ({header[104]})")
             result.details["extended_l2"] = bool(incompatible & INCOMPAT_EXTL2)

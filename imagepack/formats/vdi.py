@@ -41,8 +41,11 @@ class VdiInspector(FormatInspector):
             problems.append(Problem(f"vdi version 0x{version:08x} is not supported"))
         if image_type not in (1, 2):
             problems.append(Problem(f"vdi image type '{result.subformat}' is not supported (it needs a parent)"))
-        if header[424:440].strip(b"\0"):
+        if header[424:456].strip(b"\0"):  # the link UUID and the parent's modification UUID
             problems.append(Problem("vdi image links to a parent image"))
+        sector_size, = struct.unpack_from("<I", header, 360)
+        if sector_size != 512:
+            problems.append(Problem(f"vdi sector size {sector_size} is not 512"))
         if block_size != BLOCK_SIZE:
             problems.append(Problem(f"vdi block size {block_size} is not 1 MiB"))
         elif blocks * block_size < disk_size:

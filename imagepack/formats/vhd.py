@@ -17,6 +17,9 @@ from imagepack.formats.base import (
 COOKIE = b"conectix"
 DYNAMIC_COOKIE = b"cxsparse"
 DISK_TYPES = {2: "fixed", 3: "dynamic", 4: "differencing"}
+# qemu reads the whole block table into memory: 2 MiB blocks (what every writer uses) need 1 Mi entries for the
+# largest VHD (2040 GiB); allow 16 Mi (64 MiB of table) and no more, whatever the block size.
+MAX_TABLE_ENTRIES = 1 << 24
 
 
 def vhd_checksum(block: bytes, field_offset: int) -> int:
@@ -59,7 +62,8 @@ class VhdInspector(FormatInspector):
         elif disk_type not in DISK_TYPES:
             problems.append(Problem(f"vhd disk type {disk_type} is unknown"))
         if disk_type == 3:
-            cls._check_dynamic_header(src, data_offset, current_size, policy, result)
+            disk_size = max(current_size, result.details["geometry_size"])
+            cls._check_dynamic_header(src, data_offset, disk_size, result)
         elif disk_type == 2 and at_start:
             problems.append(Problem("fixed vhd has a footer at its start as well as its end"))
         # qemu may size the disk from the CHS geometry rather than current_size; both must fit the cap.
@@ -69,9 +73,7 @@ class VhdInspector(FormatInspector):
         return result
 
     @staticmethod
-    def _check_dynamic_header(
-        src: ByteSource, offset: int, size: int, policy: SafetyPolicy, result: Inspection
-    ) -> None:
+    def _check_dynamic_header(src: ByteSource, offset: int, size: int, result: Inspection) -> None:
         header = src.read(offset, 1024)
         if len(header) < 1024 or header[:8] != DYNAMIC_COOKIE:
             result.problems.append(Problem("dynamic vhd header is missing or truncated"))
@@ -83,6 +85,9 @@ class VhdInspector(FormatInspector):
             result.problems.append(Problem(f"dynamic vhd block size {block_size} is not valid"))
             return
         result.cluster_size = block_size
-        # The block table is loaded whole into memory: it may not map far more than the disk or the cap.
-        if max_entries * block_size > max(size, 0) + block_size and max_entries * block_size > policy.max_size:
-            result.problems.append(Problem(f"dynamic vhd block table of {max_entries} entries is too large"))
+        # The block table is loaded whole into memory: it may map the disk (qemu's size may come from either
+        # the footer or the geometry, so the larger) and one block more, but no more, and never a huge table.
+        if max_entries > MAX_TABLE_ENTRIES or max_entries * block_size > size + block_size:
+            result.problems.append(
+                Problem(f"dynamic vhd block table of {max_entries} entries is too large for a {size}-byte disk")
+            )

@@ -19,12 +19,22 @@ SPARSE_MAGIC = b"KDMV"
 COWD_MAGIC = b"COWD"  # VMware 3 sparse, which qemu reads but nobody should still be shipping
 DESCRIPTOR_MAGIC = b"# Disk DescriptorFile"
 GD_AT_END = 0xFFFFFFFFFFFFFFFF
-MAX_DESCRIPTOR = 1024 * 1024  # qemu refuses larger descriptor files too
+MAX_DESCRIPTOR = 1024 * 1024  # qemu reads no more of a descriptor than this
 SINGLE_FILE_TYPES = ("monolithicSparse", "streamOptimized")
 FLAG_COMPRESSED = 1 << 16
 FLAG_MARKERS = 1 << 17
+COMPRESSION_DEFLATE = 1  # qemu calls a sparse file streamOptimized exactly when this is set
+MAX_GTES_PER_GT = 512  # qemu: "L2 table size too big" above this
+MARKER_END_OF_STREAM = 0
+MARKER_FOOTER = 3
+# Where and how much qemu searches for a parent: 20 sectors from sector 1 of a sparse file (whatever the header
+# says about its descriptor) or from the start of a descriptor file.
+PARENT_SEARCH_AT = 512
+PARENT_SEARCH_BYTES = 20 * 512
+PARENT_KEY = b"parentFileNameHint"
 
-_EXTENT = re.compile(r'^(RW|RDONLY|NOACCESS)\s+(\d+)\s+(\w+)(?:\s+"([^"]*)")?', re.MULTILINE)
+# qemu reads extent lines with sscanf, which skips leading blanks.
+_EXTENT = re.compile(r'^[ \t]*(RW|RDONLY|NOACCESS)\s+(\d+)\s+(\w+)(?:\s+"([^"\r\n]*)")?', re.MULTILINE)
 _KEY = re.compile(r'^\s*([\w.]+)\s*=\s*"?([^"\n]*)"?\s*$', re.MULTILINE)
 
 
@@ -33,6 +43,18 @@ def parse_descriptor(text: str) -> tuple[dict[str, str], list[tuple[str, int, st
     keys = {m.group(1): m.group(2) for m in _KEY.finditer(text)}
     extents = [(m.group(1), int(m.group(2)), m.group(3), m.group(4)) for m in _EXTENT.finditer(text)]
     return keys, extents
+
+
+def parent_hint(area: bytes) -> str | None:
+    """The parent qemu would open, found its way: 'parentFileNameHint' anywhere before the first NUL (comments
+    included), the name starting two bytes after the key (past '="') and ending at the next quote."""
+    text = area.split(b"\0", 1)[0]
+    at = text.find(PARENT_KEY)
+    if at < 0:
+        return None
+    start = at + len(PARENT_KEY) + 2
+    end = text.find(b'"', start)
+    return text[start : end if end >= 0 else None].decode("utf-8", "replace")
 
 
 class VmdkInspector(FormatInspector):
@@ -60,6 +82,11 @@ class VmdkInspector(FormatInspector):
             struct.unpack_from("<IIQQQQIQQ", head, 4)
         )
         compress_algorithm = struct.unpack_from("<H", head, 77)[0]
+        parent_area = src.read(PARENT_SEARCH_AT, PARENT_SEARCH_BYTES)
+        if capacity == 0 and desc_offset:
+            # qemu then opens the embedded descriptor as a descriptor file, extents and all.
+            text = src.read(desc_offset * 512, MAX_DESCRIPTOR)
+            return cls._inspect_descriptor_text(text, parent_area, policy, embedded=True)
         result = Inspection(cls.format, capacity * 512)
         problems = result.problems
         if version not in (1, 2, 3):
@@ -68,26 +95,33 @@ class VmdkInspector(FormatInspector):
             problems.append(Problem(f"vmdk grain size of {grain} sectors is not a power of two up to 1 MiB"))
         else:
             result.cluster_size = grain * 512
-        if not 1 <= gtes_per_gt <= 65536:
+        if not 1 <= gtes_per_gt <= MAX_GTES_PER_GT:
             problems.append(Problem(f"vmdk header claims {gtes_per_gt} entries per grain table"))
 
         if gd_offset == GD_AT_END:
-            cls._check_stream_footer(src, capacity, grain, problems)
+            cls._check_stream_footer(src, head, problems)
         result.details["compressed"] = bool(flags & FLAG_COMPRESSED and compress_algorithm)
+        # qemu ignores the embedded createType: the compression field alone decides.
+        result.subformat = "streamOptimized" if compress_algorithm == COMPRESSION_DEFLATE else "monolithicSparse"
 
-        if desc_offset == 0 or desc_size == 0:
-            result.subformat = "streamOptimized" if flags & FLAG_MARKERS else "monolithicSparse"
+        text = b""
+        if desc_offset and desc_size * 512 > MAX_DESCRIPTOR:
+            problems.append(Problem(f"vmdk embedded descriptor of {desc_size * 512} bytes is too large"))
+        elif desc_offset and desc_size:
+            text = src.read(desc_offset * 512, desc_size * 512).split(b"\0", 1)[0]
+        keys, extents = parse_descriptor(text.decode("utf-8", "replace"))
+        cls._check_parent(parent_area, keys, policy, problems)
+        if not text.strip():
+            # qemu needs the descriptor's CID to open the file: without one this is an extent of a split disk
+            # (qemu leaves its descriptor area empty), and the rest of the disk is in other files.
+            problems.append(
+                Problem("vmdk has no descriptor: it is one extent of a split disk; convert its descriptor file")
+            )
             check_virtual_size(result, policy)
             return result
-        if desc_size * 512 > MAX_DESCRIPTOR:
-            problems.append(Problem(f"vmdk embedded descriptor of {desc_size * 512} bytes is too large"))
-            return result
-        text = src.read(desc_offset * 512, desc_size * 512).split(b"\0", 1)[0]
-        keys, extents = parse_descriptor(text.decode("utf-8", "replace"))
         create_type = keys.get("createType")
-        result.subformat = create_type
         result.details["adapter_type"] = keys.get("ddb.adapterType")
-        if create_type not in SINGLE_FILE_TYPES:
+        if create_type is not None and create_type not in SINGLE_FILE_TYPES and not policy.allow_backing:
             problems.append(
                 Problem(
                     f"vmdk is one extent of a '{create_type}' disk, not a single-file vmdk; "
@@ -95,12 +129,11 @@ class VmdkInspector(FormatInspector):
                     "--allow-backing",
                 )
             )
-        cls._check_parent(keys, policy, problems)
         if len(extents) != 1 or extents[0][2] != "SPARSE":
             problems.append(Problem(f"vmdk descriptor lists {len(extents)} extents; a single-file vmdk has one"))
         else:
             name = extents[0][3] or ""
-            if "/" in name or "\\" in name or ":" in name:
+            if ("/" in name or "\\" in name or ":" in name) and not policy.allow_backing:
                 problems.append(Problem(f"vmdk extent names another file: '{name}'", "--allow-backing"))
         check_virtual_size(result, policy)
         return result
@@ -109,32 +142,54 @@ class VmdkInspector(FormatInspector):
     def _inspect_descriptor_file(cls, src: ByteSource, policy: SafetyPolicy) -> Inspection:
         if src.size > MAX_DESCRIPTOR:
             return Inspection(cls.format, 0, problems=[Problem("vmdk descriptor file is larger than 1 MiB")])
-        keys, extents = parse_descriptor(src.read(0, MAX_DESCRIPTOR).decode("utf-8", "replace"))
+        text = src.read(0, MAX_DESCRIPTOR)
+        return cls._inspect_descriptor_text(text, text[:PARENT_SEARCH_BYTES], policy, embedded=False)
+
+    @classmethod
+    def _inspect_descriptor_text(
+        cls, raw: bytes, parent_area: bytes, policy: SafetyPolicy, *, embedded: bool
+    ) -> Inspection:
+        keys, extents = parse_descriptor(raw.split(b"\0", 1)[0].decode("utf-8", "replace"))
         result = Inspection(cls.format, sum(sectors for _, sectors, _, _ in extents) * 512, keys.get("createType"))
         result.details["extent_files"] = [name for *_, name in extents if name]
-        if result.details["extent_files"] and not policy.allow_backing:
-            names = ", ".join(result.details["extent_files"][:3])
-            result.problems.append(
-                Problem(f"vmdk descriptor reads its data from other files ({names})", "--allow-backing")
+        if not policy.allow_backing:
+            # qemu opens a descriptor only for the multi-file types (monolithicFlat, twoGbMaxExtent*, vmfs*,
+            # seSparse): every descriptor reads other files, whether or not our parser sees its extent lines.
+            names = ", ".join(result.details["extent_files"][:3]) or f"a '{keys.get('createType')}' disk"
+            where = "vmdk header has no capacity, so qemu reads its embedded descriptor, which" if embedded else (
+                "vmdk descriptor"
             )
-        cls._check_parent(keys, policy, result.problems)
+            result.problems.append(Problem(f"{where} reads its data from other files ({names})", "--allow-backing"))
+        cls._check_parent(parent_area, keys, policy, result.problems)
         check_virtual_size(result, policy)
         return result
 
     @staticmethod
-    def _check_parent(keys: dict[str, str], policy: SafetyPolicy, problems: list[Problem]) -> None:
-        has_parent = keys.get("parentCID", "ffffffff").lower() != "ffffffff" or "parentFileNameHint" in keys
+    def _check_parent(area: bytes, keys: dict[str, str], policy: SafetyPolicy, problems: list[Problem]) -> None:
+        hint = parent_hint(area)
+        has_parent = hint is not None or keys.get("parentCID", "ffffffff").lower() != "ffffffff"
         if has_parent and not policy.allow_backing:
-            hint = keys.get("parentFileNameHint", "")
-            problems.append(Problem(f"vmdk is a delta disk of a parent '{hint}'", "--allow-backing"))
+            problems.append(Problem(f"vmdk is a delta disk of a parent '{hint or ''}'", "--allow-backing"))
 
     @staticmethod
-    def _check_stream_footer(src: ByteSource, capacity: int, grain: int, problems: list[Problem]) -> None:
-        footer = src.read(src.size - 1024, 512)
-        if len(footer) < 79 or footer[:4] != SPARSE_MAGIC:
+    def _check_stream_footer(src: ByteSource, head: bytes, problems: list[Problem]) -> None:
+        """qemu takes every header field from the footer instead: it must hold the same values, so that the
+        checks made on the header (the size cap first) are the ones that count."""
+        end = src.size - src.size % 512  # qemu counts whole sectors
+        tail = src.read(end - 1536, 1536) if end >= 2048 else b""
+        if len(tail) < 1536 or tail[512:516] != SPARSE_MAGIC:
             problems.append(Problem("stream-optimized vmdk has no footer; the file is truncated"))
             return
-        f_capacity, f_grain = struct.unpack_from("<QQ", footer, 12)
+        footer = tail[512:1024]
+        markers = struct.unpack_from("<II", tail, 8) + struct.unpack_from("<QII", tail, 1024)
+        if markers != (0, MARKER_FOOTER, 0, 0, MARKER_END_OF_STREAM):
+            problems.append(Problem("stream-optimized vmdk lacks its footer or end-of-stream marker; truncated?"))
+            return
+
+        def fields(block: bytes) -> tuple[int, ...]:
+            # version, flags, capacity, grain, descriptor offset and size, entries per grain table, compression
+            return struct.unpack_from("<IIQQQQI", block, 4) + struct.unpack_from("<H", block, 77)
+
         f_gd = struct.unpack_from("<Q", footer, 56)[0]
-        if (f_capacity, f_grain) != (capacity, grain) or f_gd == GD_AT_END or f_gd * 512 >= src.size:
+        if fields(footer) != fields(head) or f_gd == GD_AT_END or f_gd * 512 >= src.size:
             problems.append(Problem("stream-optimized vmdk footer disagrees with its header"))

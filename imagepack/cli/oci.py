@@ -1,0 +1,248 @@
+"""`imagepack pack`, `unpack`, `verify` and `meta`: the .oci archive commands."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from imagepack.cli.output import JSON, QUIET, VERBOSE, human_size, print_json, progress_bar, reported, setup_logging
+from imagepack.errors import EXIT_PROBLEMS
+
+OS_NAME = typer.Option(None, "--os", help="Operating system, e.g. 'Oracle Linux', 'Ubuntu', 'Windows'.")
+OS_VERSION = typer.Option(None, "--os-version", help="Its version, e.g. 8, 22.04, 'Server 2022 Datacenter'.")
+LAUNCH_MODE = typer.Option(None, "--launch-mode", help="NATIVE, PARAVIRTUALIZED (default), EMULATED or CUSTOM.")
+FIRMWARE = typer.Option(None, "--firmware", help="BIOS or UEFI_64 (default: from the disk's partition table).")
+LAUNCH_OPTION = typer.Option([], "--launch-option", help="Override one launch option, e.g. networkType=VFIO.")
+SHAPE = typer.Option([], "--shape", help="Compatible shape NAME[:OCPU_MIN-OCPU_MAX[:MEM_MIN-MEM_MAX]] (repeatable).")
+METADATA = typer.Option(None, "--metadata", help="Start from this image_metadata.json (unknown keys are kept).")
+STRICT = typer.Option(False, "--strict", help="Treat an operating system missing from OCI's list as an error.")
+MAX_SIZE = typer.Option(None, "--max-size", help="Largest virtual size to accept (default 400G).")
+FORCE = typer.Option(False, "--force", "-f", help="Replace existing outputs.")
+
+
+def pack_command(
+    source: Path = typer.Argument(..., help="Disk image in any supported format (never modified)."),
+    output: Path = typer.Option(..., "--output", "-o", help="The .oci archive to write."),
+    os_name: str = OS_NAME,
+    os_version: str = OS_VERSION,
+    launch_mode: str = LAUNCH_MODE,
+    firmware: str = FIRMWARE,
+    launch_option: list[str] = LAUNCH_OPTION,
+    shape: list[str] = SHAPE,
+    metadata: Path = METADATA,
+    compress: bool = typer.Option(False, "--compress", "-c", help="Compress the qcow2 clusters."),
+    from_format: str = typer.Option(None, "--from", help="State the input format instead of detecting it."),
+    strict: bool = STRICT,
+    force: bool = FORCE,
+    max_size: str = MAX_SIZE,
+    json_output: bool = JSON,
+    quiet: bool = QUIET,
+    verbose: bool = VERBOSE,
+) -> None:
+    """Build a .oci archive (output.QCOW2 + image_metadata.json) from a disk image, in one pass."""
+    setup_logging(quiet=quiet, verbose=verbose)
+    with reported(verbose=verbose):
+        from imagepack.cli.common import metadata_request, parse_policy, parse_source_format
+        from imagepack.oci.pack import pack_archive
+
+        request = metadata_request(os_name=os_name, os_version=os_version, launch_mode=launch_mode,
+                                   firmware=firmware, launch_options=launch_option, shapes=shape,
+                                   metadata=metadata, strict=strict)
+        with progress_bar(f"{source.name} → {output.name}", quiet=quiet) as on_progress:
+            done = pack_archive(source, output, request, from_format=parse_source_format(from_format),
+                                compress=compress, force=force, policy=parse_policy(max_size),
+                                on_progress=on_progress)
+        report_pack(done, json_output=json_output, quiet=quiet)
+
+
+def report_pack(done: object, *, json_output: bool, quiet: bool) -> None:
+    from imagepack.oci.pack import PackResult
+
+    assert isinstance(done, PackResult)
+    if json_output:
+        print_json({
+            "source": str(done.source),
+            "source_format": done.source_format.value,
+            "target": str(done.target),
+            "virtual_size": done.virtual_size,
+            "disk_size": done.disk_size,
+            "archive_size": done.archive_size,
+            "copied": done.copied,
+            "metadata": done.metadata.to_json(),
+            "warnings": done.warnings,
+            "seconds": round(done.seconds, 3),
+        })
+        return
+    for warning in done.warnings:
+        print(f"imagepack: warning: {warning}", file=__import__("sys").stderr)
+    if not quiet:
+        how = "copied" if done.copied else "converted"
+        print(f"packed {done.source} ({done.source_format.value}, {how}) into {done.target} "
+              f"({human_size(done.archive_size)}; {done.metadata.launch_mode.value}, "
+              f"{done.metadata.launch.firmware.value}) in {done.seconds:.1f} s")
+
+
+def unpack_command(
+    archive: Path = typer.Argument(..., help="The .oci archive (never modified)."),
+    directory: Path = typer.Option(Path("."), "--directory", "-d", help="Where to write (created if missing)."),
+    to: str = typer.Option(None, "--to", help="Convert the disk to this format instead of writing output.QCOW2."),
+    option: list[str] = typer.Option([], "-o", "--option", help="Format option KEY=VALUE for --to (repeatable)."),
+    force: bool = FORCE,
+    max_size: str = MAX_SIZE,
+    json_output: bool = JSON,
+    quiet: bool = QUIET,
+    verbose: bool = VERBOSE,
+) -> None:
+    """Write an archive's disk and image_metadata.json into a directory."""
+    setup_logging(quiet=quiet, verbose=verbose)
+    with reported(verbose=verbose):
+        from imagepack.cli.common import parse_policy
+        from imagepack.formats import ImageFormat
+        from imagepack.oci.unpack import unpack_archive
+        from imagepack.options import parse_option_pairs
+
+        with progress_bar(archive.name, quiet=quiet) as on_progress:
+            done = unpack_archive(archive, directory, to=ImageFormat.parse(to) if to else None,
+                                  options=parse_option_pairs(option), force=force, policy=parse_policy(max_size),
+                                  on_progress=on_progress)
+        if json_output:
+            print_json({"archive": str(done.archive), "disk": str(done.disk), "disk_format": done.disk_format.value,
+                        "metadata": str(done.metadata), "virtual_size": done.virtual_size,
+                        "seconds": round(done.seconds, 3)})
+        elif not quiet:
+            print(f"unpacked {done.archive} into {done.disk} ({done.disk_format.value}) and {done.metadata}")
+
+
+def verify_command(
+    path: Path = typer.Argument(..., help="A .oci archive, or a qcow2/vmdk to be imported."),
+    strict: bool = STRICT,
+    max_size: str = MAX_SIZE,
+    json_output: bool = JSON,
+    quiet: bool = QUIET,
+    verbose: bool = VERBOSE,
+) -> None:
+    """Check that OCI's image import would take this file. Exit 0 ready, 3 problems found, 1 unreadable."""
+    setup_logging(quiet=quiet, verbose=verbose)
+    with reported(verbose=verbose):
+        from imagepack.cli.common import parse_policy
+        from imagepack.oci.verify import verify_path
+
+        report = verify_path(path, strict=strict, policy=parse_policy(max_size))
+        if json_output:
+            print_json(report.to_json())
+        else:
+            for finding in report.findings:
+                print(f"{finding.severity}: {finding.message}")
+            if not quiet:
+                verdict = "ready for import" if report.ready else "NOT ready for import"
+                print(f"{path}: {verdict} ({report.kind})")
+        if not report.ready:
+            raise typer.Exit(EXIT_PROBLEMS)
+
+
+meta_app = typer.Typer(help="Show or change the metadata of a .oci archive in place.", no_args_is_help=True)
+shapes_app = typer.Typer(help="List, add or remove compatible shapes.", no_args_is_help=True)
+meta_app.add_typer(shapes_app, name="shapes")
+
+
+@meta_app.command("show")
+def meta_show(
+    archive: Path = typer.Argument(...),
+    verbose: bool = VERBOSE,
+) -> None:
+    """Print image_metadata.json."""
+    with reported(verbose=verbose):
+        from imagepack.oci.edit import show_metadata
+
+        print_json(show_metadata(archive).to_json())
+
+
+def _edit(archive: Path, change: object, *, strict: bool, quiet: bool, json_output: bool, verbose: bool) -> None:
+    setup_logging(quiet=quiet, verbose=verbose)
+    with reported(verbose=verbose):
+        from imagepack.oci.edit import edit_metadata
+
+        done = edit_metadata(archive, change, strict=strict)  # type: ignore[arg-type]
+        for warning in done.warnings:
+            print(f"imagepack: warning: {warning}", file=__import__("sys").stderr)
+        if json_output:
+            print_json({"archive": str(done.archive), "in_place": done.in_place,
+                        "metadata": done.metadata.to_json(), "seconds": round(done.seconds, 3)})
+        elif not quiet:
+            how = "in place" if done.in_place else "by rewriting the archive (the JSON outgrew its room)"
+            print(f"updated the metadata of {done.archive} {how}")
+
+
+@meta_app.command("set")
+def meta_set(
+    archive: Path = typer.Argument(...),
+    assignments: list[str] = typer.Argument(..., help="KEY=VALUE, e.g. firmware=BIOS operatingSystemVersion=9"),
+    strict: bool = STRICT,
+    json_output: bool = JSON,
+    quiet: bool = QUIET,
+    verbose: bool = VERBOSE,
+) -> None:
+    """Change metadata values without touching the disk member."""
+    with reported(verbose=verbose):
+        from imagepack.oci.metadata import parse_assignments, set_values
+
+        values = parse_assignments(assignments)
+    _edit(archive, lambda meta: set_values(meta, values), strict=strict, quiet=quiet, json_output=json_output,
+          verbose=verbose)
+
+
+@shapes_app.command("list")
+def shapes_list(archive: Path = typer.Argument(...), json_output: bool = JSON, verbose: bool = VERBOSE) -> None:
+    """List the compatible shapes."""
+    with reported(verbose=verbose):
+        from imagepack.oci.edit import show_metadata
+
+        shapes = show_metadata(archive).shapes
+        if json_output:
+            print_json([shape.to_json() for shape in shapes])
+        for shape in [] if json_output else shapes:
+            print(shape.describe())
+
+
+@shapes_app.command("add")
+def shapes_add(
+    archive: Path = typer.Argument(...),
+    shapes: list[str] = typer.Argument(..., help="NAME[:OCPU_MIN-OCPU_MAX[:MEM_MIN-MEM_MAX]]"),
+    quiet: bool = QUIET,
+    verbose: bool = VERBOSE,
+) -> None:
+    """Add (or replace, by name) compatible shapes."""
+    with reported(verbose=verbose):
+        from imagepack.oci.metadata import ImageMetadata, parse_shape
+
+        added = [parse_shape(text) for text in shapes]
+
+    def change(meta: ImageMetadata) -> ImageMetadata:
+        names = {shape.name for shape in added}
+        meta.shapes = [s for s in meta.shapes if s.name not in names] + added
+        return meta
+
+    _edit(archive, change, strict=False, quiet=quiet, json_output=False, verbose=verbose)
+
+
+@shapes_app.command("remove")
+def shapes_remove(
+    archive: Path = typer.Argument(...),
+    names: list[str] = typer.Argument(..., help="Shape names to remove."),
+    quiet: bool = QUIET,
+    verbose: bool = VERBOSE,
+) -> None:
+    """Remove compatible shapes by name."""
+    from imagepack.oci.metadata import ImageMetadata
+
+    def change(meta: ImageMetadata) -> ImageMetadata:
+        missing = set(names) - {shape.name for shape in meta.shapes}
+        if missing:
+            from imagepack.errors import UsageError
+
+            raise UsageError(f"no shape named {', '.join(sorted(missing))} in the metadata")
+        meta.shapes = [s for s in meta.shapes if s.name not in names]
+        return meta
+
+    _edit(archive, change, strict=False, quiet=quiet, json_output=False, verbose=verbose)

@@ -1,0 +1,1 @@
+"""Oracle Cloud Infrastructure .oci archives: layout, metadata, and the commands built on them."""

@@ -1,0 +1,265 @@
+"""The .oci archive layout: reading one we did not write without trusting it, and writing our own so that
+the disk member's data sits at a known, aligned offset where qemu-img can read and write it in place."""
+
+from __future__ import annotations
+
+import contextlib
+import gzip
+import os
+import tarfile
+import unicodedata
+import zlib
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from imagepack.errors import ArchiveError, UnreadableError
+from imagepack.formats import ByteSource, Container, detect_container
+from imagepack.qemu import Progress
+
+METADATA_NAME = "image_metadata.json"
+DISK_NAME = "output.QCOW2"
+MAX_METADATA = 1024 * 1024
+BLOCK = 512
+ALIGN = 4096  # the disk member's data starts on a page, so qemu's cluster writes and reflinks stay aligned
+METADATA_SLACK = 4096  # room for `meta set` to grow the JSON in place
+RECORD = 20 * BLOCK  # tar's default record; GNU tar and tarfile pad archives to it
+GZIP_MAX_RATIO_SLACK = 1024**3
+
+
+@dataclass(frozen=True)
+class Member:
+    name: str
+    header_offset: int
+    data_offset: int  # in the (decompressed) tar stream
+    size: int
+    sparse: bool = False
+
+
+@dataclass(frozen=True)
+class OciLayout:
+    """Where the two members of a checked archive lie."""
+
+    path: Path
+    compressed: bool
+    metadata: Member
+    disk: Member
+    metadata_first: bool
+
+    @property
+    def disk_in_place(self) -> bool:
+        """Whether qemu-img can read the disk member where it lies, without extracting it."""
+        return not self.compressed and not self.disk.sparse
+
+    @property
+    def label(self) -> str:
+        return f"{self.path}:{self.disk.name}"
+
+
+def _normalised(name: str) -> str:
+    return unicodedata.normalize("NFC", name.removeprefix("./")).casefold()
+
+
+def _check_member(info: tarfile.TarInfo, label: Path) -> str:
+    """The member's name if it is a plain file we accept; ArchiveError otherwise."""
+    name = info.name
+    if not (info.isreg() or info.type == tarfile.GNUTYPE_SPARSE):
+        kind = "directory" if info.isdir() else "link" if (info.issym() or info.islnk()) else "special file"
+        raise ArchiveError(f"{label}: member '{name}' is a {kind}; a .oci archive holds two regular files only")
+    plain = name.removeprefix("./")
+    if name.startswith("/") or ".." in plain.split("/") or "/" in plain or "\\" in plain or not plain:
+        raise ArchiveError(f"{label}: member name '{name}' is not a plain file name; refusing it")
+    if any(ord(c) < 32 for c in plain):
+        raise ArchiveError(f"{label}: member name {name!r} has control characters; refusing it")
+    return plain
+
+
+def read_layout(path: Path, *, max_disk_size: int | None = None) -> OciLayout:
+    """Walk the tar headers (never extracting) and check the archive holds exactly the two members."""
+    try:
+        with ByteSource(path) as src:
+            container = detect_container(src)
+            file_size = src.size
+    except OSError as e:
+        raise ArchiveError(f"{path}: cannot read: {e.strerror}") from None
+    if container not in (Container.TAR, Container.GZIP):
+        raise UnreadableError(f"{path}: not a tar archive; a .oci file is a tar of {METADATA_NAME} and {DISK_NAME}")
+    compressed = container is Container.GZIP
+    metadata: Member | None = None
+    disk: Member | None = None
+    seen: set[str] = set()
+    order: list[str] = []
+    try:
+        with _open_tar(path, compressed) as tar:
+            for info in tar:
+                name = _check_member(info, path)
+                key = _normalised(name)
+                if key in seen:
+                    raise ArchiveError(f"{path}: member '{name}' appears twice; refusing an ambiguous archive")
+                seen.add(key)
+                member = Member(name, info.offset, info.offset_data, info.size, info.sparse is not None
+                                or info.type == tarfile.GNUTYPE_SPARSE)
+                if key == METADATA_NAME.casefold():
+                    if info.size > MAX_METADATA:
+                        raise ArchiveError(f"{path}: {METADATA_NAME} is {info.size} bytes; the limit is 1 MiB")
+                    metadata = member
+                elif key.endswith(".qcow2") and disk is None:
+                    disk = member
+                else:
+                    raise ArchiveError(
+                        f"{path}: unexpected member '{name}'; a .oci archive holds {METADATA_NAME} and one .qcow2 disk"
+                    )
+                order.append(key)
+                if not compressed and info.offset_data + info.size > file_size:
+                    raise UnreadableError(f"{path}: member '{name}' runs past the end of the file; it is truncated")
+                if max_disk_size is not None and member is disk and info.size > max_disk_size:
+                    raise ArchiveError(f"{path}: disk member of {info.size} bytes is larger than the limit")
+    except tarfile.TarError as e:
+        raise UnreadableError(f"{path}: not a readable tar archive ({e}); it may be truncated") from None
+    except (EOFError, gzip.BadGzipFile, zlib.error) as e:
+        raise UnreadableError(f"{path}: the archive is truncated or damaged ({e})") from None
+    if metadata is None:
+        raise ArchiveError(f"{path}: no {METADATA_NAME} member; pass --metadata or repack the archive")
+    if disk is None:
+        raise ArchiveError(f"{path}: no .qcow2 disk member")
+    return OciLayout(path, compressed, metadata, disk, order[0] == METADATA_NAME.casefold())
+
+
+@contextlib.contextmanager
+def _open_tar(path: Path, compressed: bool) -> Iterator[tarfile.TarFile]:
+    # Streaming mode for gzip: headers are read in one forward pass, never seeking back through the stream.
+    with tarfile.open(path, "r|gz") if compressed else tarfile.open(path, "r:") as tar:
+        yield tar
+
+
+def read_member(layout: OciLayout, member: Member, *, limit: int) -> bytes:
+    """A small member's bytes (the metadata), reading at most `limit` bytes."""
+    if member.size > limit:
+        raise ArchiveError(f"{layout.path}: member '{member.name}' is larger than {limit} bytes")
+    if not layout.compressed and not member.sparse:
+        with ByteSource(layout.path, offset=member.data_offset, size=member.size) as src:
+            data = src.read(0, member.size)
+        if len(data) != member.size:
+            raise ArchiveError(f"{layout.path}: member '{member.name}' is truncated")
+        return data
+    with _open_tar(layout.path, layout.compressed) as tar:
+        for info in tar:
+            if info.name == member.name:
+                stream = tar.extractfile(info)
+                assert stream is not None
+                return stream.read(limit)
+    raise ArchiveError(f"{layout.path}: member '{member.name}' vanished while reading")
+
+
+def extract_member(layout: OciLayout, member: Member, out_fd: int, out_offset: int, *, limit: int) -> int:
+    """Stream one member (from a gzip-wrapped archive, or a sparse member) into `out_fd` at `out_offset`,
+    refusing to write more than `limit` bytes. Returns the bytes written."""
+    try:
+        with _open_tar(layout.path, layout.compressed) as tar:
+            for info in tar:
+                if info.name != member.name:
+                    continue
+                stream = tar.extractfile(info)
+                assert stream is not None
+                copied = 0
+                while chunk := stream.read(4 * 1024 * 1024):
+                    if copied + len(chunk) > limit:
+                        raise ArchiveError(f"{layout.path}: member '{member.name}' expands past {limit} bytes")
+                    os.pwrite(out_fd, chunk, out_offset + copied)
+                    copied += len(chunk)
+                return copied
+    except (tarfile.TarError, EOFError, gzip.BadGzipFile, zlib.error) as e:
+        raise ArchiveError(f"{layout.path}: the archive is truncated or damaged ({e})") from None
+    raise ArchiveError(f"{layout.path}: member '{member.name}' vanished while reading")
+
+
+# --- writing -------------------------------------------------------------------------------------------
+
+
+def member_header(name: str, size: int, mtime: int) -> bytes:
+    """One 512-byte header. GNU format keeps sizes of 8 GiB and more in base-256 inside the same block,
+    so the data offset is known before the disk's final size is."""
+    info = tarfile.TarInfo(name)
+    info.size = size
+    info.mode = 0o644
+    info.uid = info.gid = 0
+    info.uname = info.gname = "root"
+    info.mtime = mtime
+    header = info.tobuf(tarfile.GNU_FORMAT, "utf-8", "strict")
+    assert len(header) == BLOCK, "member names are short: one header block"
+    return header
+
+
+def disk_data_offset(metadata_size: int) -> int:
+    """Where our layout puts the disk member's data: after the metadata, its slack, and the disk's header."""
+    needed = BLOCK + metadata_size + METADATA_SLACK + BLOCK
+    return -(-needed // ALIGN) * ALIGN
+
+
+def metadata_region(metadata: bytes, data_offset: int, mtime: int) -> bytes:
+    """Header and data of the metadata member, padded with JSON whitespace to end where the disk header starts."""
+    room = data_offset - 2 * BLOCK
+    if len(metadata) > room:
+        raise ValueError("metadata does not fit before the disk member")
+    padded = metadata.rstrip(b"\n") + b"\n" + b" " * (room - len(metadata.rstrip(b"\n")) - 2) + b"\n"
+    return member_header(METADATA_NAME, len(padded), mtime) + padded
+
+
+def trailer(end_of_data: int) -> bytes:
+    """Zero padding to the block, the two zero blocks that end a tar, and padding to a whole record."""
+    pad = -end_of_data % BLOCK
+    total = end_of_data + pad + 2 * BLOCK
+    return bytes(pad + 2 * BLOCK + (-total % RECORD))
+
+
+def _data_segments(fd: int, start: int, length: int) -> Iterator[tuple[int, int]]:
+    """The (offset, length) runs of `fd` in [start, start+length) that hold data; holes are skipped."""
+    end = start + length
+    offset = start
+    while offset < end:
+        try:
+            data = os.lseek(fd, offset, os.SEEK_DATA)
+        except OSError:  # ENXIO: only a hole remains; EINVAL: no SEEK_DATA here, so treat it all as data
+            if offset == start and length:
+                try:
+                    os.lseek(fd, start, os.SEEK_HOLE)
+                except OSError:
+                    yield start, length
+            return
+        if data >= end:
+            return
+        hole = min(os.lseek(fd, data, os.SEEK_HOLE), end)
+        yield data, hole - data
+        offset = hole
+
+
+def copy_range(
+    src_fd: int, dst_fd: int, src_offset: int, dst_offset: int, length: int, on_progress: Progress | None = None
+) -> None:
+    """Copy in the kernel (copy_file_range, which reflinks where the file system can), skipping holes so a
+    sparse source stays sparse, and falling back to read/write where the kernel refuses. `on_progress` gets
+    the fraction done."""
+    use_kernel = True
+    for segment_offset, segment_length in _data_segments(src_fd, src_offset, length):
+        done = 0
+        while done < segment_length:
+            count = min(64 * 1024 * 1024, segment_length - done)
+            src_at = segment_offset + done
+            dst_at = dst_offset + (src_at - src_offset)
+            n = 0
+            if use_kernel:
+                try:
+                    n = os.copy_file_range(src_fd, dst_fd, count, src_at, dst_at)
+                except OSError:
+                    use_kernel = False
+            if not use_kernel:
+                data = os.pread(src_fd, count, src_at)
+                n = os.pwrite(dst_fd, data, dst_at) if data else 0
+            if n <= 0:
+                raise ArchiveError("the source ended early while copying; it changed or is truncated")
+            done += n
+            if on_progress is not None:
+                on_progress((src_at + n - src_offset) / length)
+    # A trailing hole leaves the destination short: give it its full length.
+    if os.fstat(dst_fd).st_size < dst_offset + length:
+        os.ftruncate(dst_fd, dst_offset + length)

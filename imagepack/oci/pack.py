@@ -1,0 +1,185 @@
+"""Writing a .oci archive in one pass over the data: the disk member is converted (or, from a qcow2, copied
+in the kernel) straight into its place inside the output, and its tar header is filled in afterwards."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from imagepack import qemu
+from imagepack.atomic import atomic_output, check_free_space, check_target
+from imagepack.errors import MetadataError
+from imagepack.formats import ImageFormat, SafetyPolicy
+from imagepack.oci.archive import (
+    BLOCK,
+    DISK_NAME,
+    copy_range,
+    disk_data_offset,
+    member_header,
+    metadata_region,
+    trailer,
+)
+from imagepack.oci.metadata import (
+    ImageMetadata,
+    LaunchMode,
+    ShapeCompatibility,
+    build_metadata,
+    check_metadata,
+    dump_metadata,
+    load_metadata,
+)
+from imagepack.options import create_options
+from imagepack.partitions import Firmware
+from imagepack.source import SourceImage, open_image, partition_layout
+
+
+@dataclass(frozen=True)
+class MetadataRequest:
+    """What the user asked the archive's image_metadata.json to say; unset fields come from `base` or defaults."""
+
+    operating_system: str | None = None
+    operating_system_version: str | None = None
+    launch_mode: LaunchMode | None = None
+    firmware: Firmware | None = None
+    overrides: Mapping[str, str] = field(default_factory=dict)
+    shapes: Sequence[ShapeCompatibility] = ()
+    base: Path | None = None  # a metadata file to start from (--metadata)
+    strict: bool = False
+
+
+@dataclass(frozen=True)
+class PackResult:
+    source: Path
+    source_format: ImageFormat
+    target: Path
+    virtual_size: int
+    disk_size: int
+    archive_size: int
+    metadata: ImageMetadata
+    copied: bool  # the qcow2 was copied as it is rather than converted
+    warnings: list[str]
+    seconds: float
+
+
+def make_metadata(request: MetadataRequest, image: SourceImage) -> tuple[ImageMetadata, list[str]]:
+    """The metadata for `image`: firmware from the request, else from the disk's partition table."""
+    base = None
+    if request.base is not None:
+        if request.base.stat().st_size > 1024 * 1024:
+            raise MetadataError(f"{request.base}: larger than 1 MiB; this is not image metadata")
+        base = load_metadata(request.base.read_bytes(), label=str(request.base))
+    firmware = request.firmware or (base.launch.firmware if base else None)
+    if firmware is None:
+        firmware = partition_layout(image).firmware_guess
+        if firmware is None:
+            raise MetadataError(
+                f"{image.label}: no partition table at the start of the disk, so its firmware is unknown; "
+                "pass --firmware BIOS or --firmware UEFI_64"
+            )
+    os_name = request.operating_system or (base.operating_system if base else None)
+    os_version = request.operating_system_version or (base.operating_system_version if base else None)
+    if not os_name or not os_version:
+        raise MetadataError("the archive needs an operating system: pass --os NAME and --os-version VERSION")
+    mode = request.launch_mode or (base.launch_mode if base else LaunchMode.PARAVIRTUALIZED)
+    metadata = build_metadata(
+        operating_system=os_name,
+        operating_system_version=os_version,
+        firmware=firmware,
+        launch_mode=mode,
+        overrides=request.overrides,
+        shapes=request.shapes,
+        base=base,
+    )
+    errors, warnings = check_metadata(metadata, strict=request.strict)
+    if errors:
+        raise MetadataError(errors[0])
+    return metadata, warnings
+
+
+def _can_copy(image: SourceImage, compress: bool, options: Mapping[str, str]) -> bool:
+    return image.format is ImageFormat.QCOW2 and not compress and not options and not image.ref.is_region
+
+
+def pack_archive(
+    source: Path,
+    target: Path,
+    request: MetadataRequest,
+    *,
+    from_format: ImageFormat | None = None,
+    options: Mapping[str, str] = {},
+    compress: bool = False,
+    force: bool = False,
+    policy: SafetyPolicy = SafetyPolicy(),
+    on_progress: qemu.Progress | None = None,
+) -> PackResult:
+    started = time.monotonic()
+    check_target(target, force=force, inputs=(source,))
+    qcow2_options = create_options(ImageFormat.QCOW2, options, compress=compress) if options else {}
+    image = open_image(source, claimed=from_format, policy=policy)
+    metadata, warnings = make_metadata(request, image)
+    metadata_bytes = dump_metadata(metadata)
+    data_offset = disk_data_offset(len(metadata_bytes))
+    copy = _can_copy(image, compress, qcow2_options)
+    if copy:
+        estimate = os.stat(source).st_size
+    else:
+        estimate = qemu.measure(image.ref, ImageFormat.QCOW2, qcow2_options) or image.virtual_size
+    check_free_space(target, data_offset + estimate)
+
+    mtime = int(os.environ.get("SOURCE_DATE_EPOCH", time.time()))  # reproducible builds may pin it
+    with atomic_output(target) as temp:
+        fd = os.open(temp, os.O_RDWR | os.O_CLOEXEC)
+        try:
+            os.pwrite(fd, metadata_region(metadata_bytes, data_offset, mtime), 0)
+            if copy:
+                src_fd = os.open(source, os.O_RDONLY | os.O_CLOEXEC)
+                try:
+                    copy_range(src_fd, fd, 0, data_offset, os.fstat(src_fd).st_size, on_progress)
+                finally:
+                    os.close(src_fd)
+            else:
+                _convert_in_place(image, temp, fd, data_offset, qcow2_options, compress, on_progress)
+            disk_size = os.fstat(fd).st_size - data_offset
+            os.pwrite(fd, member_header(DISK_NAME, disk_size, mtime), data_offset - BLOCK)
+            os.pwrite(fd, trailer(data_offset + disk_size), data_offset + disk_size)
+        finally:
+            os.close(fd)
+    return PackResult(
+        source=source,
+        source_format=image.format,
+        target=target,
+        virtual_size=image.virtual_size,
+        disk_size=disk_size,
+        archive_size=os.stat(target).st_size,
+        metadata=metadata,
+        copied=copy,
+        warnings=warnings,
+        seconds=time.monotonic() - started,
+    )
+
+
+def _convert_in_place(
+    image: SourceImage,
+    archive: Path,
+    fd: int,
+    data_offset: int,
+    options: Mapping[str, str],
+    compress: bool,
+    on_progress: qemu.Progress | None,
+) -> None:
+    """Place an empty qcow2 at the member's offset, then let qemu-img convert into it through the raw driver."""
+    with tempfile.TemporaryDirectory(prefix=".imagepack-", dir=archive.parent) as tmp:
+        empty = Path(tmp, "empty.qcow2")
+        qemu.create(empty, ImageFormat.QCOW2, image.virtual_size, {"compat": "1.1", **options})
+        src_fd = os.open(empty, os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            copy_range(src_fd, fd, 0, data_offset, os.fstat(src_fd).st_size)
+        finally:
+            os.close(src_fd)
+    target = qemu.ImageRef(archive, ImageFormat.QCOW2, offset=data_offset)
+    qemu.convert_into(image.ref, target, virtual_size=image.virtual_size, compress=compress,
+                      on_progress=on_progress)

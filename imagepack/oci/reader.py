@@ -1,0 +1,91 @@
+"""Opening a .oci archive for reading: the checked layout, its metadata, and its disk as a SourceImage that
+qemu-img reads in place, or from a bounded extraction when the archive is gzip-wrapped or the member sparse."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from imagepack.formats import ImageFormat, SafetyPolicy
+from imagepack.info import ImageInfo, info_from_source
+from imagepack.oci.archive import MAX_METADATA, OciLayout, extract_member, read_layout, read_member
+from imagepack.oci.metadata import ImageMetadata, load_metadata
+from imagepack.source import SourceImage, open_image, require_regular_file
+
+
+@dataclass
+class OpenedArchive:
+    layout: OciLayout
+    metadata: ImageMetadata
+    disk: SourceImage
+
+
+def disk_size_limit(policy: SafetyPolicy) -> int:
+    """The largest qcow2 file a disk of the allowed virtual size can need (metadata and all)."""
+    return policy.max_size + policy.max_size // 32 + 256 * 1024**2
+
+
+def read_metadata(layout: OciLayout) -> ImageMetadata:
+    data = read_member(layout, layout.metadata, limit=MAX_METADATA)
+    return load_metadata(data, label=f"{layout.path}:{layout.metadata.name}")
+
+
+@contextlib.contextmanager
+def open_archive(
+    path: Path, *, policy: SafetyPolicy = SafetyPolicy(), scratch: Path | None = None
+) -> Iterator[OpenedArchive]:
+    """Check the archive and its disk (both layers of image checks). `scratch` is where a disk that cannot
+    be read in place is extracted to (the system's temporary directory by default); it is removed after."""
+    require_regular_file(path)
+    layout = read_layout(path, max_disk_size=disk_size_limit(policy))
+    metadata = read_metadata(layout)
+    if layout.disk_in_place:
+        disk = open_image(path, claimed=ImageFormat.QCOW2, policy=policy, offset=layout.disk.data_offset,
+                          size=layout.disk.size, label=layout.label)
+        yield OpenedArchive(layout, metadata, disk)
+        return
+    with tempfile.TemporaryDirectory(prefix=".imagepack-", dir=scratch) as tmp:
+        extracted = Path(tmp, "disk.qcow2")
+        fd = os.open(extracted, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+        try:
+            extract_member(layout, layout.disk, fd, 0, limit=disk_size_limit(policy))
+        finally:
+            os.close(fd)
+        disk = open_image(extracted, claimed=ImageFormat.QCOW2, policy=policy, label=layout.label)
+        yield OpenedArchive(layout, metadata, disk)
+
+
+@dataclass
+class ArchiveInfo:
+    path: Path
+    layout: OciLayout
+    metadata: ImageMetadata
+    disk: ImageInfo
+
+    def to_json(self) -> dict[str, Any]:
+        members = [self.layout.metadata, self.layout.disk]
+        if not self.layout.metadata_first:
+            members.reverse()
+        return {
+            "path": str(self.path),
+            "format": "oci",
+            "compressed": self.layout.compressed,
+            "disk_in_place": self.layout.disk_in_place,
+            "members": [
+                {"name": m.name, "size": m.size, "header_offset": m.header_offset, "data_offset": m.data_offset}
+                for m in members
+            ],
+            "metadata": self.metadata.to_json(),
+            "disk": self.disk.to_json(),
+        }
+
+
+def describe_archive(path: Path, *, policy: SafetyPolicy = SafetyPolicy()) -> ArchiveInfo:
+    with open_archive(path, policy=policy) as opened:
+        disk = info_from_source(opened.disk, Path(opened.layout.label), opened.layout.disk.size)
+        return ArchiveInfo(path, opened.layout, opened.metadata, disk)

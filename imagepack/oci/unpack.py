@@ -1,0 +1,73 @@
+"""Taking a .oci archive apart: its metadata and its disk, as the qcow2 it holds or converted to another format."""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from imagepack import qemu
+from imagepack.atomic import atomic_output, check_free_space, check_target
+from imagepack.errors import OutputError
+from imagepack.formats import ImageFormat, SafetyPolicy
+from imagepack.oci.archive import DISK_NAME, MAX_METADATA, METADATA_NAME, copy_range, read_member
+from imagepack.oci.reader import open_archive
+from imagepack.options import create_options
+
+
+@dataclass(frozen=True)
+class UnpackResult:
+    archive: Path
+    disk: Path
+    disk_format: ImageFormat
+    metadata: Path
+    virtual_size: int
+    seconds: float
+
+
+def unpack_archive(
+    archive: Path,
+    directory: Path,
+    *,
+    to: ImageFormat | None = None,
+    options: Mapping[str, str] = {},
+    force: bool = False,
+    policy: SafetyPolicy = SafetyPolicy(),
+    on_progress: qemu.Progress | None = None,
+) -> UnpackResult:
+    started = time.monotonic()
+    fmt = to or ImageFormat.QCOW2
+    checked_options = create_options(fmt, options)
+    if not directory.is_dir():
+        try:
+            directory.mkdir()
+        except OSError as e:
+            raise OutputError(f"{directory}: cannot create the directory: {e.strerror}") from None
+    disk_target = directory / (DISK_NAME if fmt is ImageFormat.QCOW2 else f"output.{fmt.value}")
+    metadata_target = directory / METADATA_NAME
+    for target in (disk_target, metadata_target):
+        check_target(target, force=force, inputs=(archive,))
+
+    with open_archive(archive, policy=policy, scratch=directory) as opened:
+        disk = opened.disk
+        raw_metadata = read_member(opened.layout, opened.layout.metadata, limit=MAX_METADATA)
+        copy = fmt is ImageFormat.QCOW2 and not options
+        needed = disk.ref.size or os.stat(disk.ref.path).st_size
+        check_free_space(disk_target, needed if copy else needed + disk.virtual_size // 100)
+        with atomic_output(disk_target) as disk_temp, atomic_output(metadata_target) as metadata_temp:
+            if copy:
+                src_fd = os.open(disk.ref.path, os.O_RDONLY | os.O_CLOEXEC)
+                dst_fd = os.open(disk_temp, os.O_WRONLY | os.O_CLOEXEC)
+                try:
+                    copy_range(src_fd, dst_fd, disk.ref.offset, 0, needed, on_progress)
+                finally:
+                    os.close(src_fd)
+                    os.close(dst_fd)
+            else:
+                qemu.convert(disk.ref, disk_temp, fmt, virtual_size=disk.virtual_size, options=checked_options,
+                             on_progress=on_progress)
+            # Our own archives pad the JSON with whitespace to align the disk; the extracted file need not.
+            metadata_temp.write_bytes(raw_metadata.rstrip() + b"\n")
+    return UnpackResult(archive, disk_target, fmt, metadata_target, disk.virtual_size, time.monotonic() - started)
