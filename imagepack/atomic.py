@@ -71,6 +71,10 @@ def atomic_output(target: Path) -> Iterator[Path]:
         yield temp
         fsync_path(temp)
         os.replace(temp, target)
+    except OSError as e:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(temp)
+        raise OutputError(f"{target}: writing failed: {e.strerror or e}; nothing was written") from None
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(temp)

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from imagepack.errors import InputError
-from imagepack.formats import ImageFormat, SafetyPolicy, format_claimed_by_name
+from imagepack.formats import ImageFormat, SafetyPolicy, detect_formats, format_claimed_by_name
 from imagepack.formats.base import ByteSource, Inspection
 from imagepack.formats.containers import detect_container
 from imagepack.partitions import PartitionLayout
@@ -124,8 +124,6 @@ def info_from_source(image: SourceImage, path: Path, file_size: int) -> ImageInf
 
 
 def _content_format(path: Path) -> ImageFormat:
-    from imagepack.formats import detect_formats
-
     with ByteSource(path) as src:
         found = detect_formats(src)
     if len(found) != 1:

@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
+import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 
 from imagepack.cli.output import JSON, QUIET, VERBOSE, human_size, print_json, progress_bar, reported, setup_logging
 from imagepack.errors import EXIT_PROBLEMS
+
+if TYPE_CHECKING:
+    from imagepack.oci.metadata import ImageMetadata
+    from imagepack.oci.pack import PackResult
 
 OS_NAME = typer.Option(None, "--os", help="Operating system, e.g. 'Oracle Linux', 'Ubuntu', 'Windows'.")
 OS_VERSION = typer.Option(None, "--os-version", help="Its version, e.g. 8, 22.04, 'Server 2022 Datacenter'.")
@@ -56,10 +63,7 @@ def pack_command(
         report_pack(done, json_output=json_output, quiet=quiet)
 
 
-def report_pack(done: object, *, json_output: bool, quiet: bool) -> None:
-    from imagepack.oci.pack import PackResult
-
-    assert isinstance(done, PackResult)
+def report_pack(done: PackResult, *, json_output: bool, quiet: bool) -> None:
     if json_output:
         print_json({
             "source": str(done.source),
@@ -75,7 +79,7 @@ def report_pack(done: object, *, json_output: bool, quiet: bool) -> None:
         })
         return
     for warning in done.warnings:
-        print(f"imagepack: warning: {warning}", file=__import__("sys").stderr)
+        print(f"imagepack: warning: {warning}", file=sys.stderr)
     if not quiet:
         how = "copied" if done.copied else "converted"
         print(f"packed {done.source} ({done.source_format.value}, {how}) into {done.target} "
@@ -149,23 +153,34 @@ meta_app.add_typer(shapes_app, name="shapes")
 @meta_app.command("show")
 def meta_show(
     archive: Path = typer.Argument(...),
+    json_output: bool = typer.Option(False, "--json", help="Accepted for symmetry: the output is JSON anyway."),
+    quiet: bool = QUIET,
     verbose: bool = VERBOSE,
 ) -> None:
-    """Print image_metadata.json."""
+    """Print image_metadata.json (as JSON, without the padding our archives carry)."""
+    setup_logging(quiet=quiet, verbose=verbose)
     with reported(verbose=verbose):
         from imagepack.oci.edit import show_metadata
 
         print_json(show_metadata(archive).to_json())
 
 
-def _edit(archive: Path, change: object, *, strict: bool, quiet: bool, json_output: bool, verbose: bool) -> None:
+def _edit(
+    archive: Path,
+    change: Callable[[ImageMetadata], ImageMetadata],
+    *,
+    strict: bool,
+    quiet: bool,
+    json_output: bool,
+    verbose: bool,
+) -> None:
     setup_logging(quiet=quiet, verbose=verbose)
     with reported(verbose=verbose):
         from imagepack.oci.edit import edit_metadata
 
-        done = edit_metadata(archive, change, strict=strict)  # type: ignore[arg-type]
+        done = edit_metadata(archive, change, strict=strict)
         for warning in done.warnings:
-            print(f"imagepack: warning: {warning}", file=__import__("sys").stderr)
+            print(f"imagepack: warning: {warning}", file=sys.stderr)
         if json_output:
             print_json({"archive": str(done.archive), "in_place": done.in_place,
                         "metadata": done.metadata.to_json(), "seconds": round(done.seconds, 3)})
@@ -193,8 +208,11 @@ def meta_set(
 
 
 @shapes_app.command("list")
-def shapes_list(archive: Path = typer.Argument(...), json_output: bool = JSON, verbose: bool = VERBOSE) -> None:
+def shapes_list(
+    archive: Path = typer.Argument(...), json_output: bool = JSON, quiet: bool = QUIET, verbose: bool = VERBOSE
+) -> None:
     """List the compatible shapes."""
+    setup_logging(quiet=quiet, verbose=verbose)
     with reported(verbose=verbose):
         from imagepack.oci.edit import show_metadata
 
@@ -209,12 +227,13 @@ def shapes_list(archive: Path = typer.Argument(...), json_output: bool = JSON, v
 def shapes_add(
     archive: Path = typer.Argument(...),
     shapes: list[str] = typer.Argument(..., help="NAME[:OCPU_MIN-OCPU_MAX[:MEM_MIN-MEM_MAX]]"),
+    json_output: bool = JSON,
     quiet: bool = QUIET,
     verbose: bool = VERBOSE,
 ) -> None:
     """Add (or replace, by name) compatible shapes."""
     with reported(verbose=verbose):
-        from imagepack.oci.metadata import ImageMetadata, parse_shape
+        from imagepack.oci.metadata import parse_shape
 
         added = [parse_shape(text) for text in shapes]
 
@@ -223,18 +242,18 @@ def shapes_add(
         meta.shapes = [s for s in meta.shapes if s.name not in names] + added
         return meta
 
-    _edit(archive, change, strict=False, quiet=quiet, json_output=False, verbose=verbose)
+    _edit(archive, change, strict=False, quiet=quiet, json_output=json_output, verbose=verbose)
 
 
 @shapes_app.command("remove")
 def shapes_remove(
     archive: Path = typer.Argument(...),
     names: list[str] = typer.Argument(..., help="Shape names to remove."),
+    json_output: bool = JSON,
     quiet: bool = QUIET,
     verbose: bool = VERBOSE,
 ) -> None:
     """Remove compatible shapes by name."""
-    from imagepack.oci.metadata import ImageMetadata
 
     def change(meta: ImageMetadata) -> ImageMetadata:
         missing = set(names) - {shape.name for shape in meta.shapes}
@@ -245,4 +264,4 @@ def shapes_remove(
         meta.shapes = [s for s in meta.shapes if s.name not in names]
         return meta
 
-    _edit(archive, change, strict=False, quiet=quiet, json_output=False, verbose=verbose)
+    _edit(archive, change, strict=False, quiet=quiet, json_output=json_output, verbose=verbose)
