@@ -9,7 +9,7 @@ import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
-from imagepack.errors import OutputError
+from imagepack.errors import ImagepackError, OutputError
 
 TEMP_MARK = ".imagepack-"
 
@@ -75,6 +75,12 @@ def atomic_output(target: Path) -> Iterator[Path]:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(temp)
         raise OutputError(f"{target}: writing failed: {e.strerror or e}; nothing was written") from None
+    except ImagepackError as e:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(temp)
+        # qemu-img names the file it wrote; the user asked for `target` and never sees the temporary name.
+        e.message = e.message.replace(os.path.abspath(temp), str(target)).replace(str(temp), str(target))
+        raise
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(temp)

@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import contextlib
+import gzip
 import os
 import time
+import zlib
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 from imagepack import qemu
 from imagepack.atomic import atomic_output, check_free_space, check_target
-from imagepack.errors import UsageError
+from imagepack.errors import InputError, UsageError
 from imagepack.formats import ByteSource, Container, ImageFormat, SafetyPolicy, detect_container, format_for_output_name
 from imagepack.options import allocates_whole_disk, create_options
 from imagepack.source import SourceImage, open_image, require_regular_file
@@ -72,7 +74,20 @@ def is_archive(path: Path) -> bool:
     if path.suffix.lower() == ".oci":
         return True
     with ByteSource(path) as src:
-        return detect_container(src) in (Container.TAR, Container.GZIP)
+        container = detect_container(src)
+    if container is Container.GZIP and not _gzip_holds_tar(path):
+        raise InputError(f"{path}: this is a gzip file, not a disk image; decompress it first (gunzip)")
+    return container in (Container.TAR, Container.GZIP)
+
+
+def _gzip_holds_tar(path: Path) -> bool:
+    """Whether the first block inside a gzip file is a tar header (an ocne-style .oci archive)."""
+    try:
+        with gzip.open(path, "rb") as f:
+            head = f.read(512)
+    except (OSError, EOFError, zlib.error):
+        return False
+    return head[257:262] == b"ustar"
 
 
 def convert_image(

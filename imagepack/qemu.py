@@ -131,9 +131,7 @@ def _last_useful_line(stderr: str) -> str:
     return re.sub(r"^qemu-img: ", "", lines[-1])
 
 
-def _run(
-    verb: str, args: list[str], *, limits: Limits, on_line: Callable[[str], None] | None = None
-) -> Completed:
+def _run(verb: str, args: list[str], *, limits: Limits, on_line: Callable[[str], None] | None = None) -> Completed:
     qemu = find_qemu_img()
     try:
         done = run([qemu.path, verb, *args], limits=limits, on_line=on_line)
@@ -221,12 +219,17 @@ def convert(
         *(["-p"] if on_progress else []),
         *(["-c"] if compress else []),
         *source.args(),
-        "-O", target_format.driver,
+        "-O",
+        target_format.driver,
         *_option_args(options),
         str(Path(os.path.abspath(target))),
     ]
-    _checked("convert", args, limits=Limits(wall_seconds=convert_wall_seconds(virtual_size)),
-             on_line=_progress_parser(on_progress))
+    _checked(
+        "convert",
+        args,
+        limits=Limits(wall_seconds=convert_wall_seconds(virtual_size)),
+        on_line=_progress_parser(on_progress),
+    )
 
 
 def convert_into(
@@ -244,10 +247,15 @@ def convert_into(
         "-n",
         "--target-is-zero",  # the target is a fresh, empty qcow2: no need to write zeroes for holes
         *source.args(opts=True),
-        "--target-image-opts", target.image_opts(),
+        "--target-image-opts",
+        target.image_opts(),
     ]
-    _checked("convert", args, limits=Limits(wall_seconds=convert_wall_seconds(virtual_size)),
-             on_line=_progress_parser(on_progress))
+    _checked(
+        "convert",
+        args,
+        limits=Limits(wall_seconds=convert_wall_seconds(virtual_size)),
+        on_line=_progress_parser(on_progress),
+    )
 
 
 def create(path: Path, fmt: ImageFormat, size: int, options: Mapping[str, str] = {}) -> None:
@@ -281,8 +289,7 @@ class CheckResult:
 def check(image: ImageRef) -> CheckResult:
     done = _run("check", ["--output=json", *image.args()], limits=QUICK_LIMITS)
     if done.returncode == 1:
-        raise QemuImgError(f"qemu-img check failed: {_last_useful_line(done.stderr)}", detail=done.stderr,
-                           returncode=1)
+        raise QemuImgError(f"qemu-img check failed: {_last_useful_line(done.stderr)}", detail=done.stderr, returncode=1)
     report = {}
     if done.stdout.strip():
         parsed = _json(done.stdout, "check")
@@ -310,7 +317,8 @@ def read_head(image: ImageRef, length: int) -> bytes:
         block = 512
         args = [
             *(["--image-opts"] if image.is_region else ["-f", image.format.driver]),
-            "-O", "raw",
+            "-O",
+            "raw",
             f"bs={block}",
             f"count={length // block}",
             f"if={image.image_opts() if image.is_region else image.path}",

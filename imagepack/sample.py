@@ -44,10 +44,20 @@ def _gpt_header(size: int, entries: bytes, *, primary: bool) -> bytes:
     entries_lba = 2 if primary else sectors - 33
     fields = struct.pack(
         "<8sIIIIQQQQ16sQIII",
-        b"EFI PART", 0x00010000, 92, 0, 0,
-        current, backup, 34, sectors - 34,
+        b"EFI PART",
+        0x00010000,
+        92,
+        0,
+        0,
+        current,
+        backup,
+        34,
+        sectors - 34,
         uuid.UUID("5a3b1c2d-0000-4000-8000-696d61676570").bytes_le,
-        entries_lba, 128, 128, zlib.crc32(entries),
+        entries_lba,
+        128,
+        128,
+        zlib.crc32(entries),
     )
     crc = zlib.crc32(fields)
     return fields[:16] + struct.pack("<I", crc) + fields[20:]
@@ -61,8 +71,9 @@ def write_sample_disk(path: Path, size: int = 64 * 1024**2, *, gpt: bool = True,
         f.truncate(size)
         if gpt and size >= 64 * 1024:
             mbr = bytearray(512)
-            mbr[446:462] = struct.pack("<B3sB3sII", 0, b"\0\x02\0", 0xEE, b"\xff\xff\xff", 1,
-                                       min(size // SECTOR - 1, 0xFFFFFFFF))
+            mbr[446:462] = struct.pack(
+                "<B3sB3sII", 0, b"\0\x02\0", 0xEE, b"\xff\xff\xff", 1, min(size // SECTOR - 1, 0xFFFFFFFF)
+            )
             mbr[510:512] = b"\x55\xaa"
             entries = _gpt_entries(size)
             f.seek(0)

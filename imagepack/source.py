@@ -81,8 +81,9 @@ def recheck_qemu_info(found: dict[str, Any], expected: ImageFormat, policy: Safe
     if found.get("format") != expected.driver:
         problems.append(Problem(f"qemu-img reads it as {found.get('format')}, not {expected.value}"))
     if (found.get("backing-filename") or found.get("full-backing-filename")) and not policy.allow_backing:
-        problems.append(Problem(f"qemu-img reports a backing file '{found.get('backing-filename')}'",
-                                "--allow-backing"))
+        problems.append(
+            Problem(f"qemu-img reports a backing file '{found.get('backing-filename')}'", "--allow-backing")
+        )
     specific = (found.get("format-specific") or {}).get("data") or {}
     if specific.get("data-file"):
         problems.append(Problem("qemu-img reports an external data file"))

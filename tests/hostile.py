@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import os
 import struct
-import tarfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from tests.conftest import qemu_img
 
@@ -36,7 +36,7 @@ def patch(path: Path, offset: int, fmt: str, *values: object) -> None:
         f.write(struct.pack(fmt, *values))
 
 
-def read_at(path: Path, offset: int, fmt: str) -> tuple[object, ...]:
+def read_at(path: Path, offset: int, fmt: str) -> tuple[Any, ...]:
     with open(path, "rb") as f:
         f.seek(offset)
         return struct.unpack(fmt, f.read(struct.calcsize(fmt)))
@@ -76,8 +76,10 @@ def qcow2_luks(folder: Path, canary: Path) -> Path:
     return qcow2(
         folder,
         "luks.qcow2",
-        "--object", "secret,id=s,data=x",
-        "-o", "encrypt.format=luks,encrypt.key-secret=s,encrypt.iter-time=10",  # fast key derivation
+        "--object",
+        "secret,id=s,data=x",
+        "-o",
+        "encrypt.format=luks,encrypt.key-secret=s,encrypt.iter-time=10",  # fast key derivation
     )
 
 
@@ -118,14 +120,13 @@ GD_AT_END = 0xFFFFFFFFFFFFFFFF
 MARKER_FOOTER = 3
 
 
-def descriptor(create_type: str, extent: str, *, extra: str = "") -> str:
+def descriptor(create_type: str, extent: str) -> str:
     return (
         "# Disk DescriptorFile\n"
         "version=1\n"
         "CID=fffffffe\n"
         "parentCID=ffffffff\n"
         f'createType="{create_type}"\n'
-        f"{extra}"
         "\n# Extent description\n"
         f"{extent}\n"
     )
@@ -168,13 +169,13 @@ def vmdk_delta_of_canary(folder: Path, canary: Path) -> Path:
 
 def empty_vmdk(folder: Path, name: str) -> Path:
     path = folder / name
-    qemu_img("create", "-q", "-f", "vmdk", str(path), f"{CANARY_SIZE}")
+    qemu_img("create", "-q", "-f", "vmdk", str(path), str(CANARY_SIZE))
     return path
 
 
 def vmdk_hint_without_descriptor(folder: Path, canary: Path) -> Path:
     """The header says there is no descriptor, but qemu still searches sector 1 onwards for a parent hint,
-    even inside a comment. (Checked by hand: qemu-img info then reports the backing file.)"""
+    even inside a comment: qemu-img info then reports a backing file (test_second_layer_... checks it)."""
     vmdk_sparse(folder, "parent.vmdk", canary)
     path = empty_vmdk(folder, "hidden-hint.vmdk")
     patch(path, V_DESC_OFFSET, "<QQ", 0, 0)
@@ -250,7 +251,6 @@ H_DISK_TYPE = 60
 H_CHECKSUM = 64
 DYN = SECTOR  # qemu puts the dynamic header right after the first footer copy
 D_MAX_ENTRIES = 28
-D_BLOCK_SIZE = 32
 D_CHECKSUM = 36
 
 
@@ -292,14 +292,14 @@ def vhd_differencing(folder: Path, canary: Path) -> Path:
 def vhd_bad_footer_checksum(folder: Path, canary: Path) -> Path:
     path = vhd(folder, "bad-checksum.vhd", "fixed")
     (checksum,) = read_at(path, path.stat().st_size - SECTOR + H_CHECKSUM, ">I")
-    patch(path, path.stat().st_size - SECTOR + H_CHECKSUM, ">I", int(checksum) ^ 1)  # type: ignore[call-overload]
+    patch(path, path.stat().st_size - SECTOR + H_CHECKSUM, ">I", checksum ^ 1)
     return path
 
 
 def vhd_bad_dynamic_header_checksum(folder: Path, canary: Path) -> Path:
     path = vhd(folder, "bad-header-checksum.vhd")
     (checksum,) = read_at(path, DYN + D_CHECKSUM, ">I")
-    patch(path, DYN + D_CHECKSUM, ">I", int(checksum) ^ 1)  # type: ignore[call-overload]
+    patch(path, DYN + D_CHECKSUM, ">I", checksum ^ 1)
     return path
 
 
@@ -314,7 +314,7 @@ def vhd_claims_1_tib(folder: Path, canary: Path) -> Path:
 def vhd_block_table(name: str, entries: int, block_size: int) -> Callable[[Path, Path], Path]:
     def build(folder: Path, canary: Path) -> Path:
         path = vhd(folder, name)
-        patch(path, DYN + D_MAX_ENTRIES, ">II", entries, block_size)
+        patch(path, DYN + D_MAX_ENTRIES, ">II", entries, block_size)  # block size follows the count
         fix_checksum(path, DYN, 1024, D_CHECKSUM)
         return path
 
@@ -365,14 +365,6 @@ def qcow2_with_vhd_footer(folder: Path, canary: Path) -> Path:
     return path
 
 
-def tar_holding_qcow2(folder: Path, canary: Path) -> Path:
-    member = qcow2(folder, "member.qcow2")
-    path = folder / "archive.img"
-    with tarfile.open(path, "w", format=tarfile.USTAR_FORMAT) as tar:
-        tar.add(member, arcname="disk.qcow2")
-    return path
-
-
 def fifo(folder: Path, canary: Path) -> Path:
     path = folder / "pipe.qcow2"
     os.mkfifo(path)
@@ -412,29 +404,47 @@ HOSTILE: tuple[Hostile, ...] = (
     Hostile("qcow2-luks-encrypted", qcow2_luks, "encrypted"),
     Hostile("qcow2-legacy-aes-encrypted", qcow2_legacy_aes, "encrypted"),
     Hostile("qcow2-version-4", qcow2_patched("v4.qcow2", Q_VERSION, ">I", 4), "version 4"),
-    Hostile("qcow2-unknown-incompatible-bit", qcow2_patched("bit5.qcow2", Q_INCOMPATIBLE, ">Q", 1 << 5),
-            "unknown incompatible features 0x20"),
+    Hostile(
+        "qcow2-unknown-incompatible-bit",
+        qcow2_patched("bit5.qcow2", Q_INCOMPATIBLE, ">Q", 1 << 5),
+        "unknown incompatible features 0x20",
+    ),
     Hostile("qcow2-corrupt-bit", qcow2_corrupt_bit, "marked corrupt"),
     Hostile("qcow2-cluster-bits-8", qcow2_patched("cb8.qcow2", Q_CLUSTER_BITS, ">I", 8), "cluster_bits 8"),
     Hostile("qcow2-cluster-bits-22", qcow2_patched("cb22.qcow2", Q_CLUSTER_BITS, ">I", 22), "cluster_bits 22"),
     Hostile("qcow2-huge-l1-table", qcow2_patched("l1.qcow2", Q_L1_SIZE, ">I", 0x1000_0000), "L1 table"),
-    Hostile("qcow2-huge-refcount-table",
-            qcow2_patched("reftable.qcow2", Q_REFCOUNT_CLUSTERS, ">I", 0x10_0000), "refcount table"),
+    Hostile(
+        "qcow2-huge-refcount-table",
+        qcow2_patched("reftable.qcow2", Q_REFCOUNT_CLUSTERS, ">I", 0x10_0000),
+        "refcount table",
+    ),
     Hostile("qcow2-too-many-snapshots", qcow2_patched("snaps.qcow2", Q_NB_SNAPSHOTS, ">I", 70_000), "snapshots"),
     Hostile("qcow2-64KiB-file-claims-512TiB", qcow2_claims_512_tib, "above the limit", "--max-size"),
     # vmdk
-    Hostile("vmdk-flat-descriptor-extent-is-canary",
-            vmdk_text("flat.vmdk", descriptor("monolithicFlat", f'RW 128 FLAT "{CANARY_NAME}" 0')),
-            "other files", "--allow-backing"),
-    Hostile("vmdk-flat-descriptor-absolute-canary",
-            vmdk_text("flat-abs.vmdk", descriptor("monolithicFlat", 'RW 128 FLAT "CANARY" 0')),
-            "other files", "--allow-backing"),
-    Hostile("vmdk-flat-descriptor-etc-passwd",
-            vmdk_text("passwd.vmdk", descriptor("monolithicFlat", 'RW 8 FLAT "/etc/passwd" 0')),
-            "other files", "--allow-backing"),
-    Hostile("vmdk-flat-descriptor-indented-extent",  # qemu's sscanf skips the indent; a line regex may not
-            vmdk_text("indented.vmdk", descriptor("monolithicFlat", f'   RW 128 FLAT "{CANARY_NAME}" 0')),
-            "other files", "--allow-backing"),
+    Hostile(
+        "vmdk-flat-descriptor-extent-is-canary",
+        vmdk_text("flat.vmdk", descriptor("monolithicFlat", f'RW 128 FLAT "{CANARY_NAME}" 0')),
+        "other files",
+        "--allow-backing",
+    ),
+    Hostile(
+        "vmdk-flat-descriptor-absolute-canary",
+        vmdk_text("flat-abs.vmdk", descriptor("monolithicFlat", 'RW 128 FLAT "CANARY" 0')),
+        "other files",
+        "--allow-backing",
+    ),
+    Hostile(
+        "vmdk-flat-descriptor-etc-passwd",
+        vmdk_text("passwd.vmdk", descriptor("monolithicFlat", 'RW 8 FLAT "/etc/passwd" 0')),
+        "other files",
+        "--allow-backing",
+    ),
+    Hostile(
+        "vmdk-flat-descriptor-indented-extent",  # qemu's sscanf skips the indent; a line regex may not
+        vmdk_text("indented.vmdk", descriptor("monolithicFlat", f'   RW 128 FLAT "{CANARY_NAME}" 0')),
+        "other files",
+        "--allow-backing",
+    ),
     Hostile("vmdk-twoGbMaxExtentSparse-descriptor", vmdk_two_gb_descriptor, "other files", "--allow-backing"),
     Hostile("vmdk-lone-extent-of-a-split-disk", vmdk_two_gb_extent, "split disk"),
     Hostile("vmdk-sparse-delta-with-parentFileNameHint", vmdk_delta_of_canary, "parent", "--allow-backing"),
@@ -450,8 +460,7 @@ HOSTILE: tuple[Hostile, ...] = (
     Hostile("vhd-bad-dynamic-header-checksum", vhd_bad_dynamic_header_checksum, "header checksum"),
     Hostile("vhd-fixed-claims-1TiB", vhd_claims_1_tib, "above the limit", "--max-size"),
     Hostile("vhd-block-table-of-1G-entries", vhd_block_table("bat-2m.vhd", 0x3FFF_FFFF, 2 * MiB), "block table"),
-    Hostile("vhd-block-table-2GiB-in-512B-blocks",
-            vhd_block_table("bat-512.vhd", 0x1FFF_FFFF, SECTOR), "block table"),
+    Hostile("vhd-block-table-2GiB-in-512B-blocks", vhd_block_table("bat-512.vhd", 0x1FFF_FFFF, SECTOR), "block table"),
     # vdi
     Hostile("vdi-differencing", vdi_patched("diff.vdi", I_IMAGE_TYPE, "<I", 4), "differencing"),
     Hostile("vdi-link-uuid", vdi_patched("link.vdi", I_UUID_LINK, "16s", os.urandom(16)), "parent"),
@@ -459,8 +468,9 @@ HOSTILE: tuple[Hostile, ...] = (
     Hostile("vdi-claims-1TiB", vdi_claims_1_tib, "above the limit", "--max-size"),
     Hostile("vdi-block-size-4KiB", vdi_patched("bs.vdi", I_BLOCK_SIZE, "<I", 4096), "block size"),
     # whatever the bytes or the name say
-    Hostile("raw-claimed-but-qcow2", qcow2_named("claimed.raw"), "content is qcow2", args=("--from", "raw"),
-            info="error"),
+    Hostile(
+        "raw-claimed-but-qcow2", qcow2_named("claimed.raw"), "content is qcow2", args=("--from", "raw"), info="error"
+    ),
     Hostile("name-says-vmdk-content-is-qcow2", qcow2_named("renamed.vmdk"), "the name says vmdk", "--from qcow2"),
     Hostile("qcow2-and-vhd-at-once", qcow2_with_vhd_footer, "ambiguous", info="error"),
     Hostile("fifo", fifo, "regular file", regular=False, info="error"),
@@ -504,8 +514,10 @@ def build_benign(case: Benign, folder: Path, source: Path) -> Path:
     qemu_img(
         "convert",
         *(["-c"] if case.compress else []),
-        "-f", "raw",
-        "-O", driver,
+        "-f",
+        "raw",
+        "-O",
+        driver,
         *(["-o", case.options] if case.options else []),
         str(source),
         str(path),

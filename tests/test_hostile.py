@@ -7,6 +7,7 @@ import json
 import os
 import stat
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -78,9 +79,7 @@ def test_convert_refuses_hostile_image_and_writes_nothing(
 
 
 @pytest.mark.parametrize("case", hostile.HOSTILE, ids=lambda c: c.id)
-def test_info_says_why_a_hostile_image_would_be_refused(
-    case: hostile.Hostile, corpus: Path, canary: Path
-) -> None:
+def test_info_says_why_a_hostile_image_would_be_refused(case: hostile.Hostile, corpus: Path, canary: Path) -> None:
     source = case.build(corpus, canary)
     before = regular_files(corpus)
 
@@ -141,9 +140,7 @@ def test_every_hostile_case_has_its_own_id() -> None:
 
 
 @pytest.mark.parametrize("case", hostile.BENIGN, ids=lambda c: c.id)
-def test_benign_image_still_converts_to_the_same_disk(
-    case: hostile.Benign, sample_raw: Path, tmp_path: Path
-) -> None:
+def test_benign_image_still_converts_to_the_same_disk(case: hostile.Benign, sample_raw: Path, tmp_path: Path) -> None:
     source = hostile.build_benign(case, tmp_path, sample_raw)
     digest = file_digest(source)
     target = tmp_path / "out.qcow2"
@@ -172,7 +169,7 @@ def test_info_calls_a_benign_image_safe(case: hostile.Benign, sample_raw: Path, 
     assert described["virtual_size"] >= ODD_SIZE
 
 
-def test_max_size_lowers_the_cap_and_is_named_in_the_refusal(make_image, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_max_size_lowers_the_cap_and_is_named_in_the_refusal(make_image: Callable[..., Path], tmp_path: Path) -> None:
     source = make_image("qcow2")
 
     done = run_cli("convert", "--quiet", "--max-size", "1M", str(source), str(tmp_path / "out.raw"))

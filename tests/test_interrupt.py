@@ -81,6 +81,31 @@ def wait_for_qemu_img_writing(folder: Path, proc: subprocess.Popen[str], deadlin
     raise AssertionError("no qemu-img started writing a temporary file in time")
 
 
+def interrupt_a_conversion(
+    source: Path, target: Path, signum: signal.Signals, *args: str
+) -> tuple[subprocess.CompletedProcess[str], str]:
+    """Start a compressing conversion, signal it while qemu-img writes; what it printed, and the temp name."""
+    before = data_digest(source)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "imagepack", "convert", "--compress", *args, str(source), str(target)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        temp = wait_for_qemu_img_writing(target.parent, proc, time.monotonic() + 20)
+        time.sleep(0.3)  # let it write for a moment
+        assert proc.poll() is None, "the conversion finished before it could be interrupted"
+        proc.send_signal(signum)
+        stdout, stderr = proc.communicate(timeout=15)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert data_digest(source) == before, "the input was modified"
+    return subprocess.CompletedProcess(proc.args, proc.returncode, stdout, stderr), temp
+
+
 @pytest.mark.parametrize(
     ("signum", "exit_code"),
     [(signal.SIGTERM, EXIT_SIGTERM), (signal.SIGINT, EXIT_SIGINT)],
@@ -108,28 +133,3 @@ def test_convert_interrupted_with_force_keeps_the_existing_output(busy_disk: Pat
     assert target.read_bytes() == b"the image that worked"
     assert leftovers(tmp_path) == []
     assert processes_naming(temp) == []
-
-
-def interrupt_a_conversion(
-    source: Path, target: Path, signum: signal.Signals, *args: str
-) -> tuple[subprocess.CompletedProcess[str], str]:
-    """Start a compressing conversion, signal it while qemu-img writes; what it printed, and the temp name."""
-    before = data_digest(source)
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "imagepack", "convert", "--compress", *args, str(source), str(target)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        temp = wait_for_qemu_img_writing(target.parent, proc, time.monotonic() + 20)
-        time.sleep(0.3)  # let it write for a moment
-        assert proc.poll() is None, "the conversion finished before it could be interrupted"
-        proc.send_signal(signum)
-        stdout, stderr = proc.communicate(timeout=15)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-    assert data_digest(source) == before, "the input was modified"
-    return subprocess.CompletedProcess(proc.args, proc.returncode, stdout, stderr), temp

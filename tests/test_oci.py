@@ -81,15 +81,15 @@ def test_pack_from_qcow2_copies_the_bytes_unchanged(make_image: Callable[..., Pa
         assert member.read() == source.read_bytes()
 
 
-def test_pack_compressed_writes_compressed_clusters_that_still_compare(
-    sample_raw: Path, tmp_path: Path
-) -> None:
+def test_pack_compressed_writes_compressed_clusters_that_still_compare(sample_raw: Path, tmp_path: Path) -> None:
     out = tmp_path / "disk.oci"
     assert pack(sample_raw, out, "--compress").returncode == 0
     info = json.loads(run_cli("info", "--json", str(out)).stdout)
     disk = info["members"][1]
-    opts = (f"driver=qcow2,file.driver=raw,file.offset={disk['data_offset']},file.size={disk['size']},"
-            f"file.file.driver=file,file.file.filename={out}")
+    opts = (
+        f"driver=qcow2,file.driver=raw,file.offset={disk['data_offset']},file.size={disk['size']},"
+        f"file.file.driver=file,file.file.filename={out}"
+    )
     raw_opts = f"driver=raw,file.driver=file,file.filename={sample_raw}"
     qemu_img("compare", "--image-opts", raw_opts, opts)
 
@@ -119,9 +119,7 @@ def test_convert_reads_an_archive_in_place_and_writes_one(sample_raw: Path, tmp_
     qemu_img("compare", "-f", "raw", "-F", "vpc", str(sample_raw), str(vhd))
 
 
-def test_meta_set_changes_the_metadata_in_place_without_touching_the_disk(
-    sample_raw: Path, tmp_path: Path
-) -> None:
+def test_meta_set_changes_the_metadata_in_place_without_touching_the_disk(sample_raw: Path, tmp_path: Path) -> None:
     out = tmp_path / "disk.oci"
     assert pack(sample_raw, out).returncode == 0
     info = json.loads(run_cli("info", "--json", str(out)).stdout)
@@ -176,8 +174,7 @@ def test_verify_says_ready_for_a_packed_archive_and_lists_problems_otherwise(
     assert done.returncode == 3 and "partition table" in done.stdout
 
 
-def _foreign_archive(path: Path, disk: Path, metadata: bytes, *, disk_name: str, disk_first: bool,
-                     gz: bool) -> None:
+def _foreign_archive(path: Path, disk: Path, metadata: bytes, *, disk_name: str, disk_first: bool, gz: bool) -> None:
     buf = io.BytesIO()
     with tarfile.open(fileobj=buf, mode="w", format=tarfile.GNU_FORMAT) as tar:
         entries = [("image_metadata.json", metadata), (disk_name, disk.read_bytes())]
@@ -190,24 +187,42 @@ def _foreign_archive(path: Path, disk: Path, metadata: bytes, *, disk_name: str,
 
 @pytest.mark.parametrize(
     ("style", "disk_name", "disk_first", "gz"),
-    [("freebsd", "output.QCOW2", False, False), ("ocne", "output.QCOW2", True, True),
-     ("talos", "oracle-arm64.qcow2", False, True)],
+    [
+        ("freebsd", "output.QCOW2", False, False),
+        ("ocne", "output.QCOW2", True, True),
+        ("talos", "oracle-arm64.qcow2", False, True),
+    ],
 )
 def test_reads_archives_written_by_other_tools(
-    style: str, disk_name: str, disk_first: bool, gz: bool, make_image: Callable[..., Path],
-    sample_raw: Path, tmp_path: Path,
+    style: str,
+    disk_name: str,
+    disk_first: bool,
+    gz: bool,
+    make_image: Callable[..., Path],
+    sample_raw: Path,
+    tmp_path: Path,
 ) -> None:
-    metadata = json.dumps({
-        "version": 2,
-        "externalLaunchOptions": {"firmware": "UEFI_64", "networkType": "PARAVIRTUALIZED",
-                                  "bootVolumeType": "PARAVIRTUALIZED", "remoteDataVolumeType": "PARAVIRTUALIZED",
-                                  "localDataVolumeType": "PARAVIRTUALIZED", "launchOptionsSource": "PARAVIRTUALIZED",
-                                  "pvAttachmentVersion": 2, "pvEncryptionInTransitEnabled": False,
-                                  "consistentVolumeNamingEnabled": False},
-        "imageCapabilityData": None, "imageCapsFormatVersion": None,
-        "operatingSystem": "FreeBSD", "operatingSystemVersion": "14.1",
-        "additionalMetadata": {"shapeCompatibilities": [], "futureKey": 1},
-    }).encode()
+    metadata = json.dumps(
+        {
+            "version": 2,
+            "externalLaunchOptions": {
+                "firmware": "UEFI_64",
+                "networkType": "PARAVIRTUALIZED",
+                "bootVolumeType": "PARAVIRTUALIZED",
+                "remoteDataVolumeType": "PARAVIRTUALIZED",
+                "localDataVolumeType": "PARAVIRTUALIZED",
+                "launchOptionsSource": "PARAVIRTUALIZED",
+                "pvAttachmentVersion": 2,
+                "pvEncryptionInTransitEnabled": False,
+                "consistentVolumeNamingEnabled": False,
+            },
+            "imageCapabilityData": None,
+            "imageCapsFormatVersion": None,
+            "operatingSystem": "FreeBSD",
+            "operatingSystemVersion": "14.1",
+            "additionalMetadata": {"shapeCompatibilities": [], "futureKey": 1},
+        }
+    ).encode()
     archive = tmp_path / f"{style}.oci"
     _foreign_archive(archive, make_image("qcow2"), metadata, disk_name=disk_name, disk_first=disk_first, gz=gz)
     info = run_cli("info", "--json", str(archive))

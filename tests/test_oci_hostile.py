@@ -18,13 +18,20 @@ from tests.conftest import file_digest, leftovers, run_cli
 GOOD_METADATA = {
     "version": 2,
     "externalLaunchOptions": {
-        "firmware": "UEFI_64", "networkType": "PARAVIRTUALIZED", "bootVolumeType": "PARAVIRTUALIZED",
-        "remoteDataVolumeType": "PARAVIRTUALIZED", "localDataVolumeType": "PARAVIRTUALIZED",
-        "launchOptionsSource": "PARAVIRTUALIZED", "pvAttachmentVersion": 2,
-        "pvEncryptionInTransitEnabled": False, "consistentVolumeNamingEnabled": False,
+        "firmware": "UEFI_64",
+        "networkType": "PARAVIRTUALIZED",
+        "bootVolumeType": "PARAVIRTUALIZED",
+        "remoteDataVolumeType": "PARAVIRTUALIZED",
+        "localDataVolumeType": "PARAVIRTUALIZED",
+        "launchOptionsSource": "PARAVIRTUALIZED",
+        "pvAttachmentVersion": 2,
+        "pvEncryptionInTransitEnabled": False,
+        "consistentVolumeNamingEnabled": False,
     },
-    "imageCapabilityData": None, "imageCapsFormatVersion": None,
-    "operatingSystem": "Oracle Linux", "operatingSystemVersion": "8",
+    "imageCapabilityData": None,
+    "imageCapsFormatVersion": None,
+    "operatingSystem": "Oracle Linux",
+    "operatingSystemVersion": "8",
     "additionalMetadata": {"shapeCompatibilities": []},
 }
 
@@ -105,8 +112,15 @@ def hostile_cases(qcow2: bytes, canary: Path) -> dict[str, Callable[[Path], None
         "metadata-over-1mib": tar(("image_metadata.json", b" " * (1024 * 1024 + 1)), ok_disk),
         "metadata-deeply-nested": tar(("image_metadata.json", deep), ok_disk),
         "metadata-wrong-enum": tar(
-            ("image_metadata.json", json.dumps({**GOOD_METADATA, "externalLaunchOptions": {
-                **GOOD_METADATA["externalLaunchOptions"], "firmware": "COREBOOT"}}).encode()),  # type: ignore[dict-item]
+            (
+                "image_metadata.json",
+                json.dumps(
+                    {
+                        **GOOD_METADATA,
+                        "externalLaunchOptions": {**GOOD_METADATA["externalLaunchOptions"], "firmware": "COREBOOT"},
+                    }
+                ).encode(),
+            ),  # type: ignore[dict-item]
             ok_disk,
         ),
         "gzip-bomb": gzip_bomb,
@@ -124,10 +138,26 @@ def small_qcow2(tmp_path_factory: pytest.TempPathFactory) -> bytes:
 
 
 CASES = [
-    "missing-metadata", "missing-disk", "extra-member", "two-disks", "duplicate-metadata",
-    "duplicate-after-normalising", "symlink-disk", "hardlink-disk", "directory-member", "device-member",
-    "absolute-name", "dotdot-name", "disk-not-qcow2", "truncated", "metadata-not-json", "metadata-over-1mib",
-    "metadata-deeply-nested", "metadata-wrong-enum", "gzip-bomb", "not-a-tar",
+    "missing-metadata",
+    "missing-disk",
+    "extra-member",
+    "two-disks",
+    "duplicate-metadata",
+    "duplicate-after-normalising",
+    "symlink-disk",
+    "hardlink-disk",
+    "directory-member",
+    "device-member",
+    "absolute-name",
+    "dotdot-name",
+    "disk-not-qcow2",
+    "truncated",
+    "metadata-not-json",
+    "metadata-over-1mib",
+    "metadata-deeply-nested",
+    "metadata-wrong-enum",
+    "gzip-bomb",
+    "not-a-tar",
 ]
 
 

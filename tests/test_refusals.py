@@ -313,3 +313,11 @@ def test_a_failed_conversion_with_force_keeps_the_existing_output(sample_raw: Pa
     assert_refused(done, EXIT_FAILURE, "File too large")
     assert target.read_bytes() == b"yesterday's good image"
     assert leftovers(out_dir) == []
+
+
+def test_a_failed_write_names_the_output_not_the_temporary_file(sample_raw: Path, out_dir: Path) -> None:
+    target = out_dir / "disk.raw"  # qemu-img sizes a raw target first, and names the file when that fails
+    done = run_cli("convert", str(sample_raw), str(target), preexec_fn=_limit_file_size_to_1_mib)
+    line = assert_refused(done, EXIT_FAILURE, "File too large", str(target))
+    assert ".imagepack-" not in line
+    assert list(out_dir.iterdir()) == []

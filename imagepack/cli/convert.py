@@ -7,21 +7,32 @@ from pathlib import Path
 import typer
 
 from imagepack.cli import oci
-from imagepack.cli.output import JSON, QUIET, VERBOSE, human_size, print_json, progress_bar, reported, setup_logging
+from imagepack.cli.output import (
+    ALLOW_BACKING,
+    FORCE,
+    FROM_FORMAT,
+    JSON,
+    MAX_SIZE,
+    QUIET,
+    VERBOSE,
+    human_size,
+    print_json,
+    progress_bar,
+    reported,
+    setup_logging,
+)
 
 
 def convert_command(
     source: Path = typer.Argument(..., help="Image to read (never modified)."),
     target: Path = typer.Argument(..., help="Image to write; its suffix picks the format unless --to is given."),
     to: str = typer.Option(None, "--to", help="Output format: raw, qcow2, vmdk, vdi, vhd."),
-    from_format: str = typer.Option(None, "--from", help="State the input format instead of detecting it."),
+    from_format: str = FROM_FORMAT,
     option: list[str] = typer.Option([], "-o", "--option", help="Format option KEY=VALUE (repeatable)."),
     compress: bool = typer.Option(False, "--compress", "-c", help="Compress the output (qcow2, vmdk)."),
-    force: bool = typer.Option(False, "--force", "-f", help="Replace an existing output."),
-    allow_backing: bool = typer.Option(
-        False, "--allow-backing", help="Follow backing files and vmdk extents the image names (trusted images only)."
-    ),
-    max_size: str = typer.Option(None, "--max-size", help="Largest virtual size to accept (default 400G)."),
+    force: bool = FORCE,
+    allow_backing: bool = ALLOW_BACKING,
+    max_size: str = MAX_SIZE,
     os_name: str = oci.OS_NAME,
     os_version: str = oci.OS_VERSION,
     launch_mode: str = oci.LAUNCH_MODE,
@@ -46,14 +57,28 @@ def convert_command(
         if (to or "").lower() == "oci" or (to is None and target.suffix.lower() == ".oci"):
             from imagepack.oci.pack import pack_archive
 
-            request = metadata_request(os_name=os_name, os_version=os_version, launch_mode=launch_mode,
-                                       firmware=firmware, launch_options=launch_option, shapes=shape,
-                                       metadata=metadata, strict=strict)
+            request = metadata_request(
+                os_name=os_name,
+                os_version=os_version,
+                launch_mode=launch_mode,
+                firmware=firmware,
+                launch_options=launch_option,
+                shapes=shape,
+                metadata=metadata,
+                strict=strict,
+            )
             with progress_bar(f"{source.name} → {target.name}", quiet=quiet) as on_progress:
-                packed = pack_archive(source, target, request, from_format=parse_source_format(from_format),
-                                      options=parse_option_pairs(option), compress=compress, force=force,
-                                      policy=parse_policy(max_size, allow_backing=allow_backing),
-                                      on_progress=on_progress)
+                packed = pack_archive(
+                    source,
+                    target,
+                    request,
+                    from_format=parse_source_format(from_format),
+                    options=parse_option_pairs(option),
+                    compress=compress,
+                    force=force,
+                    policy=parse_policy(max_size, allow_backing=allow_backing),
+                    on_progress=on_progress,
+                )
             oci.report_pack(packed, json_output=json_output, quiet=quiet)
             return
         with progress_bar(f"{source.name} → {target.name}", quiet=quiet) as on_progress:

@@ -7,7 +7,17 @@ from typing import TYPE_CHECKING
 
 import typer
 
-from imagepack.cli.output import JSON, QUIET, VERBOSE, human_size, print_json, reported, setup_logging
+from imagepack.cli.output import (
+    FROM_FORMAT,
+    JSON,
+    MAX_SIZE,
+    QUIET,
+    VERBOSE,
+    human_size,
+    print_json,
+    reported,
+    setup_logging,
+)
 
 if TYPE_CHECKING:
     from imagepack.formats import SafetyPolicy
@@ -16,8 +26,8 @@ if TYPE_CHECKING:
 
 def info_command(
     path: Path = typer.Argument(..., help="Disk image to describe."),
-    from_format: str = typer.Option(None, "--from", help="State the format instead of detecting it."),
-    max_size: str = typer.Option(None, "--max-size", help="Largest virtual size to accept (default 400G)."),
+    from_format: str = FROM_FORMAT,
+    max_size: str = MAX_SIZE,
     json_output: bool = JSON,
     quiet: bool = QUIET,
     verbose: bool = VERBOSE,

@@ -9,7 +9,20 @@ from typing import TYPE_CHECKING
 
 import typer
 
-from imagepack.cli.output import JSON, QUIET, VERBOSE, human_size, print_json, progress_bar, reported, setup_logging
+from imagepack.cli.output import (
+    ALLOW_BACKING,
+    FORCE,
+    FROM_FORMAT,
+    JSON,
+    MAX_SIZE,
+    QUIET,
+    VERBOSE,
+    human_size,
+    print_json,
+    progress_bar,
+    reported,
+    setup_logging,
+)
 from imagepack.errors import EXIT_PROBLEMS
 
 if TYPE_CHECKING:
@@ -24,8 +37,6 @@ LAUNCH_OPTION = typer.Option([], "--launch-option", help="Override one launch op
 SHAPE = typer.Option([], "--shape", help="Compatible shape NAME[:OCPU_MIN-OCPU_MAX[:MEM_MIN-MEM_MAX]] (repeatable).")
 METADATA = typer.Option(None, "--metadata", help="Start from this image_metadata.json (unknown keys are kept).")
 STRICT = typer.Option(False, "--strict", help="Treat an operating system missing from OCI's list as an error.")
-MAX_SIZE = typer.Option(None, "--max-size", help="Largest virtual size to accept (default 400G).")
-FORCE = typer.Option(False, "--force", "-f", help="Replace existing outputs.")
 
 
 def pack_command(
@@ -39,7 +50,8 @@ def pack_command(
     shape: list[str] = SHAPE,
     metadata: Path = METADATA,
     compress: bool = typer.Option(False, "--compress", "-c", help="Compress the qcow2 clusters."),
-    from_format: str = typer.Option(None, "--from", help="State the input format instead of detecting it."),
+    from_format: str = FROM_FORMAT,
+    allow_backing: bool = ALLOW_BACKING,
     strict: bool = STRICT,
     force: bool = FORCE,
     max_size: str = MAX_SIZE,
@@ -53,38 +65,56 @@ def pack_command(
         from imagepack.cli.common import metadata_request, parse_policy, parse_source_format
         from imagepack.oci.pack import pack_archive
 
-        request = metadata_request(os_name=os_name, os_version=os_version, launch_mode=launch_mode,
-                                   firmware=firmware, launch_options=launch_option, shapes=shape,
-                                   metadata=metadata, strict=strict)
+        request = metadata_request(
+            os_name=os_name,
+            os_version=os_version,
+            launch_mode=launch_mode,
+            firmware=firmware,
+            launch_options=launch_option,
+            shapes=shape,
+            metadata=metadata,
+            strict=strict,
+        )
         with progress_bar(f"{source.name} → {output.name}", quiet=quiet) as on_progress:
-            done = pack_archive(source, output, request, from_format=parse_source_format(from_format),
-                                compress=compress, force=force, policy=parse_policy(max_size),
-                                on_progress=on_progress)
+            done = pack_archive(
+                source,
+                output,
+                request,
+                from_format=parse_source_format(from_format),
+                compress=compress,
+                force=force,
+                policy=parse_policy(max_size, allow_backing=allow_backing),
+                on_progress=on_progress,
+            )
         report_pack(done, json_output=json_output, quiet=quiet)
 
 
 def report_pack(done: PackResult, *, json_output: bool, quiet: bool) -> None:
     if json_output:
-        print_json({
-            "source": str(done.source),
-            "source_format": done.source_format.value,
-            "target": str(done.target),
-            "virtual_size": done.virtual_size,
-            "disk_size": done.disk_size,
-            "archive_size": done.archive_size,
-            "copied": done.copied,
-            "metadata": done.metadata.to_json(),
-            "warnings": done.warnings,
-            "seconds": round(done.seconds, 3),
-        })
+        print_json(
+            {
+                "source": str(done.source),
+                "source_format": done.source_format.value,
+                "target": str(done.target),
+                "virtual_size": done.virtual_size,
+                "disk_size": done.disk_size,
+                "archive_size": done.archive_size,
+                "copied": done.copied,
+                "metadata": done.metadata.to_json(),
+                "warnings": done.warnings,
+                "seconds": round(done.seconds, 3),
+            }
+        )
         return
     for warning in done.warnings:
         print(f"imagepack: warning: {warning}", file=sys.stderr)
     if not quiet:
         how = "copied" if done.copied else "converted"
-        print(f"packed {done.source} ({done.source_format.value}, {how}) into {done.target} "
-              f"({human_size(done.archive_size)}; {done.metadata.launch_mode.value}, "
-              f"{done.metadata.launch.firmware.value}) in {done.seconds:.1f} s")
+        print(
+            f"packed {done.source} ({done.source_format.value}, {how}) into {done.target} "
+            f"({human_size(done.archive_size)}; {done.metadata.launch_mode.value}, "
+            f"{done.metadata.launch.firmware.value}) in {done.seconds:.1f} s"
+        )
 
 
 def unpack_command(
@@ -107,13 +137,26 @@ def unpack_command(
         from imagepack.options import parse_option_pairs
 
         with progress_bar(archive.name, quiet=quiet) as on_progress:
-            done = unpack_archive(archive, directory, to=ImageFormat.parse(to) if to else None,
-                                  options=parse_option_pairs(option), force=force, policy=parse_policy(max_size),
-                                  on_progress=on_progress)
+            done = unpack_archive(
+                archive,
+                directory,
+                to=ImageFormat.parse(to) if to else None,
+                options=parse_option_pairs(option),
+                force=force,
+                policy=parse_policy(max_size),
+                on_progress=on_progress,
+            )
         if json_output:
-            print_json({"archive": str(done.archive), "disk": str(done.disk), "disk_format": done.disk_format.value,
-                        "metadata": str(done.metadata), "virtual_size": done.virtual_size,
-                        "seconds": round(done.seconds, 3)})
+            print_json(
+                {
+                    "archive": str(done.archive),
+                    "disk": str(done.disk),
+                    "disk_format": done.disk_format.value,
+                    "metadata": str(done.metadata),
+                    "virtual_size": done.virtual_size,
+                    "seconds": round(done.seconds, 3),
+                }
+            )
         elif not quiet:
             print(f"unpacked {done.archive} into {done.disk} ({done.disk_format.value}) and {done.metadata}")
 
@@ -182,8 +225,14 @@ def _edit(
         for warning in done.warnings:
             print(f"imagepack: warning: {warning}", file=sys.stderr)
         if json_output:
-            print_json({"archive": str(done.archive), "in_place": done.in_place,
-                        "metadata": done.metadata.to_json(), "seconds": round(done.seconds, 3)})
+            print_json(
+                {
+                    "archive": str(done.archive),
+                    "in_place": done.in_place,
+                    "metadata": done.metadata.to_json(),
+                    "seconds": round(done.seconds, 3),
+                }
+            )
         elif not quiet:
             how = "in place" if done.in_place else "by rewriting the archive (the JSON outgrew its room)"
             print(f"updated the metadata of {done.archive} {how}")
@@ -203,8 +252,14 @@ def meta_set(
         from imagepack.oci.metadata import parse_assignments, set_values
 
         values = parse_assignments(assignments)
-    _edit(archive, lambda meta: set_values(meta, values), strict=strict, quiet=quiet, json_output=json_output,
-          verbose=verbose)
+    _edit(
+        archive,
+        lambda meta: set_values(meta, values),
+        strict=strict,
+        quiet=quiet,
+        json_output=json_output,
+        verbose=verbose,
+    )
 
 
 @shapes_app.command("list")

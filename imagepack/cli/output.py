@@ -17,6 +17,12 @@ from imagepack.errors import EXIT_FAILURE, ImagepackError
 QUIET = typer.Option(False, "--quiet", "-q", help="No progress bar and no chatter.")
 VERBOSE = typer.Option(False, "--verbose", "-v", help="Show qemu-img command lines and full error details.")
 JSON = typer.Option(False, "--json", help="Print one JSON object instead of text.")
+FROM_FORMAT = typer.Option(None, "--from", help="State the input format instead of detecting it.")
+MAX_SIZE = typer.Option(None, "--max-size", help="Largest virtual size to accept (default 400G).")
+FORCE = typer.Option(False, "--force", "-f", help="Replace existing outputs.")
+ALLOW_BACKING = typer.Option(
+    False, "--allow-backing", help="Follow backing files and vmdk extents the image names (trusted images only)."
+)
 
 
 class _OneLine(logging.Formatter):
@@ -65,8 +71,14 @@ def progress_bar(label: str, *, quiet: bool) -> Iterator[Callable[[float], None]
         return
     from tqdm import tqdm
 
-    with tqdm(total=100, desc=label, unit="%", bar_format="{desc}: {percentage:3.0f}%|{bar}| {elapsed}<{remaining}",
-              file=sys.stderr, leave=False) as bar:
+    with tqdm(
+        total=100,
+        desc=label,
+        unit="%",
+        bar_format="{desc}: {percentage:3.0f}%|{bar}| {elapsed}<{remaining}",
+        file=sys.stderr,
+        leave=False,
+    ) as bar:
 
         def update(fraction: float) -> None:
             bar.update(max(fraction * 100 - bar.n, 0))

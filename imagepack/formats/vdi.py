@@ -43,7 +43,7 @@ class VdiInspector(FormatInspector):
             problems.append(Problem(f"vdi image type '{result.subformat}' is not supported (it needs a parent)"))
         if header[424:456].strip(b"\0"):  # the link UUID and the parent's modification UUID
             problems.append(Problem("vdi image links to a parent image"))
-        sector_size, = struct.unpack_from("<I", header, 360)
+        (sector_size,) = struct.unpack_from("<I", header, 360)
         if sector_size != 512:
             problems.append(Problem(f"vdi sector size {sector_size} is not 512"))
         if block_size != BLOCK_SIZE:

@@ -48,8 +48,8 @@ class VhdInspector(FormatInspector):
         footer, at_start = _footer(src)
         if len(footer) < 85:
             return Inspection(cls.format, 0, problems=[Problem("vhd footer is truncated")])
-        data_offset, = struct.unpack_from(">Q", footer, 16)
-        current_size, = struct.unpack_from(">Q", footer, 48)
+        (data_offset,) = struct.unpack_from(">Q", footer, 16)
+        (current_size,) = struct.unpack_from(">Q", footer, 48)
         cylinders, heads, sectors, disk_type, checksum = struct.unpack_from(">HBBII", footer, 56)
         result = Inspection(cls.format, current_size, DISK_TYPES.get(disk_type, f"type {disk_type}"))
         result.details["creator"] = footer[28:32].decode("ascii", "replace")

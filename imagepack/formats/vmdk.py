@@ -78,8 +78,8 @@ class VmdkInspector(FormatInspector):
     def _inspect_sparse(cls, src: ByteSource, head: bytes, policy: SafetyPolicy) -> Inspection:
         if len(head) < 79:
             return Inspection(cls.format, 0, problems=[Problem("vmdk header is truncated")])
-        (version, flags, capacity, grain, desc_offset, desc_size, gtes_per_gt, _rgd, gd_offset) = (
-            struct.unpack_from("<IIQQQQIQQ", head, 4)
+        (version, flags, capacity, grain, desc_offset, desc_size, gtes_per_gt, _rgd, gd_offset) = struct.unpack_from(
+            "<IIQQQQIQQ", head, 4
         )
         compress_algorithm = struct.unpack_from("<H", head, 77)[0]
         parent_area = src.read(PARENT_SEARCH_AT, PARENT_SEARCH_BYTES)
@@ -156,8 +156,10 @@ class VmdkInspector(FormatInspector):
             # qemu opens a descriptor only for the multi-file types (monolithicFlat, twoGbMaxExtent*, vmfs*,
             # seSparse): every descriptor reads other files, whether or not our parser sees its extent lines.
             names = ", ".join(result.details["extent_files"][:3]) or f"a '{keys.get('createType')}' disk"
-            where = "vmdk header has no capacity, so qemu reads its embedded descriptor, which" if embedded else (
-                "vmdk descriptor"
+            where = (
+                "vmdk header has no capacity, so qemu reads its embedded descriptor, which"
+                if embedded
+                else ("vmdk descriptor")
             )
             result.problems.append(Problem(f"{where} reads its data from other files ({names})", "--allow-backing"))
         cls._check_parent(parent_area, keys, policy, result.problems)

@@ -97,8 +97,13 @@ def read_layout(path: Path, *, max_disk_size: int | None = None) -> OciLayout:
                 if key in seen:
                     raise ArchiveError(f"{path}: member '{name}' appears twice; refusing an ambiguous archive")
                 seen.add(key)
-                member = Member(name, info.offset, info.offset_data, info.size, info.sparse is not None
-                                or info.type == tarfile.GNUTYPE_SPARSE)
+                member = Member(
+                    name,
+                    info.offset,
+                    info.offset_data,
+                    info.size,
+                    info.sparse is not None or info.type == tarfile.GNUTYPE_SPARSE,
+                )
                 if key == METADATA_NAME.casefold():
                     if info.size > MAX_METADATA:
                         raise ArchiveError(f"{path}: {METADATA_NAME} is {info.size} bytes; the limit is 1 MiB")

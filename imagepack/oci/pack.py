@@ -101,7 +101,14 @@ def make_metadata(request: MetadataRequest, image: SourceImage) -> tuple[ImageMe
 
 
 def _can_copy(image: SourceImage, compress: bool, options: Mapping[str, str]) -> bool:
-    return image.format is ImageFormat.QCOW2 and not compress and not options and not image.ref.is_region
+    """A qcow2 goes in as it is, unless it must change: compressed, new options, or a backing chain to flatten."""
+    return (
+        image.format is ImageFormat.QCOW2
+        and not compress
+        and not options
+        and not image.ref.is_region
+        and not image.qemu_info.get("backing-filename")
+    )
 
 
 def pack_archive(
@@ -181,5 +188,4 @@ def _convert_in_place(
         finally:
             os.close(src_fd)
     target = qemu.ImageRef(archive, ImageFormat.QCOW2, offset=data_offset)
-    qemu.convert_into(image.ref, target, virtual_size=image.virtual_size, compress=compress,
-                      on_progress=on_progress)
+    qemu.convert_into(image.ref, target, virtual_size=image.virtual_size, compress=compress, on_progress=on_progress)

@@ -45,8 +45,14 @@ def open_archive(
     layout = read_layout(path, max_disk_size=disk_size_limit(policy))
     metadata = read_metadata(layout)
     if layout.disk_in_place:
-        disk = open_image(path, claimed=ImageFormat.QCOW2, policy=policy, offset=layout.disk.data_offset,
-                          size=layout.disk.size, label=layout.label)
+        disk = open_image(
+            path,
+            claimed=ImageFormat.QCOW2,
+            policy=policy,
+            offset=layout.disk.data_offset,
+            size=layout.disk.size,
+            label=layout.label,
+        )
         yield OpenedArchive(layout, metadata, disk)
         return
     with tempfile.TemporaryDirectory(prefix=".imagepack-", dir=scratch) as tmp:

@@ -66,8 +66,14 @@ def unpack_archive(
                     os.close(src_fd)
                     os.close(dst_fd)
             else:
-                qemu.convert(disk.ref, disk_temp, fmt, virtual_size=disk.virtual_size, options=checked_options,
-                             on_progress=on_progress)
+                qemu.convert(
+                    disk.ref,
+                    disk_temp,
+                    fmt,
+                    virtual_size=disk.virtual_size,
+                    options=checked_options,
+                    on_progress=on_progress,
+                )
             # Our own archives pad the JSON with whitespace to align the disk; the extracted file need not.
             metadata_temp.write_bytes(raw_metadata.rstrip() + b"\n")
     return UnpackResult(archive, disk_target, fmt, metadata_target, disk.virtual_size, time.monotonic() - started)

@@ -107,18 +107,21 @@ def _verify_image(path: Path, *, policy: SafetyPolicy) -> VerifyReport:
     report = VerifyReport(path, disk.format.value)
     if disk.format is ImageFormat.VMDK:
         if disk.inspection.subformat not in SINGLE_FILE_TYPES:
-            report.error(f"OCI imports vmdk only as monolithicSparse or streamOptimized, not "
-                         f"{disk.inspection.subformat}; convert it with -o subformat=streamOptimized")
+            report.error(
+                f"OCI imports vmdk only as monolithicSparse or streamOptimized, not "
+                f"{disk.inspection.subformat}; convert it with -o subformat=streamOptimized"
+            )
     elif disk.format is not ImageFormat.QCOW2:
-        report.error(f"OCI imports qcow2, vmdk and .oci, not {disk.format.value}; "
-                     f"convert it with 'imagepack convert {path} {path.with_suffix('.qcow2')}'")
+        report.error(
+            f"OCI imports qcow2, vmdk and .oci, not {disk.format.value}; "
+            f"convert it with 'imagepack convert {path} {path.with_suffix('.qcow2')}'"
+        )
     _check_disk(report, disk)
     return report
 
 
 def _check_disk(report: VerifyReport, disk: SourceImage) -> None:
-    report.facts.update(format=disk.format.value, subformat=disk.inspection.subformat,
-                        virtual_size=disk.virtual_size)
+    report.facts.update(format=disk.format.value, subformat=disk.inspection.subformat, virtual_size=disk.virtual_size)
     if disk.virtual_size > DEFAULT_MAX_SIZE:
         report.error(f"virtual size {disk.virtual_size} bytes is above OCI's import limit of 400 GiB")
     if disk.format is ImageFormat.QCOW2:
