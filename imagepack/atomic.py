@@ -1,4 +1,4 @@
-"""Outputs appear whole or not at all: a temporary name beside the target, fsync, then rename."""
+"""Outputs appear whole or not at all: a temporary name beside the target, then a rename over it."""
 
 from __future__ import annotations
 
@@ -59,17 +59,24 @@ def fsync_path(path: Path) -> None:
 
 
 @contextlib.contextmanager
-def atomic_output(target: Path) -> Iterator[Path]:
-    """Yield a temporary path to write; on success it is fsynced and renamed over `target`.
+def atomic_output(target: Path, *, sync: bool = False) -> Iterator[Path]:
+    """Yield a temporary path to write; on success it is renamed over `target`.
 
     On any failure, Ctrl-C or SIGTERM (raised as Interrupted) the temporary file is removed. A `target`
-    that is a symlink is replaced by the new file; the file it pointed to is never written."""
+    that is a symlink is replaced by the new file; the file it pointed to is never written.
+
+    The new data is flushed to disk before the rename when `sync` is asked for, and always when the rename
+    replaces an existing file, so that a power cut can never lose the old file without the new one. A new
+    file is otherwise left to the page cache like any other writer's (qemu-img's included): flushing
+    gigabytes costs several times the conversion itself."""
+    durable = sync or os.path.lexists(target)
     temp = temp_name_for(target)
     fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)  # claim the name
     os.close(fd)
     try:
         yield temp
-        fsync_path(temp)
+        if durable:
+            fsync_path(temp)
         os.replace(temp, target)
     except OSError as e:
         with contextlib.suppress(FileNotFoundError):
@@ -85,4 +92,5 @@ def atomic_output(target: Path) -> Iterator[Path]:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(temp)
         raise
-    fsync_path(target.parent)
+    if durable:
+        fsync_path(target.parent)

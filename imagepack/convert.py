@@ -99,6 +99,7 @@ def convert_image(
     options: Mapping[str, str] = {},
     compress: bool = False,
     force: bool = False,
+    sync: bool = False,
     policy: SafetyPolicy = SafetyPolicy(),
     on_progress: qemu.Progress | None = None,
 ) -> ConvertResult:
@@ -108,7 +109,7 @@ def convert_image(
     check_target(target, force=force, inputs=(source,))
     with open_input(source, claimed=from_format, policy=policy, scratch=target.parent) as image:
         check_free_space(target, estimate_output_size(image, fmt, checked_options))
-        with atomic_output(target) as temp:
+        with atomic_output(target, sync=sync) as temp:
             qemu.convert(
                 image.ref,
                 temp,

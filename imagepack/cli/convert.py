@@ -14,6 +14,7 @@ from imagepack.cli.output import (
     JSON,
     MAX_SIZE,
     QUIET,
+    SYNC,
     VERBOSE,
     human_size,
     print_json,
@@ -31,6 +32,7 @@ def convert_command(
     option: list[str] = typer.Option([], "-o", "--option", help="Format option KEY=VALUE (repeatable)."),
     compress: bool = typer.Option(False, "--compress", "-c", help="Compress the output (qcow2, vmdk)."),
     force: bool = FORCE,
+    sync: bool = SYNC,
     allow_backing: bool = ALLOW_BACKING,
     max_size: str = MAX_SIZE,
     os_name: str = oci.OS_NAME,
@@ -76,6 +78,7 @@ def convert_command(
                     options=parse_option_pairs(option),
                     compress=compress,
                     force=force,
+                    sync=sync,
                     policy=parse_policy(max_size, allow_backing=allow_backing),
                     on_progress=on_progress,
                 )
@@ -90,6 +93,7 @@ def convert_command(
                 options=parse_option_pairs(option),
                 compress=compress,
                 force=force,
+                sync=sync,
                 policy=parse_policy(max_size, allow_backing=allow_backing),
                 on_progress=on_progress,
             )

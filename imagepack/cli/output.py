@@ -20,6 +20,9 @@ JSON = typer.Option(False, "--json", help="Print one JSON object instead of text
 FROM_FORMAT = typer.Option(None, "--from", help="State the input format instead of detecting it.")
 MAX_SIZE = typer.Option(None, "--max-size", help="Largest virtual size to accept (default 400G).")
 FORCE = typer.Option(False, "--force", "-f", help="Replace existing outputs.")
+SYNC = typer.Option(
+    False, "--sync", help="Flush outputs to disk before they take their names (safe against a power cut; slower)."
+)
 ALLOW_BACKING = typer.Option(
     False, "--allow-backing", help="Follow backing files and vmdk extents the image names (trusted images only)."
 )

@@ -120,6 +120,7 @@ def pack_archive(
     options: Mapping[str, str] = {},
     compress: bool = False,
     force: bool = False,
+    sync: bool = False,
     policy: SafetyPolicy = SafetyPolicy(),
     on_progress: qemu.Progress | None = None,
 ) -> PackResult:
@@ -138,7 +139,7 @@ def pack_archive(
     check_free_space(target, data_offset + estimate)
 
     mtime = int(os.environ.get("SOURCE_DATE_EPOCH", time.time()))  # reproducible builds may pin it
-    with atomic_output(target) as temp:
+    with atomic_output(target, sync=sync) as temp:
         fd = os.open(temp, os.O_RDWR | os.O_CLOEXEC)
         try:
             os.pwrite(fd, metadata_region(metadata_bytes, data_offset, mtime), 0)

@@ -34,6 +34,7 @@ def unpack_archive(
     to: ImageFormat | None = None,
     options: Mapping[str, str] = {},
     force: bool = False,
+    sync: bool = False,
     policy: SafetyPolicy = SafetyPolicy(),
     on_progress: qemu.Progress | None = None,
 ) -> UnpackResult:
@@ -56,7 +57,10 @@ def unpack_archive(
         copy = fmt is ImageFormat.QCOW2 and not options
         needed = disk.ref.size or os.stat(disk.ref.path).st_size
         check_free_space(disk_target, needed if copy else needed + disk.virtual_size // 100)
-        with atomic_output(disk_target) as disk_temp, atomic_output(metadata_target) as metadata_temp:
+        with (
+            atomic_output(disk_target, sync=sync) as disk_temp,
+            atomic_output(metadata_target, sync=sync) as metadata_temp,
+        ):
             if copy:
                 src_fd = os.open(disk.ref.path, os.O_RDONLY | os.O_CLOEXEC)
                 dst_fd = os.open(disk_temp, os.O_WRONLY | os.O_CLOEXEC)
