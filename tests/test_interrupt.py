@@ -82,12 +82,13 @@ def wait_for_qemu_img_writing(folder: Path, proc: subprocess.Popen[str], deadlin
 
 
 def interrupt_a_conversion(
-    source: Path, target: Path, signum: signal.Signals, *args: str
+    source: Path, target: Path, signum: signal.Signals, *args: str, command: tuple[str, ...] = ()
 ) -> tuple[subprocess.CompletedProcess[str], str]:
     """Start a compressing conversion, signal it while qemu-img writes; what it printed, and the temp name."""
     before = data_digest(source)
+    argv = command or ("convert", "--compress", *args, str(source), str(target))
     proc = subprocess.Popen(
-        [sys.executable, "-m", "imagepack", "convert", "--compress", *args, str(source), str(target)],
+        [sys.executable, "-m", "imagepack", *argv],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -131,5 +132,28 @@ def test_convert_interrupted_with_force_keeps_the_existing_output(busy_disk: Pat
     proc, temp = interrupt_a_conversion(busy_disk, target, signal.SIGTERM, "--force")
     assert proc.returncode == EXIT_SIGTERM, proc.stderr
     assert target.read_bytes() == b"the image that worked"
+    assert leftovers(tmp_path) == []
+    assert processes_naming(temp) == []
+
+
+def test_pack_interrupted_midway_leaves_no_archive(busy_disk: Path, tmp_path: Path) -> None:
+    target = tmp_path / "busy.oci"
+    pack = (
+        "pack",
+        "--compress",
+        str(busy_disk),
+        "-o",
+        str(target),
+        "--os",
+        "Oracle Linux",
+        "--os-version",
+        "9",
+        "--firmware",
+        "BIOS",
+    )
+    proc, temp = interrupt_a_conversion(busy_disk, target, signal.SIGTERM, command=pack)
+    assert proc.returncode == EXIT_SIGTERM, proc.stderr
+    assert proc.stderr.strip().splitlines() == ["imagepack: interrupted; nothing was written"]
+    assert not target.exists()
     assert leftovers(tmp_path) == []
     assert processes_naming(temp) == []

@@ -5,9 +5,8 @@ from __future__ import annotations
 
 import os
 import resource
-import shutil
 import subprocess
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -237,32 +236,6 @@ def test_info_refuses_a_missing_input(tmp_path: Path) -> None:
 
 
 # --- room to write ------------------------------------------------------------------------------------------------
-
-
-@pytest.fixture
-def mount_tmpfs(tmp_path: Path) -> Iterator[Callable[[str], Path]]:
-    """Mount a tmpfs of the given size (needs root); skips the test when mounting is not allowed here."""
-    mounted: list[Path] = []
-
-    def mount(size: str) -> Path:
-        if shutil.which("mount") is None:
-            pytest.skip("no mount command")
-        where = tmp_path / f"tmpfs-{size}"
-        where.mkdir()
-        done = subprocess.run(
-            ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(where)],
-            capture_output=True,
-            text=True,
-            check=False,
-        )
-        if done.returncode != 0:
-            pytest.skip(f"cannot mount a tmpfs here: {done.stderr.strip() or done.returncode}")
-        mounted.append(where)
-        return where
-
-    yield mount
-    for where in mounted:
-        subprocess.run(["umount", str(where)], check=True)
 
 
 def test_convert_refuses_when_the_output_file_system_lacks_room(

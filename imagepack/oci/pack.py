@@ -12,7 +12,7 @@ from pathlib import Path
 
 from imagepack import qemu
 from imagepack.atomic import atomic_output, check_free_space, check_target
-from imagepack.errors import MetadataError
+from imagepack.errors import MetadataError, QemuImgError
 from imagepack.formats import ImageFormat, SafetyPolicy
 from imagepack.oci.archive import (
     BLOCK,
@@ -150,7 +150,11 @@ def pack_archive(
                 finally:
                     os.close(src_fd)
             else:
-                _convert_in_place(image, temp, fd, data_offset, qcow2_options, compress, on_progress)
+                try:
+                    _convert_in_place(image, temp, fd, data_offset, qcow2_options, compress, on_progress)
+                except QemuImgError as e:
+                    e.message = f"{target}: {e.message}"  # qemu-img wrote through an offset into our temporary
+                    raise
             disk_size = os.fstat(fd).st_size - data_offset
             os.pwrite(fd, member_header(DISK_NAME, disk_size, mtime), data_offset - BLOCK)
             os.pwrite(fd, trailer(data_offset + disk_size), data_offset + disk_size)
