@@ -51,15 +51,15 @@ def convert_command(
     a .oci target takes the pack options)."""
     setup_logging(quiet=quiet, verbose=verbose)
     with reported(verbose=verbose):
-        from imagepack.cli.common import metadata_request, parse_policy, parse_source_format
+        from imagepack.cli.common import parse_policy, parse_source_format
         from imagepack.convert import convert_image
         from imagepack.formats import ImageFormat
         from imagepack.options import parse_option_pairs
 
         if (to or "").lower() == "oci" or (to is None and target.suffix.lower() == ".oci"):
-            from imagepack.oci.pack import pack_archive
-
-            request = metadata_request(
+            oci.run_pack(
+                source,
+                target,
                 os_name=os_name,
                 os_version=os_version,
                 launch_mode=launch_mode,
@@ -67,22 +67,17 @@ def convert_command(
                 launch_options=launch_option,
                 shapes=shape,
                 metadata=metadata,
+                options=option,
+                compress=compress,
+                from_format=from_format,
+                allow_backing=allow_backing,
                 strict=strict,
+                force=force,
+                sync=sync,
+                max_size=max_size,
+                json_output=json_output,
+                quiet=quiet,
             )
-            with progress_bar(f"{source.name} → {target.name}", quiet=quiet) as on_progress:
-                packed = pack_archive(
-                    source,
-                    target,
-                    request,
-                    from_format=parse_source_format(from_format),
-                    options=parse_option_pairs(option),
-                    compress=compress,
-                    force=force,
-                    sync=sync,
-                    policy=parse_policy(max_size, allow_backing=allow_backing),
-                    on_progress=on_progress,
-                )
-            oci.report_pack(packed, json_output=json_output, quiet=quiet)
             return
         with progress_bar(f"{source.name} → {target.name}", quiet=quiet) as on_progress:
             done = convert_image(

@@ -64,10 +64,9 @@ def pack_command(
     """Build a .oci archive (output.QCOW2 + image_metadata.json) from a disk image, in one pass."""
     setup_logging(quiet=quiet, verbose=verbose)
     with reported(verbose=verbose):
-        from imagepack.cli.common import metadata_request, parse_policy, parse_source_format
-        from imagepack.oci.pack import pack_archive
-
-        request = metadata_request(
+        run_pack(
+            source,
+            output,
             os_name=os_name,
             os_version=os_version,
             launch_mode=launch_mode,
@@ -75,21 +74,70 @@ def pack_command(
             launch_options=launch_option,
             shapes=shape,
             metadata=metadata,
+            options=[],
+            compress=compress,
+            from_format=from_format,
+            allow_backing=allow_backing,
             strict=strict,
+            force=force,
+            sync=sync,
+            max_size=max_size,
+            json_output=json_output,
+            quiet=quiet,
         )
-        with progress_bar(f"{source.name} → {output.name}", quiet=quiet) as on_progress:
-            done = pack_archive(
-                source,
-                output,
-                request,
-                from_format=parse_source_format(from_format),
-                compress=compress,
-                force=force,
-                sync=sync,
-                policy=parse_policy(max_size, allow_backing=allow_backing),
-                on_progress=on_progress,
-            )
-        report_pack(done, json_output=json_output, quiet=quiet)
+
+
+def run_pack(
+    source: Path,
+    output: Path,
+    *,
+    os_name: str | None,
+    os_version: str | None,
+    launch_mode: str | None,
+    firmware: str | None,
+    launch_options: list[str],
+    shapes: list[str],
+    metadata: Path | None,
+    options: list[str],
+    compress: bool,
+    from_format: str | None,
+    allow_backing: bool,
+    strict: bool,
+    force: bool,
+    sync: bool,
+    max_size: str | None,
+    json_output: bool,
+    quiet: bool,
+) -> None:
+    """`pack`, and `convert` to a .oci target: the pack options as given on either command line."""
+    from imagepack.cli.common import metadata_request, parse_policy, parse_source_format
+    from imagepack.oci.pack import pack_archive
+    from imagepack.options import parse_option_pairs
+
+    request = metadata_request(
+        os_name=os_name,
+        os_version=os_version,
+        launch_mode=launch_mode,
+        firmware=firmware,
+        launch_options=launch_options,
+        shapes=shapes,
+        metadata=metadata,
+        strict=strict,
+    )
+    with progress_bar(f"{source.name} → {output.name}", quiet=quiet) as on_progress:
+        done = pack_archive(
+            source,
+            output,
+            request,
+            from_format=parse_source_format(from_format),
+            options=parse_option_pairs(options),
+            compress=compress,
+            force=force,
+            sync=sync,
+            policy=parse_policy(max_size, allow_backing=allow_backing),
+            on_progress=on_progress,
+        )
+    report_pack(done, json_output=json_output, quiet=quiet)
 
 
 def report_pack(done: PackResult, *, json_output: bool, quiet: bool) -> None:
