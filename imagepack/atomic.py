@@ -6,10 +6,11 @@ import contextlib
 import os
 import secrets
 import shutil
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 from imagepack.errors import ImagepackError, OutputError
+from imagepack.signals import signals_held
 
 TEMP_MARK = ".imagepack-"
 
@@ -60,37 +61,59 @@ def fsync_path(path: Path) -> None:
 
 @contextlib.contextmanager
 def atomic_output(target: Path, *, sync: bool = False) -> Iterator[Path]:
-    """Yield a temporary path to write; on success it is renamed over `target`.
+    """Yield a temporary path to write; on success it is renamed over `target` (see atomic_outputs)."""
+    with atomic_outputs([target], sync=sync) as (temp,):
+        yield temp
 
-    On any failure, Ctrl-C or SIGTERM (raised as Interrupted) the temporary file is removed. A `target`
-    that is a symlink is replaced by the new file; the file it pointed to is never written.
+
+@contextlib.contextmanager
+def atomic_outputs(targets: Sequence[Path], *, sync: bool = False) -> Iterator[tuple[Path, ...]]:
+    """Yield a temporary path per target; when the block succeeds they are all renamed into place together.
+
+    On any failure, Ctrl-C or SIGTERM (raised as Interrupted) every temporary file is removed and no target
+    is touched. A target that is a symlink is replaced by the new file; the file it pointed to is never
+    written. The renames run back to back with those signals held, so a set of outputs (a disk and its
+    metadata) appears together or not at all.
 
     The new data is flushed to disk before the rename when `sync` is asked for, and always when the rename
     replaces an existing file, so that a power cut can never lose the old file without the new one. A new
     file is otherwise left to the page cache like any other writer's (qemu-img's included): flushing
     gigabytes costs several times the conversion itself."""
-    durable = sync or os.path.lexists(target)
-    temp = temp_name_for(target)
-    fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)  # claim the name
-    os.close(fd)
+    durable = [sync or os.path.lexists(target) for target in targets]
+    temps: list[Path] = []
     try:
-        yield temp
-        if durable:
-            fsync_path(temp)
-        os.replace(temp, target)
+        for target in targets:
+            temp = temp_name_for(target)
+            fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)  # claim the name
+            temps.append(temp)
+            os.close(fd)
+        yield tuple(temps)
+        for temp, flush in zip(temps, durable, strict=True):
+            if flush:
+                fsync_path(temp)
+        with signals_held():
+            for temp, target in zip(temps, targets, strict=True):
+                os.replace(temp, target)
+            temps.clear()
     except OSError as e:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(temp)
-        raise OutputError(f"{target}: writing failed: {e.strerror or e}; nothing was written") from None
+        _remove(temps)
+        where = targets[0] if len(targets) == 1 else targets[0].parent
+        raise OutputError(f"{where}: writing failed: {e.strerror or e}; nothing was written") from None
     except ImagepackError as e:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(temp)
-        # qemu-img names the file it wrote; the user asked for `target` and never sees the temporary name.
-        e.message = e.message.replace(os.path.abspath(temp), str(target)).replace(str(temp), str(target))
+        _remove(temps)
+        # qemu-img names the file it wrote; the user asked for the target and never sees the temporary name.
+        for temp, target in zip(temps, targets, strict=False):
+            e.message = e.message.replace(os.path.abspath(temp), str(target)).replace(str(temp), str(target))
         raise
     except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(temp)
+        _remove(temps)
         raise
-    if durable:
-        fsync_path(target.parent)
+    for target, flush in zip(targets, durable, strict=True):
+        if flush:
+            fsync_path(target.parent)
+
+
+def _remove(paths: list[Path]) -> None:
+    for path in paths:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(path)

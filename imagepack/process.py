@@ -14,6 +14,8 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+from imagepack.signals import signals_held
+
 log = logging.getLogger("imagepack")
 
 LineCallback = Callable[[str], None]
@@ -76,21 +78,25 @@ def run(
     argv = tuple(argv)
     log.debug("run: %s", " ".join(argv))
     with tempfile.TemporaryFile() as err:
-        proc = subprocess.Popen(
-            argv,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=err,
-            start_new_session=True,  # own group: we decide when it dies, not the terminal
-            preexec_fn=_apply_limits(limits) if (limits.address_space or limits.cpu_seconds) else None,
-            env=_child_env(limits),
-        )
-        assert proc.stdout is not None
-        deadline = time.monotonic() + limits.wall_seconds if limits.wall_seconds else None
+        proc: subprocess.Popen[bytes] | None = None
         out: list[str] = []
         pending = b""
         timed_out = False
         try:
+            # Signals are held while the child starts, so that one arriving then is raised here, inside the
+            # `try`, where the child is known and gets killed, never left running in its own session.
+            with signals_held():
+                proc = subprocess.Popen(
+                    argv,
+                    stdin=subprocess.DEVNULL,
+                    stdout=subprocess.PIPE,
+                    stderr=err,
+                    start_new_session=True,  # own group: we decide when it dies, not the terminal
+                    preexec_fn=_apply_limits(limits) if (limits.address_space or limits.cpu_seconds) else None,
+                    env=_child_env(limits),
+                )
+            assert proc.stdout is not None
+            deadline = time.monotonic() + limits.wall_seconds if limits.wall_seconds else None
             with selectors.DefaultSelector() as sel:
                 sel.register(proc.stdout, selectors.EVENT_READ)
                 while True:
@@ -116,10 +122,12 @@ def run(
                 out.append(pending.decode("utf-8", "replace"))
             returncode = proc.wait()
         except BaseException:
-            _kill_group(proc)
+            if proc is not None:
+                _kill_group(proc)
             raise
         finally:
-            proc.stdout.close()
+            if proc is not None and proc.stdout is not None:
+                proc.stdout.close()
         err.seek(0)
         stderr = err.read(1024 * 1024).decode("utf-8", "replace")
     log.debug("exit %s: %s", returncode, stderr.strip()[-500:])

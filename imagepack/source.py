@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from imagepack import qemu
-from imagepack.errors import InputError, UnsafeImageError
+from imagepack.errors import InputError, QemuImgError, UnsafeImageError
 from imagepack.formats import (
     ByteSource,
     ImageFormat,
@@ -115,7 +115,14 @@ def open_image(
     if inspection.problems:
         raise UnsafeImageError(f"{shown}: {inspection.problems[0]}")
     ref = qemu.ImageRef(path, inspection.format, offset, size if (offset or size is not None) else None)
-    found = qemu.info(ref)
+    try:
+        found = qemu.info(ref)
+    except QemuImgError as e:
+        if e.returncode is None:
+            raise  # qemu-img itself is missing or timed out: not this image's fault
+        reason = e.message.removeprefix("qemu-img info failed: ")
+        reason = reason.replace(ref.image_opts(), shown).replace(str(ref.path), shown)
+        raise InputError(f"{shown}: qemu-img cannot read this image: {reason}", detail=e.detail) from None
     problems = recheck_qemu_info(found, inspection.format, policy)
     if problems:
         raise UnsafeImageError(f"{shown}: {problems[0]}")

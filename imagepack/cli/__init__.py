@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 
 import typer
@@ -50,3 +51,7 @@ def main() -> None:
     except Interrupted as e:
         print("imagepack: interrupted; nothing was written", file=sys.stderr)
         sys.exit(e.exit_code)
+    except BrokenPipeError:
+        # The reader went away (`imagepack info x | head`): stop quietly, as a SIGPIPE would.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        sys.exit(141)

@@ -282,13 +282,13 @@ def _edit(
                 {
                     "archive": str(done.archive),
                     "in_place": done.in_place,
+                    "how": done.how,
                     "metadata": done.metadata.to_json(),
                     "seconds": round(done.seconds, 3),
                 }
             )
         elif not quiet:
-            how = "in place" if done.in_place else "by rewriting the archive (the JSON outgrew its room)"
-            print(f"updated the metadata of {done.archive} {how}")
+            print(f"updated the metadata of {done.archive} {done.how}")
 
 
 @meta_app.command("set")

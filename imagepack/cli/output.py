@@ -53,6 +53,8 @@ def reported(*, verbose: bool) -> Iterator[None]:
         if verbose and e.detail:
             print(e.detail.rstrip(), file=sys.stderr)
         raise typer.Exit(e.exit_code) from None
+    except BrokenPipeError:
+        raise  # the reader of stdout went away: main() ends quietly
     except OSError as e:
         where = f"{e.filename}: " if e.filename else ""
         print(f"imagepack: error: {where}{e.strerror or e}", file=sys.stderr)

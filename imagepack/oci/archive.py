@@ -9,12 +9,14 @@ import os
 import tarfile
 import unicodedata
 import zlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 from imagepack.errors import ArchiveError, UnreadableError
-from imagepack.formats import ByteSource, Container, detect_container
+from imagepack.formats import DEFAULT_MAX_SIZE, ByteSource, Container, detect_container
+from imagepack.oci.tarscan import scan_tar
 from imagepack.qemu import Progress
 
 METADATA_NAME = "image_metadata.json"
@@ -24,7 +26,7 @@ BLOCK = 512
 ALIGN = 4096  # the disk member's data starts on a page, so qemu's cluster writes and reflinks stay aligned
 METADATA_SLACK = 4096  # room for `meta set` to grow the JSON in place
 RECORD = 20 * BLOCK  # tar's default record; GNU tar and tarfile pad archives to it
-GZIP_MAX_RATIO_SLACK = 1024**3
+DEFLATE_MAX_RATIO = 1032  # deflate cannot expand data more than this, so a gzip's size bounds its content
 
 
 @dataclass(frozen=True)
@@ -74,8 +76,14 @@ def _check_member(info: tarfile.TarInfo, label: Path) -> str:
     return plain
 
 
+def disk_size_limit(max_size: int = DEFAULT_MAX_SIZE) -> int:
+    """The largest qcow2 file a disk of the allowed virtual size can need (metadata and all)."""
+    return max_size + max_size // 32 + 256 * 1024**2
+
+
 def read_layout(path: Path, *, max_disk_size: int | None = None) -> OciLayout:
     """Walk the tar headers (never extracting) and check the archive holds exactly the two members."""
+    limit = max_disk_size if max_disk_size is not None else disk_size_limit()
     try:
         with ByteSource(path) as src:
             container = detect_container(src)
@@ -85,6 +93,18 @@ def read_layout(path: Path, *, max_disk_size: int | None = None) -> OciLayout:
     if container not in (Container.TAR, Container.GZIP):
         raise UnreadableError(f"{path}: not a tar archive; a .oci file is a tar of {METADATA_NAME} and {DISK_NAME}")
     compressed = container is Container.GZIP
+    max_total = file_size * DEFLATE_MAX_RATIO + RECORD if compressed else file_size
+    try:
+        with _open_stream(path, compressed) as stream:
+            scan_tar(
+                stream,
+                label=path,
+                member_limit=min(limit, max_total),
+                max_total=max_total,
+                seekable_size=None if compressed else file_size,
+            )
+    except _STREAM_ERRORS as e:
+        raise UnreadableError(f"{path}: the archive is truncated or damaged ({e})") from None
     metadata: Member | None = None
     disk: Member | None = None
     seen: set[str] = set()
@@ -115,13 +135,11 @@ def read_layout(path: Path, *, max_disk_size: int | None = None) -> OciLayout:
                         f"{path}: unexpected member '{name}'; a .oci archive holds {METADATA_NAME} and one .qcow2 disk"
                     )
                 order.append(key)
-                if not compressed and info.offset_data + info.size > file_size:
-                    raise UnreadableError(f"{path}: member '{name}' runs past the end of the file; it is truncated")
-                if max_disk_size is not None and member is disk and info.size > max_disk_size:
+                if member is disk and info.size > limit:
                     raise ArchiveError(f"{path}: disk member of {info.size} bytes is larger than the limit")
     except tarfile.TarError as e:
         raise UnreadableError(f"{path}: not a readable tar archive ({e}); it may be truncated") from None
-    except (EOFError, gzip.BadGzipFile, zlib.error) as e:
+    except _STREAM_ERRORS as e:
         raise UnreadableError(f"{path}: the archive is truncated or damaged ({e})") from None
     if metadata is None:
         raise ArchiveError(f"{path}: no {METADATA_NAME} member; pass --metadata or repack the archive")
@@ -130,10 +148,28 @@ def read_layout(path: Path, *, max_disk_size: int | None = None) -> OciLayout:
     return OciLayout(path, compressed, metadata, disk, order[0] == METADATA_NAME.casefold())
 
 
+# What a damaged stream or crafted header can raise from tarfile, gzip or zlib, beyond TarError.
+_STREAM_ERRORS = (EOFError, OSError, zlib.error, ValueError, IndexError, OverflowError, MemoryError, UnicodeError)
+
+
+@contextlib.contextmanager
+def _open_stream(path: Path, compressed: bool) -> Iterator[BinaryIO]:
+    """The tar bytes: the file, or its gzip content (GzipFile checks the CRC and reads multi-member files)."""
+    with open(path, "rb") as raw:
+        if not compressed:
+            yield raw
+            return
+        with gzip.GzipFile(fileobj=raw, mode="rb") as stream:
+            yield stream  # type: ignore[misc]
+
+
 @contextlib.contextmanager
 def _open_tar(path: Path, compressed: bool) -> Iterator[tarfile.TarFile]:
     # Streaming mode for gzip: headers are read in one forward pass, never seeking back through the stream.
-    with tarfile.open(path, "r|gz") if compressed else tarfile.open(path, "r:") as tar:
+    with (
+        _open_stream(path, compressed) as stream,
+        tarfile.open(fileobj=stream, mode="r|" if compressed else "r:") as tar,
+    ):
         yield tar
 
 
@@ -149,20 +185,30 @@ def read_member(layout: OciLayout, member: Member, *, limit: int) -> bytes:
         return data
     with _open_tar(layout.path, layout.compressed) as tar:
         for info in tar:
-            if info.name == member.name:
+            if info.offset == member.header_offset:
                 stream = tar.extractfile(info)
                 assert stream is not None
                 return stream.read(limit)
     raise ArchiveError(f"{layout.path}: member '{member.name}' vanished while reading")
 
 
-def extract_member(layout: OciLayout, member: Member, out_fd: int, out_offset: int, *, limit: int) -> int:
+def extract_member(
+    layout: OciLayout,
+    member: Member,
+    out_fd: int,
+    out_offset: int,
+    *,
+    limit: int,
+    after_first_chunk: Callable[[], int] | None = None,
+) -> int:
     """Stream one member (from a gzip-wrapped archive, or a sparse member) into `out_fd` at `out_offset`,
-    refusing to write more than `limit` bytes. Returns the bytes written."""
+    refusing to write more than `limit` bytes, and returns the bytes it holds. Runs of zeroes are left as
+    holes, so a member of zeroes costs no disk. `after_first_chunk` may check what was written so far and
+    return a tighter limit (what the disk's own header says it can need)."""
     try:
         with _open_tar(layout.path, layout.compressed) as tar:
             for info in tar:
-                if info.name != member.name:
+                if info.offset != member.header_offset:
                     continue
                 stream = tar.extractfile(info)
                 assert stream is not None
@@ -170,11 +216,19 @@ def extract_member(layout: OciLayout, member: Member, out_fd: int, out_offset: i
                 while chunk := stream.read(4 * 1024 * 1024):
                     if copied + len(chunk) > limit:
                         raise ArchiveError(f"{layout.path}: member '{member.name}' expands past {limit} bytes")
-                    os.pwrite(out_fd, chunk, out_offset + copied)
+                    if chunk.count(0) != len(chunk):
+                        os.pwrite(out_fd, chunk, out_offset + copied)
                     copied += len(chunk)
+                    if after_first_chunk is not None:
+                        limit = min(limit, after_first_chunk())
+                        after_first_chunk = None
+                if os.fstat(out_fd).st_size < out_offset + copied:
+                    os.ftruncate(out_fd, out_offset + copied)
                 return copied
-    except (tarfile.TarError, EOFError, gzip.BadGzipFile, zlib.error) as e:
-        raise ArchiveError(f"{layout.path}: the archive is truncated or damaged ({e})") from None
+    except (tarfile.TarError, *_STREAM_ERRORS) as e:
+        if isinstance(e, OSError) and e.filename is None and e.errno is not None:
+            raise ArchiveError(f"{layout.path}: extracting '{member.name}' failed: {e.strerror}") from None
+        raise UnreadableError(f"{layout.path}: the archive is truncated or damaged ({e})") from None
     raise ArchiveError(f"{layout.path}: member '{member.name}' vanished while reading")
 
 

@@ -4,6 +4,7 @@ rewritten into our layout (the disk copied in the kernel) and renamed over the o
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
 from collections.abc import Callable
@@ -11,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from imagepack.atomic import atomic_output, check_free_space, fsync_path
-from imagepack.errors import MetadataError
+from imagepack.errors import ArchiveError, MetadataError
 from imagepack.oci.archive import (
     BLOCK,
     DISK_NAME,
@@ -34,6 +35,7 @@ class EditResult:
     archive: Path
     metadata: ImageMetadata
     in_place: bool
+    how: str  # what was rewritten, and why, in words for the user
     warnings: list[str]
     seconds: float
 
@@ -48,30 +50,34 @@ def edit_metadata(
 ) -> EditResult:
     started = time.monotonic()
     require_regular_file(archive)
-    layout = read_layout(archive)
+    # Edit the file itself, not a symlink to it: the rewrite path must not replace the link with a copy.
+    layout = read_layout(Path(os.path.realpath(archive)))
     updated = change(read_metadata(layout))
     errors, warnings = check_metadata(updated, strict=strict)
     if errors:
         raise MetadataError(f"{archive}: {errors[0]}")
     data = dump_metadata(updated)
     mtime = int(time.time())
-    in_place = _fits_in_place(layout, data)
-    if in_place:
+    why_not = _why_not_in_place(layout, data)
+    if why_not is None:
         _rewrite_metadata_in_place(layout, data, mtime)
+        how = "in place; the disk member was not touched"
     else:
         _rewrite_archive(layout, data, mtime)
-    return EditResult(archive, updated, in_place, warnings, time.monotonic() - started)
+        how = f"by rewriting the archive as a plain tar ({why_not})"
+    return EditResult(archive, updated, why_not is None, how, warnings, time.monotonic() - started)
 
 
-def _fits_in_place(layout: OciLayout, data: bytes) -> bool:
+def _why_not_in_place(layout: OciLayout, data: bytes) -> str | None:
+    """None when the new JSON can replace the old in its own room; else the reason it cannot."""
     meta = layout.metadata
-    return (
-        not layout.compressed
-        and layout.metadata_first
-        and meta.header_offset == 0
-        and meta.data_offset == BLOCK
-        and len(data) + 1 <= meta.size
-    )
+    if layout.compressed:
+        return "it was gzip-wrapped"
+    if not layout.metadata_first or meta.header_offset != 0 or meta.data_offset != BLOCK or meta.sparse:
+        return "its metadata was not a plain first member"
+    if len(data) + 1 > meta.size:
+        return "the new metadata outgrew its room"
+    return None
 
 
 def _rewrite_metadata_in_place(layout: OciLayout, data: bytes, mtime: int) -> None:
@@ -86,6 +92,14 @@ def _rewrite_metadata_in_place(layout: OciLayout, data: bytes, mtime: int) -> No
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def _keep_ownership(original: Path, fd: int) -> None:
+    """The rewritten archive keeps the old one's mode and, where we may, its owner."""
+    st = os.stat(original)
+    os.fchmod(fd, st.st_mode & 0o7777)
+    with contextlib.suppress(PermissionError):
+        os.fchown(fd, st.st_uid, st.st_gid)
 
 
 def _rewrite_archive(layout: OciLayout, data: bytes, mtime: int) -> None:
@@ -103,7 +117,10 @@ def _rewrite_archive(layout: OciLayout, data: bytes, mtime: int) -> None:
                     os.close(src_fd)
                 size = layout.disk.size
             else:
-                size = extract_member(layout, layout.disk, fd, data_offset, limit=layout.disk.size or 1 << 62)
+                size = extract_member(layout, layout.disk, fd, data_offset, limit=layout.disk.size)
+                if size != layout.disk.size:
+                    raise ArchiveError(f"{layout.path}: the disk member holds {size} bytes, not {layout.disk.size}")
+            _keep_ownership(layout.path, fd)
             os.pwrite(fd, member_header(DISK_NAME, size, mtime), data_offset - BLOCK)
             os.pwrite(fd, trailer(data_offset + size), data_offset + size)
         finally:

@@ -11,11 +11,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from imagepack.formats import ImageFormat, SafetyPolicy
+from imagepack.errors import ArchiveError, UnsafeImageError
+from imagepack.formats import ByteSource, ImageFormat, SafetyPolicy, detect_formats
 from imagepack.info import ImageInfo, info_from_source
-from imagepack.oci.archive import MAX_METADATA, OciLayout, extract_member, read_layout, read_member
+from imagepack.oci.archive import MAX_METADATA, OciLayout, disk_size_limit, extract_member, read_layout, read_member
 from imagepack.oci.metadata import ImageMetadata, load_metadata
-from imagepack.source import SourceImage, open_image, require_regular_file
+from imagepack.source import SourceImage, inspect_file, open_image, require_regular_file
 
 
 @dataclass
@@ -23,11 +24,6 @@ class OpenedArchive:
     layout: OciLayout
     metadata: ImageMetadata
     disk: SourceImage
-
-
-def disk_size_limit(policy: SafetyPolicy) -> int:
-    """The largest qcow2 file a disk of the allowed virtual size can need (metadata and all)."""
-    return policy.max_size + policy.max_size // 32 + 256 * 1024**2
 
 
 def read_metadata(layout: OciLayout) -> ImageMetadata:
@@ -42,9 +38,10 @@ def open_archive(
     """Check the archive and its disk (both layers of image checks). `scratch` is where a disk that cannot
     be read in place is extracted to (the system's temporary directory by default); it is removed after."""
     require_regular_file(path)
-    layout = read_layout(path, max_disk_size=disk_size_limit(policy))
+    layout = read_layout(path, max_disk_size=disk_size_limit(policy.max_size))
     metadata = read_metadata(layout)
     if layout.disk_in_place:
+        require_qcow2(path, layout.label, offset=layout.disk.data_offset, size=layout.disk.size)
         disk = open_image(
             path,
             claimed=ImageFormat.QCOW2,
@@ -57,13 +54,32 @@ def open_archive(
         return
     with tempfile.TemporaryDirectory(prefix=".imagepack-", dir=scratch) as tmp:
         extracted = Path(tmp, "disk.qcow2")
+
+        def check_header() -> int:
+            """Refuse a hostile disk before the rest of it is extracted, and bound it by its own header."""
+            require_qcow2(extracted, layout.label)
+            inspection = inspect_file(extracted, claimed=ImageFormat.QCOW2, policy=policy, label=layout.label)
+            if inspection.problems:
+                raise UnsafeImageError(f"{layout.label}: {inspection.problems[0]}")
+            return disk_size_limit(inspection.virtual_size)
+
         fd = os.open(extracted, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
         try:
-            extract_member(layout, layout.disk, fd, 0, limit=disk_size_limit(policy))
+            extract_member(
+                layout, layout.disk, fd, 0, limit=disk_size_limit(policy.max_size), after_first_chunk=check_header
+            )
         finally:
             os.close(fd)
         disk = open_image(extracted, claimed=ImageFormat.QCOW2, policy=policy, label=layout.label)
         yield OpenedArchive(layout, metadata, disk)
+
+
+def require_qcow2(path: Path, label: str, *, offset: int = 0, size: int | None = None) -> None:
+    with ByteSource(path, offset=offset, size=size) as src:
+        found = detect_formats(src)
+    if found != [ImageFormat.QCOW2]:
+        what = " and ".join(f.value for f in found) or "not a disk image format we know (raw data?)"
+        raise ArchiveError(f"{label}: the disk member is {what}, not QCOW2; a .oci archive carries a QCOW2 disk")
 
 
 @dataclass

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
 from collections.abc import Mapping
@@ -9,7 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from imagepack import qemu
-from imagepack.atomic import atomic_output, check_free_space, check_target
+from imagepack.atomic import atomic_outputs, check_free_space, check_target
 from imagepack.errors import OutputError
 from imagepack.formats import ImageFormat, SafetyPolicy
 from imagepack.oci.archive import DISK_NAME, MAX_METADATA, METADATA_NAME, copy_range, read_member
@@ -41,11 +42,35 @@ def unpack_archive(
     started = time.monotonic()
     fmt = to or ImageFormat.QCOW2
     checked_options = create_options(fmt, options)
-    if not directory.is_dir():
+    created = not directory.is_dir()
+    if created:
         try:
             directory.mkdir()
         except OSError as e:
             raise OutputError(f"{directory}: cannot create the directory: {e.strerror}") from None
+    try:
+        return _unpack_into(
+            archive, directory, fmt, options, checked_options, force, sync, policy, on_progress, started
+        )
+    except BaseException:
+        if created:
+            with contextlib.suppress(OSError):
+                directory.rmdir()  # only when empty: we made it, and nothing of ours is in it
+        raise
+
+
+def _unpack_into(
+    archive: Path,
+    directory: Path,
+    fmt: ImageFormat,
+    options: Mapping[str, str],
+    checked_options: Mapping[str, str],
+    force: bool,
+    sync: bool,
+    policy: SafetyPolicy,
+    on_progress: qemu.Progress | None,
+    started: float,
+) -> UnpackResult:
     disk_target = directory / (DISK_NAME if fmt is ImageFormat.QCOW2 else f"output.{fmt.value}")
     metadata_target = directory / METADATA_NAME
     for target in (disk_target, metadata_target):
@@ -57,10 +82,7 @@ def unpack_archive(
         copy = fmt is ImageFormat.QCOW2 and not options
         needed = disk.ref.size or os.stat(disk.ref.path).st_size
         check_free_space(disk_target, needed if copy else needed + disk.virtual_size // 100)
-        with (
-            atomic_output(disk_target, sync=sync) as disk_temp,
-            atomic_output(metadata_target, sync=sync) as metadata_temp,
-        ):
+        with atomic_outputs([disk_target, metadata_target], sync=sync) as (disk_temp, metadata_temp):
             if copy:
                 src_fd = os.open(disk.ref.path, os.O_RDONLY | os.O_CLOEXEC)
                 dst_fd = os.open(disk_temp, os.O_WRONLY | os.O_CLOEXEC)
