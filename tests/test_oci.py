@@ -246,3 +246,88 @@ def test_member_size_of_8_gib_and_more_is_read_by_gnu_tar_bsdtar_and_tarfile(tmp
     listing = subprocess.run(["bsdtar", "-tvf", str(archive)], check=True, capture_output=True, text=True).stdout
     assert str(size) in listing
     assert tar_members(archive)[0].size == size
+
+
+def test_reads_gnu_tar_archives_with_dot_slash_names_sparse_members_and_multi_member_gzip(
+    make_image: Callable[..., Path], sample_raw: Path, tmp_path: Path
+) -> None:
+    folder = tmp_path / "members"
+    folder.mkdir()
+    make_image("qcow2", name="members/output.QCOW2")
+    (folder / "image_metadata.json").write_bytes(json.dumps(SPEC_METADATA).encode())
+    names = ["./image_metadata.json", "./output.QCOW2"]
+    plain, sparse, gz = tmp_path / "plain.oci", tmp_path / "sparse.oci", tmp_path / "gz.oci"
+    subprocess.run(["tar", "-C", str(folder), "-cf", str(plain), *names], check=True)
+    subprocess.run(["tar", "-C", str(folder), "-S", "-cf", str(sparse), *names], check=True)
+    data = plain.read_bytes()
+    gz.write_bytes(gzip.compress(data[:4096]) + gzip.compress(data[4096:]))  # two gzip members, as cat makes
+    for archive in (plain, sparse, gz):
+        out = tmp_path / f"{archive.stem}.raw"
+        done = run_cli("convert", str(archive), str(out))
+        assert done.returncode == 0, done.stderr
+        assert out.read_bytes() == sample_raw.read_bytes()
+
+
+def test_meta_set_on_a_gzip_archive_rewrites_it_as_plain_tar_and_says_why(
+    make_image: Callable[..., Path], tmp_path: Path
+) -> None:
+    archive = tmp_path / "ocne.oci"
+    _foreign_archive(
+        archive,
+        make_image("qcow2"),
+        json.dumps(SPEC_METADATA).encode(),
+        disk_name="output.QCOW2",
+        disk_first=True,
+        gz=True,
+    )
+    done = run_cli("meta", "set", str(archive), "operatingSystemVersion=9")
+    assert done.returncode == 0, done.stderr
+    assert "gzip" in done.stdout
+    members = tar_members(archive)
+    assert [m.name for m in members] == ["image_metadata.json", "output.QCOW2"]
+    assert json.loads(run_cli("meta", "show", str(archive)).stdout)["operatingSystemVersion"] == "9"
+
+
+def test_meta_set_that_rewrites_keeps_the_symlink_and_the_files_mode(sample_raw: Path, tmp_path: Path) -> None:
+    real = tmp_path / "real.oci"
+    assert pack(sample_raw, real).returncode == 0
+    real.chmod(0o600)
+    link = tmp_path / "link.oci"
+    link.symlink_to(real)
+    big_name = "Oracle Linux" + " " * 9000  # outgrows the room in front of the disk: forces a rewrite
+    done = run_cli("meta", "set", str(link), f"operatingSystem={big_name}X", "--json")
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["in_place"] is False
+    assert link.is_symlink() and os.readlink(link) == str(real)
+    assert real.stat().st_mode & 0o777 == 0o600
+    subprocess.run(["tar", "-tf", str(real)], check=True, capture_output=True)
+
+
+def test_unpack_that_fails_removes_the_directory_it_created(tmp_path: Path) -> None:
+    archive = tmp_path / "broken.oci"
+    archive.write_bytes(b"\0" * 4096)
+    target = tmp_path / "new-dir"
+    done = run_cli("unpack", str(archive), "-d", str(target))
+    assert done.returncode == 1
+    assert not target.exists()
+
+
+SPEC_METADATA = {
+    "version": 2,
+    "externalLaunchOptions": {
+        "firmware": "UEFI_64",
+        "networkType": "PARAVIRTUALIZED",
+        "bootVolumeType": "PARAVIRTUALIZED",
+        "remoteDataVolumeType": "PARAVIRTUALIZED",
+        "localDataVolumeType": "PARAVIRTUALIZED",
+        "launchOptionsSource": "PARAVIRTUALIZED",
+        "pvAttachmentVersion": 2,
+        "pvEncryptionInTransitEnabled": False,
+        "consistentVolumeNamingEnabled": False,
+    },
+    "imageCapabilityData": None,
+    "imageCapsFormatVersion": None,
+    "operatingSystem": "Oracle Linux",
+    "operatingSystemVersion": "8",
+    "additionalMetadata": {"shapeCompatibilities": []},
+}

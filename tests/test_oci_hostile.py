@@ -7,7 +7,6 @@ import io
 import json
 import shutil
 import tarfile
-import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
@@ -35,8 +34,6 @@ GOOD_METADATA = {
     "additionalMetadata": {"shapeCompatibilities": []},
 }
 
-_BOMB = Path(tempfile.gettempdir()) / f"imagepack-test-bomb-{__import__('os').getpid()}.tar.gz"
-
 
 def write_tar(path: Path, entries: list[tarfile.TarInfo | tuple[str, bytes]]) -> None:
     with tarfile.open(path, "w", format=tarfile.GNU_FORMAT) as tar:
@@ -57,7 +54,7 @@ def special(name: str, kind: bytes, target: str = "") -> tarfile.TarInfo:
     return info
 
 
-def hostile_cases(qcow2: bytes, canary: Path) -> dict[str, Callable[[Path], None]]:
+def hostile_cases(qcow2: bytes, canary: Path, bomb: Path) -> dict[str, Callable[[Path], None]]:
     meta = json.dumps(GOOD_METADATA).encode()
     ok_meta = ("image_metadata.json", meta)
     ok_disk = ("output.QCOW2", qcow2)
@@ -71,26 +68,36 @@ def hostile_cases(qcow2: bytes, canary: Path) -> dict[str, Callable[[Path], None
         path.write_bytes(data[: 512 + 512 * 3 + len(qcow2) // 2])
 
     def gzip_bomb(path: Path) -> None:
-        # 1.5 GiB of zeroes as a disk member compresses to ~1.5 MiB; with --max-size 1G the bound on what
-        # may be extracted is about 1.3 GiB.
-        if _BOMB.exists():
-            shutil.copyfile(_BOMB, path)
-            return
-        with gzip.open(_BOMB, "wb", compresslevel=1) as gz, tarfile.open(fileobj=gz, mode="w|") as t:
-            info = tarfile.TarInfo("output.QCOW2")
-            info.size = 3 * 1024**3 // 2
+        shutil.copyfile(bomb, path)
 
-            class Zeros(io.RawIOBase):
-                def readable(self) -> bool:
-                    return True
+    def raw_header(name: str, size: int, kind: bytes = tarfile.REGTYPE) -> bytes:
+        info = tarfile.TarInfo(name)
+        info.type = kind
+        info.size = 0
+        block = bytearray(info.tobuf(tarfile.GNU_FORMAT))
+        block[124:136] = (b"\xff" if size < 0 else b"\x80") + (size % 2**88).to_bytes(11, "big")  # base-256
+        block[148:156] = b"        "
+        block[148:155] = b"%06o\0" % sum(block)
+        return bytes(block)
 
-                def readinto(self, b: bytearray | memoryview) -> int:  # type: ignore[override]
-                    mv = memoryview(b)
-                    mv[:] = bytes(len(mv))
-                    return len(mv)
+    def header_only(name: str, size: int, kind: bytes = tarfile.REGTYPE, *, gz: bool = False) -> Callable[[Path], None]:
+        def write(path: Path) -> None:
+            data = raw_header(name, size, kind) + bytes(1024)
+            path.write_bytes(gzip.compress(data) if gz else data)
 
-            t.addfile(info, io.BufferedReader(Zeros(), 1024 * 1024))
-        shutil.copyfile(_BOMB, path)
+        return write
+
+    def hidden_after_end(path: Path) -> None:
+        write_tar(path, [ok_meta, ok_disk])
+        with open(path, "ab") as f:
+            f.write(b"\x07" * 512)  # garbage: tarfile stops here, GNU tar and bsdtar read on
+            f.write(raw_header("evil.qcow2", 512) + qcow2[:512] + bytes(1024))
+
+    def bad_crc(path: Path) -> None:
+        write_tar(path, [ok_meta, ok_disk])
+        data = bytearray(gzip.compress(path.read_bytes()))
+        data[-8] ^= 0xFF
+        path.write_bytes(bytes(data))
 
     deep = ("[" * 100_000 + "]" * 100_000).encode()
     return {
@@ -124,8 +131,45 @@ def hostile_cases(qcow2: bytes, canary: Path) -> dict[str, Callable[[Path], None
             ok_disk,
         ),
         "gzip-bomb": gzip_bomb,
+        "pax-header-of-1.5-gib": header_only("pax", 3 * 1024**3 // 2, tarfile.XHDTYPE),
+        "longname-header-of-1-gib": header_only("././@LongLink", 1024**3, tarfile.GNUTYPE_LONGNAME, gz=True),
+        "gzip-member-claiming-2-to-the-80": header_only("output.QCOW2", 2**80, gz=True),
+        "negative-size": header_only("output.QCOW2", -8192),
+        "member-hidden-after-the-end": hidden_after_end,
+        "gzip-bad-crc": bad_crc,
         "not-a-tar": lambda path: path.write_bytes(b"\0" * 4096),
     }
+
+
+@pytest.fixture(scope="module")
+def gzip_bomb(tmp_path_factory: pytest.TempPathFactory, small_qcow2: bytes) -> Path:
+    """A real qcow2 header followed by 1.5 GiB of zeroes, gzip-wrapped into ~1.5 MiB: extraction must stop at
+    what the qcow2's own header says it can need, not at the archive's claim."""
+    path = tmp_path_factory.mktemp("bomb") / "bomb.oci"
+    with gzip.open(path, "wb", compresslevel=1) as gz, tarfile.open(fileobj=gz, mode="w|") as t:
+        info = tarfile.TarInfo("output.QCOW2")
+        info.size = 3 * 1024**3 // 2
+        t.addfile(info, io.BufferedReader(_QcowThenZeros(small_qcow2), 1024 * 1024))
+    return path
+
+
+class _QcowThenZeros(io.RawIOBase):
+    def __init__(self, head: bytes) -> None:
+        self.head = head
+        self.pos = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, b: bytearray | memoryview) -> int:  # type: ignore[override]
+        mv = memoryview(b)
+        n = len(mv)
+        mv[:] = bytes(n)
+        if self.pos < len(self.head):
+            part = self.head[self.pos : self.pos + n]
+            mv[: len(part)] = part
+        self.pos += n
+        return n
 
 
 @pytest.fixture(scope="module")
@@ -158,16 +202,24 @@ CASES = [
     "metadata-wrong-enum",
     "gzip-bomb",
     "not-a-tar",
+    "pax-header-of-1.5-gib",
+    "longname-header-of-1-gib",
+    "gzip-member-claiming-2-to-the-80",
+    "negative-size",
+    "member-hidden-after-the-end",
+    "gzip-bad-crc",
 ]
 
 
 @pytest.mark.parametrize("case", CASES)
 @pytest.mark.parametrize("command", ["unpack", "convert", "info"])
-def test_hostile_archive_is_refused_cleanly(case: str, command: str, small_qcow2: bytes, tmp_path: Path) -> None:
+def test_hostile_archive_is_refused_cleanly(
+    case: str, command: str, small_qcow2: bytes, gzip_bomb: Path, tmp_path: Path
+) -> None:
     canary = tmp_path / "canary"
     canary.write_bytes(b"CANARY-" + bytes(range(256)) * 4)
     archive = tmp_path / f"{case}.oci"
-    hostile_cases(small_qcow2, canary)[case](archive)
+    hostile_cases(small_qcow2, canary, gzip_bomb)[case](archive)
     before = file_digest(archive)
     out_dir = tmp_path / "out"
     out_dir.mkdir()
