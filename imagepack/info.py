@@ -65,13 +65,8 @@ def describe_image(
     with ByteSource(path) as src:
         if claimed is None and (container := detect_container(src)) is not None:
             raise InputError(f"{path}: this is a {container.value} file, not a disk image")
-    # Describe by content even when the name disagrees; the disagreement is itself a refusal.
-    try:
-        inspection = inspect_file(path, claimed=claimed, policy=policy)
-    except InputError:
-        if claimed is not None:
-            raise
-        inspection = inspect_file(path, claimed=_content_format(path), policy=policy)
+    # Describe by content even when the name disagrees; the disagreement is itself a refusal, below.
+    inspection = inspect_file(path, claimed=claimed or _content_format(path), policy=policy)
     st = os.stat(path)
     result = ImageInfo(
         path=path,

@@ -248,7 +248,7 @@ def test_member_size_of_8_gib_and_more_is_read_by_gnu_tar_bsdtar_and_tarfile(tmp
     assert tar_members(archive)[0].size == size
 
 
-def test_reads_gnu_tar_archives_with_dot_slash_names_sparse_members_and_multi_member_gzip(
+def test_reads_archives_gnu_tar_and_bsdtar_write_with_dot_names_sparse_members_pax_and_multi_member_gzip(
     make_image: Callable[..., Path], sample_raw: Path, tmp_path: Path
 ) -> None:
     folder = tmp_path / "members"
@@ -257,11 +257,14 @@ def test_reads_gnu_tar_archives_with_dot_slash_names_sparse_members_and_multi_me
     (folder / "image_metadata.json").write_bytes(json.dumps(SPEC_METADATA).encode())
     names = ["./image_metadata.json", "./output.QCOW2"]
     plain, sparse, gz = tmp_path / "plain.oci", tmp_path / "sparse.oci", tmp_path / "gz.oci"
+    bsd_pax, bsd_gz = tmp_path / "bsd-pax.oci", tmp_path / "bsd-gz.oci"
     subprocess.run(["tar", "-C", str(folder), "-cf", str(plain), *names], check=True)
     subprocess.run(["tar", "-C", str(folder), "-S", "-cf", str(sparse), *names], check=True)
+    subprocess.run(["bsdtar", "-C", str(folder), "--format", "pax", "-cf", str(bsd_pax), *names], check=True)
+    subprocess.run(["bsdtar", "-C", str(folder), "-czf", str(bsd_gz), *names], check=True)
     data = plain.read_bytes()
     gz.write_bytes(gzip.compress(data[:4096]) + gzip.compress(data[4096:]))  # two gzip members, as cat makes
-    for archive in (plain, sparse, gz):
+    for archive in (plain, sparse, gz, bsd_pax, bsd_gz):
         out = tmp_path / f"{archive.stem}.raw"
         done = run_cli("convert", str(archive), str(out))
         assert done.returncode == 0, done.stderr
