@@ -17,6 +17,8 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
     rich_markup_mode=None,
+    epilog="Exit codes: 0 success, 1 failure or refused input, 2 usage error, 3 problems found (verify), "
+    "130/143 interrupted.",
 )
 app.command("info")(info.info_command)
 app.command("convert")(convert.convert_command)
@@ -38,8 +40,7 @@ def _version(value: bool) -> None:
 def _root(
     version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Print the version."),
 ) -> None:
-    """Exit codes: 0 success, 1 failure or refused input, 2 usage error, 3 problems found (verify),
-    130/143 interrupted."""
+    """Prepare virtual-machine disk images offline: convert, inspect, and build Oracle Cloud .oci archives."""
 
 
 def main() -> None:

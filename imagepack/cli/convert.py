@@ -27,9 +27,11 @@ from imagepack.cli.output import (
 def convert_command(
     source: Path = typer.Argument(..., help="Image to read (never modified)."),
     target: Path = typer.Argument(..., help="Image to write; its suffix picks the format unless --to is given."),
-    to: str = typer.Option(None, "--to", help="Output format: raw, qcow2, vmdk, vdi, vhd."),
+    to: str = typer.Option(None, "--to", metavar="FORMAT", help="Output format: raw, qcow2, vmdk, vdi, vhd."),
     from_format: str = FROM_FORMAT,
-    option: list[str] = typer.Option([], "-o", "--option", help="Format option KEY=VALUE (repeatable)."),
+    option: list[str] = typer.Option(
+        [], "-o", "--option", metavar="KEY=VALUE", help="Format option KEY=VALUE (repeatable)."
+    ),
     compress: bool = typer.Option(False, "--compress", "-c", help="Compress the output (qcow2, vmdk)."),
     force: bool = FORCE,
     sync: bool = SYNC,

@@ -30,19 +30,31 @@ if TYPE_CHECKING:
     from imagepack.oci.metadata import ImageMetadata
     from imagepack.oci.pack import PackResult
 
-OS_NAME = typer.Option(None, "--os", help="Operating system, e.g. 'Oracle Linux', 'Ubuntu', 'Windows'.")
-OS_VERSION = typer.Option(None, "--os-version", help="Its version, e.g. 8, 22.04, 'Server 2022 Datacenter'.")
-LAUNCH_MODE = typer.Option(None, "--launch-mode", help="NATIVE, PARAVIRTUALIZED (default), EMULATED or CUSTOM.")
-FIRMWARE = typer.Option(None, "--firmware", help="BIOS or UEFI_64 (default: from the disk's partition table).")
-LAUNCH_OPTION = typer.Option([], "--launch-option", help="Override one launch option, e.g. networkType=VFIO.")
-SHAPE = typer.Option([], "--shape", help="Compatible shape NAME[:OCPU_MIN-OCPU_MAX[:MEM_MIN-MEM_MAX]] (repeatable).")
-METADATA = typer.Option(None, "--metadata", help="Start from this image_metadata.json (unknown keys are kept).")
+OS_NAME = typer.Option(None, "--os", metavar="NAME", help="Operating system, e.g. 'Oracle Linux', 'Ubuntu', 'Windows'.")
+OS_VERSION = typer.Option(
+    None, "--os-version", metavar="VERSION", help="Its version, e.g. 8, 22.04, 'Server 2022 Datacenter'."
+)
+LAUNCH_MODE = typer.Option(
+    None, "--launch-mode", metavar="MODE", help="NATIVE, PARAVIRTUALIZED (default), EMULATED or CUSTOM."
+)
+FIRMWARE = typer.Option(
+    None, "--firmware", metavar="BIOS|UEFI_64", help="BIOS or UEFI_64 (default: from the disk's partition table)."
+)
+LAUNCH_OPTION = typer.Option(
+    [], "--launch-option", metavar="KEY=VALUE", help="Override one launch option, e.g. networkType=VFIO."
+)
+SHAPE = typer.Option(
+    [], "--shape", metavar="SHAPE", help="Compatible shape NAME[:OCPU_MIN-OCPU_MAX[:MEM_MIN-MEM_MAX]] (repeatable)."
+)
+METADATA = typer.Option(
+    None, "--metadata", metavar="FILE", help="Start from this image_metadata.json (unknown keys are kept)."
+)
 STRICT = typer.Option(False, "--strict", help="Treat an operating system missing from OCI's list as an error.")
 
 
 def pack_command(
     source: Path = typer.Argument(..., help="Disk image in any supported format (never modified)."),
-    output: Path = typer.Option(..., "--output", "-o", help="The .oci archive to write."),
+    output: Path = typer.Option(..., "--output", "-o", metavar="OUT.oci", help="The .oci archive to write."),
     os_name: str = OS_NAME,
     os_version: str = OS_VERSION,
     launch_mode: str = LAUNCH_MODE,
@@ -170,9 +182,15 @@ def report_pack(done: PackResult, *, json_output: bool, quiet: bool) -> None:
 
 def unpack_command(
     archive: Path = typer.Argument(..., help="The .oci archive (never modified)."),
-    directory: Path = typer.Option(Path("."), "--directory", "-d", help="Where to write (created if missing)."),
-    to: str = typer.Option(None, "--to", help="Convert the disk to this format instead of writing output.QCOW2."),
-    option: list[str] = typer.Option([], "-o", "--option", help="Format option KEY=VALUE for --to (repeatable)."),
+    directory: Path = typer.Option(
+        Path("."), "--directory", "-d", metavar="DIR", help="Where to write (created if missing)."
+    ),
+    to: str = typer.Option(
+        None, "--to", metavar="FORMAT", help="Convert the disk to this format instead of writing output.QCOW2."
+    ),
+    option: list[str] = typer.Option(
+        [], "-o", "--option", metavar="KEY=VALUE", help="Format option KEY=VALUE for --to (repeatable)."
+    ),
     force: bool = FORCE,
     sync: bool = SYNC,
     max_size: str = MAX_SIZE,

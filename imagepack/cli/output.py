@@ -17,8 +17,8 @@ from imagepack.errors import EXIT_FAILURE, ImagepackError
 QUIET = typer.Option(False, "--quiet", "-q", help="No progress bar and no chatter.")
 VERBOSE = typer.Option(False, "--verbose", "-v", help="Show qemu-img command lines and full error details.")
 JSON = typer.Option(False, "--json", help="Print one JSON object instead of text.")
-FROM_FORMAT = typer.Option(None, "--from", help="State the input format instead of detecting it.")
-MAX_SIZE = typer.Option(None, "--max-size", help="Largest virtual size to accept (default 400G).")
+FROM_FORMAT = typer.Option(None, "--from", metavar="FORMAT", help="State the input format instead of detecting it.")
+MAX_SIZE = typer.Option(None, "--max-size", metavar="SIZE", help="Largest virtual size to accept (default 400G).")
 FORCE = typer.Option(False, "--force", "-f", help="Replace existing outputs.")
 SYNC = typer.Option(
     False, "--sync", help="Flush outputs to disk before they take their names (safe against a power cut; slower)."
