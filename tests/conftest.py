@@ -19,6 +19,28 @@ QEMU_IMG = os.environ.get("IMAGEPACK_QEMU_IMG", "qemu-img")
 ODD_SIZE = 5 * 1024**2 + 64 * 1024 + 3 * 512
 
 
+# image_metadata.json as SPEC.md §2 shows it (PARAVIRTUALIZED, UEFI), for archives the tests build by hand.
+SPEC_METADATA: dict[str, object] = {
+    "version": 2,
+    "externalLaunchOptions": {
+        "firmware": "UEFI_64",
+        "networkType": "PARAVIRTUALIZED",
+        "bootVolumeType": "PARAVIRTUALIZED",
+        "remoteDataVolumeType": "PARAVIRTUALIZED",
+        "localDataVolumeType": "PARAVIRTUALIZED",
+        "launchOptionsSource": "PARAVIRTUALIZED",
+        "pvAttachmentVersion": 2,
+        "pvEncryptionInTransitEnabled": False,
+        "consistentVolumeNamingEnabled": False,
+    },
+    "imageCapabilityData": None,
+    "imageCapsFormatVersion": None,
+    "operatingSystem": "Oracle Linux",
+    "operatingSystemVersion": "8",
+    "additionalMetadata": {"shapeCompatibilities": []},
+}
+
+
 def qemu_img(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run([QEMU_IMG, *args], check=True, capture_output=True, text=True)
 

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from imagepack.oci.archive import member_header
-from tests.conftest import ODD_SIZE, file_digest, leftovers, qemu_img, run_cli
+from tests.conftest import ODD_SIZE, SPEC_METADATA, file_digest, leftovers, qemu_img, run_cli
 from tests.readers import read_guest_disk
 
 PACK_ARGS = ("--os", "Oracle Linux", "--os-version", "8")
@@ -202,27 +202,13 @@ def test_reads_archives_written_by_other_tools(
     sample_raw: Path,
     tmp_path: Path,
 ) -> None:
-    metadata = json.dumps(
-        {
-            "version": 2,
-            "externalLaunchOptions": {
-                "firmware": "UEFI_64",
-                "networkType": "PARAVIRTUALIZED",
-                "bootVolumeType": "PARAVIRTUALIZED",
-                "remoteDataVolumeType": "PARAVIRTUALIZED",
-                "localDataVolumeType": "PARAVIRTUALIZED",
-                "launchOptionsSource": "PARAVIRTUALIZED",
-                "pvAttachmentVersion": 2,
-                "pvEncryptionInTransitEnabled": False,
-                "consistentVolumeNamingEnabled": False,
-            },
-            "imageCapabilityData": None,
-            "imageCapsFormatVersion": None,
-            "operatingSystem": "FreeBSD",
-            "operatingSystemVersion": "14.1",
-            "additionalMetadata": {"shapeCompatibilities": [], "futureKey": 1},
-        }
-    ).encode()
+    foreign = {
+        **SPEC_METADATA,
+        "operatingSystem": "FreeBSD",  # not in OCI's list: a warning, not a refusal
+        "operatingSystemVersion": "14.1",
+        "additionalMetadata": {"shapeCompatibilities": [], "futureKey": 1},  # unknown keys are kept
+    }
+    metadata = json.dumps(foreign).encode()
     archive = tmp_path / f"{style}.oci"
     _foreign_archive(archive, make_image("qcow2"), metadata, disk_name=disk_name, disk_first=disk_first, gz=gz)
     info = run_cli("info", "--json", str(archive))
@@ -313,24 +299,3 @@ def test_unpack_that_fails_removes_the_directory_it_created(tmp_path: Path) -> N
     done = run_cli("unpack", str(archive), "-d", str(target))
     assert done.returncode == 1
     assert not target.exists()
-
-
-SPEC_METADATA = {
-    "version": 2,
-    "externalLaunchOptions": {
-        "firmware": "UEFI_64",
-        "networkType": "PARAVIRTUALIZED",
-        "bootVolumeType": "PARAVIRTUALIZED",
-        "remoteDataVolumeType": "PARAVIRTUALIZED",
-        "localDataVolumeType": "PARAVIRTUALIZED",
-        "launchOptionsSource": "PARAVIRTUALIZED",
-        "pvAttachmentVersion": 2,
-        "pvEncryptionInTransitEnabled": False,
-        "consistentVolumeNamingEnabled": False,
-    },
-    "imageCapabilityData": None,
-    "imageCapsFormatVersion": None,
-    "operatingSystem": "Oracle Linux",
-    "operatingSystemVersion": "8",
-    "additionalMetadata": {"shapeCompatibilities": []},
-}

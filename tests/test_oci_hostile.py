@@ -12,27 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import file_digest, leftovers, run_cli
+from tests.conftest import SPEC_METADATA, file_digest, leftovers, run_cli
 
-GOOD_METADATA = {
-    "version": 2,
-    "externalLaunchOptions": {
-        "firmware": "UEFI_64",
-        "networkType": "PARAVIRTUALIZED",
-        "bootVolumeType": "PARAVIRTUALIZED",
-        "remoteDataVolumeType": "PARAVIRTUALIZED",
-        "localDataVolumeType": "PARAVIRTUALIZED",
-        "launchOptionsSource": "PARAVIRTUALIZED",
-        "pvAttachmentVersion": 2,
-        "pvEncryptionInTransitEnabled": False,
-        "consistentVolumeNamingEnabled": False,
-    },
-    "imageCapabilityData": None,
-    "imageCapsFormatVersion": None,
-    "operatingSystem": "Oracle Linux",
-    "operatingSystemVersion": "8",
-    "additionalMetadata": {"shapeCompatibilities": []},
-}
+GOOD_METADATA = SPEC_METADATA
 
 
 def write_tar(path: Path, entries: list[tarfile.TarInfo | tuple[str, bytes]]) -> None:
