@@ -299,3 +299,28 @@ def test_unpack_that_fails_removes_the_directory_it_created(tmp_path: Path) -> N
     done = run_cli("unpack", str(archive), "-d", str(target))
     assert done.returncode == 1
     assert not target.exists()
+
+
+def test_convert_repacks_a_gzip_archive_into_our_layout_keeping_its_metadata(
+    make_image: Callable[..., Path], tmp_path: Path
+) -> None:
+    source_disk = make_image("qcow2")
+    ocne = tmp_path / "ocne.oci"
+    foreign = {**SPEC_METADATA, "operatingSystemVersion": "9", "futureKey": "kept"}
+    _foreign_archive(
+        ocne, source_disk, json.dumps(foreign).encode(), disk_name="output.QCOW2", disk_first=True, gz=True
+    )
+    before = file_digest(ocne)
+    plain = tmp_path / "plain.oci"
+    done = run_cli("convert", str(ocne), str(plain), "--json")
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["copied"] is True
+    assert file_digest(ocne) == before
+    with tarfile.open(plain) as tar:
+        assert tar.getnames() == ["image_metadata.json", "output.QCOW2"]
+        disk = tar.extractfile("output.QCOW2")
+        meta = tar.extractfile("image_metadata.json")
+        assert disk is not None and meta is not None
+        assert disk.read() == source_disk.read_bytes()
+        kept = json.loads(meta.read())
+    assert kept["operatingSystemVersion"] == "9" and kept["futureKey"] == "kept"

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from imagepack import qemu
 from imagepack.atomic import atomic_output, check_free_space, check_target
+from imagepack.convert import is_archive
 from imagepack.errors import MetadataError, QemuImgError
 from imagepack.formats import ImageFormat, SafetyPolicy
 from imagepack.oci.archive import (
@@ -32,6 +33,7 @@ from imagepack.oci.metadata import (
     dump_metadata,
     load_metadata,
 )
+from imagepack.oci.reader import open_archive
 from imagepack.options import create_options
 from imagepack.partitions import Firmware
 from imagepack.source import SourceImage, open_image, partition_layout
@@ -65,9 +67,12 @@ class PackResult:
     seconds: float
 
 
-def make_metadata(request: MetadataRequest, image: SourceImage) -> tuple[ImageMetadata, list[str]]:
-    """The metadata for `image`: firmware from the request, else from the disk's partition table."""
-    base = None
+def make_metadata(
+    request: MetadataRequest, image: SourceImage, *, inherited: ImageMetadata | None = None
+) -> tuple[ImageMetadata, list[str]]:
+    """The metadata for `image`: firmware from the request, else from the disk's partition table. `inherited`
+    is the metadata of a .oci being repacked; a --metadata file wins over it."""
+    base = inherited
     if request.base is not None:
         if request.base.stat().st_size > 1024 * 1024:
             raise MetadataError(f"{request.base}: larger than 1 MiB; this is not image metadata")
@@ -106,7 +111,6 @@ def _can_copy(image: SourceImage, compress: bool, options: Mapping[str, str]) ->
         image.format is ImageFormat.QCOW2
         and not compress
         and not options
-        and not image.ref.is_region
         and not image.qemu_info.get("backing-filename")
     )
 
@@ -127,13 +131,44 @@ def pack_archive(
     started = time.monotonic()
     check_target(target, force=force, inputs=(source,))
     qcow2_options = create_options(ImageFormat.QCOW2, options, compress=compress) if options else {}
+    if from_format is None and is_archive(source):
+        # Repacking a .oci (another tool's layout, gzip-wrapped, or to change it): its metadata is the base.
+        with open_archive(source, policy=policy, scratch=target.parent) as opened:
+            return _pack(
+                source,
+                opened.disk,
+                target,
+                request,
+                opened.metadata,
+                qcow2_options,
+                compress,
+                sync,
+                on_progress,
+                started,
+            )
     image = open_image(source, claimed=from_format, policy=policy)
-    metadata, warnings = make_metadata(request, image)
+    return _pack(source, image, target, request, None, qcow2_options, compress, sync, on_progress, started)
+
+
+def _pack(
+    source: Path,
+    image: SourceImage,
+    target: Path,
+    request: MetadataRequest,
+    inherited: ImageMetadata | None,
+    qcow2_options: Mapping[str, str],
+    compress: bool,
+    sync: bool,
+    on_progress: qemu.Progress | None,
+    started: float,
+) -> PackResult:
+    metadata, warnings = make_metadata(request, image, inherited=inherited)
     metadata_bytes = dump_metadata(metadata)
     data_offset = disk_data_offset(len(metadata_bytes))
     copy = _can_copy(image, compress, qcow2_options)
+    source_length = image.ref.size if image.ref.size is not None else os.stat(image.ref.path).st_size
     if copy:
-        estimate = os.stat(source).st_size
+        estimate = source_length
     else:
         estimate = qemu.measure(image.ref, ImageFormat.QCOW2, qcow2_options) or image.virtual_size
     check_free_space(target, data_offset + estimate)
@@ -144,9 +179,9 @@ def pack_archive(
         try:
             os.pwrite(fd, metadata_region(metadata_bytes, data_offset, mtime), 0)
             if copy:
-                src_fd = os.open(source, os.O_RDONLY | os.O_CLOEXEC)
+                src_fd = os.open(image.ref.path, os.O_RDONLY | os.O_CLOEXEC)
                 try:
-                    copy_range(src_fd, fd, 0, data_offset, os.fstat(src_fd).st_size, on_progress)
+                    copy_range(src_fd, fd, image.ref.offset, data_offset, source_length, on_progress)
                 finally:
                     os.close(src_fd)
             else:
