@@ -5,14 +5,15 @@ rewritten into our layout (the disk copied in the kernel) and renamed over the o
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 from imagepack.atomic import atomic_output, check_free_space, fsync_path
-from imagepack.errors import ArchiveError, MetadataError
+from imagepack.errors import ArchiveError, MetadataError, OutputError
 from imagepack.oci.archive import (
     BLOCK,
     DISK_NAME,
@@ -51,7 +52,31 @@ def edit_metadata(
     started = time.monotonic()
     require_regular_file(archive)
     # Edit the file itself, not a symlink to it: the rewrite path must not replace the link with a copy.
-    layout = read_layout(Path(os.path.realpath(archive)))
+    real = Path(os.path.realpath(archive))
+    with _exclusive(real):
+        return _edit_locked(archive, real, change, strict=strict, started=started)
+
+
+@contextlib.contextmanager
+def _exclusive(path: Path) -> Iterator[None]:
+    """An advisory lock, so that two edits of one archive cannot interleave their reads and writes."""
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise OutputError(
+                f"{path}: another imagepack is changing this archive; try again when it is done"
+            ) from None
+        yield
+    finally:
+        os.close(fd)
+
+
+def _edit_locked(
+    archive: Path, real: Path, change: Callable[[ImageMetadata], ImageMetadata], *, strict: bool, started: float
+) -> EditResult:
+    layout = read_layout(real)
     updated = change(read_metadata(layout))
     errors, warnings = check_metadata(updated, strict=strict)
     if errors:
