@@ -268,14 +268,6 @@ class CheckResult:
     returncode: int
     report: dict[str, Any]
 
-    @property
-    def clean(self) -> bool:
-        return self.returncode == 0
-
-    @property
-    def checkable(self) -> bool:
-        return self.returncode != 63
-
     def describe(self) -> str:
         if self.returncode == 0:
             return "clean"
@@ -295,19 +287,6 @@ def check(image: ImageRef) -> CheckResult:
         parsed = _json(done.stdout, "check")
         report = parsed if isinstance(parsed, dict) else {}
     return CheckResult(done.returncode, report)
-
-
-def compare(a: ImageRef, b: ImageRef) -> bool:
-    """True when the two images hold the same guest data (and, by default, the same size)."""
-    opts = a.is_region or b.is_region  # -f and --image-opts cannot be mixed
-    if opts:
-        args = ["--image-opts", a.image_opts(), b.image_opts()]
-    else:
-        args = ["-f", a.format.driver, "-F", b.format.driver, str(a.path), str(b.path)]
-    done = _run("compare", ["-q", *args], limits=QUICK_LIMITS)
-    if done.returncode > 1:
-        raise QemuImgError(f"qemu-img compare failed: {_last_useful_line(done.stderr)}", detail=done.stderr)
-    return done.returncode == 0
 
 
 def read_head(image: ImageRef, length: int) -> bytes:

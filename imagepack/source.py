@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from imagepack import qemu
-from imagepack.errors import InputError, QemuImgError, UnsafeImageError
+from imagepack.errors import InputError, QemuImgError
 from imagepack.formats import (
     ByteSource,
     ImageFormat,
@@ -18,6 +18,7 @@ from imagepack.formats import (
     Problem,
     SafetyPolicy,
     inspect_source,
+    require_safe,
 )
 from imagepack.formats.vmdk import SINGLE_FILE_TYPES
 from imagepack.partitions import HEAD_BYTES, PartitionLayout, read_partition_layout
@@ -112,8 +113,7 @@ def open_image(
     """Both layers; raises UnsafeImageError with the first problem, naming the option that allows it."""
     shown = label or str(path)
     inspection = inspect_file(path, claimed=claimed, policy=policy, offset=offset, size=size, label=label)
-    if inspection.problems:
-        raise UnsafeImageError(f"{shown}: {inspection.problems[0]}")
+    require_safe(inspection.problems, shown)
     ref = qemu.ImageRef(path, inspection.format, offset, size if (offset or size is not None) else None)
     try:
         found = qemu.info(ref)
@@ -123,9 +123,7 @@ def open_image(
         reason = e.message.removeprefix("qemu-img info failed: ")
         reason = reason.replace(ref.image_opts(), shown).replace(str(ref.path), shown)
         raise InputError(f"{shown}: qemu-img cannot read this image: {reason}", detail=e.detail) from None
-    problems = recheck_qemu_info(found, inspection.format, policy)
-    if problems:
-        raise UnsafeImageError(f"{shown}: {problems[0]}")
+    require_safe(recheck_qemu_info(found, inspection.format, policy), shown)
     return SourceImage(shown, ref, inspection, found)
 
 

@@ -87,7 +87,7 @@ def inspect_source(
     return inspector.inspect(src, policy)
 
 
-def require_safe(inspection: Inspection, label: object) -> None:
+def require_safe(problems: list[Problem], label: object) -> None:
     """Raise the first refusal as the one line the user reads."""
-    if inspection.problems:
-        raise UnsafeImageError(f"{label}: {inspection.problems[0]}")
+    if problems:
+        raise UnsafeImageError(f"{label}: {problems[0]}")

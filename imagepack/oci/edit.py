@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from imagepack.atomic import atomic_output, check_free_space, fsync_path
+from imagepack.atomic import atomic_output, check_free_space
 from imagepack.errors import ArchiveError, MetadataError, OutputError
 from imagepack.oci.archive import (
     BLOCK,
@@ -150,4 +150,3 @@ def _rewrite_archive(layout: OciLayout, data: bytes, mtime: int) -> None:
             os.pwrite(fd, trailer(data_offset + size), data_offset + size)
         finally:
             os.close(fd)
-    fsync_path(layout.path.parent)

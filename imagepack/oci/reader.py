@@ -11,8 +11,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from imagepack.errors import ArchiveError, UnsafeImageError
-from imagepack.formats import ByteSource, ImageFormat, SafetyPolicy, detect_formats
+from imagepack.errors import ArchiveError
+from imagepack.formats import ByteSource, ImageFormat, SafetyPolicy, detect_formats, require_safe
 from imagepack.info import ImageInfo, info_from_source
 from imagepack.oci.archive import MAX_METADATA, OciLayout, disk_size_limit, extract_member, read_layout, read_member
 from imagepack.oci.metadata import ImageMetadata, load_metadata
@@ -23,11 +23,15 @@ from imagepack.source import SourceImage, inspect_file, open_image, require_regu
 class OpenedArchive:
     layout: OciLayout
     metadata: ImageMetadata
+    metadata_bytes: bytes  # as stored, so that unpack need not read (or decompress) it again
     disk: SourceImage
 
 
 def read_metadata(layout: OciLayout) -> ImageMetadata:
-    data = read_member(layout, layout.metadata, limit=MAX_METADATA)
+    return _load(layout, read_member(layout, layout.metadata, limit=MAX_METADATA))
+
+
+def _load(layout: OciLayout, data: bytes) -> ImageMetadata:
     return load_metadata(data, label=f"{layout.path}:{layout.metadata.name}")
 
 
@@ -39,7 +43,8 @@ def open_archive(
     be read in place is extracted to (the system's temporary directory by default); it is removed after."""
     require_regular_file(path)
     layout = read_layout(path, max_disk_size=disk_size_limit(policy.max_size))
-    metadata = read_metadata(layout)
+    metadata_bytes = read_member(layout, layout.metadata, limit=MAX_METADATA)
+    metadata = _load(layout, metadata_bytes)
     if layout.disk_in_place:
         require_qcow2(path, layout.label, offset=layout.disk.data_offset, size=layout.disk.size)
         disk = open_image(
@@ -50,7 +55,7 @@ def open_archive(
             size=layout.disk.size,
             label=layout.label,
         )
-        yield OpenedArchive(layout, metadata, disk)
+        yield OpenedArchive(layout, metadata, metadata_bytes, disk)
         return
     with tempfile.TemporaryDirectory(prefix=".imagepack-", dir=scratch) as tmp:
         extracted = Path(tmp, "disk.qcow2")
@@ -59,8 +64,7 @@ def open_archive(
             """Refuse a hostile disk before the rest of it is extracted, and bound it by its own header."""
             require_qcow2(extracted, layout.label)
             inspection = inspect_file(extracted, claimed=ImageFormat.QCOW2, policy=policy, label=layout.label)
-            if inspection.problems:
-                raise UnsafeImageError(f"{layout.label}: {inspection.problems[0]}")
+            require_safe(inspection.problems, layout.label)
             return disk_size_limit(inspection.virtual_size)
 
         fd = os.open(extracted, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
@@ -71,7 +75,7 @@ def open_archive(
         finally:
             os.close(fd)
         disk = open_image(extracted, claimed=ImageFormat.QCOW2, policy=policy, label=layout.label)
-        yield OpenedArchive(layout, metadata, disk)
+        yield OpenedArchive(layout, metadata, metadata_bytes, disk)
 
 
 def require_qcow2(path: Path, label: str, *, offset: int = 0, size: int | None = None) -> None:

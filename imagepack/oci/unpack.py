@@ -13,7 +13,7 @@ from imagepack import qemu
 from imagepack.atomic import atomic_outputs, check_free_space, check_target
 from imagepack.errors import OutputError
 from imagepack.formats import ImageFormat, SafetyPolicy
-from imagepack.oci.archive import DISK_NAME, MAX_METADATA, METADATA_NAME, copy_range, read_member
+from imagepack.oci.archive import DISK_NAME, METADATA_NAME, copy_range
 from imagepack.oci.reader import open_archive
 from imagepack.options import create_options
 
@@ -78,7 +78,6 @@ def _unpack_into(
 
     with open_archive(archive, policy=policy, scratch=directory) as opened:
         disk = opened.disk
-        raw_metadata = read_member(opened.layout, opened.layout.metadata, limit=MAX_METADATA)
         copy = fmt is ImageFormat.QCOW2 and not options
         needed = disk.ref.size or os.stat(disk.ref.path).st_size
         check_free_space(disk_target, needed if copy else needed + disk.virtual_size // 100)
@@ -101,5 +100,5 @@ def _unpack_into(
                     on_progress=on_progress,
                 )
             # Our own archives pad the JSON with whitespace to align the disk; the extracted file need not.
-            metadata_temp.write_bytes(raw_metadata.rstrip() + b"\n")
+            metadata_temp.write_bytes(opened.metadata_bytes.rstrip() + b"\n")
     return UnpackResult(archive, disk_target, fmt, metadata_target, disk.virtual_size, time.monotonic() - started)
