@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from imagepack.formats import ImageFormat, SafetyPolicy
+from imagepack.formats import ImageFormat, SafetyPolicy, spec
 from imagepack.source import recheck_qemu_info
 from tests import hostile, luks
 from tests.conftest import ODD_SIZE, file_digest, leftovers, qemu_img, run_cli
@@ -126,7 +126,7 @@ def test_second_layer_refuses_what_qemu_img_info_reports(case_id: str, corpus: P
     case = next(c for c in hostile.HOSTILE if c.id == case_id)
     fmt = SEEN_BY_QEMU_IMG_INFO[case_id]
     source = case.build(corpus, canary)
-    found = json.loads(qemu_img("info", "--output=json", "-f", fmt.driver, str(source)).stdout)
+    found = json.loads(qemu_img("info", "--output=json", "-f", spec(fmt).driver, str(source)).stdout)
 
     problems = recheck_qemu_info(found, fmt, SafetyPolicy())
 
