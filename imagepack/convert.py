@@ -1,43 +1,28 @@
-"""Converting one disk image to another format, safely: checked input, checked options, whole output or none."""
+"""Writing one disk image in another format: checked options, free space, and a whole output or none."""
 
 from __future__ import annotations
 
-import contextlib
-import gzip
 import os
-import time
-import zlib
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 from imagepack import qemu
-from imagepack.atomic import atomic_output, check_free_space, check_target
+from imagepack.atomic import atomic_output, check_free_space
 from imagepack.errors import UsageError
-from imagepack.formats import (
-    ByteSource,
-    Container,
-    ImageFormat,
-    SafetyPolicy,
-    detect,
-    format_claimed_by_name,
-    format_for_output_name,
-    spec,
-)
+from imagepack.formats import ImageFormat, format_claimed_by_name, format_for_output_name, spec
 from imagepack.options import create_options
-from imagepack.source import SourceImage, open_image, require_regular_file
+from imagepack.progress import Progress
+from imagepack.source import SourceImage
+from imagepack.sparse import copy_file_range_from
 
 
 @dataclass(frozen=True)
-class ConvertResult:
-    source: Path
-    source_format: ImageFormat
+class WrittenDisk:
     target: Path
-    target_format: ImageFormat
-    virtual_size: int
-    target_size: int
+    format: ImageFormat
     options: dict[str, str]
-    seconds: float
+    copied: bool  # the source's bytes as they are, not a conversion
 
 
 def output_format(target: Path, to: ImageFormat | None) -> ImageFormat:
@@ -69,77 +54,44 @@ def estimate_output_size(image: SourceImage, fmt: ImageFormat, options: Mapping[
     return data + data // 100 + entry.overhead
 
 
-@contextlib.contextmanager
-def open_input(
-    source: Path, *, claimed: ImageFormat | None, policy: SafetyPolicy, scratch: Path | None = None
-) -> Iterator[SourceImage]:
-    """A disk image, or the disk inside a .oci archive (a tar or gzip file, or anything named .oci)."""
-    if claimed is None and is_archive(source):
-        from imagepack.oci.reader import open_archive
-
-        with open_archive(source, policy=policy, scratch=scratch) as opened:
-            yield opened.disk
-        return
-    yield open_image(source, claimed=claimed, policy=policy)
+def can_copy(image: SourceImage, fmt: ImageFormat, *, options: Mapping[str, str], compress: bool) -> bool:
+    """Whether `image` can go out as the bytes it is: already `fmt`, nothing asked to change, no backing file to
+    flatten into it."""
+    return image.format is fmt and not options and not compress and not image.qemu_info.get("backing-filename")
 
 
-def is_archive(path: Path) -> bool:
-    """Whether to read `path` as a .oci archive: by its content (a tar, or a gzip holding one), or by its name
-    (then the archive reader says what the content really is)."""
-    require_regular_file(path)
-    if path.suffix.lower() == ".oci":
-        return True
-    with ByteSource(path) as src:
-        kind = detect(src).archive
-    return kind is Container.TAR or (kind is Container.GZIP and _gzip_holds_tar(path))
-
-
-def _gzip_holds_tar(path: Path) -> bool:
-    """Whether the first block inside a gzip file is a tar header (an ocne-style .oci archive)."""
-    try:
-        with gzip.open(path, "rb") as f:
-            head = f.read(512)
-    except (OSError, EOFError, zlib.error):
-        return False
-    return head[257:262] == b"ustar"
-
-
-def convert_image(
-    source: Path,
+def write_disk(
+    image: SourceImage,
     target: Path,
+    fmt: ImageFormat,
     *,
-    to: ImageFormat | None = None,
-    from_format: ImageFormat | None = None,
     options: Mapping[str, str] = {},
     compress: bool = False,
-    force: bool = False,
+    copy_if_unchanged: bool = False,
     sync: bool = False,
-    policy: SafetyPolicy = SafetyPolicy(),
-    on_progress: qemu.Progress | None = None,
-) -> ConvertResult:
-    started = time.monotonic()
-    fmt = output_format(target, to)
-    checked_options = create_options(fmt, options, compress=compress)
-    check_target(target, force=force, inputs=(source,))
-    with open_input(source, claimed=from_format, policy=policy, scratch=target.parent) as image:
-        check_free_space(target, estimate_output_size(image, fmt, checked_options))
-        with atomic_output(target, sync=sync) as temp:
+    on_progress: Progress | None = None,
+) -> WrittenDisk:
+    """Write `image` to `target` in `fmt`. With `copy_if_unchanged`, a source already in `fmt` that no option
+    changes is copied in the kernel (holes kept) instead of rewritten by qemu-img."""
+    checked = create_options(fmt, options, compress=compress)
+    copy = copy_if_unchanged and can_copy(image, fmt, options=options, compress=compress)
+    length = image.ref.size if image.ref.size is not None else os.stat(image.ref.path).st_size
+    check_free_space(target, length if copy else estimate_output_size(image, fmt, checked))
+    with atomic_output(target, sync=sync) as temp:
+        if copy:
+            fd = os.open(temp, os.O_WRONLY | os.O_CLOEXEC)
+            try:
+                copy_file_range_from(image.ref.path, fd, image.ref.offset, 0, length, on_progress)
+            finally:
+                os.close(fd)
+        else:
             qemu.convert(
                 image.ref,
                 temp,
                 fmt,
                 virtual_size=image.virtual_size,
-                options=checked_options,
+                options=checked,
                 compress=compress,
                 on_progress=on_progress,
             )
-    return ConvertResult(
-        source=source,
-        source_format=image.format,
-        target=target,
-        target_format=fmt,
-        virtual_size=image.virtual_size,
-        target_size=os.stat(target).st_size,
-        options=checked_options,
-        seconds=time.monotonic() - started,
-    )
+    return WrittenDisk(target, fmt, checked, copy)

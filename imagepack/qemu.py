@@ -22,6 +22,7 @@ from typing import Any
 from imagepack.errors import QemuImgError
 from imagepack.formats import ImageFormat, spec
 from imagepack.process import Completed, Limits, run
+from imagepack.progress import Progress
 
 log = logging.getLogger("imagepack")
 
@@ -30,9 +31,6 @@ MIN_VERSION = (5, 1)  # qcow2 compression_type and the raw driver's offset/size 
 _CVE_2024_4467_FIXED = {(7, 2): 13, (8, 2): 6, (9, 0): 2}
 INFO_LIMITS = Limits(address_space=1024**3, cpu_seconds=30, wall_seconds=60)  # as OpenStack bounds it
 QUICK_LIMITS = Limits(address_space=2 * 1024**3, cpu_seconds=120, wall_seconds=300)
-
-Progress = Callable[[float], None]
-"""Called with the fraction done, 0.0 to 1.0."""
 
 
 @dataclass(frozen=True)

@@ -181,9 +181,9 @@ def test_convert_json_reports_formats_and_sizes(sample_raw: Path, out_dir: Path)
     done = convert_and_check(sample_raw, target, "qcow2", sample_raw, "--json")
     report = json.loads(done.stdout)
     assert report["source_format"] == "raw"
-    assert report["target_format"] == "qcow2"
+    assert report["format"] == "qcow2"
     assert report["virtual_size"] == ODD_SIZE
-    assert report["target_size"] == target.stat().st_size
+    assert report["size"] == target.stat().st_size
 
 
 def test_convert_handles_names_with_spaces_commas_and_colons(make_image: Callable[..., Path], out_dir: Path) -> None:

@@ -7,6 +7,7 @@ from pathlib import Path
 import typer
 
 from imagepack.cli import oci
+from imagepack.cli.oci import report_build
 from imagepack.cli.output import (
     ALLOW_BACKING,
     FORCE,
@@ -16,12 +17,11 @@ from imagepack.cli.output import (
     QUIET,
     SYNC,
     VERBOSE,
-    human_size,
-    print_json,
     progress_bar,
     reported,
     setup_logging,
 )
+from imagepack.errors import UsageError
 
 
 def convert_command(
@@ -55,15 +55,27 @@ def convert_command(
     a .oci target takes the pack options)."""
     setup_logging(quiet=quiet, verbose=verbose)
     with reported(verbose=verbose):
-        from imagepack.cli.common import parse_policy, parse_source_format
-        from imagepack.convert import convert_image
-        from imagepack.formats import parse_format
+        from imagepack.build import ArchiveKind, Target, make, parse_target_kind, target_kind
+        from imagepack.cli.common import metadata_request, parse_policy, parse_source_format
         from imagepack.options import parse_option_pairs
 
-        if (to or "").lower() == "oci" or (to is None and target.suffix.lower() == ".oci"):
-            oci.run_pack(
-                source,
-                target,
+        kind = target_kind(target, parse_target_kind(to) if to else None)
+        pack_options = {
+            "--os": os_name,
+            "--os-version": os_version,
+            "--launch-mode": launch_mode,
+            "--firmware": firmware,
+            "--launch-option": launch_option,
+            "--shape": shape,
+            "--metadata": metadata,
+            "--strict": strict,
+        }
+        if kind is not ArchiveKind.OCI:
+            given = [name for name, value in pack_options.items() if value]
+            if given:
+                raise UsageError(f"{given[0]} applies only to a .oci target, not {kind.value}")
+        request = (
+            metadata_request(
                 os_name=os_name,
                 os_version=os_version,
                 launch_mode=launch_mode,
@@ -71,46 +83,25 @@ def convert_command(
                 launch_options=launch_option,
                 shapes=shape,
                 metadata=metadata,
-                options=option,
-                compress=compress,
-                from_format=from_format,
-                allow_backing=allow_backing,
                 strict=strict,
-                force=force,
-                sync=sync,
-                max_size=max_size,
-                json_output=json_output,
-                quiet=quiet,
             )
-            return
+            if kind is ArchiveKind.OCI
+            else None
+        )
         with progress_bar(f"{source.name} → {target.name}", quiet=quiet) as on_progress:
-            done = convert_image(
+            done = make(
                 source,
-                target,
-                to=parse_format(to) if to else None,
-                from_format=parse_source_format(from_format),
-                options=parse_option_pairs(option),
-                compress=compress,
-                force=force,
-                sync=sync,
+                Target(
+                    target,
+                    kind,
+                    options=parse_option_pairs(option),
+                    compress=compress,
+                    metadata=request,
+                    force=force,
+                    sync=sync,
+                ),
+                claimed=parse_source_format(from_format),
                 policy=parse_policy(max_size, allow_backing=allow_backing),
                 on_progress=on_progress,
             )
-        if json_output:
-            print_json(
-                {
-                    "source": str(done.source),
-                    "source_format": done.source_format.value,
-                    "target": str(done.target),
-                    "target_format": done.target_format.value,
-                    "virtual_size": done.virtual_size,
-                    "target_size": done.target_size,
-                    "options": done.options,
-                    "seconds": round(done.seconds, 3),
-                }
-            )
-        elif not quiet:
-            print(
-                f"converted {done.source} ({done.source_format.value}) to {done.target} "
-                f"({done.target_format.value}, {human_size(done.target_size)}) in {done.seconds:.1f} s"
-            )
+        report_build(done, json_output=json_output, quiet=quiet)

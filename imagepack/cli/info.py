@@ -36,8 +36,8 @@ def info_command(
     setup_logging(quiet=quiet, verbose=verbose)
     with reported(verbose=verbose):
         from imagepack.cli.common import parse_policy, parse_source_format
-        from imagepack.convert import is_archive
         from imagepack.info import describe_image
+        from imagepack.inputs import is_archive
 
         if from_format is None and is_archive(path):
             _print_archive(path, parse_policy(max_size), json_output=json_output)

@@ -27,8 +27,8 @@ from imagepack.cli.output import (
 from imagepack.errors import EXIT_PROBLEMS
 
 if TYPE_CHECKING:
+    from imagepack.build import BuildResult
     from imagepack.oci.metadata import ImageMetadata
-    from imagepack.oci.pack import PackResult
 
 OS_NAME = typer.Option(None, "--os", metavar="NAME", help="Operating system, e.g. 'Oracle Linux', 'Ubuntu', 'Windows'.")
 OS_VERSION = typer.Option(
@@ -121,9 +121,9 @@ def run_pack(
     json_output: bool,
     quiet: bool,
 ) -> None:
-    """`pack`, and `convert` to a .oci target: the pack options as given on either command line."""
+    """`pack`: the pack options as given on its command line."""
+    from imagepack.build import ArchiveKind, Target, make
     from imagepack.cli.common import metadata_request, parse_policy, parse_source_format
-    from imagepack.oci.pack import pack_archive
     from imagepack.options import parse_option_pairs
 
     request = metadata_request(
@@ -136,47 +136,45 @@ def run_pack(
         metadata=metadata,
         strict=strict,
     )
+    target = Target(
+        output,
+        ArchiveKind.OCI,
+        options=parse_option_pairs(options),
+        compress=compress,
+        metadata=request,
+        force=force,
+        sync=sync,
+    )
     with progress_bar(f"{source.name} → {output.name}", quiet=quiet) as on_progress:
-        done = pack_archive(
+        done = make(
             source,
-            output,
-            request,
-            from_format=parse_source_format(from_format),
-            options=parse_option_pairs(options),
-            compress=compress,
-            force=force,
-            sync=sync,
+            target,
+            claimed=parse_source_format(from_format),
             policy=parse_policy(max_size, allow_backing=allow_backing),
             on_progress=on_progress,
         )
-    report_pack(done, json_output=json_output, quiet=quiet)
+    report_build(done, json_output=json_output, quiet=quiet)
 
 
-def report_pack(done: PackResult, *, json_output: bool, quiet: bool) -> None:
+def report_build(done: BuildResult, *, json_output: bool, quiet: bool) -> None:
     if json_output:
-        print_json(
-            {
-                "source": str(done.source),
-                "source_format": done.source_format.value,
-                "target": str(done.target),
-                "virtual_size": done.virtual_size,
-                "disk_size": done.disk_size,
-                "archive_size": done.archive_size,
-                "copied": done.copied,
-                "metadata": done.metadata.to_json(),
-                "warnings": done.warnings,
-                "seconds": round(done.seconds, 3),
-            }
-        )
+        print_json(done.to_json())
         return
     for warning in done.warnings:
         print(f"imagepack: warning: {warning}", file=sys.stderr)
-    if not quiet:
-        how = "copied" if done.copied else "converted"
+    if quiet:
+        return
+    how = "copied" if done.copied else "converted"
+    if done.metadata is not None:
         print(
-            f"packed {done.source} ({done.source_format.value}, {how}) into {done.target} "
-            f"({human_size(done.archive_size)}; {done.metadata.launch_mode.value}, "
+            f"packed {done.source} ({done.source_format}, {how}) into {done.target} "
+            f"({human_size(done.size)}; {done.metadata.launch_mode.value}, "
             f"{done.metadata.launch.firmware.value}) in {done.seconds:.1f} s"
+        )
+    else:
+        print(
+            f"converted {done.source} ({done.source_format}) to {done.target} "
+            f"({done.format}, {human_size(done.size)}) in {done.seconds:.1f} s"
         )
 
 

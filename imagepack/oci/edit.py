@@ -16,19 +16,17 @@ from imagepack.atomic import atomic_output, check_free_space
 from imagepack.errors import ArchiveError, MetadataError, OutputError
 from imagepack.oci.archive import (
     BLOCK,
-    DISK_NAME,
     OciLayout,
-    copy_range,
     disk_data_offset,
     extract_member,
-    member_header,
     metadata_region,
     read_layout,
-    trailer,
+    write_archive,
 )
 from imagepack.oci.metadata import ImageMetadata, check_metadata, dump_metadata
 from imagepack.oci.reader import read_metadata
 from imagepack.source import require_regular_file
+from imagepack.sparse import copy_file_range_from
 
 
 @dataclass(frozen=True)
@@ -128,25 +126,20 @@ def _keep_ownership(original: Path, fd: int) -> None:
 
 
 def _rewrite_archive(layout: OciLayout, data: bytes, mtime: int) -> None:
-    data_offset = disk_data_offset(len(data))
-    check_free_space(layout.path, data_offset + layout.disk.size)
+    check_free_space(layout.path, disk_data_offset(len(data)) + layout.disk.size)
     with atomic_output(layout.path) as temp:
         fd = os.open(temp, os.O_RDWR | os.O_CLOEXEC)
         try:
-            os.pwrite(fd, metadata_region(data, data_offset, mtime), 0)
-            if layout.disk_in_place:
-                src_fd = os.open(layout.path, os.O_RDONLY | os.O_CLOEXEC)
-                try:
-                    copy_range(src_fd, fd, layout.disk.data_offset, data_offset, layout.disk.size)
-                finally:
-                    os.close(src_fd)
-                size = layout.disk.size
-            else:
+
+            def write_disk(data_offset: int) -> None:
+                if layout.disk_in_place:
+                    copy_file_range_from(layout.path, fd, layout.disk.data_offset, data_offset, layout.disk.size)
+                    return
                 size = extract_member(layout, layout.disk, fd, data_offset, limit=layout.disk.size)
                 if size != layout.disk.size:
                     raise ArchiveError(f"{layout.path}: the disk member holds {size} bytes, not {layout.disk.size}")
+
             _keep_ownership(layout.path, fd)
-            os.pwrite(fd, member_header(DISK_NAME, size, mtime), data_offset - BLOCK)
-            os.pwrite(fd, trailer(data_offset + size), data_offset + size)
+            write_archive(fd, data, mtime=mtime, write_disk=write_disk)
         finally:
             os.close(fd)

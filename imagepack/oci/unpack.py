@@ -13,9 +13,11 @@ from imagepack import qemu
 from imagepack.atomic import atomic_outputs, check_free_space, check_target
 from imagepack.errors import OutputError
 from imagepack.formats import ImageFormat, SafetyPolicy
-from imagepack.oci.archive import DISK_NAME, METADATA_NAME, copy_range
+from imagepack.oci.archive import DISK_NAME, METADATA_NAME
 from imagepack.oci.reader import open_archive
 from imagepack.options import create_options
+from imagepack.progress import Progress
+from imagepack.sparse import copy_range
 
 
 @dataclass(frozen=True)
@@ -37,7 +39,7 @@ def unpack_archive(
     force: bool = False,
     sync: bool = False,
     policy: SafetyPolicy = SafetyPolicy(),
-    on_progress: qemu.Progress | None = None,
+    on_progress: Progress | None = None,
 ) -> UnpackResult:
     started = time.monotonic()
     fmt = to or ImageFormat.QCOW2
@@ -68,7 +70,7 @@ def _unpack_into(
     force: bool,
     sync: bool,
     policy: SafetyPolicy,
-    on_progress: qemu.Progress | None,
+    on_progress: Progress | None,
     started: float,
 ) -> UnpackResult:
     disk_target = directory / (DISK_NAME if fmt is ImageFormat.QCOW2 else f"output.{fmt.value}")

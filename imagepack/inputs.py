@@ -1,0 +1,78 @@
+"""What the user gave as an input, whatever wraps it: a plain disk image, or a .oci archive whose disk is read
+in place (or extracted once, bounded). Every verb opens its input here, so a new kind of input is one branch."""
+
+from __future__ import annotations
+
+import contextlib
+import gzip
+import zlib
+from collections.abc import Iterator
+from dataclasses import dataclass
+from enum import StrEnum
+from pathlib import Path
+
+from imagepack.formats import ByteSource, Container, ImageFormat, SafetyPolicy, detect
+from imagepack.oci.reader import OpenedArchive, open_archive
+from imagepack.source import SourceImage, open_image, require_regular_file
+
+
+class SourceKind(StrEnum):
+    DISK = "disk"
+    OCI = "oci"
+
+
+@dataclass
+class Source:
+    """An opened input: the disk to read, and the archive it came in, if any."""
+
+    path: Path
+    kind: SourceKind
+    disk: SourceImage
+    archive: OpenedArchive | None = None
+
+    @property
+    def format(self) -> str:
+        """What the input is, as the user would name it: 'oci' for an archive, else the disk's format."""
+        return SourceKind.OCI.value if self.kind is SourceKind.OCI else self.disk.format.value
+
+    @property
+    def virtual_size(self) -> int:
+        return self.disk.virtual_size
+
+
+def is_archive(path: Path) -> bool:
+    """Whether to read `path` as a .oci archive: by its content (a tar, or a gzip holding one), or by its name
+    (then the archive reader says what the content really is)."""
+    require_regular_file(path)
+    if path.suffix.lower() == ".oci":
+        return True
+    with ByteSource(path) as src:
+        kind = detect(src).archive
+    return kind is Container.TAR or (kind is Container.GZIP and _gzip_holds_tar(path))
+
+
+def _gzip_holds_tar(path: Path) -> bool:
+    """Whether the first block inside a gzip file is a tar header (an ocne-style .oci archive)."""
+    try:
+        with gzip.open(path, "rb") as f:
+            head = f.read(512)
+    except (OSError, EOFError, zlib.error):
+        return False
+    return head[257:262] == b"ustar"
+
+
+@contextlib.contextmanager
+def open_source(
+    path: Path,
+    *,
+    claimed: ImageFormat | None = None,
+    policy: SafetyPolicy = SafetyPolicy(),
+    scratch: Path | None = None,
+) -> Iterator[Source]:
+    """Open `path` through every check. `claimed` states the disk format (never an archive). `scratch` is where a
+    disk that cannot be read in place is extracted to, and removed from afterwards."""
+    if claimed is None and is_archive(path):
+        with open_archive(path, policy=policy, scratch=scratch) as opened:
+            yield Source(path, SourceKind.OCI, opened.disk, opened)
+        return
+    yield Source(path, SourceKind.DISK, open_image(path, claimed=claimed, policy=policy))

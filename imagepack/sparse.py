@@ -1,0 +1,75 @@
+"""Copying byte ranges from one file into another in the kernel (copy_file_range, which reflinks where the file
+system can), keeping holes as holes: how a qcow2 goes into an archive, out of one, or into a new archive."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+from imagepack.errors import InputError
+from imagepack.progress import Progress
+
+
+def _data_segments(fd: int, start: int, length: int) -> Iterator[tuple[int, int]]:
+    """The (offset, length) runs of `fd` in [start, start+length) that hold data; holes are skipped."""
+    end = start + length
+    offset = start
+    while offset < end:
+        try:
+            data = os.lseek(fd, offset, os.SEEK_DATA)
+        except OSError:  # ENXIO: only a hole remains; EINVAL: no SEEK_DATA here, so treat it all as data
+            if offset == start and length:
+                try:
+                    os.lseek(fd, start, os.SEEK_HOLE)
+                except OSError:
+                    yield start, length
+            return
+        if data >= end:
+            return
+        hole = min(os.lseek(fd, data, os.SEEK_HOLE), end)
+        yield data, hole - data
+        offset = hole
+
+
+def copy_range(
+    src_fd: int, dst_fd: int, src_offset: int, dst_offset: int, length: int, on_progress: Progress | None = None
+) -> None:
+    """Copy in the kernel (copy_file_range, which reflinks where the file system can), skipping holes so a
+    sparse source stays sparse, and falling back to read/write where the kernel refuses. `on_progress` gets
+    the fraction done."""
+    use_kernel = True
+    for segment_offset, segment_length in _data_segments(src_fd, src_offset, length):
+        done = 0
+        while done < segment_length:
+            count = min(64 * 1024 * 1024, segment_length - done)
+            src_at = segment_offset + done
+            dst_at = dst_offset + (src_at - src_offset)
+            n = 0
+            if use_kernel:
+                try:
+                    n = os.copy_file_range(src_fd, dst_fd, count, src_at, dst_at)
+                except OSError:
+                    use_kernel = False
+            if not use_kernel:
+                data = os.pread(src_fd, count, src_at)
+                n = os.pwrite(dst_fd, data, dst_at) if data else 0
+            if n <= 0:
+                raise InputError("the source ended early while copying; it changed or is truncated")
+            done += n
+            if on_progress is not None:
+                on_progress((src_at + n - src_offset) / length)
+    # A trailing hole leaves the destination short: give it its full length.
+    if os.fstat(dst_fd).st_size < dst_offset + length:
+        os.ftruncate(dst_fd, dst_offset + length)
+
+
+def copy_file_range_from(
+    source: Path, dst_fd: int, src_offset: int, dst_offset: int, length: int, on_progress: Progress | None = None
+) -> None:
+    """copy_range from a file given by its path, opened read-only for the copy."""
+    src_fd = os.open(source, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        copy_range(src_fd, dst_fd, src_offset, dst_offset, length, on_progress)
+    finally:
+        os.close(src_fd)
