@@ -238,6 +238,30 @@ def vmdk_capacity_zero(folder: Path, canary: Path) -> Path:
     return path
 
 
+def vmdk_descriptor_past_the_end(folder: Path, canary: Path) -> Path:
+    """The header's descriptor offset lies beyond the file: a damaged header, or a file cut short."""
+    path = empty_vmdk(folder, "descriptor-past-end.vmdk")
+    patch(path, V_DESC_OFFSET, "<Q", path.stat().st_size // SECTOR + 1000)
+    return path
+
+
+def vmdk_capacity_zero_descriptor_past_the_end(folder: Path, canary: Path) -> Path:
+    """Capacity 0 sends qemu to the embedded descriptor, which is not there: qemu-img cannot open the file."""
+    path = vmdk_descriptor_past_the_end(folder, canary)
+    patch(path, V_CAPACITY, "<Q", 0)
+    return path
+
+
+def vmdk_descriptor_without_cid(folder: Path, canary: Path) -> Path:
+    """Text at sector 1 but no CID in it: qemu-img refuses to open the file ("Invalid argument")."""
+    path = empty_vmdk(folder, "no-cid.vmdk")
+    text = b'# Disk DescriptorFile\nversion=1\ncreateType="monolithicSparse"\nRW 128 SPARSE "no-cid.vmdk"\n'
+    with open(path, "r+b") as f:
+        f.seek(SECTOR)
+        f.write(text.ljust(20 * SECTOR, b"\0"))
+    return path
+
+
 def vmdk_huge_embedded_descriptor(folder: Path, canary: Path) -> Path:
     path = vmdk_sparse(folder, "huge-descriptor.vmdk", canary)
     patch(path, V_DESC_SIZE, "<Q", 4 * MiB // SECTOR)
@@ -486,6 +510,13 @@ HOSTILE: tuple[Hostile, ...] = (
     Hostile("vmdk-parent-hint-without-descriptor", vmdk_hint_without_descriptor, "parent", "--allow-backing"),
     Hostile("vmdk-capacity-zero-embedded-descriptor", vmdk_capacity_zero, "descriptor", "--allow-backing"),
     Hostile("vmdk-embedded-descriptor-4MiB", vmdk_huge_embedded_descriptor, "too large"),
+    Hostile("vmdk-descriptor-offset-past-the-end", vmdk_descriptor_past_the_end, "points past the end of the file"),
+    Hostile(
+        "vmdk-capacity-zero-descriptor-past-the-end",
+        vmdk_capacity_zero_descriptor_past_the_end,
+        "points past the end of the file",
+    ),
+    Hostile("vmdk-descriptor-without-cid", vmdk_descriptor_without_cid, "lacks the CID"),
     Hostile("vmdk-text-descriptor-2MiB", vmdk_oversize_text_descriptor, "larger than 1 MiB"),
     Hostile("vmdk-stream-footer-truncated", vmdk_stream_truncated, "footer"),
     Hostile("vmdk-stream-footer-claims-512TiB", vmdk_stream_footer_claims_more, "footer"),
@@ -523,6 +554,9 @@ class Benign:
     options: str | None = None
     compress: bool = False
     vmware_footer: bool = False
+    # vmdk: the header's descriptor (offset, size) in sectors, as other writers record it; the text stays at
+    # sector 1, where qemu reads it whatever the header says
+    descriptor_fields: tuple[int, int] | None = None
 
 
 BENIGN: tuple[Benign, ...] = (
@@ -534,6 +568,8 @@ BENIGN: tuple[Benign, ...] = (
     Benign("vmdk-monolithicSparse", "vmdk", "subformat=monolithicSparse"),
     Benign("vmdk-streamOptimized", "vmdk", "subformat=streamOptimized"),
     Benign("vmdk-streamOptimized-vmware-footer", "vmdk", vmware_footer=True),
+    Benign("vmdk-header-records-no-descriptor", "vmdk", descriptor_fields=(0, 0)),
+    Benign("vmdk-header-records-no-descriptor-size", "vmdk", descriptor_fields=(1, 0)),
     Benign("vhd-dynamic", "vhd", "subformat=dynamic"),
     Benign("vhd-fixed", "vhd", "subformat=fixed"),
     Benign("vdi-dynamic", "vdi"),
@@ -557,4 +593,6 @@ def build_benign(case: Benign, folder: Path, source: Path) -> Path:
         str(source),
         str(path),
     )
+    if case.descriptor_fields is not None:
+        patch(path, V_DESC_OFFSET, "<QQ", *case.descriptor_fields)
     return path

@@ -4,8 +4,11 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import tarfile
 import time
 from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -31,6 +34,8 @@ from imagepack.oci.metadata import (
     set_values,
 )
 from imagepack.partitions import Firmware
+from imagepack.sample import write_sample_disk
+from tests.conftest import run_cli
 
 # SPEC §2, as written there.
 SPEC_EXAMPLE = b"""{
@@ -831,21 +836,90 @@ def test_windows_in_another_mode_than_paravirtualized_is_an_error(mode: LaunchMo
     assert any("PARAVIRTUALIZED mode only" in e and "set launchMode=PARAVIRTUALIZED" in e for e in one_line(errors))
 
 
-def test_windows_release_oci_does_not_list_is_a_warning_or_a_strict_error() -> None:
-    meta = windows("Server 2025 Standard")
+def test_windows_release_older_than_oci_lists_is_a_warning_or_a_strict_error() -> None:
+    meta = windows("Server 2008 Standard")
     errors, warnings = check_metadata(meta)
     assert errors == [] and "not on OCI's list" in one_line(warnings)[0]
     errors, warnings = check_metadata(meta, strict=True)
     assert warnings == [] and "not on OCI's list" in one_line(errors)[0]
 
 
+def test_windows_release_newer_than_oci_lists_is_a_note_even_when_strict() -> None:
+    errors, warnings = check_metadata(windows("Server 2025 Standard"), strict=True)
+    assert errors == []
+    assert one_line(warnings) == [
+        "note: Windows Server 2025 Standard is newer than the releases on OCI's list this imagepack knows "
+        "(2012, 2012 R2, 2016, 2019, 2022); the import may still accept it"
+    ]
+
+
+@pytest.mark.parametrize(
+    "name,version,releases",
+    [
+        ("Oracle Linux", "10", "6-9"),
+        ("oracle linux", "10.0", "6-9"),
+        ("Ubuntu", "24.10", "18.04, 20.04, 22.04, 24.04"),
+        ("CentOS", "Stream 9", "8"),
+        ("Oracle Linux Cloud Developer", "9", "8"),
+    ],
+)
+def test_release_newer_than_the_list_of_a_listed_system_is_a_note(name: str, version: str, releases: str) -> None:
+    meta = build_metadata(operating_system=name, operating_system_version=version, firmware=Firmware.UEFI_64)
+    errors, warnings = check_metadata(meta, strict=True)
+    assert errors == []
+    assert len(one_line(warnings)) == 1 and warnings[0].startswith("note: ")
+    assert f"newer than the releases on OCI's list this imagepack knows ({releases})" in warnings[0]
+
+
+@pytest.mark.parametrize("name,version", [("Oracle Linux", "5.11"), ("Ubuntu", "21.10"), ("Ubuntu", "jammy")])
+def test_older_or_skipped_release_of_a_listed_system_is_a_warning_naming_its_line(name: str, version: str) -> None:
+    meta = build_metadata(operating_system=name, operating_system_version=version, firmware=Firmware.UEFI_64)
+    errors, warnings = check_metadata(meta)
+    assert errors == [] and len(one_line(warnings)) == 1
+    assert "not on OCI's list" in warnings[0] and f"({oslist.canonical_name(name)} " in warnings[0]
+    assert len(warnings[0]) < 200
+    errors, warnings = check_metadata(meta, strict=True)
+    assert warnings == [] and len(errors) == 1
+
+
 def test_system_not_on_the_list_is_a_warning_and_a_strict_error() -> None:
     meta = build_metadata(operating_system="Talos", operating_system_version="1.8.1", firmware=Firmware.UEFI_64)
     errors, warnings = check_metadata(meta)
     assert errors == []
-    assert len(one_line(warnings)) == 1 and oslist.supported_list() in warnings[0]
+    assert len(one_line(warnings)) == 1 and "did you mean" not in warnings[0]
+    assert "Oracle Linux, CentOS, CentOS Stream, Ubuntu, Windows Server" in warnings[0]
+    assert len(warnings[0]) < 200
     errors, warnings = check_metadata(meta, strict=True)
     assert warnings == [] and len(errors) == 1 and '"Talos"' in errors[0]
+
+
+@pytest.mark.parametrize(
+    "typed,meant",
+    [("Oracle Linx", "Oracle Linux"), ("Ubunto", "Ubuntu"), ("Windoes", "Windows"), ("centos strem", "CentOS Stream")],
+)
+def test_misspelt_system_name_suggests_the_closest_known_one(typed: str, meant: str) -> None:
+    meta = build_metadata(operating_system=typed, operating_system_version="8", firmware=Firmware.UEFI_64)
+    _, warnings = check_metadata(meta)
+    assert f"did you mean {meant}?" in one_line(warnings)[0]
+    assert len(warnings[0]) < 200
+
+
+@pytest.mark.parametrize(
+    "typed,stored",
+    [
+        ("ubuntu", "Ubuntu"),
+        ("ORACLE LINUX", "Oracle Linux"),
+        ("oracle-linux", "Oracle Linux"),
+        ("centos", "CentOS"),
+        ("windows", "Windows"),
+        ("canonical ubuntu", "Canonical Ubuntu"),
+        ("Talos", "Talos"),
+    ],
+)
+def test_a_known_system_name_is_stored_in_oci_spelling(typed: str, stored: str) -> None:
+    built = build_metadata(operating_system=typed, operating_system_version="8", firmware=Firmware.UEFI_64)
+    assert built.operating_system == stored
+    assert set_values(linux(), {"operatingSystem": f" {typed} "}).operating_system == stored
 
 
 def test_empty_operating_system_is_an_error() -> None:
@@ -989,8 +1063,102 @@ def test_systems_oci_does_not_list_are_not_supported(name: str, version: str) ->
     assert not oslist.is_supported(name, version)
 
 
-def test_supported_list_names_every_family_for_messages() -> None:
-    text = oslist.supported_list()
-    for part in ("Oracle Linux 6.x, 7.x, 8.x, 9.x", "Cloud Developer 8.x", "CentOS 7", "CentOS Stream 8", "24.04"):
-        assert part in text
-    assert "Windows Server 2012, 2012 R2, 2016, 2019, 2022 (Standard or Datacenter)" in text
+def test_each_line_of_the_list_describes_itself_for_messages() -> None:
+    lines = {system.name: system.describe() for system in oslist.SUPPORTED_SYSTEMS}
+    assert lines["Oracle Linux"] == "Oracle Linux 6.x, 7.x, 8.x, 9.x"
+    assert lines["Oracle Linux Cloud Developer"] == "Oracle Linux Cloud Developer 8.x"
+    assert lines["CentOS"] == "CentOS 7" and lines["CentOS Stream"] == "CentOS Stream 8"
+    assert lines["Ubuntu"] == "Ubuntu 18.04, 20.04, 22.04, 24.04"
+    assert lines["Windows Server"] == "Windows Server 2012, 2012 R2, 2016, 2019, 2022"
+
+
+# --- the operating system through the command line ----------------------------------------------------------------
+
+
+@pytest.fixture
+def small_disk(tmp_path: Path) -> Path:
+    path = tmp_path / "disk.raw"
+    write_sample_disk(path, 2 * 1024**2)
+    return path
+
+
+def pack_with_os(disk: Path, name: str, version: str, *extra: str) -> tuple[subprocess.CompletedProcess[str], Path]:
+    out = disk.with_name("disk.oci")
+    return run_cli("pack", str(disk), "-o", str(out), "--os", name, "--os-version", version, *extra), out
+
+
+def stored_system(archive: Path) -> tuple[str, str]:
+    """operatingSystem and operatingSystemVersion as the archive's JSON member holds them, read with tarfile."""
+    with tarfile.open(archive) as tar:
+        member = tar.extractfile("image_metadata.json")
+        assert member is not None
+        doc = json.load(member)
+    return doc["operatingSystem"], doc["operatingSystemVersion"]
+
+
+def warning_lines(stderr: str) -> list[str]:
+    lines = stderr.splitlines()
+    assert all(line.startswith("imagepack: warning: ") for line in lines), stderr
+    return lines
+
+
+def test_pack_with_a_misspelt_os_warns_in_one_short_line_that_suggests_the_name(small_disk: Path) -> None:
+    done, out = pack_with_os(small_disk, "Oracle Linx", "8", "--quiet")
+
+    assert done.returncode == 0, done.stderr
+    [line] = warning_lines(done.stderr)
+    assert "did you mean Oracle Linux?" in line and len(line) < 200
+    assert stored_system(out) == ("Oracle Linx", "8")  # a suggestion, never a silent correction
+
+
+def test_pack_with_a_misspelt_os_and_strict_fails_and_writes_nothing(small_disk: Path) -> None:
+    done, out = pack_with_os(small_disk, "Oracle Linx", "8", "--strict")
+
+    assert done.returncode == 1
+    [line] = done.stderr.splitlines()
+    assert line.startswith("imagepack: error: ") and "did you mean Oracle Linux?" in line and len(line) < 200
+    assert not out.exists()
+
+
+def test_pack_stores_a_known_os_in_oci_spelling_whatever_the_case_typed(small_disk: Path) -> None:
+    done, out = pack_with_os(small_disk, "ubuntu", "22.04", "--quiet")
+
+    assert done.returncode == 0, done.stderr
+    assert done.stderr == ""
+    assert stored_system(out) == ("Ubuntu", "22.04")
+    shown = json.loads(run_cli("meta", "show", str(out)).stdout)
+    assert shown["operatingSystem"] == "Ubuntu"
+
+
+def test_pack_of_a_release_newer_than_the_list_is_a_note_that_strict_lets_pass(small_disk: Path) -> None:
+    done, out = pack_with_os(small_disk, "Oracle Linux", "10", "--strict", "--quiet")
+
+    assert done.returncode == 0, done.stderr
+    [line] = warning_lines(done.stderr)
+    assert "note: Oracle Linux 10 is newer than the releases on OCI's list this imagepack knows (6-9)" in line
+    assert "unknown" not in line and len(line) < 200
+    assert stored_system(out) == ("Oracle Linux", "10")
+
+
+def test_meta_set_stores_a_known_os_in_oci_spelling(small_disk: Path) -> None:
+    _, out = pack_with_os(small_disk, "Oracle Linux", "8", "--quiet")
+
+    done = run_cli("meta", "set", str(out), "operatingSystem=centos", "operatingSystemVersion=7", "--quiet")
+
+    assert done.returncode == 0, done.stderr
+    assert done.stderr == ""
+    assert stored_system(out) == ("CentOS", "7")
+
+
+def test_meta_set_of_a_misspelt_os_warns_and_with_strict_leaves_the_archive_alone(small_disk: Path) -> None:
+    _, out = pack_with_os(small_disk, "Ubuntu", "22.04", "--quiet")
+
+    refused = run_cli("meta", "set", str(out), "operatingSystem=Ubunto", "--strict")
+    assert refused.returncode == 1
+    assert "did you mean Ubuntu?" in refused.stderr and stored_system(out) == ("Ubuntu", "22.04")
+
+    done = run_cli("meta", "set", str(out), "operatingSystem=Ubunto", "--quiet")
+    assert done.returncode == 0, done.stderr
+    [line] = warning_lines(done.stderr)
+    assert "did you mean Ubuntu?" in line and len(line) < 200
+    assert stored_system(out) == ("Ubunto", "22.04")

@@ -20,6 +20,9 @@ COWD_MAGIC = b"COWD"  # VMware 3 sparse, which qemu reads but nobody should stil
 DESCRIPTOR_MAGIC = b"# Disk DescriptorFile"
 GD_AT_END = 0xFFFFFFFFFFFFFFFF
 MAX_DESCRIPTOR = 1024 * 1024  # qemu reads no more of a descriptor than this
+DESCRIPTOR_PAST_END = (
+    "vmdk descriptor offset points past the end of the file; the header is damaged or the file cut short"
+)
 SINGLE_FILE_TYPES = ("monolithicSparse", "streamOptimized")
 FLAG_COMPRESSED = 1 << 16
 FLAG_MARKERS = 1 << 17
@@ -27,11 +30,15 @@ COMPRESSION_DEFLATE = 1  # qemu calls a sparse file streamOptimized exactly when
 MAX_GTES_PER_GT = 512  # qemu: "L2 table size too big" above this
 MARKER_END_OF_STREAM = 0
 MARKER_FOOTER = 3
-# Where and how much qemu searches for a parent: 20 sectors from sector 1 of a sparse file (whatever the header
-# says about its descriptor) or from the start of a descriptor file.
+# Where and how much qemu searches for a parent (and, in a sparse file, its CIDs): 20 sectors from sector 1 of a
+# sparse file (whatever the header says about its descriptor) or from the start of a descriptor file.
 PARENT_SEARCH_AT = 512
 PARENT_SEARCH_BYTES = 20 * 512
 PARENT_KEY = b"parentFileNameHint"
+# qemu opens a sparse file only when that same area holds both CIDs: it finds each with strstr, skips the name and
+# one more character (normally '='), and reads a hexadecimal number with sscanf.
+_CID_KEYS = (b"CID", b"parentCID")
+_SCANF_HEX = re.compile(rb"\s*[+-]?[0-9a-fA-F]")
 
 # qemu reads extent lines with sscanf, which skips leading blanks.
 _EXTENT = re.compile(r'^[ \t]*(RW|RDONLY|NOACCESS)\s+(\d+)\s+(\w+)(?:\s+"([^"\r\n]*)")?', re.MULTILINE)
@@ -55,6 +62,16 @@ def parent_hint(area: bytes) -> str | None:
     start = at + len(PARENT_KEY) + 2
     end = text.find(b'"', start)
     return text[start : end if end >= 0 else None].decode("utf-8", "replace")
+
+
+def qemu_can_read_cids(area: bytes) -> bool:
+    """Whether qemu finds the CID and parentCID it needs to open a sparse file in its descriptor area."""
+    text = area[: PARENT_SEARCH_BYTES - 1].split(b"\0", 1)[0]  # qemu ends the area with a NUL of its own
+    for key in _CID_KEYS:
+        at = text.find(key)
+        if at < 0 or not _SCANF_HEX.match(text, at + len(key) + 1):
+            return False
+    return True
 
 
 class VmdkInspector(FormatInspector):
@@ -85,6 +102,8 @@ class VmdkInspector(FormatInspector):
         parent_area = src.read(PARENT_SEARCH_AT, PARENT_SEARCH_BYTES)
         if capacity == 0 and desc_offset:
             # qemu then opens the embedded descriptor as a descriptor file, extents and all.
+            if desc_offset * 512 >= src.size:
+                return Inspection(cls.format, 0, problems=[Problem(DESCRIPTOR_PAST_END)])
             text = src.read(desc_offset * 512, MAX_DESCRIPTOR)
             return cls._inspect_descriptor_text(text, parent_area, policy, embedded=True)
         result = Inspection(cls.format, capacity * 512)
@@ -107,16 +126,25 @@ class VmdkInspector(FormatInspector):
         text = b""
         if desc_offset and desc_size * 512 > MAX_DESCRIPTOR:
             problems.append(Problem(f"vmdk embedded descriptor of {desc_size * 512} bytes is too large"))
+        elif desc_offset and desc_offset * 512 >= src.size:
+            problems.append(Problem(DESCRIPTOR_PAST_END))
         elif desc_offset and desc_size:
             text = src.read(desc_offset * 512, desc_size * 512).split(b"\0", 1)[0]
+        if not text.strip():
+            # Writers differ in what the header records (no offset, no size); qemu reads sector 1 whatever it says.
+            text = parent_area.split(b"\0", 1)[0]
         keys, extents = parse_descriptor(text.decode("utf-8", "replace"))
         cls._check_parent(parent_area, keys, policy, problems)
-        if not text.strip():
-            # qemu needs the descriptor's CID to open the file: without one this is an extent of a split disk
-            # (qemu leaves its descriptor area empty), and the rest of the disk is in other files.
-            problems.append(
-                Problem("vmdk has no descriptor: it is one extent of a split disk; convert its descriptor file")
-            )
+        if not qemu_can_read_cids(parent_area):
+            if parent_area.split(b"\0", 1)[0].strip():
+                why = "vmdk descriptor at sector 1 lacks the CID or parentCID that qemu needs to open the file"
+            else:
+                # qemu leaves that area empty in the extents of a split disk, whose data goes on in other files.
+                why = (
+                    "vmdk has no descriptor at sector 1, where qemu reads it; "
+                    "if this is one extent of a split disk, convert the disk's descriptor file instead"
+                )
+            problems.append(Problem(why))
             check_virtual_size(result, policy)
             return result
         create_type = keys.get("createType")

@@ -715,6 +715,7 @@ def build_metadata(
     """
     _check_text("operatingSystem", operating_system)
     _check_text("operatingSystemVersion", operating_system_version)
+    operating_system = oslist.canonical_name(operating_system)
     shape_list = [copy.deepcopy(shape) for shape in shapes]
     if base is None:
         launch = launch_options_for(launch_mode or LaunchMode.PARAVIRTUALIZED, firmware, overrides)
@@ -783,7 +784,8 @@ def set_values(meta: ImageMetadata, assignments: Mapping[str, str]) -> ImageMeta
 
 def _set_os(meta: ImageMetadata, attr: str, key: str, text: str) -> None:
     _check_text(key, text)
-    setattr(meta, attr, text.strip())
+    value = text.strip()
+    setattr(meta, attr, oslist.canonical_name(value) if key == "operatingSystem" else value)
 
 
 def _set_caps_version(meta: ImageMetadata, text: str) -> None:
@@ -904,9 +906,11 @@ def check_metadata(meta: ImageMetadata, *, strict: bool = False) -> tuple[list[s
     Windows rule: operatingSystem and operatingSystemVersion together must name exactly one Windows Server release
     (2012, 2012 R2, 2016, 2019, 2022) and exactly one edition (Standard, Datacenter), because OCI licenses the image
     by them: "Windows" + "Server 2019 Standard" and "Windows Server" + "2019 Datacenter" pass, "Windows" + "2019"
-    does not. A named release OCI does not list (2025) is treated like an unsupported system.
+    does not.
 
-    Warnings (errors when `strict`): a system not on OCI's list (oslist). Warnings only: EMULATED with UEFI_64,
+    Warnings (errors when `strict`): a system not on OCI's list (oslist), with the closest known name for a typo.
+    A note (a warning starting with NOTE, never an error): a release of a listed system newer than the list, such
+    as Oracle Linux 10 or Windows Server 2025. Warnings only: EMULATED with UEFI_64,
     attachment version or in-transit encryption without paravirtualized volumes, capability data that does not allow
     the launch options, a capability schema version that is not a UUID, a shape listed twice."""
     errors: list[str] = []
@@ -979,13 +983,8 @@ def _check_system(meta: ImageMetadata, strict: bool, errors: list[str], warnings
     if not version.strip():
         errors.append(f"operatingSystemVersion is empty; set the version of {name}, e.g. operatingSystemVersion=8")
         return
-    unsupported = (
-        f"operatingSystem {_quote(name)} version {_quote(version)} is not on OCI's list of supported systems "
-        f"({oslist.supported_list()}); check the spelling, or accept that Oracle does not support the image"
-    )
     if not oslist.is_windows(name):
-        if not oslist.is_supported(name, version):
-            (errors if strict else warnings).append(unsupported)
+        _check_listed(name, version, strict, errors, warnings)
         return
     if meta.launch_mode is not LaunchMode.PARAVIRTUALIZED:
         errors.append(
@@ -1007,8 +1006,46 @@ def _check_system(meta: ImageMetadata, strict: bool, errors: list[str], warnings
             f"Windows {_quote(version)} {problem}; OCI licenses Windows by release and edition: name the one the "
             f"image holds (Standard or Datacenter), {example}"
         )
-    if len(releases) == 1 and len(editions) == 1 and not oslist.is_supported(name, version):
-        (errors if strict else warnings).append(unsupported)
+    if len(releases) == 1 and len(editions) == 1:
+        _check_listed(name, version, strict, errors, warnings)
+
+
+NOTE = "note: "  # starts a warning that only informs: OCI may well accept the value, and --strict lets it pass
+
+
+def _check_listed(name: str, version: str, strict: bool, errors: list[str], warnings: list[str]) -> None:
+    """Whether the system is on OCI's list (oslist): a release newer than the list is a note, since the list ages
+    and OCI adds releases; an older or skipped release, or a name the list does not have, is a warning."""
+    found = oslist.standing(name, version)
+    if found.supported:
+        return
+    shown = f"{_short(name)} {_short(version)}"
+    if found.system is not None and found.newer:
+        warnings.append(
+            f"{NOTE}{shown} is newer than the releases on OCI's list this imagepack knows "
+            f"({found.system.releases()}); the import may still accept it"
+        )
+        return
+    unsupported = "or expect no support from Oracle"
+    if found.system is not None:
+        message = f"{shown} is not on OCI's list ({found.system.describe()}); use a listed release, {unsupported}"
+    elif (suggestion := oslist.closest_name(name)) is not None:
+        message = (
+            f"operatingSystem {_quote(name, 32)} is not on OCI's list; did you mean {suggestion}? "
+            f"Fix the name, {unsupported}"
+        )
+    else:
+        message = (
+            f"operatingSystem {_quote(name, 32)} is not on OCI's list ({oslist.family_names()}); "
+            f"check the spelling, {unsupported}"
+        )
+    (errors if strict else warnings).append(message)
+
+
+def _short(text: str, limit: int = 40) -> str:
+    """A value typed by a person, inside a message that must stay one short line."""
+    text = "".join(char if char.isprintable() else ascii(char)[1:-1] for char in text.strip())
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def _check_shapes(meta: ImageMetadata, errors: list[str], warnings: list[str]) -> None:

@@ -1,8 +1,10 @@
 """The operating systems OCI supports for image import (Oracle's import/export page, SPEC §3), matched with
-tolerance for the usual spellings: "Oracle Linux"/"OracleLinux", "8"/"8.9", "Canonical Ubuntu" "22.04 LTS"."""
+tolerance for the usual spellings: "Oracle Linux"/"OracleLinux", "8"/"8.9", "Canonical Ubuntu" "22.04 LTS"; and for
+what is not on it, whether it is a newer release of a listed system or which known name a typo meant."""
 
 from __future__ import annotations
 
+import difflib
 import re
 from dataclasses import dataclass
 
@@ -16,9 +18,24 @@ class SupportedSystem:
     name: str
     versions: tuple[str, ...]
     pattern: re.Pattern[str]  # full match against squash(operatingSystem + operatingSystemVersion)
+    family: str  # the pattern's name part: followed by a release number, another release of this system
 
     def describe(self) -> str:
         return f"{self.name} {', '.join(self.versions)}"
+
+    def releases(self) -> str:
+        """The listed releases, short: '6-9' for Oracle Linux, '18.04, 20.04, 22.04, 24.04' for Ubuntu."""
+        majors = [version.removesuffix(".x") for version in self.versions]
+        if (
+            len(majors) > 2
+            and all(m.isdigit() for m in majors)
+            and majors == [str(n) for n in range(int(majors[0]), int(majors[0]) + len(majors))]
+        ):
+            return f"{majors[0]}-{majors[-1]}"
+        return ", ".join(majors)
+
+    def newest(self) -> tuple[int, ...]:
+        return max(_release_number(version) for version in self.versions)
 
 
 WINDOWS_RELEASES = ("2012", "2012 R2", "2016", "2019", "2022")
@@ -29,18 +46,21 @@ SUPPORTED_SYSTEMS: tuple[SupportedSystem, ...] = (
         "Oracle Linux",
         ("6.x", "7.x", "8.x", "9.x"),
         re.compile(rf"(?:oraclelinux(?:server)?|ol)[6-9]{_MINOR}"),
+        r"(?:oraclelinux(?:server)?|ol)",
     ),
     SupportedSystem(
         "Oracle Linux Cloud Developer",
         ("8.x",),
         re.compile(rf"(?:oraclelinux|ol)clouddeveloper8{_MINOR}"),
+        r"(?:oraclelinux|ol)clouddeveloper",
     ),
-    SupportedSystem("CentOS", ("7",), re.compile(r"centos(?:linux)?7(?:\.\d+)*")),
-    SupportedSystem("CentOS Stream", ("8",), re.compile(r"centos(?:linux)?stream8")),
+    SupportedSystem("CentOS", ("7",), re.compile(r"centos(?:linux)?7(?:\.\d+)*"), r"centos(?:linux)?"),
+    SupportedSystem("CentOS Stream", ("8",), re.compile(r"centos(?:linux)?stream8"), r"centos(?:linux)?stream"),
     SupportedSystem(
         "Ubuntu",
         ("18.04", "20.04", "22.04", "24.04"),  # 24.04 comes from Oracle's newer pages, not the seed
         re.compile(r"(?:canonical)?ubuntu(?:server)?(?:18|20|22|24)\.04(?:\.\d+)?(?:lts)?"),
+        r"(?:canonical)?ubuntu(?:server)?",
     ),
     SupportedSystem(
         "Windows Server",
@@ -48,6 +68,7 @@ SUPPORTED_SYSTEMS: tuple[SupportedSystem, ...] = (
         re.compile(
             r"(?:microsoft)?windows(?:server)?(?:2012r2|2012|2016|2019|2022)(?:standard|datacenter)(?:edition)?"
         ),
+        r"(?:microsoft)?windows(?:server)?",
     ),
 )
 
@@ -57,17 +78,80 @@ def _squash(text: str) -> str:
     return re.sub(r"[^a-z0-9.]", "", text.casefold())
 
 
+# OCI's spellings of the names on its list, and of the names its own platform images carry, by their squashed form.
+_SPELLINGS = {
+    _squash(_name): _name
+    for _name in (
+        "Oracle Linux",
+        "Oracle Linux Cloud Developer",
+        "CentOS",
+        "CentOS Stream",
+        "Ubuntu",
+        "Canonical Ubuntu",
+        "Windows",
+        "Windows Server",
+    )
+}
+
+
+def canonical_name(os_name: str) -> str:
+    """OCI's spelling of a name it knows, whatever the case, spaces or dashes ('ubuntu' -> 'Ubuntu'); any other
+    name as given."""
+    return _SPELLINGS.get(_squash(os_name), os_name)
+
+
+def closest_name(os_name: str) -> str | None:
+    """The known name a typo most likely meant ('Oracle Linx' -> 'Oracle Linux'), or None when none is close."""
+    found = difflib.get_close_matches(_squash(os_name), list(_SPELLINGS), n=1, cutoff=0.75)
+    return _SPELLINGS[found[0]] if found else None
+
+
+def family_names() -> str:
+    """The systems on the list without their releases, for a message that must stay short."""
+    return ", ".join(dict.fromkeys(system.name.removesuffix(" Cloud Developer") for system in SUPPORTED_SYSTEMS))
+
+
+@dataclass(frozen=True)
+class Standing:
+    """Where a system stands against the list: on it, another release of a listed system (newer or not), or a name
+    the list does not have."""
+
+    supported: bool
+    system: SupportedSystem | None = None  # the line of the list whose system this is another release of
+    newer: bool = False  # that release is newer than every release on the line
+
+
+def _release_number(text: str) -> tuple[int, ...]:
+    """'24.04' -> (24, 4), '8.x' -> (8,), '2012 R2' -> (2012,)."""
+    match = re.match(r"\d+(?:\.\d+)?", text)
+    return tuple(int(part) for part in match[0].split(".")) if match else ()
+
+
+def standing(os_name: str, version: str) -> Standing:
+    """How `os_name` `version` relates to OCI's list. For Windows the caller has checked that the text names one
+    release and one edition."""
+    if is_supported(os_name, version):
+        return Standing(True)
+    if is_windows(os_name):
+        windows = SUPPORTED_SYSTEMS[-1]
+        releases = windows_releases(f"{os_name} {version}")
+        newer = len(releases) == 1 and _release_number(releases[0]) > windows.newest()
+        return Standing(False, windows, newer)
+    key = _squash(f"{os_name}{version}")
+    for system in SUPPORTED_SYSTEMS:
+        found = re.fullmatch(rf"{system.family}(\d+(?:\.\d+)?).*", key)
+        if found:
+            return Standing(False, system, _release_number(found[1]) > system.newest())
+    for system in SUPPORTED_SYSTEMS:
+        if re.fullmatch(system.family, _squash(os_name)):
+            return Standing(False, system)
+    return Standing(False)
+
+
 def is_supported(os_name: str, version: str) -> bool:
     """Whether OCI lists this system for import. Windows counts only with a supported edition named."""
     key = _squash(f"{os_name}{version}")
     return any(system.pattern.fullmatch(key) for system in SUPPORTED_SYSTEMS)
-
-
-def supported_list() -> str:
-    """The list for a message, in Oracle's order."""
-    parts = [system.describe() for system in SUPPORTED_SYSTEMS]
-    parts[-1] += f" ({' or '.join(WINDOWS_EDITIONS)})"
-    return "; ".join(parts)
 
 
 def is_windows(os_name: str) -> bool:
