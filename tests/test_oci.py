@@ -17,7 +17,7 @@ import pytest
 
 from imagepack.oci.archive import member_header
 from tests.conftest import ODD_SIZE, SPEC_METADATA, file_digest, leftovers, qemu_img, run_cli
-from tests.readers import read_guest_disk
+from tests.readers import read_guest_disk, read_vmdk_extent_names
 
 PACK_ARGS = ("--os", "Oracle Linux", "--os-version", "8")
 
@@ -107,6 +107,15 @@ def test_unpack_writes_disk_and_metadata_and_converts_on_request(sample_raw: Pat
     vmdk = tmp_path / "as-vmdk" / "output.vmdk"
     assert read_guest_disk(vmdk, "vmdk").sha256 == sha256(sample_raw.read_bytes())
     assert file_digest(out) == before
+
+
+def test_unpack_to_vmdk_names_the_output_file_in_its_descriptor(sample_raw: Path, tmp_path: Path) -> None:
+    out = tmp_path / "disk.oci"
+    assert pack(sample_raw, out).returncode == 0
+    done = run_cli("unpack", str(out), "-d", str(tmp_path / "as-vmdk"), "--to", "vmdk")
+    assert done.returncode == 0, done.stderr
+    assert read_vmdk_extent_names(tmp_path / "as-vmdk" / "output.vmdk") == ["output.vmdk"]
+    assert leftovers(tmp_path / "as-vmdk") == []
 
 
 def test_convert_reads_an_archive_in_place_and_writes_one(sample_raw: Path, tmp_path: Path) -> None:
