@@ -109,6 +109,40 @@ def test_unpack_writes_disk_and_metadata_and_converts_on_request(sample_raw: Pat
     assert file_digest(out) == before
 
 
+def archived_metadata(archive: Path) -> bytes:
+    """The metadata member's bytes as Python's tarfile reads them from the archive."""
+    with tarfile.open(archive) as tar:
+        member = tar.extractfile("image_metadata.json")
+        assert member is not None
+        return member.read()
+
+
+def test_unpack_writes_the_metadata_of_a_gnu_tar_archive_byte_for_byte(
+    make_image: Callable[..., Path], tmp_path: Path
+) -> None:
+    folder = tmp_path / "members"
+    folder.mkdir()
+    make_image("qcow2", name="members/output.QCOW2")
+    (folder / "image_metadata.json").write_bytes(json.dumps(SPEC_METADATA, indent=1).encode())  # no newline at the end
+    archive = tmp_path / "gnu.oci"
+    subprocess.run(["tar", "-C", str(folder), "-cf", str(archive), "image_metadata.json", "output.QCOW2"], check=True)
+    done = run_cli("unpack", str(archive), "-d", str(tmp_path / "out"))
+    assert done.returncode == 0, done.stderr
+    written = (tmp_path / "out" / "image_metadata.json").read_bytes()
+    assert not written.endswith(b"\n")
+    assert written == archived_metadata(archive)
+
+
+def test_unpack_writes_the_metadata_of_its_own_archive_as_stored_padding_included(
+    sample_raw: Path, tmp_path: Path
+) -> None:
+    archive = tmp_path / "disk.oci"
+    assert pack(sample_raw, archive).returncode == 0
+    done = run_cli("unpack", str(archive), "-d", str(tmp_path / "out"))
+    assert done.returncode == 0, done.stderr
+    assert (tmp_path / "out" / "image_metadata.json").read_bytes() == archived_metadata(archive)
+
+
 def test_unpack_to_vmdk_names_the_output_file_in_its_descriptor(sample_raw: Path, tmp_path: Path) -> None:
     out = tmp_path / "disk.oci"
     assert pack(sample_raw, out).returncode == 0
