@@ -199,6 +199,29 @@ def test_meta_shapes_add_list_remove(sample_raw: Path, tmp_path: Path) -> None:
     ]
 
 
+def test_info_json_of_an_archive_gives_the_disks_virtual_size_at_the_top(sample_raw: Path, tmp_path: Path) -> None:
+    """Scripts read `virtual_size` from any `info --json`, archive or plain image alike."""
+    out = tmp_path / "disk.oci"
+    assert pack(sample_raw, out).returncode == 0
+    done = run_cli("info", "--json", str(out))
+    assert done.returncode == 0, done.stderr
+    info = json.loads(done.stdout)
+    assert info["format"] == "oci"
+    assert info["virtual_size"] == info["disk"]["virtual_size"] == ODD_SIZE
+
+
+def test_verify_json_of_an_archive_calls_it_oci_and_names_the_disk_format_apart(
+    sample_raw: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "disk.oci"
+    assert pack(sample_raw, out).returncode == 0
+    done = run_cli("verify", "--json", str(out))
+    assert done.returncode == 0, done.stderr
+    facts = json.loads(done.stdout)["facts"]
+    assert (facts["format"], facts["disk_format"]) == ("oci", "qcow2")
+    assert facts["virtual_size"] == ODD_SIZE
+
+
 def test_verify_says_ready_for_a_packed_archive_and_lists_problems_otherwise(
     sample_raw: Path, make_image: Callable[..., Path], tmp_path: Path
 ) -> None:

@@ -69,6 +69,7 @@ def _verify_archive(path: Path, *, strict: bool, policy: SafetyPolicy) -> Verify
         with open_archive(path, policy=policy) as opened:
             layout, metadata, disk = opened.layout, opened.metadata, opened.disk
             report.facts.update(
+                format="oci",
                 compressed=layout.compressed,
                 disk_member=layout.disk.name,
                 disk_size=layout.disk.size,
@@ -83,7 +84,7 @@ def _verify_archive(path: Path, *, strict: bool, policy: SafetyPolicy) -> Verify
                 report.error(message)
             for message in warnings:
                 report.warning(message)
-            _check_disk(report, disk)
+            _check_disk(report, disk, key_prefix="disk_")
             firmware_from_disk = report.facts.get("firmware_guess")
             if firmware_from_disk and firmware_from_disk != metadata.launch.firmware.value:
                 report.warning(
@@ -120,8 +121,15 @@ def _verify_image(path: Path, *, policy: SafetyPolicy) -> VerifyReport:
     return report
 
 
-def _check_disk(report: VerifyReport, disk: SourceImage) -> None:
-    report.facts.update(format=disk.format.value, subformat=disk.inspection.subformat, virtual_size=disk.virtual_size)
+def _check_disk(report: VerifyReport, disk: SourceImage, *, key_prefix: str = "") -> None:
+    """`key_prefix` marks the disk's format keys when the file checked is an archive, whose own format is "oci"."""
+    report.facts.update(
+        {
+            f"{key_prefix}format": disk.format.value,
+            f"{key_prefix}subformat": disk.inspection.subformat,
+            "virtual_size": disk.virtual_size,
+        }
+    )
     if disk.virtual_size > DEFAULT_MAX_SIZE:
         report.error(f"virtual size {disk.virtual_size} bytes is above OCI's import limit of 400 GiB")
     if disk.format is ImageFormat.QCOW2:
