@@ -8,16 +8,15 @@ from pathlib import Path
 from typing import Any
 
 from imagepack import qemu
+from imagepack.convert import is_archive
 from imagepack.errors import InputError, UnreadableError
 from imagepack.formats import DEFAULT_MAX_SIZE, ImageFormat, SafetyPolicy
-from imagepack.formats.base import ByteSource
-from imagepack.formats.containers import detect_container
 from imagepack.formats.vmdk import SINGLE_FILE_TYPES
 from imagepack.oci.archive import DISK_NAME
 from imagepack.oci.metadata import check_metadata
 from imagepack.oci.reader import open_archive
 from imagepack.partitions import PartitionTable
-from imagepack.source import SourceImage, open_image, partition_layout, require_regular_file
+from imagepack.source import SourceImage, open_image, partition_layout
 
 
 @dataclass(frozen=True)
@@ -55,10 +54,9 @@ class VerifyReport:
 
 def verify_path(path: Path, *, strict: bool = False, policy: SafetyPolicy = SafetyPolicy()) -> VerifyReport:
     """Check `path`; raises only when it cannot be read at all. Refusals become findings."""
-    require_regular_file(path)
-    with ByteSource(path) as src:
-        is_archive = detect_container(src) is not None
-    if is_archive:
+    # The same test convert and pack use: only tar and gzip are how archives come (or a .oci name); an ISO or
+    # zstd file goes the plain-image way, whose refusal says what it is.
+    if is_archive(path):
         return _verify_archive(path, strict=strict, policy=policy)
     return _verify_image(path, policy=policy)
 
