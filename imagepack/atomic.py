@@ -86,14 +86,14 @@ def atomic_outputs(targets: Sequence[Path], *, sync: bool = False) -> Iterator[t
     folders: list[Path] = []
     temps: list[Path] = []
     try:
-        for target in targets:
-            folder = temp_dir_for(target)
-            os.mkdir(folder, 0o700)  # claims the name; nobody else can see into it or write there
-            folders.append(folder)
-            temp = folder / target.name
-            fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
-            temps.append(temp)
-            os.close(fd)
+        with signals_held():  # a directory made is a directory recorded, so cleanup always finds it
+            for target in targets:
+                folder = temp_dir_for(target)
+                os.mkdir(folder, 0o700)  # claims the name; nobody else can see into it or write there
+                folders.append(folder)
+                temp = folder / target.name
+                os.close(os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644))
+                temps.append(temp)
         yield tuple(temps)
         for temp, flush in zip(temps, durable, strict=True):
             if flush:
