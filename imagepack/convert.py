@@ -13,9 +13,18 @@ from pathlib import Path
 
 from imagepack import qemu
 from imagepack.atomic import atomic_output, check_free_space, check_target
-from imagepack.errors import InputError, UsageError
-from imagepack.formats import ByteSource, Container, ImageFormat, SafetyPolicy, detect_container, format_for_output_name
-from imagepack.options import allocates_whole_disk, create_options
+from imagepack.errors import UsageError
+from imagepack.formats import (
+    ByteSource,
+    Container,
+    ImageFormat,
+    SafetyPolicy,
+    detect,
+    format_claimed_by_name,
+    format_for_output_name,
+    spec,
+)
+from imagepack.options import create_options
 from imagepack.source import SourceImage, open_image, require_regular_file
 
 
@@ -32,26 +41,32 @@ class ConvertResult:
 
 
 def output_format(target: Path, to: ImageFormat | None) -> ImageFormat:
+    """The format to write: `--to`, else the name's suffix. Both given and different is refused: a qcow2 named
+    .vmdk is a file that every tool, imagepack included, would then read as something it is not. '.img' names
+    no format when `--to` is given (vendors ship qcow2 under it), and raw when it is not."""
+    claimed = format_claimed_by_name(target)
+    if to is not None and claimed is not None and to is not claimed:
+        raise UsageError(
+            f"{target}: --to {to.value} contradicts the name, which says {claimed.value}; "
+            f"name the output {target.with_suffix(spec(to).suffix).name} or drop --to"
+        )
     fmt = to or format_for_output_name(target)
     if fmt is None:
         raise UsageError(f"{target}: cannot tell the output format from the name; pass --to FORMAT")
     return fmt
 
 
-# The unit a sparse output allocates in. qemu-img measures only qcow2 (and raw, as if fully allocated): a qcow2
-# with clusters of that size measures the source's data rounded up as the output will round it.
-_ALLOCATION_UNIT = {ImageFormat.RAW: "64k", ImageFormat.VMDK: "64k", ImageFormat.VDI: "1M", ImageFormat.VHD: "2M"}
-
-
 def estimate_output_size(image: SourceImage, fmt: ImageFormat, options: Mapping[str, str]) -> int:
-    """Bytes the output will need: qemu-img's own measure for qcow2, else the data plus 1% of metadata."""
-    if allocates_whole_disk(fmt, options):
-        return image.virtual_size + image.virtual_size // 100 + 1024**2
+    """Bytes the output will need: qemu-img's own measure for qcow2, else the data plus 1% of metadata.
+    qemu-img measures only qcow2 (and raw, as if fully allocated): a qcow2 with clusters of the unit the output
+    allocates in measures the source's data rounded up as the output will round it."""
+    entry = spec(fmt)
+    if entry.allocates_whole_disk(options):
+        return image.virtual_size + image.virtual_size // 100 + entry.overhead
     if fmt is ImageFormat.QCOW2:
         return qemu.measure(image.ref, fmt, options) or 0
-    unit = _ALLOCATION_UNIT.get(fmt, "2M")
-    data = qemu.measure(image.ref, ImageFormat.QCOW2, {"cluster_size": unit}) or 0
-    return data + data // 100 + 1024**2
+    data = qemu.measure(image.ref, ImageFormat.QCOW2, {"cluster_size": entry.allocation_unit}) or 0
+    return data + data // 100 + entry.overhead
 
 
 @contextlib.contextmanager
@@ -69,15 +84,14 @@ def open_input(
 
 
 def is_archive(path: Path) -> bool:
-    """Whether to read `path` as a .oci archive: by its content, or by its name (then the content must agree)."""
+    """Whether to read `path` as a .oci archive: by its content (a tar, or a gzip holding one), or by its name
+    (then the archive reader says what the content really is)."""
     require_regular_file(path)
     if path.suffix.lower() == ".oci":
         return True
     with ByteSource(path) as src:
-        container = detect_container(src)
-    if container is Container.GZIP and not _gzip_holds_tar(path):
-        raise InputError(f"{path}: this is a gzip file, not a disk image; decompress it first (gunzip)")
-    return container in (Container.TAR, Container.GZIP)
+        kind = detect(src).archive
+    return kind is Container.TAR or (kind is Container.GZIP and _gzip_holds_tar(path))
 
 
 def _gzip_holds_tar(path: Path) -> bool:

@@ -10,9 +10,8 @@ from pathlib import Path
 from typing import Any
 
 from imagepack.errors import InputError
-from imagepack.formats import ImageFormat, SafetyPolicy, detect_formats, format_claimed_by_name
+from imagepack.formats import ImageFormat, SafetyPolicy, detect, format_claimed_by_name, refusal_for
 from imagepack.formats.base import ByteSource, Inspection
-from imagepack.formats.containers import detect_container
 from imagepack.partitions import PartitionLayout
 from imagepack.source import SourceImage, inspect_file, open_image, partition_layout, require_regular_file
 
@@ -63,10 +62,12 @@ def describe_image(
 ) -> ImageInfo:
     require_regular_file(path)
     with ByteSource(path) as src:
-        if claimed is None and (container := detect_container(src)) is not None:
-            raise InputError(f"{path}: this is a {container.value} file, not a disk image")
+        found = detect(src)
+    content = found.content
+    if claimed is None and content is None:
+        raise InputError(refusal_for(found, path))
     # Describe by content even when the name disagrees; the disagreement is itself a refusal, below.
-    inspection = inspect_file(path, claimed=claimed or _content_format(path), policy=policy)
+    inspection = inspect_file(path, claimed=claimed or content, policy=policy)
     st = os.stat(path)
     result = ImageInfo(
         path=path,
@@ -116,11 +117,3 @@ def info_from_source(image: SourceImage, path: Path, file_size: int) -> ImageInf
     )
     add_qemu_facts(result, image)
     return result
-
-
-def _content_format(path: Path) -> ImageFormat:
-    with ByteSource(path) as src:
-        found = detect_formats(src)
-    if len(found) != 1:
-        return ImageFormat.RAW
-    return found[0]

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from imagepack.errors import QemuImgError
-from imagepack.formats.base import ImageFormat
+from imagepack.formats import ImageFormat, spec
 from imagepack.process import Completed, Limits, run
 
 log = logging.getLogger("imagepack")
@@ -106,9 +106,9 @@ class ImageRef:
 
     def image_opts(self) -> str:
         if not self.is_region:
-            return f"driver={self.format.driver},file.driver=file,file.filename={_escape_opt(str(self.path))}"
+            return f"driver={spec(self.format).driver},file.driver=file,file.filename={_escape_opt(str(self.path))}"
         parts = [
-            f"driver={self.format.driver}",
+            f"driver={spec(self.format).driver}",
             "file.driver=raw",
             f"file.offset={self.offset}",
             *([f"file.size={self.size}"] if self.size is not None else []),
@@ -121,7 +121,7 @@ class ImageRef:
         """How a qemu-img subcommand names this image as its input."""
         if opts or self.is_region:
             return ["--image-opts", self.image_opts()]
-        return ["-f", self.format.driver, str(self.path)]
+        return ["-f", spec(self.format).driver, str(self.path)]
 
 
 def _last_useful_line(stderr: str) -> str:
@@ -175,7 +175,7 @@ def measure(image: ImageRef, target: ImageFormat, options: Mapping[str, str] = {
     """Bytes the target file needs, where qemu-img can tell (qcow2 and raw targets only)."""
     if target not in (ImageFormat.QCOW2, ImageFormat.RAW):
         return None
-    args = ["--output=json", "-O", target.driver, *_option_args(options), *image.args()]
+    args = ["--output=json", "-O", spec(target).driver, *_option_args(options), *image.args()]
     result = _json(_checked("measure", args, limits=QUICK_LIMITS), "measure")
     return int(result["required"])
 
@@ -220,7 +220,7 @@ def convert(
         *(["-c"] if compress else []),
         *source.args(),
         "-O",
-        target_format.driver,
+        spec(target_format).driver,
         *_option_args(options),
         str(Path(os.path.abspath(target))),
     ]
@@ -259,7 +259,7 @@ def convert_into(
 
 
 def create(path: Path, fmt: ImageFormat, size: int, options: Mapping[str, str] = {}) -> None:
-    args = ["-q", "-f", fmt.driver, *_option_args(options), str(Path(os.path.abspath(path))), str(size)]
+    args = ["-q", "-f", spec(fmt).driver, *_option_args(options), str(Path(os.path.abspath(path))), str(size)]
     _checked("create", args, limits=QUICK_LIMITS)
 
 
@@ -295,7 +295,7 @@ def read_head(image: ImageRef, length: int) -> bytes:
         out = Path(tmp, "head.raw")
         block = 512
         args = [
-            *(["--image-opts"] if image.is_region else ["-f", image.format.driver]),
+            *(["--image-opts"] if image.is_region else ["-f", spec(image.format).driver]),
             "-O",
             "raw",
             f"bs={block}",

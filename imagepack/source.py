@@ -19,6 +19,7 @@ from imagepack.formats import (
     SafetyPolicy,
     inspect_source,
     require_safe,
+    spec,
 )
 from imagepack.formats.vmdk import SINGLE_FILE_TYPES
 from imagepack.partitions import HEAD_BYTES, PartitionLayout, read_partition_layout
@@ -79,7 +80,7 @@ def inspect_file(
 def recheck_qemu_info(found: dict[str, Any], expected: ImageFormat, policy: SafetyPolicy) -> list[Problem]:
     """Layer 2: what qemu-img itself says the image refers to, checked again."""
     problems: list[Problem] = []
-    if found.get("format") != expected.driver:
+    if found.get("format") != spec(expected).driver:
         problems.append(Problem(f"qemu-img reads it as {found.get('format')}, not {expected.value}"))
     if (found.get("backing-filename") or found.get("full-backing-filename")) and not policy.allow_backing:
         problems.append(
@@ -129,7 +130,7 @@ def open_image(
 
 def partition_layout(image: SourceImage) -> PartitionLayout:
     """The guest's partition table; raw bytes are read directly, other formats through qemu-img."""
-    if image.format is ImageFormat.RAW or image.inspection.subformat == "fixed":
+    if spec(image.format).is_flat(image.inspection):
         with ByteSource(image.ref.path, offset=image.ref.offset, size=image.ref.size) as src:
             return read_partition_layout(src.read(0, HEAD_BYTES))
     length = min(HEAD_BYTES, image.virtual_size - image.virtual_size % 512)

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from tests import luks
 from tests.conftest import qemu_img
 
 KiB = 1024
@@ -46,10 +47,16 @@ def read_at(path: Path, offset: int, fmt: str) -> tuple[Any, ...]:
 Q_VERSION = 4
 Q_CLUSTER_BITS = 20
 Q_SIZE = 24
+Q_CRYPT_METHOD = 32
 Q_L1_SIZE = 36
+Q_REFCOUNT_TABLE_OFFSET = 48
 Q_REFCOUNT_CLUSTERS = 56
 Q_NB_SNAPSHOTS = 60
 Q_INCOMPATIBLE = 72
+Q_REFCOUNT_ORDER = 96
+Q_HEADER_LENGTH = 100
+Q_CRYPT_LUKS = 2
+Q_EXT_CRYPTO_HEADER = 0x0537BE77  # full disk encryption header: offset and length of the LUKS area
 
 
 def qcow2(folder: Path, name: str, *options: str, size: str | None = "64K") -> Path:
@@ -72,15 +79,43 @@ def qcow2_data_file(folder: Path, canary: Path) -> Path:
     return qcow2(folder, "data-file.qcow2", "-o", f"data_file={canary},data_file_raw=on")
 
 
+def qcow2_header_extensions(path: Path, start: int) -> bytes:
+    """The raw header extensions from `start` up to and including the end marker."""
+    extensions = b""
+    while True:
+        at = start + len(extensions)
+        magic, length = read_at(path, at, ">II")
+        extension: bytes = read_at(path, at, f"{8 + -(-length // 8) * 8}s")[0]  # data padded to 8 bytes
+        extensions += extension
+        if magic == 0:
+            return extensions
+
+
 def qcow2_luks(folder: Path, canary: Path) -> Path:
-    return qcow2(
-        folder,
-        "luks.qcow2",
-        "--object",
-        "secret,id=s,data=x",
-        "-o",
-        "encrypt.format=luks,encrypt.key-secret=s,encrypt.iter-time=10",  # fast key derivation
-    )
+    """A LUKS-encrypted qcow2 as `qemu-img create -o encrypt.format=luks` writes it, without its PBKDF timing: the
+    LUKS header goes in clusters appended to a plain image, named by a full-disk-encryption header extension."""
+    path = qcow2(folder, "luks.qcow2")
+    (cluster_bits,) = read_at(path, Q_CLUSTER_BITS, ">I")
+    (header_length,) = read_at(path, Q_HEADER_LENGTH, ">I")
+    (refcount_order,) = read_at(path, Q_REFCOUNT_ORDER, ">I")
+    (refcount_table,) = read_at(path, Q_REFCOUNT_TABLE_OFFSET, ">Q")
+    (refcount_block,) = read_at(path, refcount_table, ">Q")
+    cluster = 1 << cluster_bits
+    first = -(-path.stat().st_size // cluster)  # the next free cluster: qcow2 wants the LUKS area cluster aligned
+    count = -(-luks.HEADER_AREA // cluster)
+    assert refcount_order == 4 and first + count <= cluster // 2, "the new clusters must fit the first refblock"
+
+    # The extension goes first, as qemu puts it; the ones qemu-img wrote (feature names, end marker) move behind.
+    extensions = qcow2_header_extensions(path, header_length)
+    crypto = struct.pack(">IIQQ", Q_EXT_CRYPTO_HEADER, 16, first * cluster, luks.HEADER_AREA)
+    assert header_length + len(crypto) + len(extensions) <= cluster, "header extensions must fit in cluster 0"
+    patch(path, header_length, f"{len(crypto) + len(extensions)}s", crypto + extensions)
+    patch(path, Q_CRYPT_METHOD, ">I", Q_CRYPT_LUKS)
+    for index in range(first, first + count):  # one reference each, so `qemu-img check` finds no leak
+        patch(path, refcount_block + 2 * index, ">H", 1)
+    luks.write_luks_area(path, first * cluster)
+    os.truncate(path, (first + count) * cluster)
+    return path
 
 
 def qcow2_legacy_aes(folder: Path, canary: Path) -> Path:

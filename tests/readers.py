@@ -13,12 +13,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from dissect.hypervisor import qcow2, vdi, vhd, vmdk  # type: ignore[import-untyped]
+from dissect.hypervisor import qcow2, vdi, vhd, vhdx, vmdk  # type: ignore[import-untyped]
 from dissect.hypervisor.disk.c_qcow2 import c_qcow2  # type: ignore[import-untyped]
 
 from tests.conftest import QEMU_IMG
 
-FORMATS = ("raw", "qcow2", "vmdk", "vdi", "vhd")
+FORMATS = ("raw", "qcow2", "vmdk", "vdi", "vhd", "vhdx")
 SECTOR = 512
 CHUNK = 1024**2
 VMDK_FLAG_COMPRESSED = 1 << 16
@@ -118,6 +118,9 @@ def read_guest_disk(path: Path, fmt: str) -> GuestDisk:
             return GuestDisk(image.size, _digest(_chunks_of_stream(image.open(), image.size)))
         if fmt == "vhd":
             disk = vhd.VHD(f)
+            return GuestDisk(disk.size, _digest(_chunks_of_stream(disk, disk.size)))
+        if fmt == "vhdx":
+            disk = vhdx.VHDX(f)
             return GuestDisk(disk.size, _digest(_chunks_of_stream(disk, disk.size)))
     raise ValueError(f"no reader for {fmt}")
 

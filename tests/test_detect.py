@@ -30,6 +30,8 @@ KINDS = [
     ("vdi", "static=on", "static"),
     ("vhd", "force_size=on", "dynamic"),
     ("vhd", "subformat=fixed,force_size=on", "fixed"),
+    ("vhdx", None, "dynamic"),
+    ("vhdx", "subformat=fixed", "fixed"),
 ]
 
 
@@ -170,6 +172,10 @@ CONTAINERS: dict[str, Callable[[Path, Path], None]] = {
 }
 
 
+# What the refusal calls each kind, with its article.
+CONTAINER_WORDS = {"iso": "an ISO 9660 image", "zstd": "a zstd-compressed file"}
+
+
 @pytest.mark.parametrize("kind", ["iso", "zstd"])
 @pytest.mark.parametrize("command", ["convert", "info"])
 def test_a_container_is_recognised_and_refused_as_not_a_disk_image(
@@ -182,7 +188,7 @@ def test_a_container_is_recognised_and_refused_as_not_a_disk_image(
     done = run_cli(command, *args)
     assert done.returncode == 1
     line = one_error_line(done)
-    assert f"{kind} file" in line and "not a disk image" in line
+    assert CONTAINER_WORDS[kind] in line and "not a disk image" in line
     assert not target.exists() and leftovers(tmp_path) == []
 
 

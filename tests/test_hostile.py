@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from imagepack.formats import ImageFormat, SafetyPolicy
+from imagepack.formats import ImageFormat, SafetyPolicy, spec
 from imagepack.source import recheck_qemu_info
-from tests import hostile
+from tests import hostile, luks
 from tests.conftest import ODD_SIZE, file_digest, leftovers, qemu_img, run_cli
 
 TIME_BOUND = 20.0  # seconds; a refusal must never wait on the file's claimed size
@@ -126,11 +126,22 @@ def test_second_layer_refuses_what_qemu_img_info_reports(case_id: str, corpus: P
     case = next(c for c in hostile.HOSTILE if c.id == case_id)
     fmt = SEEN_BY_QEMU_IMG_INFO[case_id]
     source = case.build(corpus, canary)
-    found = json.loads(qemu_img("info", "--output=json", "-f", fmt.driver, str(source)).stdout)
+    found = json.loads(qemu_img("info", "--output=json", "-f", spec(fmt).driver, str(source)).stdout)
 
     problems = recheck_qemu_info(found, fmt, SafetyPolicy())
 
     assert problems, found
+
+
+def test_luks_container_is_a_volume_qemu_img_info_opens(corpus: Path) -> None:
+    source = luks.luks_container(corpus, size=64 * hostile.KiB)
+
+    found = json.loads(qemu_img("info", "--output=json", "-f", "luks", str(source)).stdout)
+
+    assert source.read_bytes()[:6] == b"LUKS\xba\xbe"
+    assert found["encrypted"] is True
+    assert found["virtual-size"] == 64 * hostile.KiB
+    assert found["format-specific"]["data"]["cipher-alg"] == "aes-256"
 
 
 def test_every_hostile_case_has_its_own_id() -> None:

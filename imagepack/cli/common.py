@@ -2,32 +2,23 @@
 
 from __future__ import annotations
 
-import re
 from enum import Enum
 from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
 
 from imagepack.errors import UsageError
-from imagepack.formats import DEFAULT_MAX_SIZE, ImageFormat, SafetyPolicy
+from imagepack.formats import DEFAULT_MAX_SIZE, ImageFormat, SafetyPolicy, parse_format
 from imagepack.partitions import Firmware
+from imagepack.sizes import parse_size
 
 if TYPE_CHECKING:
     from imagepack.oci.pack import MetadataRequest
 
 E = TypeVar("E", bound=Enum)
 
-_UNITS = {"": 1, "K": 1024, "M": 1024**2, "G": 1024**3, "T": 1024**4, "P": 1024**5}
-
-
-def parse_size(text: str) -> int:
-    match = re.fullmatch(r"\s*(\d+)\s*([KMGTP]?)(?:i?B)?\s*", text, re.IGNORECASE)
-    if not match:
-        raise UsageError(f"'{text}' is not a size; write e.g. 400G, 2T or 1073741824")
-    return int(match[1]) * _UNITS[match[2].upper()]
-
 
 def parse_source_format(name: str | None) -> ImageFormat | None:
-    return ImageFormat.parse(name) if name else None
+    return parse_format(name) if name else None
 
 
 def parse_policy(max_size: str | None, *, allow_backing: bool = False) -> SafetyPolicy:

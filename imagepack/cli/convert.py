@@ -27,7 +27,9 @@ from imagepack.cli.output import (
 def convert_command(
     source: Path = typer.Argument(..., help="Image to read (never modified)."),
     target: Path = typer.Argument(..., help="Image to write; its suffix picks the format unless --to is given."),
-    to: str = typer.Option(None, "--to", metavar="FORMAT", help="Output format: raw, qcow2, vmdk, vdi, vhd."),
+    to: str = typer.Option(
+        None, "--to", metavar="FORMAT", help="Output format: raw, qcow2, vmdk, vdi, vhd, vhdx or oci."
+    ),
     from_format: str = FROM_FORMAT,
     option: list[str] = typer.Option(
         [], "-o", "--option", metavar="KEY=VALUE", help="Format option KEY=VALUE (repeatable)."
@@ -55,7 +57,7 @@ def convert_command(
     with reported(verbose=verbose):
         from imagepack.cli.common import parse_policy, parse_source_format
         from imagepack.convert import convert_image
-        from imagepack.formats import ImageFormat
+        from imagepack.formats import parse_format
         from imagepack.options import parse_option_pairs
 
         if (to or "").lower() == "oci" or (to is None and target.suffix.lower() == ".oci"):
@@ -85,7 +87,7 @@ def convert_command(
             done = convert_image(
                 source,
                 target,
-                to=ImageFormat.parse(to) if to else None,
+                to=parse_format(to) if to else None,
                 from_format=parse_source_format(from_format),
                 options=parse_option_pairs(option),
                 compress=compress,

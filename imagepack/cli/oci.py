@@ -202,7 +202,7 @@ def unpack_command(
     setup_logging(quiet=quiet, verbose=verbose)
     with reported(verbose=verbose):
         from imagepack.cli.common import parse_policy
-        from imagepack.formats import ImageFormat
+        from imagepack.formats import parse_format
         from imagepack.oci.unpack import unpack_archive
         from imagepack.options import parse_option_pairs
 
@@ -210,7 +210,7 @@ def unpack_command(
             done = unpack_archive(
                 archive,
                 directory,
-                to=ImageFormat.parse(to) if to else None,
+                to=parse_format(to) if to else None,
                 options=parse_option_pairs(option),
                 force=force,
                 sync=sync,

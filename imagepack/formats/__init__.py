@@ -1,7 +1,10 @@
-"""Format detection by content: every inspector looks at the bytes, and the name only has to agree."""
+"""Format detection by content: one detection for every verb. Every signature is looked for (disk formats,
+formats qemu knows that we do not convert, archives, compressed streams, ISO 9660); content that carries two is
+refused, and the name only has to agree."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 from imagepack.errors import InputError, UnsafeImageError
@@ -9,43 +12,124 @@ from imagepack.formats.base import (
     DEFAULT_MAX_SIZE,
     ByteSource,
     Container,
-    FormatInspector,
     ImageFormat,
     Inspection,
     Problem,
     SafetyPolicy,
     check_virtual_size,
+)
+from imagepack.formats.containers import DECOMPRESS, DESCRIPTIONS, detect_container, detect_containers
+from imagepack.formats.foreign import ForeignFormat, detect_foreign
+from imagepack.formats.registry import (
+    FORMATS,
+    FormatSpec,
     format_claimed_by_name,
     format_for_output_name,
+    parse_format,
+    spec,
 )
-from imagepack.formats.containers import detect_container
-from imagepack.formats.qcow2 import Qcow2Inspector
-from imagepack.formats.vdi import VdiInspector
-from imagepack.formats.vhd import VhdInspector
-from imagepack.formats.vmdk import VmdkInspector
 
 __all__ = [
     "DEFAULT_MAX_SIZE",
+    "FORMATS",
     "ByteSource",
     "Container",
+    "Detection",
+    "FormatSpec",
     "ImageFormat",
     "Inspection",
     "Problem",
     "SafetyPolicy",
+    "detect",
     "detect_container",
     "detect_formats",
     "format_claimed_by_name",
     "format_for_output_name",
     "inspect_source",
+    "parse_format",
+    "refusal_for",
     "require_safe",
+    "spec",
 ]
 
-INSPECTORS: tuple[type[FormatInspector], ...] = (Qcow2Inspector, VmdkInspector, VhdInspector, VdiInspector)
+
+@dataclass(frozen=True)
+class Detection:
+    """Every signature found in one file."""
+
+    formats: tuple[ImageFormat, ...]  # disk formats imagepack reads
+    foreign: tuple[ForeignFormat, ...]  # disk formats it does not
+    containers: tuple[Container, ...]  # archives, compressed streams, ISO 9660
+
+    @property
+    def names(self) -> list[str]:
+        return [*(f.value for f in self.formats), *(f.name for f in self.foreign), *(c.value for c in self.containers)]
+
+    @property
+    def ambiguous(self) -> bool:
+        return len(self.names) > 1
+
+    @property
+    def content(self) -> ImageFormat | None:
+        """The disk format the content is: one we read, raw when nothing matched, None when it is something else."""
+        if self.ambiguous or self.foreign or self.containers:
+            return None
+        return self.formats[0] if self.formats else ImageFormat.RAW
+
+    @property
+    def archive(self) -> Container | None:
+        """TAR or GZIP when that is all the file is: the shape of a .oci archive."""
+        if self.containers in ((Container.TAR,), (Container.GZIP,)) and not self.formats and not self.foreign:
+            return self.containers[0]
+        return None
+
+    def describe(self) -> str:
+        """What the content is, for a message: a disk format by its name, anything else with its article."""
+        if self.foreign:
+            return self.foreign[0].what
+        if self.containers:
+            return DESCRIPTIONS[self.containers[0]]
+        return (self.formats[0] if self.formats else ImageFormat.RAW).value
+
+
+def detect(src: ByteSource) -> Detection:
+    disks = tuple(entry.format for entry in FORMATS.values() if entry.inspector and entry.inspector.matches(src))
+    return Detection(disks, tuple(detect_foreign(src)), tuple(detect_containers(src)))
 
 
 def detect_formats(src: ByteSource) -> list[ImageFormat]:
-    """Every disk format whose signature the bytes carry; empty means raw (or a container)."""
-    return [inspector.format for inspector in INSPECTORS if inspector.matches(src)]
+    """Every disk format imagepack reads whose signature the bytes carry; empty means raw (or not a disk)."""
+    return list(detect(src).formats)
+
+
+def _compressed(found: Detection) -> bool:
+    return any(container in DECOMPRESS for container in found.containers)
+
+
+def refusal_for(found: Detection, label: object) -> str:
+    """The one line that says what a file that is not a disk we read is, and what to do with it."""
+    if found.ambiguous:
+        both = " and ".join(found.names)
+        return (
+            f"{label}: content matches both {both}; refusing an ambiguous file "
+            "(tools that read it as one format would see other data than those that read it as the other)"
+        )
+    if found.foreign:
+        foreign = found.foreign[0]
+        return f"{label}: this is {foreign.what}, a format imagepack does not read; {foreign.advice}"
+    container = found.containers[0]
+    what = DESCRIPTIONS[container]
+    if container in DECOMPRESS:
+        return (
+            f"{label}: this is {what}, not a disk image; decompress it first "
+            f"({DECOMPRESS[container]} {Path(str(label)).name}) and give imagepack the result"
+        )
+    if container is Container.ISO:
+        return (
+            f"{label}: this is {what}, not a disk image; pass --from raw only if it is a hybrid image "
+            "meant to be written to a disk as it is"
+        )
+    return f"{label}: this is {what}, not a disk image"
 
 
 def inspect_source(
@@ -58,32 +142,36 @@ def inspect_source(
     """Decide the format from the content, check it against what the user or the file name claims, and
     read the header. Refuses ambiguity and disagreement; unsafe headers come back as `problems`."""
     label = name or src.path
-    found = detect_formats(src)
-    if len(found) > 1:
-        both = " and ".join(f.value for f in found)
-        raise InputError(f"{label}: content matches both {both}; refusing an ambiguous image")
-    container = detect_container(src) if not found else None
-    content = found[0] if found else ImageFormat.RAW
-    what = f"a {container.value} file" if container else f"{content.value}"
-
+    found = detect(src)
+    if found.ambiguous or found.foreign:
+        raise InputError(refusal_for(found, label))
+    content = found.content
     if claimed is not None:
+        # `--from raw` may take the bytes of an ISO or an archive as a disk (a hybrid ISO is one); never those of
+        # a disk format or a compressed stream, which would copy its container bytes instead of its guest data.
+        if content is None and claimed is ImageFormat.RAW and not found.foreign and not _compressed(found):
+            content = ImageFormat.RAW
         if claimed is not content:
-            raise InputError(f"{label}: --from {claimed.value} was given but the content is {what}")
+            if _compressed(found) or found.foreign:
+                raise InputError(refusal_for(found, label))
+            raise InputError(f"{label}: --from {claimed.value} was given but the content is {found.describe()}")
+    elif content is None:
+        raise InputError(refusal_for(found, label))
     else:
         by_name = format_claimed_by_name(Path(label))
-        if container is not None:
-            raise InputError(f"{label}: this is {what}, not a disk image; pass --from raw to take its bytes as a disk")
         if by_name is not None and by_name is not content:
             raise InputError(
-                f"{label}: the name says {by_name.value} but the content is {what}; "
+                f"{label}: the name says {by_name.value} but the content is {found.describe()}; "
                 f"pass --from {content.value} if the content is right"
             )
 
-    if content is ImageFormat.RAW:
-        inspection = Inspection(ImageFormat.RAW, src.size, details={"container": container and container.value})
+    inspector = spec(content).inspector
+    if inspector is None:
+        inspection = Inspection(ImageFormat.RAW, src.size)
+        if found.containers:
+            inspection.details["container"] = found.containers[0].value
         check_virtual_size(inspection, policy)
         return inspection
-    inspector = next(i for i in INSPECTORS if i.format is content)
     return inspector.inspect(src, policy)
 
 

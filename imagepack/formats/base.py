@@ -9,7 +9,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any, ClassVar
 
-from imagepack.errors import InputError, UsageError
+from imagepack.errors import InputError
 
 GiB = 1024**3
 # OCI's import limit; also the default cap on any virtual size we accept from an untrusted header.
@@ -17,63 +17,27 @@ DEFAULT_MAX_SIZE = 400 * GiB
 
 
 class ImageFormat(StrEnum):
-    """A disk format imagepack converts between; the value is the name users type."""
+    """A disk format imagepack converts between; the value is the name users type. What each one needs (qemu's
+    driver, suffixes, options, inspector) is its entry in formats/registry.py."""
 
     RAW = "raw"
     QCOW2 = "qcow2"
     VMDK = "vmdk"
     VDI = "vdi"
     VHD = "vhd"
-
-    @property
-    def driver(self) -> str:
-        """qemu-img's name for the format (VHD is qemu's 'vpc')."""
-        return "vpc" if self is ImageFormat.VHD else self.value
-
-    @property
-    def suffix(self) -> str:
-        return "." + self.value
-
-    @classmethod
-    def parse(cls, name: str) -> ImageFormat:
-        key = name.strip().lower()
-        aliases = {"vpc": "vhd", "img": "raw", "qcow": "qcow2"}
-        try:
-            return cls(aliases.get(key, key))
-        except ValueError:
-            allowed = ", ".join(f.value for f in cls)
-            raise UsageError(f"unknown format '{name}': use one of {allowed}") from None
+    VHDX = "vhdx"
 
 
 class Container(StrEnum):
-    """File types we recognise but do not convert as disks."""
+    """File types we recognise but do not convert as disks: archives, compressed streams, ISO 9660."""
 
     ISO = "iso"
     TAR = "tar"
     GZIP = "gzip"
     ZSTD = "zstd"
-
-
-# What a file name claims. '.img' is left out on purpose: cloud vendors ship qcow2 under that name,
-# so for an input it claims nothing and the bytes decide; for an output it means raw.
-_SUFFIX_CLAIMS = {
-    ".qcow2": ImageFormat.QCOW2,
-    ".qcow": ImageFormat.QCOW2,
-    ".vmdk": ImageFormat.VMDK,
-    ".vdi": ImageFormat.VDI,
-    ".vhd": ImageFormat.VHD,
-    ".vpc": ImageFormat.VHD,
-    ".raw": ImageFormat.RAW,
-}
-
-
-def format_claimed_by_name(path: Path) -> ImageFormat | None:
-    return _SUFFIX_CLAIMS.get(path.suffix.lower())
-
-
-def format_for_output_name(path: Path) -> ImageFormat | None:
-    suffix = path.suffix.lower()
-    return ImageFormat.RAW if suffix == ".img" else _SUFFIX_CLAIMS.get(suffix)
+    XZ = "xz"
+    BZIP2 = "bzip2"
+    LZ4 = "lz4"
 
 
 @dataclass(frozen=True)

@@ -36,7 +36,9 @@ class Qcow2Inspector(FormatInspector):
 
     @classmethod
     def matches(cls, src: ByteSource) -> bool:
-        return src.read(0, 4) == MAGIC
+        head = src.read(0, 8)
+        # Version 1 is qemu's older qcow, a format of its own (formats/foreign.py).
+        return head[:4] == MAGIC and head[4:8] != b"\0\0\0\x01"
 
     @classmethod
     def inspect(cls, src: ByteSource, policy: SafetyPolicy) -> Inspection:

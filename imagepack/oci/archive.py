@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from imagepack.errors import ArchiveError, UnreadableError
-from imagepack.formats import DEFAULT_MAX_SIZE, ByteSource, Container, detect_container
+from imagepack.formats import DEFAULT_MAX_SIZE, ByteSource, Container, detect, refusal_for
 from imagepack.oci.tarscan import scan_tar
 from imagepack.qemu import Progress
 
@@ -86,13 +86,16 @@ def read_layout(path: Path, *, max_disk_size: int | None = None) -> OciLayout:
     limit = max_disk_size if max_disk_size is not None else disk_size_limit()
     try:
         with ByteSource(path) as src:
-            container = detect_container(src)
+            found = detect(src)
             file_size = src.size
     except OSError as e:
         raise ArchiveError(f"{path}: cannot read: {e.strerror}") from None
-    if container not in (Container.TAR, Container.GZIP):
-        raise UnreadableError(f"{path}: not a tar archive; a .oci file is a tar of {METADATA_NAME} and {DISK_NAME}")
-    compressed = container is Container.GZIP
+    if found.ambiguous:
+        raise UnreadableError(refusal_for(found, path))
+    if found.archive is None:
+        what = found.describe()
+        raise UnreadableError(f"{path}: this is {what}, not a .oci archive (a tar of {METADATA_NAME} and {DISK_NAME})")
+    compressed = found.archive is Container.GZIP
     max_total = file_size * DEFLATE_MAX_RATIO + RECORD if compressed else file_size
     try:
         with _open_stream(path, compressed) as stream:
