@@ -1,7 +1,9 @@
-"""The README's first command: make a sample disk, convert it, and show what imagepack sees."""
+"""The README's first command: make a sample disk, pack it into a .oci archive for OCI's image import, check
+the archive, show what it holds, and convert it back out."""
 
 from __future__ import annotations
 
+import shlex
 import subprocess
 import sys
 from pathlib import Path
@@ -12,16 +14,20 @@ from imagepack.sample import write_sample_disk
 def main(folder: str) -> int:
     out = Path(folder)
     out.mkdir(exist_ok=True)
-    disk = out / "sample.raw"
-    write_sample_disk(disk, 256 * 1024**2)
+    disk, archive, vmdk = (str(out / name) for name in ("sample.raw", "sample.oci", "sample.vmdk"))
+    write_sample_disk(Path(disk), 256 * 1024**2)
     print(f"made {disk}: a 256 MiB sparse raw disk with a GPT and an EFI system partition")
     steps = [
-        ["info", str(disk)],
-        ["convert", "--force", str(disk), str(out / "sample.vmdk"), "-o", "adapter_type=lsilogic"],
-        ["info", str(out / "sample.vmdk")],
+        # The firmware is not given: the EFI system partition on the disk says UEFI_64.
+        ["pack", "--force", disk, "-o", archive, "--os", "Oracle Linux", "--os-version", "9"],
+        ["verify", archive],
+        ["meta", "show", archive],
+        ["info", archive],
+        ["convert", "--force", archive, vmdk, "-o", "adapter_type=lsilogic"],
     ]
     for step in steps:
-        print(f"\n$ imagepack {' '.join(step)}", flush=True)
+        print(f"\n$ imagepack {shlex.join(step)}", flush=True)
+        # The demo shows the command line tool as a user runs it, output and all.
         done = subprocess.run([sys.executable, "-m", "imagepack", *step], check=False)
         if done.returncode != 0:
             return done.returncode

@@ -1,4 +1,5 @@
-"""Outputs appear whole or not at all: a temporary name beside the target, then a rename over it."""
+"""Outputs appear whole or not at all: written under their own name in a hidden directory beside the target,
+then renamed over it."""
 
 from __future__ import annotations
 
@@ -15,8 +16,8 @@ from imagepack.signals import signals_held
 TEMP_MARK = ".imagepack-"
 
 
-def temp_name_for(target: Path) -> Path:
-    """A hidden name in the target's directory, so the final rename never crosses file systems."""
+def temp_dir_for(target: Path) -> Path:
+    """A hidden directory beside the target, so the final rename never crosses file systems."""
     return target.parent / f".{target.name}{TEMP_MARK}{secrets.token_hex(4)}.tmp"
 
 
@@ -70,9 +71,11 @@ def atomic_output(target: Path, *, sync: bool = False) -> Iterator[Path]:
 def atomic_outputs(targets: Sequence[Path], *, sync: bool = False) -> Iterator[tuple[Path, ...]]:
     """Yield a temporary path per target; when the block succeeds they are all renamed into place together.
 
-    On any failure, Ctrl-C or SIGTERM (raised as Interrupted) every temporary file is removed and no target
-    is touched. A target that is a symlink is replaced by the new file; the file it pointed to is never
-    written. The renames run back to back with those signals held, so a set of outputs (a disk and its
+    Each temporary path has the target's own file name, inside a hidden directory of its own in the target's
+    directory: a file that records its own name (a vmdk's descriptor names its extent file) names the final
+    file. On any failure, Ctrl-C or SIGTERM (raised as Interrupted) the temporary directories are removed and
+    no target is touched. A target that is a symlink is replaced by the new file; the file it pointed to is
+    never written. The renames run back to back with those signals held, so a set of outputs (a disk and its
     metadata) appears together or not at all.
 
     The new data is flushed to disk before the rename when `sync` is asked for, and always when the rename
@@ -80,13 +83,17 @@ def atomic_outputs(targets: Sequence[Path], *, sync: bool = False) -> Iterator[t
     file is otherwise left to the page cache like any other writer's (qemu-img's included): flushing
     gigabytes costs several times the conversion itself."""
     durable = [sync or os.path.lexists(target) for target in targets]
+    folders: list[Path] = []
     temps: list[Path] = []
     try:
-        for target in targets:
-            temp = temp_name_for(target)
-            fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)  # claim the name
-            temps.append(temp)
-            os.close(fd)
+        with signals_held():  # a directory made is a directory recorded, so cleanup always finds it
+            for target in targets:
+                folder = temp_dir_for(target)
+                os.mkdir(folder, 0o700)  # claims the name; nobody else can see into it or write there
+                folders.append(folder)
+                temp = folder / target.name
+                os.close(os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644))
+                temps.append(temp)
         yield tuple(temps)
         for temp, flush in zip(temps, durable, strict=True):
             if flush:
@@ -94,26 +101,29 @@ def atomic_outputs(targets: Sequence[Path], *, sync: bool = False) -> Iterator[t
         with signals_held():
             for temp, target in zip(temps, targets, strict=True):
                 os.replace(temp, target)
-            temps.clear()
+            _remove(folders)
+            folders.clear()
     except OSError as e:
-        _remove(temps)
+        _remove(folders)
         where = targets[0] if len(targets) == 1 else targets[0].parent
         raise OutputError(f"{where}: writing failed: {e.strerror or e}; nothing was written") from None
     except ImagepackError as e:
-        _remove(temps)
+        _remove(folders)
         # qemu-img names the file it wrote; the user asked for the target and never sees the temporary name.
-        for temp, target in zip(temps, targets, strict=False):
-            e.message = e.message.replace(os.path.abspath(temp), str(target)).replace(str(temp), str(target))
+        for folder, target in zip(folders, targets, strict=False):
+            temp = folder / target.name
+            for hidden in (os.path.abspath(temp), str(temp), os.path.abspath(folder), str(folder)):
+                e.message = e.message.replace(hidden, str(target))
         raise
     except BaseException:
-        _remove(temps)
+        _remove(folders)
         raise
     for target, flush in zip(targets, durable, strict=True):
         if flush:
             fsync_path(target.parent)
 
 
-def _remove(paths: list[Path]) -> None:
-    for path in paths:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(path)
+def _remove(folders: list[Path]) -> None:
+    # Only our own directories, named by us and closed to others: whatever is in them is ours to delete.
+    for folder in folders:
+        shutil.rmtree(folder, ignore_errors=True)

@@ -67,7 +67,7 @@ def file_digest(path: Path) -> tuple[str, int]:
 
 
 def leftovers(folder: Path) -> list[str]:
-    """Temporary files imagepack would have left behind in `folder`."""
+    """Temporary files or directories (an output is written inside one) imagepack would have left in `folder`."""
     return sorted(p.name for p in folder.iterdir() if ".imagepack-" in p.name)
 
 

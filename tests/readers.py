@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
+import struct
 import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -173,6 +175,19 @@ def read_vmdk_header(path: Path) -> VmdkHeader:
             compress_algorithm=extent.header.compress_algorithm,
             capacity=extent.header.capacity * SECTOR,
         )
+
+
+def read_vmdk_extent_names(path: Path) -> list[str]:
+    """The file names the embedded descriptor's extent lines give (`RW 4194304 SPARSE "name"`), read from the
+    sparse header's own descriptor offset and size (both in sectors), without any vmdk library."""
+    with open(path, "rb") as f:
+        header = f.read(SECTOR)
+        magic, _version, _flags, _capacity, _grain, desc_offset, desc_size = struct.unpack_from("<4sIIQQQQ", header)
+        if magic != b"KDMV":
+            raise AssertionError(f"{path}: no sparse vmdk header")
+        f.seek(desc_offset * SECTOR)
+        descriptor = f.read(desc_size * SECTOR).split(b"\0", 1)[0].decode()
+    return re.findall(r'^(?:RW|RDONLY|NOACCESS) \d+ \w+ "([^"]*)"', descriptor, re.MULTILINE)
 
 
 @dataclass(frozen=True)

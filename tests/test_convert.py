@@ -23,6 +23,7 @@ from tests.readers import (
     read_qcow2_header,
     read_vdi_image_type,
     read_vhd_footer,
+    read_vmdk_extent_names,
     read_vmdk_header,
 )
 
@@ -110,6 +111,17 @@ def test_convert_to_vmdk_is_monolithic_sparse_with_ide_unless_told(sample_raw: P
     convert_and_check(sample_raw, target, "vmdk", sample_raw)
     header = read_vmdk_header(target)
     assert (header.create_type, header.adapter_type, header.compress_algorithm) == ("monolithicSparse", "ide", 0)
+
+
+@pytest.mark.parametrize("subformat", ["monolithicSparse", "streamOptimized"])
+def test_convert_to_vmdk_names_the_output_file_in_its_descriptor(
+    subformat: str, sample_raw: Path, out_dir: Path
+) -> None:
+    """VMware tools open the extent the descriptor names: it must be the file itself, not a name used while writing."""
+    target = out_dir / f"d-{subformat}.vmdk"
+    convert_and_check(sample_raw, target, "vmdk", sample_raw, "-o", f"subformat={subformat}")
+    assert read_vmdk_header(target).create_type == subformat
+    assert read_vmdk_extent_names(target) == [target.name]
 
 
 def test_convert_with_vmdk_adapter_type_lsilogic_writes_it_in_the_descriptor(sample_raw: Path, out_dir: Path) -> None:

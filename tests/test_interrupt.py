@@ -55,7 +55,7 @@ def data_digest(path: Path) -> tuple[str, int, int]:
 
 
 def processes_naming(text: str) -> list[int]:
-    """Processes whose command line contains `text` (a temporary file name only one conversion uses)."""
+    """Processes whose command line contains `text` (a temporary name only one conversion uses)."""
     found = []
     needle = text.encode()
     for entry in os.listdir("/proc"):
@@ -71,7 +71,7 @@ def processes_naming(text: str) -> list[int]:
 
 
 def wait_for_qemu_img_writing(folder: Path, proc: subprocess.Popen[str], deadline: float) -> str:
-    """The temporary file's name, once qemu-img is running on it."""
+    """The temporary directory's name, once qemu-img is running on the file inside it."""
     while time.monotonic() < deadline:
         assert proc.poll() is None, f"imagepack ended early: {proc.communicate()}"
         temps = leftovers(folder)
@@ -133,6 +133,17 @@ def test_convert_interrupted_with_force_keeps_the_existing_output(busy_disk: Pat
     assert proc.returncode == EXIT_SIGTERM, proc.stderr
     assert target.read_bytes() == b"the image that worked"
     assert leftovers(tmp_path) == []
+    assert processes_naming(temp) == []
+
+
+def test_convert_to_vmdk_interrupted_midway_leaves_nothing_behind(busy_disk: Path, tmp_path: Path) -> None:
+    """A vmdk is written under its final name inside a hidden directory: the signal must take the directory too."""
+    target = tmp_path / "busy.vmdk"
+    proc, temp = interrupt_a_conversion(busy_disk, target, signal.SIGTERM)
+    assert proc.returncode == EXIT_SIGTERM, proc.stderr
+    assert proc.stderr.strip().splitlines() == ["imagepack: interrupted; nothing was written"]
+    assert not target.exists()
+    assert list(tmp_path.iterdir()) == []
     assert processes_naming(temp) == []
 
 

@@ -17,7 +17,7 @@ import pytest
 
 from imagepack.oci.archive import member_header
 from tests.conftest import ODD_SIZE, SPEC_METADATA, file_digest, leftovers, qemu_img, run_cli
-from tests.readers import read_guest_disk
+from tests.readers import read_guest_disk, read_vmdk_extent_names
 
 PACK_ARGS = ("--os", "Oracle Linux", "--os-version", "8")
 
@@ -109,6 +109,49 @@ def test_unpack_writes_disk_and_metadata_and_converts_on_request(sample_raw: Pat
     assert file_digest(out) == before
 
 
+def archived_metadata(archive: Path) -> bytes:
+    """The metadata member's bytes as Python's tarfile reads them from the archive."""
+    with tarfile.open(archive) as tar:
+        member = tar.extractfile("image_metadata.json")
+        assert member is not None
+        return member.read()
+
+
+def test_unpack_writes_the_metadata_of_a_gnu_tar_archive_byte_for_byte(
+    make_image: Callable[..., Path], tmp_path: Path
+) -> None:
+    folder = tmp_path / "members"
+    folder.mkdir()
+    make_image("qcow2", name="members/output.QCOW2")
+    (folder / "image_metadata.json").write_bytes(json.dumps(SPEC_METADATA, indent=1).encode())  # no newline at the end
+    archive = tmp_path / "gnu.oci"
+    subprocess.run(["tar", "-C", str(folder), "-cf", str(archive), "image_metadata.json", "output.QCOW2"], check=True)
+    done = run_cli("unpack", str(archive), "-d", str(tmp_path / "out"))
+    assert done.returncode == 0, done.stderr
+    written = (tmp_path / "out" / "image_metadata.json").read_bytes()
+    assert not written.endswith(b"\n")
+    assert written == archived_metadata(archive)
+
+
+def test_unpack_writes_the_metadata_of_its_own_archive_as_stored_padding_included(
+    sample_raw: Path, tmp_path: Path
+) -> None:
+    archive = tmp_path / "disk.oci"
+    assert pack(sample_raw, archive).returncode == 0
+    done = run_cli("unpack", str(archive), "-d", str(tmp_path / "out"))
+    assert done.returncode == 0, done.stderr
+    assert (tmp_path / "out" / "image_metadata.json").read_bytes() == archived_metadata(archive)
+
+
+def test_unpack_to_vmdk_names_the_output_file_in_its_descriptor(sample_raw: Path, tmp_path: Path) -> None:
+    out = tmp_path / "disk.oci"
+    assert pack(sample_raw, out).returncode == 0
+    done = run_cli("unpack", str(out), "-d", str(tmp_path / "as-vmdk"), "--to", "vmdk")
+    assert done.returncode == 0, done.stderr
+    assert read_vmdk_extent_names(tmp_path / "as-vmdk" / "output.vmdk") == ["output.vmdk"]
+    assert leftovers(tmp_path / "as-vmdk") == []
+
+
 def test_convert_reads_an_archive_in_place_and_writes_one(sample_raw: Path, tmp_path: Path) -> None:
     oci = tmp_path / "disk.oci"
     done = run_cli("convert", str(sample_raw), str(oci), *PACK_ARGS)
@@ -154,6 +197,29 @@ def test_meta_shapes_add_list_remove(sample_raw: Path, tmp_path: Path) -> None:
     assert [s["internalShapeName"] for s in shown["additionalMetadata"]["shapeCompatibilities"]] == [
         "VM.Standard3.Flex"
     ]
+
+
+def test_info_json_of_an_archive_gives_the_disks_virtual_size_at_the_top(sample_raw: Path, tmp_path: Path) -> None:
+    """Scripts read `virtual_size` from any `info --json`, archive or plain image alike."""
+    out = tmp_path / "disk.oci"
+    assert pack(sample_raw, out).returncode == 0
+    done = run_cli("info", "--json", str(out))
+    assert done.returncode == 0, done.stderr
+    info = json.loads(done.stdout)
+    assert info["format"] == "oci"
+    assert info["virtual_size"] == info["disk"]["virtual_size"] == ODD_SIZE
+
+
+def test_verify_json_of_an_archive_calls_it_oci_and_names_the_disk_format_apart(
+    sample_raw: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "disk.oci"
+    assert pack(sample_raw, out).returncode == 0
+    done = run_cli("verify", "--json", str(out))
+    assert done.returncode == 0, done.stderr
+    facts = json.loads(done.stdout)["facts"]
+    assert (facts["format"], facts["disk_format"]) == ("oci", "qcow2")
+    assert facts["virtual_size"] == ODD_SIZE
 
 
 def test_verify_says_ready_for_a_packed_archive_and_lists_problems_otherwise(

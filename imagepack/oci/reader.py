@@ -100,6 +100,7 @@ class ArchiveInfo:
         return {
             "path": str(self.path),
             "format": "oci",
+            "virtual_size": self.disk.virtual_size,  # the archive's as much as its disk's, as for a plain image
             "compressed": self.layout.compressed,
             "disk_in_place": self.layout.disk_in_place,
             "members": [

@@ -101,6 +101,7 @@ def _unpack_into(
                     options=checked_options,
                     on_progress=on_progress,
                 )
-            # Our own archives pad the JSON with whitespace to align the disk; the extracted file need not.
-            metadata_temp.write_bytes(opened.metadata_bytes.rstrip() + b"\n")
+            # As archived, byte for byte (our own archives' whitespace padding included): what was signed or
+            # checksummed as a member still matches once extracted, as with any tar tool.
+            metadata_temp.write_bytes(opened.metadata_bytes)
     return UnpackResult(archive, disk_target, fmt, metadata_target, disk.virtual_size, time.monotonic() - started)

@@ -8,16 +8,15 @@ from pathlib import Path
 from typing import Any
 
 from imagepack import qemu
+from imagepack.convert import is_archive
 from imagepack.errors import InputError, UnreadableError
 from imagepack.formats import DEFAULT_MAX_SIZE, ImageFormat, SafetyPolicy
-from imagepack.formats.base import ByteSource
-from imagepack.formats.containers import detect_container
 from imagepack.formats.vmdk import SINGLE_FILE_TYPES
 from imagepack.oci.archive import DISK_NAME
 from imagepack.oci.metadata import check_metadata
 from imagepack.oci.reader import open_archive
 from imagepack.partitions import PartitionTable
-from imagepack.source import SourceImage, open_image, partition_layout, require_regular_file
+from imagepack.source import SourceImage, open_image, partition_layout
 
 
 @dataclass(frozen=True)
@@ -55,10 +54,9 @@ class VerifyReport:
 
 def verify_path(path: Path, *, strict: bool = False, policy: SafetyPolicy = SafetyPolicy()) -> VerifyReport:
     """Check `path`; raises only when it cannot be read at all. Refusals become findings."""
-    require_regular_file(path)
-    with ByteSource(path) as src:
-        is_archive = detect_container(src) is not None
-    if is_archive:
+    # The same test convert and pack use: only tar and gzip are how archives come (or a .oci name); an ISO or
+    # zstd file goes the plain-image way, whose refusal says what it is.
+    if is_archive(path):
         return _verify_archive(path, strict=strict, policy=policy)
     return _verify_image(path, policy=policy)
 
@@ -69,6 +67,7 @@ def _verify_archive(path: Path, *, strict: bool, policy: SafetyPolicy) -> Verify
         with open_archive(path, policy=policy) as opened:
             layout, metadata, disk = opened.layout, opened.metadata, opened.disk
             report.facts.update(
+                format="oci",
                 compressed=layout.compressed,
                 disk_member=layout.disk.name,
                 disk_size=layout.disk.size,
@@ -83,7 +82,7 @@ def _verify_archive(path: Path, *, strict: bool, policy: SafetyPolicy) -> Verify
                 report.error(message)
             for message in warnings:
                 report.warning(message)
-            _check_disk(report, disk)
+            _check_disk(report, disk, key_prefix="disk_")
             firmware_from_disk = report.facts.get("firmware_guess")
             if firmware_from_disk and firmware_from_disk != metadata.launch.firmware.value:
                 report.warning(
@@ -120,8 +119,15 @@ def _verify_image(path: Path, *, policy: SafetyPolicy) -> VerifyReport:
     return report
 
 
-def _check_disk(report: VerifyReport, disk: SourceImage) -> None:
-    report.facts.update(format=disk.format.value, subformat=disk.inspection.subformat, virtual_size=disk.virtual_size)
+def _check_disk(report: VerifyReport, disk: SourceImage, *, key_prefix: str = "") -> None:
+    """`key_prefix` marks the disk's format keys when the file checked is an archive, whose own format is "oci"."""
+    report.facts.update(
+        {
+            f"{key_prefix}format": disk.format.value,
+            f"{key_prefix}subformat": disk.inspection.subformat,
+            "virtual_size": disk.virtual_size,
+        }
+    )
     if disk.virtual_size > DEFAULT_MAX_SIZE:
         report.error(f"virtual size {disk.virtual_size} bytes is above OCI's import limit of 400 GiB")
     if disk.format is ImageFormat.QCOW2:
