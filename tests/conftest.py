@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import shutil
 import subprocess
@@ -19,26 +20,10 @@ QEMU_IMG = os.environ.get("IMAGEPACK_QEMU_IMG", "qemu-img")
 ODD_SIZE = 5 * 1024**2 + 64 * 1024 + 3 * 512
 
 
+FIXTURES = Path(__file__).parent.parent / "fixtures"
+
 # image_metadata.json as SPEC.md §2 shows it (PARAVIRTUALIZED, UEFI), for archives the tests build by hand.
-SPEC_METADATA: dict[str, object] = {
-    "version": 2,
-    "externalLaunchOptions": {
-        "firmware": "UEFI_64",
-        "networkType": "PARAVIRTUALIZED",
-        "bootVolumeType": "PARAVIRTUALIZED",
-        "remoteDataVolumeType": "PARAVIRTUALIZED",
-        "localDataVolumeType": "PARAVIRTUALIZED",
-        "launchOptionsSource": "PARAVIRTUALIZED",
-        "pvAttachmentVersion": 2,
-        "pvEncryptionInTransitEnabled": False,
-        "consistentVolumeNamingEnabled": False,
-    },
-    "imageCapabilityData": None,
-    "imageCapsFormatVersion": None,
-    "operatingSystem": "Oracle Linux",
-    "operatingSystemVersion": "8",
-    "additionalMetadata": {"shapeCompatibilities": []},
-}
+SPEC_METADATA: dict[str, object] = json.loads((FIXTURES / "metadata" / "spec-example.json").read_text())
 
 
 def qemu_img(*args: str) -> subprocess.CompletedProcess[str]:
