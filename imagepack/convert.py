@@ -60,6 +60,57 @@ def can_copy(image: SourceImage, fmt: ImageFormat, *, options: Mapping[str, str]
     return image.format is fmt and not options and not compress and not image.qemu_info.get("backing-filename")
 
 
+@dataclass(frozen=True)
+class DiskPlan:
+    """How a disk will be written, decided before anything is: checked options, copy or convert, bytes needed."""
+
+    format: ImageFormat
+    options: dict[str, str]
+    compress: bool
+    copy: bool  # the source's bytes as they are, not a conversion
+    needed: int
+
+
+def plan_disk(
+    image: SourceImage,
+    fmt: ImageFormat,
+    *,
+    options: Mapping[str, str] = {},
+    compress: bool = False,
+    copy_if_unchanged: bool = False,
+) -> DiskPlan:
+    """With `copy_if_unchanged`, a source already in `fmt` that no option changes is copied in the kernel (holes
+    kept) instead of rewritten by qemu-img."""
+    checked = create_options(fmt, options, compress=compress)
+    copy = copy_if_unchanged and can_copy(image, fmt, options=options, compress=compress)
+    needed = _source_length(image) if copy else estimate_output_size(image, fmt, checked)
+    return DiskPlan(fmt, checked, compress, copy, needed)
+
+
+def _source_length(image: SourceImage) -> int:
+    return image.ref.size if image.ref.size is not None else os.stat(image.ref.path).st_size
+
+
+def write_planned(image: SourceImage, plan: DiskPlan, temp: Path, *, on_progress: Progress | None = None) -> None:
+    """Write the disk into `temp`, a new empty file that an atomic output will give its name."""
+    if plan.copy:
+        fd = os.open(temp, os.O_WRONLY | os.O_CLOEXEC)
+        try:
+            copy_file_range_from(image.ref.path, fd, image.ref.offset, 0, _source_length(image), on_progress)
+        finally:
+            os.close(fd)
+        return
+    qemu.convert(
+        image.ref,
+        temp,
+        plan.format,
+        virtual_size=image.virtual_size,
+        options=plan.options,
+        compress=plan.compress,
+        on_progress=on_progress,
+    )
+
+
 def write_disk(
     image: SourceImage,
     target: Path,
@@ -71,27 +122,9 @@ def write_disk(
     sync: bool = False,
     on_progress: Progress | None = None,
 ) -> WrittenDisk:
-    """Write `image` to `target` in `fmt`. With `copy_if_unchanged`, a source already in `fmt` that no option
-    changes is copied in the kernel (holes kept) instead of rewritten by qemu-img."""
-    checked = create_options(fmt, options, compress=compress)
-    copy = copy_if_unchanged and can_copy(image, fmt, options=options, compress=compress)
-    length = image.ref.size if image.ref.size is not None else os.stat(image.ref.path).st_size
-    check_free_space(target, length if copy else estimate_output_size(image, fmt, checked))
+    """Write `image` to `target` in `fmt`, whole or not at all."""
+    plan = plan_disk(image, fmt, options=options, compress=compress, copy_if_unchanged=copy_if_unchanged)
+    check_free_space(target, plan.needed)
     with atomic_output(target, sync=sync) as temp:
-        if copy:
-            fd = os.open(temp, os.O_WRONLY | os.O_CLOEXEC)
-            try:
-                copy_file_range_from(image.ref.path, fd, image.ref.offset, 0, length, on_progress)
-            finally:
-                os.close(fd)
-        else:
-            qemu.convert(
-                image.ref,
-                temp,
-                fmt,
-                virtual_size=image.virtual_size,
-                options=checked,
-                compress=compress,
-                on_progress=on_progress,
-            )
-    return WrittenDisk(target, fmt, checked, copy)
+        write_planned(image, plan, temp, on_progress=on_progress)
+    return WrittenDisk(target, fmt, plan.options, plan.copy)

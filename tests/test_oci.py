@@ -100,13 +100,39 @@ def test_unpack_writes_disk_and_metadata_and_converts_on_request(sample_raw: Pat
     before = file_digest(out)
     done = run_cli("unpack", str(out), "-d", str(tmp_path / "plain"))
     assert done.returncode == 0, done.stderr
-    qemu_img("compare", "-f", "raw", "-F", "qcow2", str(sample_raw), str(tmp_path / "plain" / "output.QCOW2"))
-    assert json.loads((tmp_path / "plain" / "image_metadata.json").read_bytes())["version"] == 2
+    qemu_img("compare", "-f", "raw", "-F", "qcow2", str(sample_raw), str(tmp_path / "plain" / "disk.qcow2"))
+    assert json.loads((tmp_path / "plain" / "disk.json").read_bytes())["version"] == 2
     done = run_cli("unpack", str(out), "-d", str(tmp_path / "as-vmdk"), "--to", "vmdk")
     assert done.returncode == 0, done.stderr
-    vmdk = tmp_path / "as-vmdk" / "output.vmdk"
+    vmdk = tmp_path / "as-vmdk" / "disk.vmdk"
     assert read_guest_disk(vmdk, "vmdk").sha256 == sha256(sample_raw.read_bytes())
     assert file_digest(out) == before
+
+
+def test_two_archives_unpack_into_one_directory_under_their_own_names(sample_raw: Path, tmp_path: Path) -> None:
+    first, second = tmp_path / "web.oci", tmp_path / "db.oci.gz"
+    assert pack(sample_raw, first).returncode == 0
+    with open(first, "rb") as plain, gzip.open(second, "wb") as wrapped:
+        wrapped.write(plain.read())
+    out = tmp_path / "out"
+    for archive in (first, second):
+        done = run_cli("unpack", str(archive), "-d", str(out), "--json")
+        assert done.returncode == 0, done.stderr
+        assert json.loads(done.stdout)["target"] == str(out / f"{archive.name.split('.')[0]}.qcow2")
+    assert sorted(p.name for p in out.iterdir()) == ["db.json", "db.qcow2", "web.json", "web.qcow2"]
+
+
+def test_unpack_name_picks_the_output_names_and_an_existing_one_needs_force(sample_raw: Path, tmp_path: Path) -> None:
+    archive = tmp_path / "disk.oci"
+    assert pack(sample_raw, archive).returncode == 0
+    out = tmp_path / "out"
+    assert run_cli("unpack", str(archive), "-d", str(out), "--name", "boot").returncode == 0
+    assert sorted(p.name for p in out.iterdir()) == ["boot.json", "boot.qcow2"]
+    before = file_digest(out / "boot.qcow2")
+    again = run_cli("unpack", str(archive), "-d", str(out), "--name", "boot")
+    assert again.returncode == 1 and "--force" in again.stderr
+    assert file_digest(out / "boot.qcow2") == before
+    assert run_cli("unpack", str(archive), "-d", str(out), "--name", "boot", "--force").returncode == 0
 
 
 def archived_metadata(archive: Path) -> bytes:
@@ -128,7 +154,7 @@ def test_unpack_writes_the_metadata_of_a_gnu_tar_archive_byte_for_byte(
     subprocess.run(["tar", "-C", str(folder), "-cf", str(archive), "image_metadata.json", "output.QCOW2"], check=True)
     done = run_cli("unpack", str(archive), "-d", str(tmp_path / "out"))
     assert done.returncode == 0, done.stderr
-    written = (tmp_path / "out" / "image_metadata.json").read_bytes()
+    written = (tmp_path / "out" / "gnu.json").read_bytes()
     assert not written.endswith(b"\n")
     assert written == archived_metadata(archive)
 
@@ -140,7 +166,7 @@ def test_unpack_writes_the_metadata_of_its_own_archive_as_stored_padding_include
     assert pack(sample_raw, archive).returncode == 0
     done = run_cli("unpack", str(archive), "-d", str(tmp_path / "out"))
     assert done.returncode == 0, done.stderr
-    assert (tmp_path / "out" / "image_metadata.json").read_bytes() == archived_metadata(archive)
+    assert (tmp_path / "out" / "disk.json").read_bytes() == archived_metadata(archive)
 
 
 def test_unpack_to_vmdk_names_the_output_file_in_its_descriptor(sample_raw: Path, tmp_path: Path) -> None:
@@ -148,7 +174,7 @@ def test_unpack_to_vmdk_names_the_output_file_in_its_descriptor(sample_raw: Path
     assert pack(sample_raw, out).returncode == 0
     done = run_cli("unpack", str(out), "-d", str(tmp_path / "as-vmdk"), "--to", "vmdk")
     assert done.returncode == 0, done.stderr
-    assert read_vmdk_extent_names(tmp_path / "as-vmdk" / "output.vmdk") == ["output.vmdk"]
+    assert read_vmdk_extent_names(tmp_path / "as-vmdk" / "disk.vmdk") == ["disk.vmdk"]
     assert leftovers(tmp_path / "as-vmdk") == []
 
 

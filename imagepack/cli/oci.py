@@ -189,6 +189,9 @@ def unpack_command(
     option: list[str] = typer.Option(
         [], "-o", "--option", metavar="KEY=VALUE", help="Format option KEY=VALUE for --to (repeatable)."
     ),
+    name: str = typer.Option(
+        None, "--name", metavar="NAME", help="Name the outputs NAME.qcow2 and NAME.json (default: the archive's name)."
+    ),
     force: bool = FORCE,
     sync: bool = SYNC,
     max_size: str = MAX_SIZE,
@@ -209,6 +212,7 @@ def unpack_command(
                 archive,
                 directory,
                 to=parse_format(to) if to else None,
+                name=name,
                 options=parse_option_pairs(option),
                 force=force,
                 sync=sync,
@@ -216,16 +220,7 @@ def unpack_command(
                 on_progress=on_progress,
             )
         if json_output:
-            print_json(
-                {
-                    "archive": str(done.archive),
-                    "disk": str(done.disk),
-                    "disk_format": done.disk_format.value,
-                    "metadata": str(done.metadata),
-                    "virtual_size": done.virtual_size,
-                    "seconds": round(done.seconds, 3),
-                }
-            )
+            print_json(done.to_json())
         elif not quiet:
             print(f"unpacked {done.archive} into {done.disk} ({done.disk_format.value}) and {done.metadata}")
 

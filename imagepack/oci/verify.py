@@ -8,15 +8,14 @@ from pathlib import Path
 from typing import Any
 
 from imagepack import qemu
-from imagepack.convert import is_archive
 from imagepack.errors import InputError, UnreadableError
-from imagepack.formats import DEFAULT_MAX_SIZE, ImageFormat, SafetyPolicy
-from imagepack.formats.vmdk import SINGLE_FILE_TYPES
+from imagepack.formats import DEFAULT_MAX_SIZE, ImageFormat, SafetyPolicy, spec
+from imagepack.inputs import is_archive, open_source
 from imagepack.oci.archive import DISK_NAME
-from imagepack.oci.metadata import check_metadata
-from imagepack.oci.reader import open_archive
+from imagepack.oci.metadata import ImageMetadata, check_metadata
+from imagepack.oci.reader import OpenedArchive
 from imagepack.partitions import PartitionTable
-from imagepack.source import SourceImage, open_image, partition_layout
+from imagepack.source import SourceImage, partition_layout
 
 
 @dataclass(frozen=True)
@@ -53,70 +52,71 @@ class VerifyReport:
 
 
 def verify_path(path: Path, *, strict: bool = False, policy: SafetyPolicy = SafetyPolicy()) -> VerifyReport:
-    """Check `path`; raises only when it cannot be read at all. Refusals become findings."""
-    # The same test convert and pack use: only tar and gzip are how archives come (or a .oci name); an ISO or
-    # zstd file goes the plain-image way, whose refusal says what it is.
-    if is_archive(path):
-        return _verify_archive(path, strict=strict, policy=policy)
-    return _verify_image(path, policy=policy)
-
-
-def _verify_archive(path: Path, *, strict: bool, policy: SafetyPolicy) -> VerifyReport:
-    report = VerifyReport(path, "oci")
+    """Check `path`; raises only when an archive cannot be read at all. Refusals become findings."""
+    archive = is_archive(path)
+    report = VerifyReport(path, "oci" if archive else "unknown")
     try:
-        with open_archive(path, policy=policy) as opened:
-            layout, metadata, disk = opened.layout, opened.metadata, opened.disk
-            report.facts.update(
-                format="oci",
-                compressed=layout.compressed,
-                disk_member=layout.disk.name,
-                disk_size=layout.disk.size,
-                launch_mode=metadata.launch_mode.value,
-                firmware=metadata.launch.firmware.value,
-                operating_system=f"{metadata.operating_system} {metadata.operating_system_version}",
-            )
-            if layout.disk.name != DISK_NAME:
-                report.warning(f"disk member is named '{layout.disk.name}'; OCI's own exports use '{DISK_NAME}'")
-            errors, warnings = check_metadata(metadata, strict=strict)
-            for message in errors:
-                report.error(message)
-            for message in warnings:
-                report.warning(message)
-            _check_disk(report, disk, key_prefix="disk_")
-            firmware_from_disk = report.facts.get("firmware_guess")
-            if firmware_from_disk and firmware_from_disk != metadata.launch.firmware.value:
-                report.warning(
-                    f"metadata says firmware {metadata.launch.firmware.value} but the disk's partition table "
-                    f"suggests {firmware_from_disk}; fix it with 'imagepack meta set {path} firmware=...'"
-                )
-    except UnreadableError:
-        raise
+        with open_source(path, policy=policy) as source:
+            if source.archive is not None:
+                _check_archive(report, source.archive, strict=strict)
+                _check_disk(report, source.disk, key_prefix="disk_")
+                _check_firmware(report, source.archive.metadata)
+            else:
+                report.kind = source.disk.format.value
+                _check_importable(report, source.disk)
+                _check_disk(report, source.disk)
     except InputError as e:
+        if archive and isinstance(e, UnreadableError):
+            raise  # an archive that cannot be parsed is not a list of problems: exit 1
         report.error(e.message)
     return report
 
 
-def _verify_image(path: Path, *, policy: SafetyPolicy) -> VerifyReport:
-    try:
-        disk = open_image(path, policy=policy)
-    except InputError as e:
-        report = VerifyReport(path, "unknown")
-        report.error(e.message)
-        return report
-    report = VerifyReport(path, disk.format.value)
-    if disk.format is ImageFormat.VMDK:
-        if disk.inspection.subformat not in SINGLE_FILE_TYPES:
-            report.error(
-                f"OCI imports vmdk only as monolithicSparse or streamOptimized, not "
-                f"{disk.inspection.subformat}; convert it with -o subformat=streamOptimized"
-            )
-    elif disk.format is not ImageFormat.QCOW2:
-        report.error(
-            f"OCI imports qcow2, vmdk and .oci, not {disk.format.value}; "
-            f"convert it with 'imagepack convert {path} {path.with_suffix('.qcow2')}'"
+def _check_archive(report: VerifyReport, opened: OpenedArchive, *, strict: bool) -> None:
+    layout, metadata = opened.layout, opened.metadata
+    report.facts.update(
+        format="oci",
+        compressed=layout.compressed,
+        disk_member=layout.disk.name,
+        disk_size=layout.disk.size,
+        launch_mode=metadata.launch_mode.value,
+        firmware=metadata.launch.firmware.value,
+        operating_system=f"{metadata.operating_system} {metadata.operating_system_version}",
+    )
+    if layout.disk.name != DISK_NAME:
+        report.warning(f"disk member is named '{layout.disk.name}'; OCI's own exports use '{DISK_NAME}'")
+    errors, warnings = check_metadata(metadata, strict=strict)
+    for message in errors:
+        report.error(message)
+    for message in warnings:
+        report.warning(message)
+
+
+def _check_firmware(report: VerifyReport, metadata: ImageMetadata) -> None:
+    firmware_from_disk = report.facts.get("firmware_guess")
+    if firmware_from_disk and firmware_from_disk != metadata.launch.firmware.value:
+        report.warning(
+            f"metadata says firmware {metadata.launch.firmware.value} but the disk's partition table "
+            f"suggests {firmware_from_disk}; fix it with 'imagepack meta set {report.path} firmware=...'"
         )
-    _check_disk(report, disk)
-    return report
+
+
+def _check_importable(report: VerifyReport, disk: SourceImage) -> None:
+    """Whether OCI's import takes this disk format (and subformat) at all."""
+    entry = spec(disk.format)
+    if entry.oci_imports(disk.inspection):
+        return
+    if entry.oci_subformats:
+        takes = " or ".join(sorted(entry.oci_subformats))
+        report.error(
+            f"OCI imports {disk.format.value} only as {takes}, not {disk.inspection.subformat}; "
+            f"convert it with -o subformat={sorted(entry.oci_subformats)[-1]}"
+        )
+        return
+    report.error(
+        f"OCI imports qcow2, vmdk and .oci, not {disk.format.value}; "
+        f"convert it with 'imagepack convert {report.path} {report.path.with_suffix('.qcow2')}'"
+    )
 
 
 def _check_disk(report: VerifyReport, disk: SourceImage, *, key_prefix: str = "") -> None:
