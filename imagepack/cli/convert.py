@@ -16,6 +16,7 @@ from imagepack.cli.output import (
     QUIET,
     SYNC,
     VERBOSE,
+    VHD_SIZE,
     human_size,
     print_json,
     progress_bar,
@@ -39,6 +40,7 @@ def convert_command(
     sync: bool = SYNC,
     allow_backing: bool = ALLOW_BACKING,
     max_size: str = MAX_SIZE,
+    vhd_size: str = VHD_SIZE,
     os_name: str = oci.OS_NAME,
     os_version: str = oci.OS_VERSION,
     launch_mode: str = oci.LAUNCH_MODE,
@@ -79,6 +81,7 @@ def convert_command(
                 force=force,
                 sync=sync,
                 max_size=max_size,
+                vhd_size=vhd_size,
                 json_output=json_output,
                 quiet=quiet,
             )
@@ -93,7 +96,7 @@ def convert_command(
                 compress=compress,
                 force=force,
                 sync=sync,
-                policy=parse_policy(max_size, allow_backing=allow_backing),
+                policy=parse_policy(max_size, allow_backing=allow_backing, vhd_size=vhd_size),
                 on_progress=on_progress,
             )
         if json_output:
