@@ -5,6 +5,7 @@ refused (or read at its full size) before anything is written."""
 from __future__ import annotations
 
 import json
+import os
 import struct
 import subprocess
 from collections.abc import Callable
@@ -23,6 +24,8 @@ from tests.test_refusals import assert_refused
 MiB = 1024**2
 VBOX_DISK = 20 * MiB
 PACK_ARGS = ("--os", "Oracle Linux", "--os-version", "9", "--firmware", "UEFI_64")
+# A refusal made from the header alone must not need qemu-img: with this, any call to it fails differently.
+WITHOUT_QEMU_IMG = {**os.environ, "IMAGEPACK_QEMU_IMG": "/nonexistent/qemu-img"}
 
 
 @pytest.fixture
@@ -107,7 +110,7 @@ def test_convert_refuses_a_qcow2_cut_before_its_l1_table_without_running_qemu(
     tables = qcow2_tables(source)
     subprocess.run(["truncate", "-s", str(tables["l1"]), str(source)], check=True)
     before = file_digest(source)
-    done = run_cli("convert", str(source), str(out_dir / "disk.raw"))
+    done = run_cli("convert", str(source), str(out_dir / "disk.raw"), env=WITHOUT_QEMU_IMG)
     assert_refused(done, EXIT_FAILURE, "truncated", "L1 table", "complete copy")
     assert_untouched(source, before, out_dir)
 
@@ -155,6 +158,21 @@ def test_convert_accepts_a_qcow2_with_a_leaked_cluster(
     assert qemu_compare(sample_raw, "raw", target, "raw").returncode == 0
 
 
+def test_convert_refuses_a_crashed_qcow2_with_stale_lazy_refcounts(tmp_path: Path, out_dir: Path) -> None:
+    source = tmp_path / "crashed.qcow2"
+    qemu_img("create", "-q", "-f", "qcow2", "-o", "lazy_refcounts=on", str(source), "8M")
+    # qemu-io's abort leaves the image as a VM crash does: data written, dirty flag set, refcounts not.
+    subprocess.run(
+        ["qemu-io", "-f", "qcow2", "-c", "write -P 0x5a 0 1M", "-c", "abort", str(source)],
+        capture_output=True,
+        check=False,
+    )
+    assert struct.unpack(">Q", source.read_bytes()[72:80])[0] & 1, "the dirty bit is set"
+    done = run_cli("convert", str(source), str(out_dir / "disk.raw"))
+    assert_refused(done, EXIT_FAILURE, "not closed cleanly", "qemu-img check -r all")
+    assert list(out_dir.iterdir()) == []
+
+
 # --- other formats qemu-img check can read ------------------------------------------------------------------------
 
 
@@ -175,7 +193,7 @@ def test_convert_refuses_a_truncated_vdi_that_qemu_img_check_passes(
     checked = subprocess.run(["qemu-img", "check", "-f", "vdi", str(source)], capture_output=True, check=False)
     assert checked.returncode == 0  # qemu sees nothing wrong: only the header against the file size tells
     before = file_digest(source)
-    done = run_cli("convert", str(source), str(out_dir / "disk.raw"))
+    done = run_cli("convert", str(source), str(out_dir / "disk.raw"), env=WITHOUT_QEMU_IMG)
     assert_refused(done, EXIT_FAILURE, "truncated", "vdi blocks", "complete copy")
     assert_untouched(source, before, out_dir)
 
