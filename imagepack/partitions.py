@@ -32,6 +32,9 @@ class PartitionLayout:
     partitions: int = 0
     has_esp: bool = False
     has_bios_boot: bool = False
+    # The byte just past the last sector the table claims (GPT: its backup header, last usable LBA and
+    # partitions; MBR: the furthest partition); a disk shorter than this has lost its end.
+    table_end: int | None = None
 
     @property
     def firmware_guess(self) -> Firmware | None:
@@ -55,27 +58,45 @@ def read_partition_layout(head: bytes) -> PartitionLayout:
             if gpt is not None:
                 return gpt
     used = [t for t in types if t != 0]
-    return PartitionLayout(PartitionTable.MBR, len(used), has_esp=MBR_EFI in used)
+    return PartitionLayout(PartitionTable.MBR, len(used), has_esp=MBR_EFI in used, table_end=_mbr_end(entries))
+
+
+def _mbr_end(entries: list[bytes]) -> int | None:
+    # A boot sector that is not a partition table (a FAT or NTFS volume's own) has code here; only a status
+    # byte of 0x00 or 0x80 in every slot makes the entries a table whose sizes mean anything.
+    if any(entry[0] not in (0x00, 0x80) for entry in entries):
+        return None
+    ends = [
+        (start + count) * 512
+        for entry in entries
+        if entry[4] not in (0, MBR_PROTECTIVE)
+        for start, count in [struct.unpack_from("<II", entry, 8)]
+        if count
+    ]
+    return max(ends, default=None)
 
 
 def _read_gpt(head: bytes, sector: int) -> PartitionLayout | None:
     header = head[sector : sector + 92]
     if len(header) < 92 or header[:8] != b"EFI PART":
         return None
+    backup_lba, _first_usable, last_usable = struct.unpack_from("<QQQ", header, 32)
     entries_lba, count, entry_size = struct.unpack_from("<QII", header, 72)
     if entry_size < 128 or entry_size > 4096 or count > 4096:
         return None
     partitions = 0
     has_esp = has_bios_boot = False
+    last_lba = max(backup_lba, last_usable)
     start = entries_lba * sector
     for i in range(count):
-        entry = head[start + i * entry_size : start + i * entry_size + 16]
-        if len(entry) < 16:
+        entry = head[start + i * entry_size : start + i * entry_size + 48]
+        if len(entry) < 48:
             break  # entries beyond what we read; the first ones carry the boot partitions in practice
-        if entry == bytes(16):
+        if entry[:16] == bytes(16):
             continue
         partitions += 1
-        guid = uuid.UUID(bytes_le=entry)
+        guid = uuid.UUID(bytes_le=entry[:16])
         has_esp |= guid == ESP_GUID
         has_bios_boot |= guid == BIOS_BOOT_GUID
-    return PartitionLayout(PartitionTable.GPT, partitions, has_esp, has_bios_boot)
+        last_lba = max(last_lba, struct.unpack_from("<Q", entry, 40)[0])
+    return PartitionLayout(PartitionTable.GPT, partitions, has_esp, has_bios_boot, (last_lba + 1) * sector)

@@ -30,6 +30,9 @@ MIN_VERSION = (5, 1)  # qcow2 compression_type and the raw driver's offset/size 
 # CVE-2024-4467 (qemu-img info/convert following a crafted data-file) is fixed from these releases on.
 _CVE_2024_4467_FIXED = {(7, 2): 13, (8, 2): 6, (9, 0): 2}
 INFO_LIMITS = Limits(address_space=1024**3, cpu_seconds=30, wall_seconds=60)  # as OpenStack bounds it
+# check walks every L2 and refcount table (memory grows with the file, not the virtual size); run on each input
+# before anything is written, so it gets the same bounds as info.
+CHECK_LIMITS = INFO_LIMITS
 QUICK_LIMITS = Limits(address_space=2 * 1024**3, cpu_seconds=120, wall_seconds=300)
 
 
@@ -88,12 +91,14 @@ def _escape_opt(value: str) -> str:
 
 @dataclass(frozen=True)
 class ImageRef:
-    """An image qemu-img should read or write: a whole file, or a region of one (an archive member)."""
+    """An image qemu-img should read or write: a whole file, or a region of one (an archive member), with
+    runtime options for its format driver (e.g. which of a VHD's two sizes to use)."""
 
     path: Path
     format: ImageFormat
     offset: int = 0
     size: int | None = None
+    driver_options: tuple[tuple[str, str], ...] = ()
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "path", Path(os.path.abspath(self.path)))
@@ -102,11 +107,18 @@ class ImageRef:
     def is_region(self) -> bool:
         return self.offset != 0 or self.size is not None
 
+    @property
+    def needs_image_opts(self) -> bool:
+        """Whether only --image-opts can name this image (a plain file name cannot carry offsets or options)."""
+        return self.is_region or bool(self.driver_options)
+
     def image_opts(self) -> str:
+        options = (f"{key}={_escape_opt(value)}" for key, value in self.driver_options)
+        driver = [f"driver={spec(self.format).driver}", *options]
         if not self.is_region:
-            return f"driver={spec(self.format).driver},file.driver=file,file.filename={_escape_opt(str(self.path))}"
+            return ",".join([*driver, "file.driver=file", f"file.filename={_escape_opt(str(self.path))}"])
         parts = [
-            f"driver={spec(self.format).driver}",
+            *driver,
             "file.driver=raw",
             f"file.offset={self.offset}",
             *([f"file.size={self.size}"] if self.size is not None else []),
@@ -117,7 +129,7 @@ class ImageRef:
 
     def args(self, *, opts: bool = False) -> list[str]:
         """How a qemu-img subcommand names this image as its input."""
-        if opts or self.is_region:
+        if opts or self.needs_image_opts:
             return ["--image-opts", self.image_opts()]
         return ["-f", spec(self.format).driver, str(self.path)]
 
@@ -263,8 +275,12 @@ def create(path: Path, fmt: ImageFormat, size: int, options: Mapping[str, str] =
 
 @dataclass(frozen=True)
 class CheckResult:
-    returncode: int
+    returncode: int  # 0 clean, 2 corruptions, 3 leaks only, 63 the format cannot be checked
     report: dict[str, Any]
+
+    @property
+    def damaged(self) -> bool:
+        return self.returncode == 2
 
     def describe(self) -> str:
         if self.returncode == 0:
@@ -276,10 +292,29 @@ class CheckResult:
         return f"{corruptions} corruptions, {leaks} leaked clusters (qemu-img check exit {self.returncode})"
 
 
+def _first_error_line(stderr: str) -> str:
+    # check prints one ERROR line per problem and ends with a generic "Check failed: ..."; the first says why.
+    for line in stderr.splitlines():
+        if line.startswith("ERROR"):
+            return line.removeprefix("ERROR").strip(" :")
+    return _last_useful_line(stderr)
+
+
 def check(image: ImageRef) -> CheckResult:
-    done = _run("check", ["--output=json", *image.args()], limits=QUICK_LIMITS)
+    """`qemu-img check` (read-only), bounded like info. Exit 1 (the check could not finish, e.g. a vmdk grain
+    table pointing past the end of the file) raises QemuImgError with returncode 1."""
+    done = _run("check", ["--output=json", *image.args()], limits=CHECK_LIMITS)
     if done.returncode == 1:
-        raise QemuImgError(f"qemu-img check failed: {_last_useful_line(done.stderr)}", detail=done.stderr, returncode=1)
+        raise QemuImgError(
+            f"qemu-img check failed: {_first_error_line(done.stderr)}",
+            detail=f"{' '.join(done.argv)}\n{done.stderr}",
+            returncode=1,
+        )
+    if done.returncode not in (0, 2, 3, 63):
+        raise QemuImgError(
+            f"qemu-img check stopped with status {done.returncode} (out of its memory or CPU limit?)",
+            detail=f"{' '.join(done.argv)}\n{done.stderr}",
+        )
     report = {}
     if done.stdout.strip():
         parsed = _json(done.stdout, "check")
@@ -293,12 +328,12 @@ def read_head(image: ImageRef, length: int) -> bytes:
         out = Path(tmp, "head.raw")
         block = 512
         args = [
-            *(["--image-opts"] if image.is_region else ["-f", spec(image.format).driver]),
+            *(["--image-opts"] if image.needs_image_opts else ["-f", spec(image.format).driver]),
             "-O",
             "raw",
             f"bs={block}",
             f"count={length // block}",
-            f"if={image.image_opts() if image.is_region else image.path}",
+            f"if={image.image_opts() if image.needs_image_opts else image.path}",
             f"of={out}",
         ]
         _checked("dd", args, limits=INFO_LIMITS)

@@ -1,8 +1,11 @@
 """Opening an input image we do not trust: header checks in Python first, then `qemu-img info` under limits,
-whose answer is checked again. Only a SourceImage that passed both is ever handed to a conversion."""
+whose answer is checked again, then `qemu-img check` and the partition table against the disk's size (a damaged
+or truncated image is refused before anything is written). Only a SourceImage that passed all of them is ever
+handed to a conversion."""
 
 from __future__ import annotations
 
+import logging
 import os
 import stat
 from dataclasses import dataclass, field
@@ -21,8 +24,15 @@ from imagepack.formats import (
     require_safe,
     spec,
 )
+from imagepack.formats.base import VhdSize
+from imagepack.formats.vhd import qemu_uses_geometry, size_driver_options, sizes_disagree
 from imagepack.formats.vmdk import SINGLE_FILE_TYPES
 from imagepack.partitions import HEAD_BYTES, PartitionLayout, read_partition_layout
+
+log = logging.getLogger("imagepack")
+
+# What qemu-img check can check; vpc answers 63 ("does not support checks"), raw has nothing to check.
+CHECKED_FORMATS = (ImageFormat.QCOW2, ImageFormat.VMDK, ImageFormat.VDI, ImageFormat.VHDX)
 
 
 @dataclass
@@ -33,6 +43,8 @@ class SourceImage:
     ref: qemu.ImageRef
     inspection: Inspection
     qemu_info: dict[str, Any] = field(default_factory=dict)
+    check: qemu.CheckResult | None = None  # None: the format cannot be checked
+    layout: PartitionLayout | None = None
 
     @property
     def format(self) -> ImageFormat:
@@ -111,25 +123,95 @@ def open_image(
     size: int | None = None,
     label: str | None = None,
 ) -> SourceImage:
-    """Both layers; raises UnsafeImageError with the first problem, naming the option that allows it."""
+    """All the layers; raises UnsafeImageError with the first problem, naming the option that allows it, or
+    InputError for an image qemu-img cannot read or finds damaged."""
     shown = label or str(path)
     inspection = inspect_file(path, claimed=claimed, policy=policy, offset=offset, size=size, label=label)
     require_safe(inspection.problems, shown)
-    ref = qemu.ImageRef(path, inspection.format, offset, size if (offset or size is not None) else None)
+    ref = qemu.ImageRef(
+        path,
+        inspection.format,
+        offset,
+        size if (offset or size is not None) else None,
+        driver_options=_driver_options(inspection, policy, shown),
+    )
     try:
         found = qemu.info(ref)
     except QemuImgError as e:
-        if e.returncode is None:
-            raise  # qemu-img itself is missing or timed out: not this image's fault
-        reason = e.message.removeprefix("qemu-img info failed: ")
-        reason = reason.replace(ref.image_opts(), shown).replace(str(ref.path), shown)
-        raise InputError(f"{shown}: qemu-img cannot read this image: {reason}", detail=e.detail) from None
+        raise _unreadable(e, ref, shown, "qemu-img cannot read this image") from None
     require_safe(recheck_qemu_info(found, inspection.format, policy), shown)
-    return SourceImage(shown, ref, inspection, found)
+    image = SourceImage(shown, ref, inspection, found, check=_require_undamaged(ref, shown, found))
+    image.layout = partition_layout(image)
+    _require_table_fits(image)
+    return image
+
+
+def _unreadable(e: QemuImgError, ref: qemu.ImageRef, shown: str, what: str) -> QemuImgError | InputError:
+    if e.returncode is None:
+        return e  # qemu-img itself is missing or timed out: not this image's fault
+    reason = e.message.split(" failed: ", 1)[-1]
+    reason = reason.replace(ref.image_opts(), shown).replace(str(ref.path), shown)
+    return InputError(f"{shown}: {what}: {reason}", detail=e.detail)
+
+
+def _driver_options(inspection: Inspection, policy: SafetyPolicy, shown: str) -> tuple[tuple[str, str], ...]:
+    """For a VHD whose two sizes differ: the one the user asked for (current_size unless told otherwise),
+    whichever qemu would have taken by itself, and a warning saying which."""
+    if inspection.format is not ImageFormat.VHD or not sizes_disagree(inspection):
+        return ()
+    if qemu_uses_geometry(inspection) or policy.vhd_size is VhdSize.CHS:
+        current, geometry = inspection.virtual_size, inspection.details["geometry_size"]
+        used = (current, "current_size") if policy.vhd_size is VhdSize.CURRENT else (geometry, "chs")
+        log.warning("%s: the footer says %d bytes but its geometry %d; using %d (%s)", shown, current, geometry, *used)
+    return size_driver_options(inspection, policy.vhd_size)
+
+
+def _require_undamaged(ref: qemu.ImageRef, shown: str, found: dict[str, Any]) -> qemu.CheckResult | None:
+    """qemu-img check, where the format has one: corruptions (tables pointing past the end of the file or at
+    each other) refuse the image; leaked clusters only waste space and are fine."""
+    if ref.format not in CHECKED_FORMATS:
+        return None
+    damaged = "the image is damaged or truncated"
+    try:
+        checked = qemu.check(ref)
+    except QemuImgError as e:
+        raise _unreadable(e, ref, shown, f"{damaged}: qemu-img check cannot finish") from None
+    if not checked.damaged:
+        return checked
+    count = checked.report.get("corruptions")
+    corruptions = f"{count} corruption{'' if count == 1 else 's'}" if isinstance(count, int) else "corruptions"
+    if found.get("dirty-flag"):
+        # Not closed cleanly with lazy refcounts: stale refcounts read as corruptions, and check cannot tell
+        # them from damage; qemu's own repair settles it.
+        raise InputError(
+            f"{shown}: {damaged}, or was not closed cleanly (its dirty flag is set): qemu-img check found "
+            f"{corruptions}; repair a copy with 'qemu-img check -r all' and convert that"
+        )
+    raise InputError(
+        f"{shown}: {damaged}: qemu-img check found {corruptions}; get a complete copy "
+        f"(an interrupted download?), or repair a copy with 'qemu-img check -r all' and convert that"
+    )
+
+
+def _require_table_fits(image: SourceImage) -> None:
+    """A partition table that claims sectors past the end of the disk means the disk lost its end (truncated,
+    or read at the wrong size): converting it would quietly drop them."""
+    layout = image.layout
+    if layout is None or layout.table_end is None or layout.table_end <= image.virtual_size:
+        return
+    details = image.inspection.details
+    by_geometry = image.format is ImageFormat.VHD and image.virtual_size == details.get("geometry_size")
+    how = " (this VHD is read by its CHS geometry)" if by_geometry else ""
+    raise InputError(
+        f"{image.label}: its {layout.table.value.upper()} partition table ends at byte {layout.table_end} but the "
+        f"disk has {image.virtual_size} bytes{how}; the end of the disk is missing"
+    )
 
 
 def partition_layout(image: SourceImage) -> PartitionLayout:
     """The guest's partition table; raw bytes are read directly, other formats through qemu-img."""
+    if image.layout is not None:
+        return image.layout
     if spec(image.format).is_flat(image.inspection):
         with ByteSource(image.ref.path, offset=image.ref.offset, size=image.ref.size) as src:
             return read_partition_layout(src.read(0, HEAD_BYTES))

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, TypeVar
 
 from imagepack.errors import UsageError
 from imagepack.formats import DEFAULT_MAX_SIZE, ImageFormat, SafetyPolicy, parse_format
+from imagepack.formats.base import VhdSize
 from imagepack.partitions import Firmware
 from imagepack.sizes import parse_size
 
@@ -21,10 +22,11 @@ def parse_source_format(name: str | None) -> ImageFormat | None:
     return parse_format(name) if name else None
 
 
-def parse_policy(max_size: str | None, *, allow_backing: bool = False) -> SafetyPolicy:
+def parse_policy(max_size: str | None, *, allow_backing: bool = False, vhd_size: str | None = None) -> SafetyPolicy:
     return SafetyPolicy(
         max_size=parse_size(max_size) if max_size else DEFAULT_MAX_SIZE,
         allow_backing=allow_backing,
+        vhd_size=_enum(VhdSize, vhd_size, "--vhd-size") or VhdSize.CURRENT,
     )
 
 

@@ -17,6 +17,7 @@ from imagepack.cli.output import (
     QUIET,
     SYNC,
     VERBOSE,
+    VHD_SIZE,
     progress_bar,
     reported,
     setup_logging,
@@ -39,6 +40,7 @@ def convert_command(
     sync: bool = SYNC,
     allow_backing: bool = ALLOW_BACKING,
     max_size: str = MAX_SIZE,
+    vhd_size: str = VHD_SIZE,
     os_name: str = oci.OS_NAME,
     os_version: str = oci.OS_VERSION,
     launch_mode: str = oci.LAUNCH_MODE,
@@ -101,7 +103,7 @@ def convert_command(
                     sync=sync,
                 ),
                 claimed=parse_source_format(from_format),
-                policy=parse_policy(max_size, allow_backing=allow_backing),
+                policy=parse_policy(max_size, allow_backing=allow_backing, vhd_size=vhd_size),
                 on_progress=on_progress,
             )
         report_build(done, json_output=json_output, quiet=quiet)

@@ -13,6 +13,7 @@ from imagepack.cli.output import (
     MAX_SIZE,
     QUIET,
     VERBOSE,
+    VHD_SIZE,
     human_size,
     print_json,
     reported,
@@ -28,6 +29,7 @@ def info_command(
     path: Path = typer.Argument(..., help="Disk image to describe."),
     from_format: str = FROM_FORMAT,
     max_size: str = MAX_SIZE,
+    vhd_size: str = VHD_SIZE,
     json_output: bool = JSON,
     quiet: bool = QUIET,
     verbose: bool = VERBOSE,
@@ -39,10 +41,11 @@ def info_command(
         from imagepack.info import describe_image
         from imagepack.inputs import is_archive
 
+        policy = parse_policy(max_size, vhd_size=vhd_size)
         if from_format is None and is_archive(path):
-            _print_archive(path, parse_policy(max_size), json_output=json_output)
+            _print_archive(path, policy, json_output=json_output)
             return
-        found = describe_image(path, claimed=parse_source_format(from_format), policy=parse_policy(max_size))
+        found = describe_image(path, claimed=parse_source_format(from_format), policy=policy)
         if json_output:
             print_json(found.to_json())
             return

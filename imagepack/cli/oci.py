@@ -18,6 +18,7 @@ from imagepack.cli.output import (
     QUIET,
     SYNC,
     VERBOSE,
+    VHD_SIZE,
     human_size,
     print_json,
     progress_bar,
@@ -69,6 +70,7 @@ def pack_command(
     force: bool = FORCE,
     sync: bool = SYNC,
     max_size: str = MAX_SIZE,
+    vhd_size: str = VHD_SIZE,
     json_output: bool = JSON,
     quiet: bool = QUIET,
     verbose: bool = VERBOSE,
@@ -94,6 +96,7 @@ def pack_command(
             force=force,
             sync=sync,
             max_size=max_size,
+            vhd_size=vhd_size,
             json_output=json_output,
             quiet=quiet,
         )
@@ -118,6 +121,7 @@ def run_pack(
     force: bool,
     sync: bool,
     max_size: str | None,
+    vhd_size: str | None = None,
     json_output: bool,
     quiet: bool,
 ) -> None:
@@ -150,7 +154,7 @@ def run_pack(
             source,
             target,
             claimed=parse_source_format(from_format),
-            policy=parse_policy(max_size, allow_backing=allow_backing),
+            policy=parse_policy(max_size, allow_backing=allow_backing, vhd_size=vhd_size),
             on_progress=on_progress,
         )
     report_build(done, json_output=json_output, quiet=quiet)
@@ -229,6 +233,7 @@ def verify_command(
     path: Path = typer.Argument(..., help="A .oci archive, or a qcow2/vmdk to be imported."),
     strict: bool = STRICT,
     max_size: str = MAX_SIZE,
+    vhd_size: str = VHD_SIZE,
     json_output: bool = JSON,
     quiet: bool = QUIET,
     verbose: bool = VERBOSE,
@@ -239,7 +244,7 @@ def verify_command(
         from imagepack.cli.common import parse_policy
         from imagepack.oci.verify import verify_path
 
-        report = verify_path(path, strict=strict, policy=parse_policy(max_size))
+        report = verify_path(path, strict=strict, policy=parse_policy(max_size, vhd_size=vhd_size))
         if json_output:
             print_json(report.to_json())
         else:

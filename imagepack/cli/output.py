@@ -23,6 +23,12 @@ FORCE = typer.Option(False, "--force", "-f", help="Replace existing outputs.")
 SYNC = typer.Option(
     False, "--sync", help="Flush outputs to disk before they take their names (safe against a power cut; slower)."
 )
+VHD_SIZE = typer.Option(
+    None,
+    "--vhd-size",
+    metavar="current|chs",
+    help="A VHD whose footer size and CHS geometry differ: use which (default current, as Hyper-V and VirtualBox).",
+)
 ALLOW_BACKING = typer.Option(
     False, "--allow-backing", help="Follow backing files and vmdk extents the image names (trusted images only)."
 )

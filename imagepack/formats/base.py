@@ -53,12 +53,21 @@ class Problem:
         return self.message
 
 
+class VhdSize(StrEnum):
+    """Which of a VHD footer's two sizes is the disk when they differ: its current_size (Hyper-V, VirtualBox)
+    or its CHS geometry (Virtual PC, old qemu)."""
+
+    CURRENT = "current"
+    CHS = "chs"
+
+
 @dataclass(frozen=True)
 class SafetyPolicy:
     """What the user allowed for this run; the defaults are those for an untrusted image."""
 
     max_size: int = DEFAULT_MAX_SIZE
     allow_backing: bool = False
+    vhd_size: VhdSize = VhdSize.CURRENT
 
 
 class ByteSource:

@@ -29,6 +29,7 @@ MAX_L1_BYTES = 32 * 1024 * 1024
 MAX_REFTABLE_BYTES = 8 * 1024 * 1024
 MAX_SNAPSHOTS = 65536
 COMPRESSION_TYPES = {0: "zlib", 1: "zstd"}
+SNAPSHOT_ENTRY_MIN = 40  # the fixed part of a snapshot table entry; its id and name follow
 
 
 class Qcow2Inspector(FormatInspector):
@@ -53,11 +54,11 @@ class Qcow2Inspector(FormatInspector):
             size,
             crypt_method,
             l1_size,
-            _l1_offset,
-            _refcount_offset,
+            l1_offset,
+            refcount_offset,
             refcount_clusters,
             nb_snapshots,
-            _snapshots_offset,
+            snapshots_offset,
         ) = struct.unpack_from(">IQIIQIIQQIIQ", header, 4)
         result = Inspection(cls.format, size, subformat=None)
         problems = result.problems
@@ -124,4 +125,20 @@ class Qcow2Inspector(FormatInspector):
             problems.append(Problem(f"qcow2 L1 table ({l1_size} entries) cannot map {size} bytes"))
         result.details["snapshots"] = nb_snapshots
         check_virtual_size(result, policy)
+        # An interrupted download keeps the header and loses what follows it: a table the header places past
+        # the end of the file is the cheap sign (qemu-img check, run before any conversion, finds the rest).
+        tables = (
+            ("L1 table", l1_offset, l1_size * 8),
+            ("refcount table", refcount_offset, refcount_clusters * result.cluster_size),
+            ("snapshot table", snapshots_offset, nb_snapshots * SNAPSHOT_ENTRY_MIN),
+        )
+        for table, offset, length in tables:
+            if length and offset + length > src.size:
+                problems.append(
+                    Problem(
+                        f"the image is truncated: its qcow2 {table} ends at byte {offset + length} but the file "
+                        f"has {src.size} bytes; get a complete copy of it"
+                    )
+                )
+                break
         return result

@@ -33,7 +33,8 @@ class VdiInspector(FormatInspector):
         if len(header) < 456:
             return Inspection(cls.format, 0, problems=[Problem("vdi header is truncated")])
         version, header_size, image_type = struct.unpack_from("<III", header, 68)
-        disk_size, block_size, _extra, blocks, _allocated = struct.unpack_from("<QIIII", header, 368)
+        (data_offset,) = struct.unpack_from("<I", header, 344)
+        disk_size, block_size, _extra, blocks, allocated = struct.unpack_from("<QIIII", header, 368)
         result = Inspection(cls.format, disk_size, IMAGE_TYPES.get(image_type, f"type {image_type}"))
         result.cluster_size = block_size
         problems = result.problems
@@ -55,4 +56,13 @@ class VdiInspector(FormatInspector):
         if header_size < 0x180:
             problems.append(Problem(f"vdi header size {header_size} is too small"))
         check_virtual_size(result, policy)
+        # A download cut short keeps the header and loses blocks; qemu-img check does not compare the blocks
+        # with the file's size, and qemu reads the missing ones as zeroes.
+        if allocated and data_offset + allocated * block_size > src.size:
+            problems.append(
+                Problem(
+                    f"the image is truncated: its {allocated} vdi blocks end at byte "
+                    f"{data_offset + allocated * block_size} but the file has {src.size} bytes; get a complete copy"
+                )
+            )
         return result

@@ -11,6 +11,7 @@ from imagepack.formats.base import (
     Inspection,
     Problem,
     SafetyPolicy,
+    VhdSize,
     check_virtual_size,
 )
 
@@ -20,6 +21,10 @@ DISK_TYPES = {2: "fixed", 3: "dynamic", 4: "differencing"}
 # qemu reads the whole block table into memory: 2 MiB blocks (what every writer uses) need 1 Mi entries for the
 # largest VHD (2040 GiB); allow 16 Mi (64 MiB of table) and no more, whatever the block size.
 MAX_TABLE_ENTRIES = 1 << 24
+# qemu 7.2 (block/vpc.c) sizes the disk by its CHS geometry unless one of these wrote it, or the geometry is the
+# maximum; VirtualBox ('vbox') and Virtual PC ('vpc ') VHDs then read short when current_size is larger.
+CURRENT_SIZE_CREATORS = ("win ", "qem2", "d2v ", "CTXS", "tap\0")
+MAX_GEOMETRY_SIZE = 65535 * 16 * 255 * 512
 
 
 def vhd_checksum(block: bytes, field_offset: int) -> int:
@@ -91,3 +96,22 @@ class VhdInspector(FormatInspector):
             result.problems.append(
                 Problem(f"dynamic vhd block table of {max_entries} entries is too large for a {size}-byte disk")
             )
+
+
+def sizes_disagree(inspection: Inspection) -> bool:
+    """Whether the footer's current_size and its CHS geometry name different disk sizes. The maximum geometry
+    (what qemu writes with force_size=on) means "no geometry": qemu then always takes current_size."""
+    geometry = inspection.details.get("geometry_size")
+    return geometry not in (inspection.virtual_size, MAX_GEOMETRY_SIZE)
+
+
+def qemu_uses_geometry(inspection: Inspection) -> bool:
+    """Whether qemu, left alone, sizes this VHD by its CHS geometry rather than its current_size."""
+    return sizes_disagree(inspection) and inspection.details.get("creator") not in CURRENT_SIZE_CREATORS
+
+
+def size_driver_options(inspection: Inspection, choice: VhdSize) -> tuple[tuple[str, str], ...]:
+    """qemu's force_size_calc option where qemu's own choice of size would differ from `choice`."""
+    if not sizes_disagree(inspection) or qemu_uses_geometry(inspection) == (choice is VhdSize.CHS):
+        return ()
+    return (("force_size_calc", "current_size" if choice is VhdSize.CURRENT else "chs"),)
