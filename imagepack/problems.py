@@ -1,0 +1,44 @@
+"""What is wrong with an input, in one shape for every layer: a stable code a script can test, a message with no
+command-line syntax in it, and the remedy in library terms. The command line turns a remedy into its flag."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any
+
+
+class Severity(StrEnum):
+    ERROR = "error"  # refused, or an import that would fail
+    WARNING = "warning"  # worth a look; an error under a strict check
+    NOTE = "note"  # for information only
+
+
+class Remedy(StrEnum):
+    """What would let the work go on. Each is a setting of the library call (SafetyPolicy, the metadata request);
+    the CLI names the option that sets it."""
+
+    ALLOW_BACKING = "allow-backing"  # follow the backing files and extents an image names (trusted images only)
+    RAISE_MAX_SIZE = "max-size"  # accept a larger virtual size
+    STATE_FORMAT = "from"  # say what the content is
+    STATE_FIRMWARE = "firmware"  # say which firmware the disk boots with
+    STATE_OS = "os"  # say which operating system the disk holds
+
+
+@dataclass(frozen=True)
+class Problem:
+    code: str  # stable, dotted: "qcow2.backing-file", "metadata.unknown-os"
+    message: str
+    remedy: Remedy | None = None
+    severity: Severity = Severity.ERROR
+
+    def __str__(self) -> str:
+        return self.message
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "code": self.code,
+            "severity": self.severity.value,
+            "message": self.message,
+            "remedy": self.remedy.value if self.remedy else None,
+        }
