@@ -39,10 +39,13 @@ def target_kind(path: Path, to: TargetKind | None = None) -> TargetKind:
     if to is ArchiveKind.OCI or (to is None and path.suffix.lower() == ".oci"):
         if to is ArchiveKind.OCI and path.suffix.lower() not in (".oci", ""):
             output_format(path, None)  # a name that says a disk format contradicts --to oci
-            raise UsageError(f"{path}: --to oci contradicts the name; name the output {path.stem}.oci")
+            raise UsageError(f"{path}: oci contradicts the name; name the output {path.stem}.oci")
         return ArchiveKind.OCI
     if path.suffix.lower() == ".oci":
-        raise UsageError(f"{path}: --to {to} contradicts the name, which says oci; name it {path.stem}{'.' + str(to)}")
+        raise UsageError(
+            f"{path}: the format asked for, {to}, contradicts the name, which says oci; name it {path.stem}.{to}",
+            code="target.name-disagrees",
+        )
     assert not isinstance(to, ArchiveKind)
     return output_format(path, to)
 

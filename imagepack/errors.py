@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from imagepack.problems import Remedy
+
 EXIT_OK = 0
 EXIT_FAILURE = 1
 EXIT_USAGE = 2
@@ -14,11 +19,24 @@ class ImagepackError(Exception):
     """Base of every failure the CLI turns into one line on stderr and an exit status."""
 
     exit_code = EXIT_FAILURE
+    code = "error"  # stable, for scripts; a raise site may pass a more precise one
 
-    def __init__(self, message: str, *, detail: str | None = None) -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        detail: str | None = None,
+        code: str | None = None,
+        remedy: Remedy | None = None,
+        value: str | None = None,
+    ) -> None:
         super().__init__(message)
         self.message = message
         self.detail = detail  # extra diagnostics shown with --verbose
+        if code is not None:
+            self.code = code
+        self.remedy = remedy  # what would let the work go on; the CLI names the option that does it
+        self.value = value  # what the remedy would set, where it is known
 
     def __str__(self) -> str:
         return self.message

@@ -14,6 +14,7 @@ from imagepack.cli.output import (
     QUIET,
     VERBOSE,
     VHD_SIZE,
+    describe_problem,
     human_size,
     print_json,
     reported,
@@ -89,5 +90,5 @@ def _print_image(found: ImageInfo, indent: str = "") -> None:
         rows.append(("firmware guess", data["firmware_guess"] or "unknown (no partition table)"))
     for key, value in rows:
         print(f"{indent}{key + ':':19}{value}")
-    for refusal in found.refusals:
-        print(f"{indent}{'refused:':19}{refusal}")
+    for problem in found.problems:
+        print(f"{indent}{'refused:':19}{describe_problem(problem)}")

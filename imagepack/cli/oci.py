@@ -19,6 +19,7 @@ from imagepack.cli.output import (
     SYNC,
     VERBOSE,
     VHD_SIZE,
+    describe_problem,
     human_size,
     print_json,
     progress_bar,
@@ -248,8 +249,8 @@ def verify_command(
         if json_output:
             print_json(report.to_json())
         else:
-            for finding in report.findings:
-                print(f"{finding.severity}: {finding.message}")
+            for problem in report.problems:
+                print(f"{problem.severity.value}: {describe_problem(problem)}")
             if not quiet:
                 verdict = "ready for import" if report.ready else "NOT ready for import"
                 print(f"{path}: {verdict} ({report.kind})")

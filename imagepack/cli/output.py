@@ -13,6 +13,7 @@ from typing import Any
 import typer
 
 from imagepack.errors import EXIT_FAILURE, ImagepackError
+from imagepack.problems import Problem, Remedy
 
 QUIET = typer.Option(False, "--quiet", "-q", help="No progress bar and no chatter.")
 VERBOSE = typer.Option(False, "--verbose", "-v", help="Show qemu-img command lines and full error details.")
@@ -32,6 +33,29 @@ VHD_SIZE = typer.Option(
 ALLOW_BACKING = typer.Option(
     False, "--allow-backing", help="Follow backing files and vmdk extents the image names (trusted images only)."
 )
+
+
+# The option that does what a library remedy says, in the words a refusal ends with.
+REMEDY_TEXT = {
+    Remedy.ALLOW_BACKING: "pass --allow-backing if you trust this image",
+    Remedy.RAISE_MAX_SIZE: "pass --max-size SIZE to accept it",
+    Remedy.STATE_FORMAT: "pass --from {value} if the content is right",
+    Remedy.STATE_FIRMWARE: "pass --firmware BIOS or --firmware UEFI_64",
+    Remedy.STATE_OS: "pass --os NAME and --os-version VERSION",
+    Remedy.STATE_TARGET_FORMAT: "pass --to FORMAT",
+    Remedy.STATE_METADATA: "pass --metadata FILE, or repack the archive",
+    Remedy.REPLACE_OUTPUT: "pass --force to replace it",
+}
+
+
+def with_remedy(message: str, remedy: Remedy | None, value: str | None = None) -> str:
+    if remedy is None:
+        return message
+    return f"{message}; {REMEDY_TEXT[remedy].format(value=value or remedy.value.upper())}"
+
+
+def describe_problem(problem: Problem) -> str:
+    return with_remedy(problem.message, problem.remedy, problem.value)
 
 
 class _OneLine(logging.Formatter):
@@ -55,7 +79,7 @@ def reported(*, verbose: bool) -> Iterator[None]:
     try:
         yield
     except ImagepackError as e:
-        print(f"imagepack: error: {e.message}", file=sys.stderr)
+        print(f"imagepack: error: {with_remedy(e.message, e.remedy, e.value)}", file=sys.stderr)
         if verbose and e.detail:
             print(e.detail.rstrip(), file=sys.stderr)
         raise typer.Exit(e.exit_code) from None

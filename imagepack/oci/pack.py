@@ -28,6 +28,7 @@ from imagepack.oci.metadata import (
 )
 from imagepack.options import create_options
 from imagepack.partitions import Firmware
+from imagepack.problems import Remedy
 from imagepack.progress import Progress
 from imagepack.source import SourceImage, partition_layout
 from imagepack.sparse import copy_file_range_from
@@ -71,13 +72,16 @@ def make_metadata(
         firmware = partition_layout(image).firmware_guess
         if firmware is None:
             raise MetadataError(
-                f"{image.label}: no partition table at the start of the disk, so its firmware is unknown; "
-                "pass --firmware BIOS or --firmware UEFI_64"
+                f"{image.label}: no partition table at the start of the disk, so its firmware is unknown",
+                code="metadata.firmware-unknown",
+                remedy=Remedy.STATE_FIRMWARE,
             )
     os_name = request.operating_system or (base.operating_system if base else None)
     os_version = request.operating_system_version or (base.operating_system_version if base else None)
     if not os_name or not os_version:
-        raise MetadataError("the archive needs an operating system: pass --os NAME and --os-version VERSION")
+        raise MetadataError(
+            "the archive needs an operating system and its version", code="metadata.no-os", remedy=Remedy.STATE_OS
+        )
     mode = request.launch_mode or (base.launch_mode if base else LaunchMode.PARAVIRTUALIZED)
     metadata = build_metadata(
         operating_system=os_name,
