@@ -14,7 +14,6 @@ from typing import Any
 import pytest
 
 from imagepack.errors import MetadataError, UsageError
-from imagepack.oci import oslist
 from imagepack.oci.metadata import (
     CUSTOM_REQUIRED,
     OVERRIDE_KEYS,
@@ -29,6 +28,7 @@ from imagepack.oci.metadata import (
     dump_metadata,
     launch_options_for,
     load_metadata,
+    oslist,
     parse_assignments,
     parse_shape,
     set_values,
