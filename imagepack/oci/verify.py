@@ -85,11 +85,8 @@ def _check_archive(report: VerifyReport, opened: OpenedArchive, *, strict: bool)
     )
     if layout.disk.name != DISK_NAME:
         report.warning(f"disk member is named '{layout.disk.name}'; OCI's own exports use '{DISK_NAME}'")
-    errors, warnings = check_metadata(metadata, strict=strict)
-    for message in errors:
-        report.error(message)
-    for message in warnings:
-        report.warning(message)
+    for problem in check_metadata(metadata, strict=strict):
+        report.findings.append(Finding(problem.severity.value, problem.message))
 
 
 def _check_firmware(report: VerifyReport, metadata: ImageMetadata) -> None:
