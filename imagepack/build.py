@@ -19,6 +19,7 @@ from imagepack.formats import ImageFormat, SafetyPolicy, parse_format
 from imagepack.inputs import Source, open_source
 from imagepack.oci.metadata import ImageMetadata
 from imagepack.oci.pack import MetadataRequest, make_metadata, pack_disk
+from imagepack.problems import Problem
 from imagepack.progress import Progress
 
 
@@ -76,7 +77,7 @@ class BuildResult:
     seconds: float
     metadata: ImageMetadata | None = None  # what a .oci target carries
     disk_size: int | None = None  # a .oci's disk member
-    warnings: list[str] = field(default_factory=list)
+    warnings: list[Problem] = field(default_factory=list)  # and notes
 
     def to_json(self) -> dict[str, Any]:
         data: dict[str, Any] = {
@@ -92,7 +93,7 @@ class BuildResult:
         }
         if self.metadata is not None:
             data.update(disk_size=self.disk_size, metadata=self.metadata.to_json())
-        data["warnings"] = self.warnings
+        data["problems"] = [problem.to_json() for problem in self.warnings]
         return data
 
 

@@ -166,7 +166,7 @@ def report_build(done: BuildResult, *, json_output: bool, quiet: bool) -> None:
         print_json(done.to_json())
         return
     for warning in done.warnings:
-        print(f"imagepack: warning: {warning}", file=sys.stderr)
+        print(f"imagepack: {warning.severity.value}: {warning.message}", file=sys.stderr)
     if quiet:
         return
     how = "copied" if done.copied else "converted"
@@ -293,7 +293,7 @@ def _edit(
 
         done = edit_metadata(archive, change, strict=strict)
         for warning in done.warnings:
-            print(f"imagepack: warning: {warning}", file=sys.stderr)
+            print(f"imagepack: {warning.severity.value}: {warning.message}", file=sys.stderr)
         if json_output:
             print_json(
                 {

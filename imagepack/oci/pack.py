@@ -28,7 +28,7 @@ from imagepack.oci.metadata import (
 )
 from imagepack.options import create_options
 from imagepack.partitions import Firmware
-from imagepack.problems import Remedy
+from imagepack.problems import Problem, Remedy, Severity
 from imagepack.progress import Progress
 from imagepack.source import SourceImage, partition_layout
 from imagepack.sparse import copy_file_range_from
@@ -54,14 +54,14 @@ class PackedArchive:
     disk_size: int
     metadata: ImageMetadata
     copied: bool  # the qcow2 was copied as it is rather than converted
-    warnings: list[str]
+    warnings: list[Problem]  # and notes
 
 
 def make_metadata(
     request: MetadataRequest, image: SourceImage, *, inherited: ImageMetadata | None = None
-) -> tuple[ImageMetadata, list[str]]:
+) -> tuple[ImageMetadata, list[Problem]]:
     """The metadata for `image`: firmware from the request, else from the disk's partition table. `inherited`
-    is the metadata of a .oci being repacked; a --metadata file wins over it."""
+    is the metadata of a .oci being repacked; a --metadata file wins over it. Returns the warnings and notes."""
     base = inherited
     if request.base is not None:
         if request.base.stat().st_size > 1024 * 1024:
@@ -92,17 +92,17 @@ def make_metadata(
         shapes=request.shapes,
         base=base,
     )
-    errors, warnings = check_metadata(metadata, strict=request.strict)
-    if errors:
-        raise MetadataError(errors[0])
-    return metadata, warnings
+    problems = check_metadata(metadata, strict=request.strict)
+    if problems and problems[0].severity is Severity.ERROR:  # errors come first
+        raise MetadataError(problems[0].message)
+    return metadata, problems
 
 
 def pack_disk(
     image: SourceImage,
     target: Path,
     metadata: ImageMetadata,
-    warnings: list[str],
+    warnings: list[Problem],
     *,
     options: Mapping[str, str] = {},
     compress: bool = False,

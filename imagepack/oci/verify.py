@@ -49,7 +49,7 @@ class VerifyReport:
 
 
 def verify_path(path: Path, *, strict: bool = False, policy: SafetyPolicy = SafetyPolicy()) -> VerifyReport:
-    """Check `path`; raises only when an archive cannot be read at all. Refusals become findings."""
+    """Check `path`; raises only when an archive cannot be read at all. Refusals become problems."""
     archive = is_archive(path)
     report = VerifyReport(path, "oci" if archive else "unknown")
     try:
@@ -84,11 +84,7 @@ def _check_archive(report: VerifyReport, opened: OpenedArchive, *, strict: bool)
         report.warning(
             "oci.disk-member-name", f"disk member is named '{layout.disk.name}'; OCI's own exports use '{DISK_NAME}'"
         )
-    errors, warnings = check_metadata(metadata, strict=strict)
-    for message in errors:
-        report.error("metadata.invalid", message)
-    for message in warnings:
-        report.warning("metadata.check", message)
+    report.problems.extend(check_metadata(metadata, strict=strict))
 
 
 def _check_firmware(report: VerifyReport, metadata: ImageMetadata) -> None:
