@@ -1393,12 +1393,15 @@ def test_verify_reports_a_release_newer_than_the_list_as_a_note_and_the_archive_
 
     assert done.returncode == 0, done.stdout + done.stderr
     report = json.loads(done.stdout)
-    notes = [finding for finding in report["findings"] if "newer than the releases" in finding["message"]]
+    notes = [problem for problem in report["problems"] if "newer than the releases" in problem["message"]]
     assert notes == [
         {
+            "code": "metadata.os-release-newer",
             "severity": "note",
             "message": "Oracle Linux 10 is newer than the releases on OCI's list this imagepack knows (6-9); "
             "the import may still accept it",
+            "remedy": None,
+            "value": None,
         }
     ]
     assert report["ready"] is True
