@@ -22,8 +22,7 @@ from imagepack.cli.output import (
 )
 
 if TYPE_CHECKING:
-    from imagepack.formats import SafetyPolicy
-    from imagepack.info import ImageInfo
+    from imagepack.info import ArchiveInfo, ImageInfo
 
 
 def info_command(
@@ -39,30 +38,22 @@ def info_command(
     setup_logging(quiet=quiet, verbose=verbose)
     with reported(verbose=verbose):
         from imagepack.cli.common import parse_policy, parse_source_format
-        from imagepack.info import describe_image
-        from imagepack.inputs import is_archive
+        from imagepack.info import ArchiveInfo, describe
 
-        policy = parse_policy(max_size, vhd_size=vhd_size)
-        if from_format is None and is_archive(path):
-            _print_archive(path, policy, json_output=json_output)
-            return
-        found = describe_image(path, claimed=parse_source_format(from_format), policy=policy)
+        found = describe(
+            path, claimed=parse_source_format(from_format), policy=parse_policy(max_size, vhd_size=vhd_size)
+        )
         if json_output:
             print_json(found.to_json())
-            return
-        _print_image(found)
+        elif isinstance(found, ArchiveInfo):
+            _print_archive(found)
+        else:
+            _print_image(found)
 
 
-def _print_archive(path: Path, policy: SafetyPolicy, *, json_output: bool) -> None:
-    from imagepack.oci.reader import describe_archive
-
-    found = describe_archive(path, policy=policy)
-    data = found.to_json()
-    if json_output:
-        print_json(data)
-        return
-    print(f"{path}: .oci archive{' (gzip)' if found.layout.compressed else ''}")
-    for member in data["members"]:
+def _print_archive(found: ArchiveInfo) -> None:
+    print(f"{found.path}: .oci archive{' (gzip)' if found.layout.compressed else ''}")
+    for member in found.to_json()["members"]:
         print(f"  member {member['name']}: {member['size']} bytes at offset {member['data_offset']}")
     meta = found.metadata
     launch = meta.launch
