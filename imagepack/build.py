@@ -15,7 +15,7 @@ from typing import Any
 from imagepack.atomic import check_target
 from imagepack.convert import output_format, write_disk
 from imagepack.errors import UsageError
-from imagepack.formats import ImageFormat, SafetyPolicy, parse_format
+from imagepack.formats import ImageFormat, SafetyPolicy, format_claimed_by_name, parse_format
 from imagepack.inputs import Source, open_source
 from imagepack.oci.metadata import ImageMetadata
 from imagepack.oci.pack import MetadataRequest, make_metadata, pack_disk
@@ -36,18 +36,16 @@ def parse_target_kind(name: str) -> TargetKind:
 
 
 def target_kind(path: Path, to: TargetKind | None = None) -> TargetKind:
-    """What to write at `path`: `to` when given, else what the name says."""
-    if to is ArchiveKind.OCI or (to is None and path.suffix.lower() == ".oci"):
-        if to is ArchiveKind.OCI and path.suffix.lower() not in (".oci", ""):
-            output_format(path, None)  # a name that says a disk format contradicts --to oci
-            raise UsageError(f"{path}: oci contradicts the name; name the output {path.stem}.oci")
-        return ArchiveKind.OCI
-    if path.suffix.lower() == ".oci":
+    """What to write at `path`: `to` when given, else what the name says; the two must not disagree."""
+    named = ArchiveKind.OCI if path.suffix.lower() == ".oci" else format_claimed_by_name(path)  # '.img': nothing
+    if to is not None and named is not None and to != named:
         raise UsageError(
-            f"{path}: the format asked for, {to}, contradicts the name, which says oci; name it {path.stem}.{to}",
+            f"{path}: the format asked for, {to.value}, contradicts the name, which says {named.value}; "
+            f"name it {path.stem}.{to.value}",
             code="target.name-disagrees",
         )
-    assert not isinstance(to, ArchiveKind)
+    if to is ArchiveKind.OCI or named is ArchiveKind.OCI:
+        return ArchiveKind.OCI
     return output_format(path, to)
 
 
