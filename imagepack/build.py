@@ -14,7 +14,7 @@ from typing import Any
 
 from imagepack.atomic import check_target
 from imagepack.convert import output_format, write_disk
-from imagepack.errors import UsageError
+from imagepack.errors import InvalidValueError
 from imagepack.formats import ImageFormat, SafetyPolicy, format_claimed_by_name, parse_format
 from imagepack.inputs import Source, open_source
 from imagepack.oci.metadata import ImageMetadata
@@ -39,7 +39,7 @@ def target_kind(path: Path, to: TargetKind | None = None) -> TargetKind:
     """What to write at `path`: `to` when given, else what the name says; the two must not disagree."""
     named = ArchiveKind.OCI if path.suffix.lower() == ".oci" else format_claimed_by_name(path)  # '.img': nothing
     if to is not None and named is not None and to != named:
-        raise UsageError(
+        raise InvalidValueError(
             f"{path}: the format asked for, {to.value}, contradicts the name, which says {named.value}; "
             f"name it {path.stem}.{to.value}",
             code="target.name-disagrees",
@@ -117,7 +117,9 @@ def build(source: Source, target: Target, *, on_progress: Progress | None = None
         extra_metadata: ImageMetadata | None = packed.metadata
     else:
         if target.metadata is not None:
-            raise UsageError(f"{target.path}: image metadata applies only to a .oci target, not {target.kind.value}")
+            raise InvalidValueError(
+                f"{target.path}: image metadata applies only to a .oci target, not {target.kind.value}"
+            )
         written = write_disk(
             image,
             target.path,

@@ -42,10 +42,12 @@ class ImagepackError(Exception):
         return self.message
 
 
-class UsageError(ImagepackError):
-    """The command line itself is wrong (unknown option value, conflicting options)."""
+class InvalidValueError(ImagepackError, ValueError):
+    """A value the caller gave is not one the library takes (an unknown format option, a malformed size, two
+    settings that exclude each other). The CLI reports it as a usage error: the mistake is in what was typed."""
 
     exit_code = EXIT_USAGE
+    code = "invalid-value"
 
 
 class InputError(ImagepackError):

@@ -6,7 +6,7 @@ from enum import Enum
 from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
 
-from imagepack.errors import UsageError
+from imagepack.errors import InvalidValueError
 from imagepack.formats import DEFAULT_MAX_SIZE, ImageFormat, SafetyPolicy, parse_format
 from imagepack.formats.base import VhdSize
 from imagepack.partitions import Firmware
@@ -64,4 +64,4 @@ def _enum(kind: type[E], value: str | None, option: str) -> E | None:
         if member.value.lower() == value.lower():
             return member
     allowed = " | ".join(m.value for m in kind)
-    raise UsageError(f"{option} {value}: use one of {allowed}")
+    raise InvalidValueError(f"{option} {value}: use one of {allowed}")

@@ -22,7 +22,7 @@ from imagepack.cli.output import (
     reported,
     setup_logging,
 )
-from imagepack.errors import UsageError
+from imagepack.errors import InvalidValueError
 
 
 def convert_command(
@@ -75,7 +75,7 @@ def convert_command(
         if kind is not ArchiveKind.OCI:
             given = [name for name, value in pack_options.items() if value]
             if given:
-                raise UsageError(f"{given[0]} applies only to a .oci target, not {kind.value}")
+                raise InvalidValueError(f"{given[0]} applies only to a .oci target, not {kind.value}")
         request = (
             metadata_request(
                 os_name=os_name,

@@ -383,9 +383,9 @@ def shapes_remove(
     def change(meta: ImageMetadata) -> ImageMetadata:
         missing = set(names) - {shape.name for shape in meta.shapes}
         if missing:
-            from imagepack.errors import UsageError
+            from imagepack.errors import InvalidValueError
 
-            raise UsageError(f"no shape named {', '.join(sorted(missing))} in the metadata")
+            raise InvalidValueError(f"no shape named {', '.join(sorted(missing))} in the metadata")
         meta.shapes = [s for s in meta.shapes if s.name not in names]
         return meta
 
