@@ -153,7 +153,6 @@ def test_pack_interrupted_midway_leaves_no_archive(busy_disk: Path, tmp_path: Pa
         "pack",
         "--compress",
         str(busy_disk),
-        "-o",
         str(target),
         "--os",
         "Oracle Linux",

@@ -1,4 +1,6 @@
-"""The command line: parses arguments, calls the library, prints its result objects. Nothing else."""
+"""The command line: parses arguments, calls the library, prints its result objects. One module per verb, each
+registering its command here; the options they share are in options.py, parsing in parse.py, printing in output.py.
+"""
 
 from __future__ import annotations
 
@@ -7,25 +9,22 @@ import sys
 
 import typer
 
-from imagepack.cli import convert, info, oci
+from imagepack.cli import convert, info, meta, pack, unpack, verify
 from imagepack.errors import Interrupted
 
 app = typer.Typer(
     name="imagepack",
     help="Prepare virtual-machine disk images offline: convert, inspect, and build Oracle Cloud .oci archives.",
     no_args_is_help=True,
-    add_completion=False,
+    add_completion=True,
     pretty_exceptions_enable=False,
     rich_markup_mode=None,
-    epilog="Exit codes: 0 success, 1 failure or refused input, 2 usage error, 3 problems found (verify), "
-    "130/143 interrupted.",
+    epilog="Exit codes: 0 success, 1 failure or refused input, 2 usage error (what was typed is wrong), "
+    "3 problems found (verify), 130/143 interrupted. With --json a failure also prints "
+    '{"error": {"code": ..., "message": ...}} on stdout.',
 )
-app.command("info")(info.info_command)
-app.command("convert")(convert.convert_command)
-app.command("pack")(oci.pack_command)
-app.command("unpack")(oci.unpack_command)
-app.command("verify")(oci.verify_command)
-app.add_typer(oci.meta_app, name="meta")
+for verb in (info, convert, pack, unpack, verify, meta):
+    verb.register(app)
 
 
 def _version(value: bool) -> None:

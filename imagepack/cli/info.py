@@ -1,4 +1,4 @@
-"""`imagepack info`: describe an image (or, later, an archive)."""
+"""`imagepack info PATH`: describe a disk image or a .oci archive."""
 
 from __future__ import annotations
 
@@ -7,22 +7,21 @@ from typing import TYPE_CHECKING
 
 import typer
 
-from imagepack.cli.output import (
-    FROM_FORMAT,
-    JSON,
-    MAX_SIZE,
-    QUIET,
-    VERBOSE,
-    VHD_SIZE,
-    human_size,
-    print_json,
-    reported,
-    setup_logging,
-)
+from imagepack.cli.options import FROM_FORMAT, JSON, MAX_SIZE, QUIET, VERBOSE, VHD_SIZE
+from imagepack.cli.output import human_size, print_json, reported, setup_logging
 
 if TYPE_CHECKING:
     from imagepack.formats import SafetyPolicy
     from imagepack.info import ImageInfo
+
+EXAMPLES = """\b
+Examples:
+  imagepack info disk.vmdk
+  imagepack info --json disk.oci | jq .virtual_size"""
+
+
+def register(app: typer.Typer) -> None:
+    app.command("info", epilog=EXAMPLES)(info_command)
 
 
 def info_command(
@@ -36,8 +35,8 @@ def info_command(
 ) -> None:
     """Describe a disk image (format, sizes, partition table, firmware guess) or a .oci archive."""
     setup_logging(quiet=quiet, verbose=verbose)
-    with reported(verbose=verbose):
-        from imagepack.cli.common import parse_policy, parse_source_format
+    with reported(verbose=verbose, json_output=json_output):
+        from imagepack.cli.parse import parse_disk_format, parse_policy
         from imagepack.info import describe_image
         from imagepack.inputs import is_archive
 
@@ -45,7 +44,7 @@ def info_command(
         if from_format is None and is_archive(path):
             _print_archive(path, policy, json_output=json_output)
             return
-        found = describe_image(path, claimed=parse_source_format(from_format), policy=policy)
+        found = describe_image(path, claimed=parse_disk_format(from_format), policy=policy)
         if json_output:
             print_json(found.to_json())
             return
