@@ -201,6 +201,17 @@ def test_pack_with_an_unknown_launch_option_or_a_bad_value_is_a_usage_error(
     assert not archive.exists()
 
 
+def test_an_empty_operating_system_is_a_usage_error_in_pack_as_in_meta_set(sample_raw: Path, tmp_path: Path) -> None:
+    archive = packed(sample_raw, tmp_path / "disk.oci")
+    edit = run_cli("meta", "set", str(archive), "operatingSystem=")
+    assert edit.returncode == EXIT_USAGE, edit.stderr
+    target = tmp_path / "empty.oci"
+    pack = run_cli("pack", str(sample_raw), str(target), "--os", "", "--os-version", "9", "--firmware", "BIOS")
+    assert pack.returncode == EXIT_USAGE, pack.stderr
+    assert "operatingSystem is empty" in pack.stderr
+    assert not target.exists()
+
+
 def test_every_error_class_has_a_stable_code_a_raise_site_can_refine() -> None:
     codes = {
         cls: cls("x").code

@@ -4,6 +4,7 @@ no output, no temporary file, no qemu-img still running."""
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import signal
 import subprocess
@@ -133,6 +134,16 @@ def test_convert_interrupted_with_force_keeps_the_existing_output(busy_disk: Pat
     assert proc.returncode == EXIT_SIGTERM, proc.stderr
     assert target.read_bytes() == b"the image that worked"
     assert leftovers(tmp_path) == []
+    assert processes_naming(temp) == []
+
+
+def test_convert_interrupted_with_json_prints_the_interrupted_error_object(busy_disk: Path, tmp_path: Path) -> None:
+    target = tmp_path / "busy.qcow2"
+    proc, temp = interrupt_a_conversion(busy_disk, target, signal.SIGINT, "--json")
+    assert proc.returncode == EXIT_SIGINT, proc.stderr
+    assert proc.stderr.strip().splitlines() == ["imagepack: interrupted; nothing was written"]
+    assert json.loads(proc.stdout) == {"error": {"code": "interrupted", "message": "interrupted; nothing was written"}}
+    assert not target.exists()
     assert processes_naming(temp) == []
 
 

@@ -44,12 +44,13 @@ def _root(
 
 def main() -> None:
     from imagepack import signals
+    from imagepack.cli.output import INTERRUPTED
 
     signals.install()
     try:
         app()
     except Interrupted as e:
-        print("imagepack: interrupted; nothing was written", file=sys.stderr)
+        print(f"imagepack: {INTERRUPTED}", file=sys.stderr)
         sys.exit(e.exit_code)
     except BrokenPipeError:
         # The reader went away (`imagepack info x | head`): stop quietly, as a SIGPIPE would.

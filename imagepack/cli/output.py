@@ -20,6 +20,9 @@ if TYPE_CHECKING:
     from imagepack.problems import Remedy
 
 
+INTERRUPTED = "interrupted; nothing was written"
+
+
 class _OneLine(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         return f"imagepack: {record.levelname.lower()}: {record.getMessage()}"
@@ -72,7 +75,7 @@ def reported(*, verbose: bool, json_output: bool = False) -> Iterator[None]:
         raise typer.Exit(e.exit_code) from None
     except Interrupted:
         if json_output:
-            print_json({"error": {"code": Interrupted.code, "message": "interrupted; nothing was written"}})
+            print_json({"error": {"code": Interrupted.code, "message": INTERRUPTED}})
         raise  # main() prints the line and exits with the signal's status
     except BrokenPipeError:
         raise  # the reader of stdout went away: main() ends quietly

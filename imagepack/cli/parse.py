@@ -68,15 +68,20 @@ def typed_values() -> Iterator[None]:
 def metadata_request(pack: PackOptions) -> MetadataRequest:
     """The pack options of `pack`, and of `convert` to a .oci target, as one request; every typed value checked
     before any input is read."""
-    from imagepack.oci.metadata import LaunchMode, launch_options_for, parse_assignments, parse_shape
+    from imagepack.oci.metadata import LaunchMode, build_metadata, parse_assignments, parse_shape
     from imagepack.oci.pack import MetadataRequest
     from imagepack.partitions import Firmware
 
     overrides = parse_assignments(pack.launch_option or [])
     with typed_values():
-        for key, value in overrides.items():
-            # Each value alone on a preset it cannot conflict with: this reads the value as the archive will.
-            launch_options_for(LaunchMode.PARAVIRTUALIZED, Firmware.BIOS, {key: value})
+        # The typed texts built into metadata on a preset they cannot conflict with, stand-ins for what was not
+        # given: each is read here as the archive will read it, so a bad one is refused before any input is read.
+        build_metadata(
+            operating_system="Linux" if pack.os_name is None else pack.os_name,
+            operating_system_version="1" if pack.os_version is None else pack.os_version,
+            firmware=Firmware.BIOS,
+            overrides=overrides,
+        )
     return MetadataRequest(
         operating_system=pack.os_name,
         operating_system_version=pack.os_version,
