@@ -172,6 +172,13 @@ def test_a_usage_error_with_json_prints_the_error_object_on_stdout(sample_raw: P
     assert error_object(done)["code"] == "invalid-value"
 
 
+def test_a_command_line_that_does_not_parse_with_json_prints_the_error_object(sample_raw: Path) -> None:
+    done = run_cli("convert", str(sample_raw), "--json")
+    assert done.returncode == EXIT_USAGE
+    assert "Missing argument 'DST'" in done.stderr
+    assert json.loads(done.stdout) == {"error": {"code": "usage", "message": "Missing argument 'DST'."}}
+
+
 def test_without_json_a_failure_prints_nothing_on_stdout(tmp_path: Path) -> None:
     done = run_cli("convert", str(tmp_path / "missing.raw"), str(tmp_path / "out.qcow2"))
     assert done.returncode == EXIT_FAILURE

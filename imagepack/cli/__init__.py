@@ -44,11 +44,14 @@ def _root(
 
 def main() -> None:
     from imagepack import signals
-    from imagepack.cli.output import INTERRUPTED
+    from imagepack.cli.output import INTERRUPTED, report_unparsed
 
     signals.install()
     try:
-        app()
+        # Not standalone, so that a command line that does not parse is reported here, in --json too.
+        status = app(standalone_mode=False)
+    except _CommandLineError as e:
+        sys.exit(report_unparsed(e, json_output=_asks_for_json(sys.argv[1:])))
     except Interrupted as e:
         print(f"imagepack: {INTERRUPTED}", file=sys.stderr)
         sys.exit(e.exit_code)
@@ -56,3 +59,13 @@ def main() -> None:
         # The reader went away (`imagepack info x | head`): stop quietly, as a SIGPIPE would.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         sys.exit(141)
+    sys.exit(status or 0)  # a command's typer.Exit(code) comes back as its code
+
+
+# click's UsageError (an unknown option, a missing argument, a bad value for a typed option), reached through the
+# name typer exports, whichever copy of click this typer uses.
+_CommandLineError: type[Exception] = typer.BadParameter.__mro__[1]
+
+
+def _asks_for_json(args: list[str]) -> bool:
+    return "--json" in (args[: args.index("--")] if "--" in args else args)

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 import typer
 
-from imagepack.errors import EXIT_FAILURE, ImagepackError, Interrupted
+from imagepack.errors import EXIT_FAILURE, EXIT_USAGE, ImagepackError, Interrupted
 
 if TYPE_CHECKING:
     from imagepack.build import BuildResult
@@ -61,6 +61,16 @@ def report_error(code: str, message: str, *, json_output: bool, label: str = "er
     print(f"imagepack: {label}: {message}", file=sys.stderr)
     if json_output:
         print_json({"error": {"code": code, "message": message}})
+
+
+def report_unparsed(e: Exception, *, json_output: bool) -> int:
+    """A command line that does not parse: click's own text (usage, hint, error) on stderr, as typer prints it,
+    and with --json the error object, code "usage". Returns the exit status."""
+    e.show()  # type: ignore[attr-defined]  # click's UsageError, which typer does not type for us
+    if json_output:
+        print_json({"error": {"code": "usage", "message": e.format_message()}})  # type: ignore[attr-defined]
+    status: int = getattr(e, "exit_code", EXIT_USAGE)
+    return status
 
 
 @contextlib.contextmanager
