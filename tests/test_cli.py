@@ -297,6 +297,9 @@ def test_pack_unpack_and_meta_set_name_their_files_with_the_same_json_keys(sampl
 # --- help and completion -------------------------------------------------------------------------------------
 
 COMMANDS = [
+    [],
+    ["meta"],
+    ["meta", "shapes"],
     ["info"],
     ["convert"],
     ["pack"],
@@ -310,7 +313,7 @@ COMMANDS = [
 ]
 
 
-@pytest.mark.parametrize("command", COMMANDS, ids=[" ".join(c) for c in COMMANDS])
+@pytest.mark.parametrize("command", COMMANDS, ids=[" ".join(c) or "imagepack" for c in COMMANDS])
 def test_every_commands_help_ends_with_an_example_of_it(command: list[str]) -> None:
     done = run_cli(*command, "--help")
     assert done.returncode == 0, done.stderr
@@ -318,7 +321,7 @@ def test_every_commands_help_ends_with_an_example_of_it(command: list[str]) -> N
     heading = max(i for i, line in enumerate(lines) if line.strip() in ("Examples:", "Example:"))
     examples = [line.strip() for line in lines[heading + 1 :]]
     assert examples, done.stdout
-    assert all(line.startswith("imagepack " + " ".join(command) + " ") for line in examples), examples
+    assert all(line.startswith(" ".join(["imagepack", *command]) + " ") for line in examples), examples
 
 
 def test_meta_set_help_lists_every_key_it_takes() -> None:

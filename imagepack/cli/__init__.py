@@ -21,7 +21,9 @@ app = typer.Typer(
     rich_markup_mode=None,
     epilog="Exit codes: 0 success, 1 failure or refused input, 2 usage error (what was typed is wrong), "
     "3 problems found (verify), 130/143 interrupted. With --json a failure also prints "
-    '{"error": {"code": ..., "message": ...}} on stdout.',
+    '{"error": {"code": ..., "message": ...}} on stdout.'
+    "\n\n\b\nExamples:\n  imagepack pack disk.vmdk disk.oci --os 'Oracle Linux' --os-version 9\n"
+    "  imagepack convert disk.oci disk.vmdk",
 )
 for verb in (info, convert, pack, unpack, verify, meta):
     verb.register(app)

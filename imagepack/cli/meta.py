@@ -17,8 +17,17 @@ if TYPE_CHECKING:
 
     from imagepack.oci.metadata import ImageMetadata
 
-meta_app = typer.Typer(help="Show or change the metadata of a .oci archive in place.", no_args_is_help=True)
-shapes_app = typer.Typer(help="List, add or remove compatible shapes.", no_args_is_help=True)
+meta_app = typer.Typer(
+    help="Show or change the metadata of a .oci archive in place.",
+    no_args_is_help=True,
+    epilog="\b\nExamples:\n  imagepack meta show disk.oci\n  imagepack meta set disk.oci launchMode=NATIVE",
+)
+shapes_app = typer.Typer(
+    help="List, add or remove compatible shapes.",
+    no_args_is_help=True,
+    epilog="\b\nExamples:\n  imagepack meta shapes list disk.oci\n"
+    "  imagepack meta shapes add disk.oci VM.Standard.E4.Flex",
+)
 meta_app.add_typer(shapes_app, name="shapes")
 
 
@@ -44,7 +53,7 @@ class _SetCommand(TyperCommand):
 )
 def meta_show(
     archive: Path = typer.Argument(..., help="The .oci archive."),
-    json_output: bool = typer.Option(False, "--json", help="Accepted for symmetry: the output is JSON anyway."),
+    json_output: bool = typer.Option(False, "--json", help="The output is JSON anyway; with --json a failure is too."),
     quiet: bool = QUIET,
     verbose: bool = VERBOSE,
 ) -> None:
