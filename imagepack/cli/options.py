@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import functools
 import inspect
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
@@ -45,8 +45,8 @@ class PackOptions:
     os_version: str | None = None
     launch_mode: str | None = None
     firmware: str | None = None
-    launch_option: list[str] | None = None
-    shape: list[str] | None = None
+    launch_option: Sequence[str] = ()
+    shape: Sequence[str] = ()
     metadata: Path | None = None
     strict: bool = False
 

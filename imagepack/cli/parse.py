@@ -72,7 +72,7 @@ def metadata_request(pack: PackOptions) -> MetadataRequest:
     from imagepack.oci.pack import MetadataRequest
     from imagepack.partitions import Firmware
 
-    overrides = parse_assignments(pack.launch_option or [])
+    overrides = parse_assignments(pack.launch_option)
     with typed_values():
         # The typed texts built into metadata on a preset they cannot conflict with, stand-ins for what was not
         # given: each is read here as the archive will read it, so a bad one is refused before any input is read.
@@ -88,7 +88,7 @@ def metadata_request(pack: PackOptions) -> MetadataRequest:
         launch_mode=parse_choice(LaunchMode, pack.launch_mode, "--launch-mode"),
         firmware=parse_choice(Firmware, pack.firmware, "--firmware"),
         overrides=overrides,
-        shapes=[parse_shape(text) for text in pack.shape or []],
+        shapes=[parse_shape(text) for text in pack.shape],
         base=pack.metadata,
         strict=pack.strict,
     )
