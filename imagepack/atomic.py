@@ -11,6 +11,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 from imagepack.errors import ImagepackError, OutputError
+from imagepack.problems import Remedy
 from imagepack.signals import signals_held
 
 TEMP_MARK = ".imagepack-"
@@ -32,7 +33,7 @@ def check_target(target: Path, *, force: bool, inputs: tuple[Path, ...] = ()) ->
     if target.is_dir() and not target.is_symlink():
         raise OutputError(f"{target}: is a directory; give a file name for the output")
     if os.path.lexists(target) and not force:
-        raise OutputError(f"{target}: already exists; pass --force to replace it")
+        raise OutputError(f"{target}: already exists", code="output.exists", remedy=Remedy.REPLACE_OUTPUT)
     if not target.parent.is_dir():
         raise OutputError(f"{target.parent}: directory does not exist")
     if not os.access(target.parent, os.W_OK):

@@ -19,6 +19,7 @@ from imagepack.formats import ImageFormat, SafetyPolicy, parse_format
 from imagepack.inputs import Source, open_source
 from imagepack.oci.metadata import ImageMetadata
 from imagepack.oci.pack import MetadataRequest, make_metadata, pack_disk
+from imagepack.problems import Problem
 from imagepack.progress import Progress
 
 
@@ -39,10 +40,13 @@ def target_kind(path: Path, to: TargetKind | None = None) -> TargetKind:
     if to is ArchiveKind.OCI or (to is None and path.suffix.lower() == ".oci"):
         if to is ArchiveKind.OCI and path.suffix.lower() not in (".oci", ""):
             output_format(path, None)  # a name that says a disk format contradicts --to oci
-            raise UsageError(f"{path}: --to oci contradicts the name; name the output {path.stem}.oci")
+            raise UsageError(f"{path}: oci contradicts the name; name the output {path.stem}.oci")
         return ArchiveKind.OCI
     if path.suffix.lower() == ".oci":
-        raise UsageError(f"{path}: --to {to} contradicts the name, which says oci; name it {path.stem}{'.' + str(to)}")
+        raise UsageError(
+            f"{path}: the format asked for, {to}, contradicts the name, which says oci; name it {path.stem}.{to}",
+            code="target.name-disagrees",
+        )
     assert not isinstance(to, ArchiveKind)
     return output_format(path, to)
 
@@ -73,7 +77,7 @@ class BuildResult:
     seconds: float
     metadata: ImageMetadata | None = None  # what a .oci target carries
     disk_size: int | None = None  # a .oci's disk member
-    warnings: list[str] = field(default_factory=list)
+    warnings: list[Problem] = field(default_factory=list)  # and notes
 
     def to_json(self) -> dict[str, Any]:
         data: dict[str, Any] = {
@@ -89,7 +93,7 @@ class BuildResult:
         }
         if self.metadata is not None:
             data.update(disk_size=self.disk_size, metadata=self.metadata.to_json())
-        data["warnings"] = self.warnings
+        data["problems"] = [problem.to_json() for problem in self.warnings]
         return data
 
 

@@ -12,6 +12,7 @@ from imagepack.atomic import atomic_output, check_free_space
 from imagepack.errors import UsageError
 from imagepack.formats import ImageFormat, format_claimed_by_name, format_for_output_name, spec
 from imagepack.options import create_options
+from imagepack.problems import Remedy
 from imagepack.progress import Progress
 from imagepack.source import SourceImage
 from imagepack.sparse import copy_file_range_from
@@ -32,12 +33,17 @@ def output_format(target: Path, to: ImageFormat | None) -> ImageFormat:
     claimed = format_claimed_by_name(target)
     if to is not None and claimed is not None and to is not claimed:
         raise UsageError(
-            f"{target}: --to {to.value} contradicts the name, which says {claimed.value}; "
-            f"name the output {target.with_suffix(spec(to).suffix).name} or drop --to"
+            f"{target}: the format asked for, {to.value}, contradicts the name, which says {claimed.value}; "
+            f"name the output {target.with_suffix(spec(to).suffix).name} or ask for {claimed.value}",
+            code="target.name-disagrees",
         )
     fmt = to or format_for_output_name(target)
     if fmt is None:
-        raise UsageError(f"{target}: cannot tell the output format from the name; pass --to FORMAT")
+        raise UsageError(
+            f"{target}: cannot tell the output format from the name",
+            code="target.format-unknown",
+            remedy=Remedy.STATE_TARGET_FORMAT,
+        )
     return fmt
 
 

@@ -23,16 +23,23 @@ class ImagepackError(Exception):
     the CLI names the option for it."""
 
     exit_code = EXIT_FAILURE
-    code = "failed"
+    code = "error"
 
     def __init__(
-        self, message: str, *, detail: str | None = None, code: str | None = None, remedy: Remedy | None = None
+        self,
+        message: str,
+        *,
+        detail: str | None = None,
+        code: str | None = None,
+        remedy: Remedy | None = None,
+        value: str | None = None,
     ) -> None:
         super().__init__(message)
         self.message = message
         self.detail = detail  # extra diagnostics shown with --verbose
         self.code = code or type(self).code
-        self.remedy = remedy
+        self.remedy = remedy  # what would let the work go on; the CLI names the option that does it
+        self.value = value  # what the remedy would set, where it is known
 
     def __str__(self) -> str:
         return self.message
@@ -76,8 +83,9 @@ class QemuImgError(ImagepackError):
         returncode: int | None = None,
         code: str | None = None,
         remedy: Remedy | None = None,
+        value: str | None = None,
     ) -> None:
-        super().__init__(message, detail=detail, code=code, remedy=remedy)
+        super().__init__(message, detail=detail, code=code, remedy=remedy, value=value)
         self.returncode = returncode
 
 

@@ -10,9 +10,10 @@ from pathlib import Path
 from typing import Any
 
 from imagepack.errors import InputError
-from imagepack.formats import ImageFormat, SafetyPolicy, detect, format_claimed_by_name, refusal_for
+from imagepack.formats import ImageFormat, SafetyPolicy, detect, format_claimed_by_name, not_a_disk
 from imagepack.formats.base import ByteSource, Inspection
 from imagepack.partitions import PartitionLayout
+from imagepack.problems import Problem, Remedy
 from imagepack.source import SourceImage, inspect_file, open_image, partition_layout, require_regular_file
 
 
@@ -27,7 +28,7 @@ class ImageInfo:
     cluster_size: int | None = None
     layout: PartitionLayout | None = None
     details: dict[str, Any] = field(default_factory=dict)
-    refusals: list[str] = field(default_factory=list)
+    problems: list[Problem] = field(default_factory=list)  # why it would be refused
 
     def to_json(self) -> dict[str, Any]:
         layout = self.layout
@@ -45,8 +46,8 @@ class ImageInfo:
             "efi_system_partition": layout.has_esp if layout else None,
             "firmware_guess": guess.value if guess else None,
             "details": self.details,
-            "safe": not self.refusals,
-            "refusals": self.refusals,
+            "safe": not self.problems,
+            "problems": [problem.to_json() for problem in self.problems],
         }
 
 
@@ -65,7 +66,7 @@ def describe_image(
         found = detect(src)
     content = found.content
     if claimed is None and content is None:
-        raise InputError(refusal_for(found, path))
+        raise not_a_disk(found, path)
     # Describe by content even when the name disagrees; the disagreement is itself a refusal, below.
     inspection = inspect_file(path, claimed=claimed or content, policy=policy)
     st = os.stat(path)
@@ -78,17 +79,19 @@ def describe_image(
         allocated=st.st_blocks * 512,
         cluster_size=inspection.cluster_size,
         details=dict(inspection.details),
-        refusals=[str(p) for p in inspection.problems],
+        problems=list(inspection.problems),
     )
     mismatch = None if claimed else _name_disagrees(path, inspection)
     if mismatch:
-        result.refusals.append(f"{mismatch}; pass --from {inspection.format.value} if the content is right")
-    if result.refusals:
+        result.problems.append(
+            Problem("input.name-disagrees", mismatch, Remedy.STATE_FORMAT, value=inspection.format.value)
+        )
+    if result.problems:
         return result  # qemu-img is not run on an image we would refuse
     try:
         image = open_image(path, claimed=inspection.format, policy=policy)
     except InputError as e:
-        result.refusals.append(str(e).removeprefix(f"{path}: "))
+        result.problems.append(Problem(e.code, e.message.removeprefix(f"{path}: "), e.remedy, value=e.value))
         return result
     add_qemu_facts(result, image)
     return result

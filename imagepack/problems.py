@@ -23,6 +23,9 @@ class Remedy(StrEnum):
     STATE_FORMAT = "from"  # say what the content is
     STATE_FIRMWARE = "firmware"  # say which firmware the disk boots with
     STATE_OS = "os"  # say which operating system the disk holds
+    STATE_TARGET_FORMAT = "to"  # say which format to write
+    STATE_METADATA = "metadata"  # give the image metadata to start from
+    REPLACE_OUTPUT = "force"  # replace an output that exists
 
 
 @dataclass(frozen=True)
@@ -31,6 +34,7 @@ class Problem:
     message: str
     remedy: Remedy | None = None
     severity: Severity = Severity.ERROR
+    value: str | None = None  # what the remedy would set, where it is known (the format the content is)
 
     def __str__(self) -> str:
         return self.message
@@ -41,4 +45,5 @@ class Problem:
             "severity": self.severity.value,
             "message": self.message,
             "remedy": self.remedy.value if self.remedy else None,
+            "value": self.value,
         }

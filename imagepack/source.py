@@ -28,6 +28,7 @@ from imagepack.formats.base import VhdSize
 from imagepack.formats.vhd import qemu_uses_geometry, size_driver_options, sizes_disagree
 from imagepack.formats.vmdk import SINGLE_FILE_TYPES
 from imagepack.partitions import HEAD_BYTES, PartitionLayout, read_partition_layout
+from imagepack.problems import Remedy
 
 log = logging.getLogger("imagepack")
 
@@ -93,24 +94,38 @@ def recheck_qemu_info(found: dict[str, Any], expected: ImageFormat, policy: Safe
     """Layer 2: what qemu-img itself says the image refers to, checked again."""
     problems: list[Problem] = []
     if found.get("format") != spec(expected).driver:
-        problems.append(Problem(f"qemu-img reads it as {found.get('format')}, not {expected.value}"))
+        problems.append(Problem("qemu.format", f"qemu-img reads it as {found.get('format')}, not {expected.value}"))
     if (found.get("backing-filename") or found.get("full-backing-filename")) and not policy.allow_backing:
         problems.append(
-            Problem(f"qemu-img reports a backing file '{found.get('backing-filename')}'", "--allow-backing")
+            Problem(
+                "qemu.backing-file",
+                f"qemu-img reports a backing file '{found.get('backing-filename')}'",
+                Remedy.ALLOW_BACKING,
+            )
         )
     specific = (found.get("format-specific") or {}).get("data") or {}
     if specific.get("data-file"):
-        problems.append(Problem("qemu-img reports an external data file"))
+        problems.append(Problem("qemu.data-file", "qemu-img reports an external data file"))
     if found.get("encrypted") or specific.get("encrypt"):
-        problems.append(Problem("qemu-img reports an encrypted image; imagepack cannot read it"))
+        problems.append(Problem("qemu.encrypted", "qemu-img reports an encrypted image; imagepack cannot read it"))
     if expected is ImageFormat.VMDK and not policy.allow_backing:
         create_type = specific.get("create-type")
         if create_type not in SINGLE_FILE_TYPES:
-            problems.append(Problem(f"vmdk create type '{create_type}' reads other files", "--allow-backing"))
+            problems.append(
+                Problem(
+                    "qemu.external-files", f"vmdk create type '{create_type}' reads other files", Remedy.ALLOW_BACKING
+                )
+            )
         if len(specific.get("extents") or []) > 1:
-            problems.append(Problem("vmdk has more than one extent", "--allow-backing"))
+            problems.append(Problem("qemu.external-files", "vmdk has more than one extent", Remedy.ALLOW_BACKING))
     if int(found.get("virtual-size", 0)) > policy.max_size:
-        problems.append(Problem(f"virtual size {found.get('virtual-size')} bytes is above the limit", "--max-size"))
+        problems.append(
+            Problem(
+                "image.size-limit",
+                f"virtual size {found.get('virtual-size')} bytes is above the limit",
+                Remedy.RAISE_MAX_SIZE,
+            )
+        )
     return problems
 
 
@@ -185,11 +200,13 @@ def _require_undamaged(ref: qemu.ImageRef, shown: str, found: dict[str, Any]) ->
         # them from damage; qemu's own repair settles it.
         raise InputError(
             f"{shown}: {damaged}, or was not closed cleanly (its dirty flag is set): qemu-img check found "
-            f"{corruptions}; repair a copy with 'qemu-img check -r all' and convert that"
+            f"{corruptions}; repair a copy with 'qemu-img check -r all' and convert that",
+            code="image.damaged",
         )
     raise InputError(
         f"{shown}: {damaged}: qemu-img check found {corruptions}; get a complete copy "
-        f"(an interrupted download?), or repair a copy with 'qemu-img check -r all' and convert that"
+        f"(an interrupted download?), or repair a copy with 'qemu-img check -r all' and convert that",
+        code="image.damaged",
     )
 
 
@@ -204,7 +221,8 @@ def _require_table_fits(image: SourceImage) -> None:
     how = " (this VHD is read by its CHS geometry)" if by_geometry else ""
     raise InputError(
         f"{image.label}: its {layout.table.value.upper()} partition table ends at byte {layout.table_end} but the "
-        f"disk has {image.virtual_size} bytes{how}; the end of the disk is missing"
+        f"disk has {image.virtual_size} bytes{how}; the end of the disk is missing",
+        code="image.partition-table-past-end",
     )
 
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from imagepack.cli.output import error_line, remedy_text
+from imagepack.cli.output import REMEDY_TEXT, with_remedy
 from imagepack.errors import (
     EXIT_FAILURE,
     EXIT_USAGE,
@@ -29,6 +29,7 @@ from imagepack.errors import (
 from imagepack.oci.metadata import SET_KEYS
 from imagepack.problems import Remedy
 from tests.conftest import qemu_img, run_cli
+from tests.hostile import qcow2_backing_canary
 
 PACK_ARGS = ["--os", "Oracle Linux", "--os-version", "9", "--firmware", "BIOS"]
 
@@ -241,11 +242,22 @@ def test_every_error_class_has_a_stable_code_a_raise_site_can_refine() -> None:
 
 
 def test_every_remedy_has_the_option_text_the_error_line_appends() -> None:
+    assert set(REMEDY_TEXT) == set(Remedy)
     for remedy in Remedy:
-        assert remedy_text(remedy).startswith("pass --"), remedy
-    line = error_line(InputError("disk.vmdk: names an extent file", remedy=Remedy.ALLOW_BACKING))
-    assert line == "disk.vmdk: names an extent file; pass --allow-backing if you trust this image"
-    assert error_line(InputError("plain")) == "plain"
+        assert with_remedy("refused", remedy).startswith("refused; pass --"), remedy
+    assert with_remedy("plain", None) == "plain"
+
+
+def test_a_hostile_image_with_json_gives_its_precise_code_and_the_option_that_allows_it(tmp_path: Path) -> None:
+    canary = tmp_path / "canary.raw"
+    canary.write_bytes(b"\0" * 65536)
+    image = qcow2_backing_canary(tmp_path, canary)
+    done = run_cli("convert", str(image), str(tmp_path / "out.raw"), "--json")
+    assert done.returncode == EXIT_FAILURE
+    error = error_object(done)
+    assert error["code"] != UnsafeImageError.code and error["code"].startswith("qcow2."), error
+    assert error["message"].endswith("; pass --allow-backing if you trust this image"), error
+    assert not (tmp_path / "out.raw").exists()
 
 
 # --- options that do not apply --------------------------------------------------------------------------------

@@ -94,7 +94,10 @@ def test_info_shows_a_truncated_qcow2_as_unsafe_with_the_reason(truncated_qcow2:
     assert done.returncode == 0, done.stderr
     found = json.loads(done.stdout)
     assert found["safe"] is False
-    assert any("qemu-img check found" in reason for reason in found["refusals"]), found["refusals"]
+    assert any(
+        problem["code"] == "image.damaged" and "qemu-img check found" in problem["message"]
+        for problem in found["problems"]
+    ), found["problems"]
 
 
 def test_verify_fails_on_a_truncated_qcow2(truncated_qcow2: Path) -> None:

@@ -59,7 +59,7 @@ def test_info_detects_the_format_from_content_alone(
     assert found["format"] == fmt
     assert found["subformat"] == subformat
     assert found["virtual_size"] == ODD_SIZE
-    assert found["safe"] is True and found["refusals"] == []
+    assert found["safe"] is True and found["problems"] == []
     assert found["partition_table"] == "gpt"  # the guest was read through qemu-img with the right driver
 
 
@@ -113,7 +113,7 @@ def test_convert_with_from_a_wrong_format_is_refused(make_image: Callable[..., P
     done = run_cli("convert", "--from", "vmdk", str(image), str(target))
     assert done.returncode == 1
     line = one_error_line(done)
-    assert "--from vmdk" in line and "content is qcow2" in line
+    assert "format given is vmdk" in line and "content is qcow2" in line
     assert not target.exists() and leftovers(tmp_path) == []
 
 
@@ -121,9 +121,10 @@ def test_info_describes_a_misnamed_image_by_content_and_marks_it_refused(make_im
     found = info_json(make_image("qcow2", name="x.vmdk"))
     assert found["format"] == "qcow2"
     assert found["safe"] is False
-    refusals = found["refusals"]
-    assert isinstance(refusals, list) and len(refusals) == 1
-    assert "name says vmdk" in refusals[0]
+    problems = found["problems"]
+    assert isinstance(problems, list) and len(problems) == 1
+    assert problems[0]["code"] == "input.name-disagrees" and problems[0]["remedy"] == "from"
+    assert "name says vmdk" in problems[0]["message"] and "--" not in problems[0]["message"]
 
 
 def test_an_img_name_holding_qcow2_is_read_as_qcow2(

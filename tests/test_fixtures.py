@@ -11,7 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from imagepack.oci.metadata import dump_metadata, load_metadata
+from imagepack.oci.metadata import check_metadata, dump_metadata, load_metadata
+from imagepack.problems import Severity
 from tests.conftest import FIXTURES, ODD_SIZE, qemu_img, run_cli
 
 METADATA = sorted((FIXTURES / "metadata").glob("*.json"))
@@ -86,6 +87,13 @@ def test_fixture_dumped_and_read_again_is_the_same_model(fixture: Path) -> None:
 def test_fixture_dumped_keeps_every_key_in_its_place(fixture: Path) -> None:
     meta = load_metadata(fixture.read_bytes(), label=fixture.name)
     assert as_text(json.loads(dump_metadata(meta))) == as_text(json.loads(fixture.read_text()))
+
+
+@by_name(METADATA)
+def test_fixture_breaks_a_rule_of_the_checks_only_where_pack_refuses_it(fixture: Path) -> None:
+    problems = check_metadata(load_metadata(fixture.read_bytes(), label=fixture.name))
+    errors = {problem.code for problem in problems if problem.severity is Severity.ERROR}
+    assert errors == ({"metadata.shape-mode"} if fixture.stem in PACK_REFUSES else set())
 
 
 @by_name(METADATA)

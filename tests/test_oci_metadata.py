@@ -4,9 +4,11 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import tarfile
 import time
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -14,7 +16,6 @@ from typing import Any
 import pytest
 
 from imagepack.errors import MetadataError, UsageError
-from imagepack.oci import oslist
 from imagepack.oci.metadata import (
     CUSTOM_REQUIRED,
     OVERRIDE_KEYS,
@@ -29,11 +30,13 @@ from imagepack.oci.metadata import (
     dump_metadata,
     launch_options_for,
     load_metadata,
+    oslist,
     parse_assignments,
     parse_shape,
     set_values,
 )
 from imagepack.partitions import Firmware
+from imagepack.problems import Problem, Remedy, Severity
 from imagepack.sample import write_sample_disk
 from tests.conftest import run_cli
 
@@ -740,20 +743,36 @@ def test_set_values_not_allowed_are_refused(key: str, value: str, expected: str)
 # --- checks ------------------------------------------------------------------------------------------------------
 
 
+def split(problems: list[Problem]) -> tuple[list[Problem], list[Problem], list[Problem]]:
+    """Errors, warnings and notes, in their order; every message is one line that says what to do."""
+    one_line([problem.message for problem in problems])
+    errors, warnings, notes = ([p for p in problems if p.severity is severity] for severity in Severity)
+    return errors, warnings, notes
+
+
+def codes(problems: list[Problem]) -> list[str]:
+    return [problem.code for problem in problems]
+
+
+def texts(problems: list[Problem]) -> list[str]:
+    return [problem.message for problem in problems]
+
+
 @pytest.mark.parametrize("mode", [LaunchMode.NATIVE, LaunchMode.PARAVIRTUALIZED])
 @pytest.mark.parametrize("firmware", list(Firmware))
 def test_every_preset_for_oracle_linux_passes_the_checks(mode: LaunchMode, firmware: Firmware) -> None:
-    assert check_metadata(linux(mode, firmware), strict=True) == ([], [])
+    assert check_metadata(linux(mode, firmware), strict=True) == []
 
 
 def test_emulated_preset_with_bios_passes_the_checks() -> None:
-    assert check_metadata(linux(LaunchMode.EMULATED, Firmware.BIOS), strict=True) == ([], [])
+    assert check_metadata(linux(LaunchMode.EMULATED, Firmware.BIOS), strict=True) == []
 
 
 def test_emulated_with_uefi_is_only_a_warning() -> None:
-    errors, warnings = check_metadata(linux(LaunchMode.EMULATED, Firmware.UEFI_64), strict=True)
-    assert errors == []
-    assert len(one_line(warnings)) == 1 and "set firmware=BIOS" in warnings[0]
+    errors, warnings, notes = split(check_metadata(linux(LaunchMode.EMULATED, Firmware.UEFI_64), strict=True))
+    assert errors == [] and notes == []
+    assert codes(warnings) == ["metadata.firmware-mode"] and "set firmware=BIOS" in warnings[0].message
+    assert warnings[0].remedy is Remedy.STATE_FIRMWARE
 
 
 @pytest.mark.parametrize(
@@ -770,33 +789,37 @@ def test_emulated_with_uefi_is_only_a_warning() -> None:
 )
 def test_devices_a_mode_cannot_have_are_errors(mode: str, key: str, value: str) -> None:
     meta = set_values(linux(firmware=Firmware.BIOS), {"launchMode": mode, key: value})
-    errors, _ = check_metadata(meta)
-    assert len(one_line(errors)) == 1
-    assert f"{key} {value}" in errors[0] or f"{key} is {value}" in errors[0]
-    assert f"launchOptionsSource {mode}" in errors[0]
+    errors, _, _ = split(check_metadata(meta))
+    code = "metadata.paravirtual-device" if mode == "EMULATED" else "metadata.emulated-device"
+    assert codes(errors) == [code]
+    assert f"{key} {value}" in errors[0].message or f"{key} is {value}" in errors[0].message
+    assert f"launchOptionsSource {mode}" in errors[0].message
 
 
 def test_custom_mode_allows_any_device_combination() -> None:
     meta = set_values(linux(firmware=Firmware.BIOS), {"launchMode": "CUSTOM", "networkType": "E1000"})
-    assert check_metadata(meta) == ([], [])
+    assert check_metadata(meta) == []
 
 
 def test_attachment_version_other_than_1_or_2_is_an_error() -> None:
     meta = linux()
     meta.launch.pv_attachment_version = 3
-    errors, _ = check_metadata(meta)
-    assert one_line(errors) == ["pvAttachmentVersion is 3; OCI knows 1 and 2: set pvAttachmentVersion=2"]
+    errors, _, _ = split(check_metadata(meta))
+    assert codes(errors) == ["metadata.pv-attachment-version"]
+    assert texts(errors) == ["pvAttachmentVersion is 3; OCI knows 1 and 2: set pvAttachmentVersion=2"]
 
 
 def test_attachment_version_missing_for_paravirtualized_volumes_is_a_warning() -> None:
-    errors, warnings = check_metadata(set_values(linux(), {"pvAttachmentVersion": "null"}))
-    assert errors == [] and "set pvAttachmentVersion=2" in one_line(warnings)[0]
+    errors, warnings, _ = split(check_metadata(set_values(linux(), {"pvAttachmentVersion": "null"})))
+    assert errors == [] and codes(warnings) == ["metadata.pv-attachment-missing"]
+    assert "set pvAttachmentVersion=2" in warnings[0].message
 
 
 def test_in_transit_encryption_without_paravirtualized_volumes_is_a_warning() -> None:
     meta = set_values(linux(LaunchMode.EMULATED, Firmware.BIOS), {"pvEncryptionInTransitEnabled": "true"})
-    errors, warnings = check_metadata(meta)
-    assert errors == [] and "pvEncryptionInTransitEnabled=false" in one_line(warnings)[0]
+    errors, warnings, _ = split(check_metadata(meta))
+    assert errors == [] and codes(warnings)[0] == "metadata.pv-encryption-unused"
+    assert "pvEncryptionInTransitEnabled=false" in warnings[0].message
 
 
 @pytest.mark.parametrize(
@@ -810,45 +833,50 @@ def test_in_transit_encryption_without_paravirtualized_volumes_is_a_warning() ->
     ],
 )
 def test_windows_naming_a_supported_release_and_edition_passes(name: str, version: str) -> None:
-    assert check_metadata(windows(version, name=name), strict=True) == ([], [])
+    assert check_metadata(windows(version, name=name), strict=True) == []
 
 
 @pytest.mark.parametrize(
-    "version,expected",
+    "version,code,expected",
     [
-        ("2019", "names no edition"),
-        ("Server 2019", "names no edition"),
-        ("Standard", "names no Windows Server release"),
-        ("Server 2019 Standard Datacenter", "names both editions"),
-        ("Server 2016 or 2019 Standard", "names 2 releases"),
+        ("2019", "metadata.windows-edition", "names no edition"),
+        ("Server 2019", "metadata.windows-edition", "names no edition"),
+        ("Standard", "metadata.windows-release", "names no Windows Server release"),
+        ("Server 2019 Standard Datacenter", "metadata.windows-edition", "names both editions"),
+        ("Server 2016 or 2019 Standard", "metadata.windows-release", "names 2 releases"),
     ],
 )
-def test_windows_without_exactly_one_release_and_edition_is_an_error(version: str, expected: str) -> None:
-    errors, _ = check_metadata(windows(version))
-    assert len(one_line(errors)) == 1 and expected in errors[0]
-    assert "Server 2019 Standard" in errors[0]  # the example of what to write
+def test_windows_without_exactly_one_release_and_edition_is_an_error(version: str, code: str, expected: str) -> None:
+    errors, _, _ = split(check_metadata(windows(version)))
+    assert codes(errors) == [code] and expected in errors[0].message
+    assert "Server 2019 Standard" in errors[0].message  # the example of what to write
+    assert errors[0].remedy is Remedy.STATE_OS
 
 
 @pytest.mark.parametrize("mode", [LaunchMode.NATIVE, LaunchMode.EMULATED, LaunchMode.CUSTOM])
 def test_windows_in_another_mode_than_paravirtualized_is_an_error(mode: LaunchMode) -> None:
     meta = set_values(windows("Server 2022 Standard"), {"launchMode": mode.value, "firmware": "BIOS"})
-    errors, _ = check_metadata(meta)
-    assert any("PARAVIRTUALIZED mode only" in e and "set launchMode=PARAVIRTUALIZED" in e for e in one_line(errors))
+    errors, _, _ = split(check_metadata(meta))
+    [error] = [e for e in errors if e.code == "metadata.windows-mode"]
+    assert "PARAVIRTUALIZED mode only" in error.message and "set launchMode=PARAVIRTUALIZED" in error.message
 
 
 def test_windows_release_older_than_oci_lists_is_a_warning_or_a_strict_error() -> None:
     meta = windows("Server 2008 Standard")
-    errors, warnings = check_metadata(meta)
-    assert errors == [] and "not on OCI's list" in one_line(warnings)[0]
-    errors, warnings = check_metadata(meta, strict=True)
-    assert warnings == [] and "not on OCI's list" in one_line(errors)[0]
+    errors, warnings, _ = split(check_metadata(meta))
+    assert errors == [] and codes(warnings) == ["metadata.os-release-unlisted"]
+    assert "not on OCI's list" in warnings[0].message
+    errors, warnings, _ = split(check_metadata(meta, strict=True))
+    assert warnings == [] and codes(errors) == ["metadata.os-release-unlisted"]
+    assert "not on OCI's list" in errors[0].message
 
 
 def test_windows_release_newer_than_oci_lists_is_a_note_even_when_strict() -> None:
-    errors, warnings = check_metadata(windows("Server 2025 Standard"), strict=True)
-    assert errors == []
-    assert one_line(warnings) == [
-        "note: Windows Server 2025 Standard is newer than the releases on OCI's list this imagepack knows "
+    errors, warnings, notes = split(check_metadata(windows("Server 2025 Standard"), strict=True))
+    assert errors == [] and warnings == []
+    assert codes(notes) == ["metadata.os-release-newer"]
+    assert texts(notes) == [
+        "Windows Server 2025 Standard is newer than the releases on OCI's list this imagepack knows "
         "(2012, 2012 R2, 2016, 2019, 2022); the import may still accept it"
     ]
 
@@ -865,32 +893,35 @@ def test_windows_release_newer_than_oci_lists_is_a_note_even_when_strict() -> No
 )
 def test_release_newer_than_the_list_of_a_listed_system_is_a_note(name: str, version: str, releases: str) -> None:
     meta = build_metadata(operating_system=name, operating_system_version=version, firmware=Firmware.UEFI_64)
-    errors, warnings = check_metadata(meta, strict=True)
-    assert errors == []
-    assert len(one_line(warnings)) == 1 and warnings[0].startswith("note: ")
-    assert f"newer than the releases on OCI's list this imagepack knows ({releases})" in warnings[0]
+    errors, warnings, notes = split(check_metadata(meta, strict=True))
+    assert errors == [] and warnings == []
+    assert codes(notes) == ["metadata.os-release-newer"]
+    assert f"newer than the releases on OCI's list this imagepack knows ({releases})" in notes[0].message
+    assert not notes[0].message.startswith("note")  # the severity says so, not the text
 
 
 @pytest.mark.parametrize("name,version", [("Oracle Linux", "5.11"), ("Ubuntu", "21.10"), ("Ubuntu", "jammy")])
 def test_older_or_skipped_release_of_a_listed_system_is_a_warning_naming_its_line(name: str, version: str) -> None:
     meta = build_metadata(operating_system=name, operating_system_version=version, firmware=Firmware.UEFI_64)
-    errors, warnings = check_metadata(meta)
-    assert errors == [] and len(one_line(warnings)) == 1
-    assert "not on OCI's list" in warnings[0] and f"({oslist.canonical_name(name)} " in warnings[0]
-    assert len(warnings[0]) < 200
-    errors, warnings = check_metadata(meta, strict=True)
-    assert warnings == [] and len(errors) == 1
+    errors, warnings, _ = split(check_metadata(meta))
+    assert errors == [] and codes(warnings) == ["metadata.os-release-unlisted"]
+    assert "not on OCI's list" in warnings[0].message
+    assert f"({oslist.canonical_name(name)} " in warnings[0].message
+    assert len(warnings[0].message) < 200
+    errors, warnings, _ = split(check_metadata(meta, strict=True))
+    assert warnings == [] and codes(errors) == ["metadata.os-release-unlisted"]
 
 
 def test_system_not_on_the_list_is_a_warning_and_a_strict_error() -> None:
     meta = build_metadata(operating_system="Talos", operating_system_version="1.8.1", firmware=Firmware.UEFI_64)
-    errors, warnings = check_metadata(meta)
-    assert errors == []
-    assert len(one_line(warnings)) == 1 and "did you mean" not in warnings[0]
-    assert "Oracle Linux, CentOS, CentOS Stream, Ubuntu, Windows Server" in warnings[0]
-    assert len(warnings[0]) < 200
-    errors, warnings = check_metadata(meta, strict=True)
-    assert warnings == [] and len(errors) == 1 and '"Talos"' in errors[0]
+    errors, warnings, _ = split(check_metadata(meta))
+    assert errors == [] and codes(warnings) == ["metadata.unknown-os"]
+    assert "did you mean" not in warnings[0].message
+    assert "Oracle Linux, CentOS, CentOS Stream, Ubuntu, Windows Server" in warnings[0].message
+    assert len(warnings[0].message) < 200
+    assert warnings[0].remedy is Remedy.STATE_OS
+    errors, warnings, _ = split(check_metadata(meta, strict=True))
+    assert warnings == [] and codes(errors) == ["metadata.unknown-os"] and '"Talos"' in errors[0].message
 
 
 @pytest.mark.parametrize(
@@ -899,9 +930,10 @@ def test_system_not_on_the_list_is_a_warning_and_a_strict_error() -> None:
 )
 def test_misspelt_system_name_suggests_the_closest_known_one(typed: str, meant: str) -> None:
     meta = build_metadata(operating_system=typed, operating_system_version="8", firmware=Firmware.UEFI_64)
-    _, warnings = check_metadata(meta)
-    assert f"did you mean {meant}?" in one_line(warnings)[0]
-    assert len(warnings[0]) < 200
+    _, warnings, _ = split(check_metadata(meta))
+    assert codes(warnings)[0] == "metadata.unknown-os"
+    assert f"did you mean {meant}?" in warnings[0].message
+    assert len(warnings[0].message) < 200
 
 
 @pytest.mark.parametrize(
@@ -925,8 +957,9 @@ def test_a_known_system_name_is_stored_in_oci_spelling(typed: str, stored: str) 
 def test_empty_operating_system_is_an_error() -> None:
     meta = linux()
     meta.operating_system = ""
-    errors, _ = check_metadata(meta)
-    assert one_line(errors) == ["operatingSystem is empty; set it, e.g. operatingSystem='Oracle Linux'"]
+    errors, _, _ = split(check_metadata(meta))
+    assert codes(errors) == ["metadata.os-empty"]
+    assert texts(errors) == ["operatingSystem is empty; set it, e.g. operatingSystem='Oracle Linux'"]
 
 
 def test_arm_shape_with_bios_is_an_error() -> None:
@@ -936,8 +969,9 @@ def test_arm_shape_with_bios_is_an_error() -> None:
         firmware=Firmware.BIOS,
         shapes=[parse_shape("VM.Standard.A1.Flex")],
     )
-    errors, _ = check_metadata(meta)
-    assert one_line(errors) == ["shape VM.Standard.A1.Flex is Arm, which boots with UEFI only; set firmware=UEFI_64"]
+    errors, _, _ = split(check_metadata(meta))
+    assert codes(errors) == ["metadata.shape-firmware"] and errors[0].remedy is Remedy.STATE_FIRMWARE
+    assert texts(errors) == ["shape VM.Standard.A1.Flex is Arm, which boots with UEFI only; set firmware=UEFI_64"]
 
 
 @pytest.mark.parametrize("shape", ["VM.Standard.E4.Flex", "VM.Standard.A1.Flex", "VM.Standard.E2.1.Micro"])
@@ -949,8 +983,9 @@ def test_amd_and_arm_shapes_outside_paravirtualized_mode_are_errors(shape: str) 
         launch_mode=LaunchMode.NATIVE,
         shapes=[parse_shape(shape)],
     )
-    errors, _ = check_metadata(meta)
-    assert one_line(errors) == [
+    errors, _, _ = split(check_metadata(meta))
+    assert codes(errors) == ["metadata.shape-mode"]
+    assert texts(errors) == [
         f"shape {shape} ({'Arm' if '.A1.' in shape else 'AMD'}) supports PARAVIRTUALIZED mode only, not NATIVE; "
         "set launchMode=PARAVIRTUALIZED or remove the shape"
     ]
@@ -959,21 +994,23 @@ def test_amd_and_arm_shapes_outside_paravirtualized_mode_are_errors(shape: str) 
 def test_intel_and_internal_shapes_are_fine_in_native_mode() -> None:
     meta = linux(LaunchMode.NATIVE)
     meta.shapes = [parse_shape("VM.Standard2.1"), parse_shape("VM.Standard3.Flex"), parse_shape("x7-2c.52.768")]
-    assert check_metadata(meta) == ([], [])
+    assert check_metadata(meta) == []
 
 
 def test_arm_and_x86_shapes_together_are_an_error() -> None:
     meta = linux()
     meta.shapes = [parse_shape("VM.Standard.A1.Flex"), parse_shape("VM.Standard.E4.Flex")]
-    errors, _ = check_metadata(meta)
-    assert len(one_line(errors)) == 1 and "mix Arm (VM.Standard.A1.Flex) and x86 (VM.Standard.E4.Flex)" in errors[0]
+    errors, _, _ = split(check_metadata(meta))
+    assert codes(errors) == ["metadata.shape-architecture"]
+    assert "mix Arm (VM.Standard.A1.Flex) and x86 (VM.Standard.E4.Flex)" in errors[0].message
 
 
 def test_windows_on_an_arm_shape_is_an_error() -> None:
     meta = windows("Server 2022 Datacenter")
     meta.shapes = [parse_shape("VM.Standard.A1.Flex")]
-    errors, _ = check_metadata(meta)
-    assert any("Windows Server runs on x86 only" in e for e in one_line(errors))
+    errors, _, _ = split(check_metadata(meta))
+    [error] = [e for e in errors if e.code == "metadata.shape-windows"]
+    assert "Windows Server runs on x86 only" in error.message
 
 
 def test_loaded_empty_shape_range_and_duplicate_shape() -> None:
@@ -982,12 +1019,23 @@ def test_loaded_empty_shape_range_and_duplicate_shape() -> None:
         {"internalShapeName": "VM.Standard3.Flex", "ocpuConstraints": {"min": 8, "max": 2}, "memoryConstraints": None},
         {"internalShapeName": "VM.Standard3.Flex", "ocpuConstraints": None, "memoryConstraints": None},
     ]
-    errors, warnings = check_metadata(load_metadata(encode(doc)))
-    assert one_line(errors) == [
+    errors, warnings, notes = split(check_metadata(load_metadata(encode(doc))))
+    assert codes(errors) == ["metadata.shape-range"]
+    assert texts(errors) == [
         "shape VM.Standard3.Flex: ocpuConstraints 8-2 is an empty range; give min-max with 0 <= min <= max, "
         "or no constraint"
     ]
-    assert one_line(warnings) == ["shape VM.Standard3.Flex is listed twice; remove one"]
+    assert codes(warnings) == ["metadata.shape-duplicate"]
+    assert texts(warnings) == ["shape VM.Standard3.Flex is listed twice; remove one"]
+    assert notes == []
+
+
+def test_errors_come_before_warnings_whatever_the_order_of_the_checks() -> None:
+    meta = set_values(linux(LaunchMode.EMULATED, Firmware.UEFI_64), {"operatingSystem": "Talos"})
+    meta.shapes = [ShapeCompatibility("VM.Standard.A1.Flex")]
+    problems = check_metadata(meta)
+    assert [p.severity for p in problems] == [Severity.ERROR, Severity.WARNING, Severity.WARNING]
+    assert codes(problems) == ["metadata.shape-mode", "metadata.firmware-mode", "metadata.unknown-os"]
 
 
 def test_capability_data_that_does_not_allow_the_launch_options_is_a_warning() -> None:
@@ -995,9 +1043,10 @@ def test_capability_data_that_does_not_allow_the_launch_options_is_a_warning() -
     caps["capabilities"]["Compute.Firmware"]["values"] = ["BIOS"]
     meta = linux()
     meta.image_capability_data = json.dumps(caps)
-    errors, warnings = check_metadata(meta)
+    errors, warnings, _ = split(check_metadata(meta))
     assert errors == []
-    assert one_line(warnings) == [
+    assert codes(warnings) == ["metadata.capabilities"]
+    assert texts(warnings) == [
         'imageCapabilityData allows Compute.Firmware BIOS, but firmware is "UEFI_64"; '
         "set firmware to one of those, or imageCapabilityData to match"
     ]
@@ -1007,14 +1056,162 @@ def test_capability_data_that_allows_the_launch_options_passes() -> None:
     meta = linux()
     meta.image_capability_data = CAPABILITIES
     meta.image_caps_format_version = "23cfd738-ad9c-4f56-9281-67be6c8cd14c"
-    assert check_metadata(meta) == ([], [])
+    assert check_metadata(meta) == []
 
 
 def test_capability_schema_version_that_is_not_a_uuid_is_a_warning() -> None:
     doc = spec_doc()
     doc["imageCapsFormatVersion"] = "v1"
-    errors, warnings = check_metadata(load_metadata(encode(doc)))
-    assert errors == [] and "is not a UUID" in one_line(warnings)[0]
+    errors, warnings, _ = split(check_metadata(load_metadata(encode(doc))))
+    assert errors == [] and codes(warnings) == ["metadata.caps-format-version"]
+    assert "is not a UUID" in warnings[0].message
+
+
+def _shaped(meta: ImageMetadata, *shapes: ShapeCompatibility) -> ImageMetadata:
+    meta.shapes = list(shapes)
+    return meta
+
+
+def _changed(meta: ImageMetadata, **attributes: Any) -> ImageMetadata:
+    return replace(meta, **attributes)
+
+
+def _with_capabilities(data: str | dict[str, Any]) -> ImageMetadata:
+    return _changed(linux(), image_capability_data=data)
+
+
+def _firmware_allowed(values: list[str]) -> dict[str, Any]:
+    caps: dict[str, Any] = json.loads(json.dumps(CAPABILITIES))
+    caps["capabilities"]["Compute.Firmware"]["values"] = values
+    return caps
+
+
+def _os(name: str, version: str) -> ImageMetadata:
+    return build_metadata(operating_system=name, operating_system_version=version, firmware=Firmware.UEFI_64)
+
+
+def _pv_version(version: int) -> ImageMetadata:
+    meta = linux()
+    meta.launch.pv_attachment_version = version
+    return meta
+
+
+A1, E4, STANDARD3 = "VM.Standard.A1.Flex", "VM.Standard.E4.Flex", "VM.Standard3.Flex"
+
+# One metadata per rule that breaks that rule alone: (code, severity, remedy, metadata).
+ONE_RULE_BROKEN: list[tuple[str, Severity, Remedy | None, Callable[[], ImageMetadata]]] = [
+    ("metadata.version", Severity.ERROR, None, lambda: _changed(linux(), version=3)),
+    ("metadata.emulated-device", Severity.ERROR, None, lambda: with_launch(linux(), networkType="E1000")),
+    (
+        "metadata.paravirtual-device",
+        Severity.ERROR,
+        None,
+        lambda: with_launch(linux(LaunchMode.EMULATED, Firmware.BIOS), networkType="VFIO"),
+    ),
+    ("metadata.pv-attachment-version", Severity.ERROR, None, lambda: _pv_version(3)),
+    ("metadata.os-empty", Severity.ERROR, Remedy.STATE_OS, lambda: _changed(linux(), operating_system=" ")),
+    (
+        "metadata.os-version-empty",
+        Severity.ERROR,
+        Remedy.STATE_OS,
+        lambda: _changed(linux(), operating_system_version=""),
+    ),
+    ("metadata.windows-mode", Severity.ERROR, None, lambda: windows("Server 2022 Standard", LaunchMode.NATIVE)),
+    ("metadata.windows-release", Severity.ERROR, Remedy.STATE_OS, lambda: windows("Standard")),
+    ("metadata.windows-edition", Severity.ERROR, Remedy.STATE_OS, lambda: windows("Server 2019")),
+    ("metadata.shape-name", Severity.ERROR, None, lambda: _shaped(linux(), ShapeCompatibility(""))),
+    (
+        "metadata.shape-range",
+        Severity.ERROR,
+        None,
+        lambda: _shaped(linux(), ShapeCompatibility(STANDARD3, memory=(16, 8))),
+    ),
+    (
+        "metadata.shape-firmware",
+        Severity.ERROR,
+        Remedy.STATE_FIRMWARE,
+        lambda: _shaped(linux(firmware=Firmware.BIOS), ShapeCompatibility(A1)),
+    ),
+    (
+        "metadata.shape-windows",
+        Severity.ERROR,
+        None,
+        lambda: _shaped(windows("Server 2022 Datacenter"), ShapeCompatibility(A1)),
+    ),
+    ("metadata.shape-mode", Severity.ERROR, None, lambda: _shaped(linux(LaunchMode.NATIVE), ShapeCompatibility(E4))),
+    (
+        "metadata.shape-architecture",
+        Severity.ERROR,
+        None,
+        lambda: _shaped(linux(), ShapeCompatibility(A1), ShapeCompatibility(E4)),
+    ),
+    ("metadata.unknown-os", Severity.WARNING, Remedy.STATE_OS, lambda: _os("Talos", "1.8.1")),
+    ("metadata.os-release-unlisted", Severity.WARNING, Remedy.STATE_OS, lambda: _os("Oracle Linux", "5.11")),
+    (
+        "metadata.firmware-mode",
+        Severity.WARNING,
+        Remedy.STATE_FIRMWARE,
+        lambda: linux(LaunchMode.EMULATED, Firmware.UEFI_64),
+    ),
+    (
+        "metadata.pv-attachment-missing",
+        Severity.WARNING,
+        None,
+        lambda: with_launch(linux(), pvAttachmentVersion="null"),
+    ),
+    (
+        "metadata.pv-attachment-unused",
+        Severity.WARNING,
+        None,
+        lambda: with_launch(linux(LaunchMode.EMULATED, Firmware.BIOS), pvAttachmentVersion="2"),
+    ),
+    (
+        "metadata.pv-encryption-unused",
+        Severity.WARNING,
+        None,
+        lambda: with_launch(linux(LaunchMode.EMULATED, Firmware.BIOS), pvEncryptionInTransitEnabled="true"),
+    ),
+    ("metadata.capabilities-unreadable", Severity.WARNING, None, lambda: _with_capabilities("[1, 2")),
+    ("metadata.capabilities-missing", Severity.WARNING, None, lambda: _with_capabilities({"other": {}})),
+    ("metadata.capabilities", Severity.WARNING, None, lambda: _with_capabilities(_firmware_allowed(["BIOS"]))),
+    (
+        "metadata.caps-format-version",
+        Severity.WARNING,
+        None,
+        lambda: _changed(linux(), image_caps_format_version="v1"),
+    ),
+    (
+        "metadata.shape-duplicate",
+        Severity.WARNING,
+        None,
+        lambda: _shaped(linux(), ShapeCompatibility(STANDARD3), ShapeCompatibility(STANDARD3)),
+    ),
+    ("metadata.os-release-newer", Severity.NOTE, None, lambda: _os("Oracle Linux", "10")),
+]
+RULE_IDS = [code for code, *_ in ONE_RULE_BROKEN]
+
+
+@pytest.mark.parametrize("code,severity,remedy,make", ONE_RULE_BROKEN, ids=RULE_IDS)
+def test_each_rule_broken_alone_reports_its_own_code(
+    code: str, severity: Severity, remedy: Remedy | None, make: Callable[[], ImageMetadata]
+) -> None:
+    [problem] = check_metadata(make())
+    assert (problem.code, problem.severity, problem.remedy) == (code, severity, remedy)
+
+
+def test_every_rule_has_a_code_of_its_own_and_the_docstring_lists_each_one() -> None:
+    assert len(set(RULE_IDS)) == len(RULE_IDS)
+    documented = re.findall(r"^\s+(metadata\.[a-z-]+)\s", check_metadata.__doc__ or "", re.MULTILINE)
+    assert sorted(documented) == sorted(RULE_IDS)
+
+
+@pytest.mark.parametrize("strict", [False, True])
+@pytest.mark.parametrize("make", [make for *_, make in ONE_RULE_BROKEN], ids=RULE_IDS)
+def test_no_message_names_a_command_line_option(make: Callable[[], ImageMetadata], strict: bool) -> None:
+    problems = check_metadata(make(), strict=strict)
+    assert problems
+    for problem in problems:
+        assert "--" not in problem.message and "\n" not in problem.message
 
 
 # --- supported systems -------------------------------------------------------------------------------------------
@@ -1134,8 +1331,11 @@ def test_pack_of_a_release_newer_than_the_list_is_a_note_that_strict_lets_pass(s
     done, out = pack_with_os(small_disk, "Oracle Linux", "10", "--strict", "--quiet")
 
     assert done.returncode == 0, done.stderr
-    [line] = warning_lines(done.stderr)
-    assert "note: Oracle Linux 10 is newer than the releases on OCI's list this imagepack knows (6-9)" in line
+    assert done.stderr.splitlines() == [
+        "imagepack: note: Oracle Linux 10 is newer than the releases on OCI's list this imagepack knows (6-9); "
+        "the import may still accept it"
+    ]
+    [line] = done.stderr.splitlines()
     assert "unknown" not in line and len(line) < 200
     assert stored_system(out) == ("Oracle Linux", "10")
 
@@ -1162,3 +1362,43 @@ def test_meta_set_of_a_misspelt_os_warns_and_with_strict_leaves_the_archive_alon
     [line] = warning_lines(done.stderr)
     assert "did you mean Ubuntu?" in line and len(line) < 200
     assert stored_system(out) == ("Ubunto", "22.04")
+
+
+def test_pack_json_lists_each_problem_with_its_code_severity_and_remedy(small_disk: Path) -> None:
+    done, _ = pack_with_os(small_disk, "Oracle Linx", "8", "--json")
+
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout)
+    assert "warnings" not in result
+    [problem] = result["problems"]
+    assert (problem["code"], problem["severity"], problem["remedy"]) == ("metadata.unknown-os", "warning", "os")
+    assert "did you mean Oracle Linux?" in problem["message"]
+
+
+def test_meta_set_of_a_release_newer_than_the_list_prints_a_note(small_disk: Path) -> None:
+    _, out = pack_with_os(small_disk, "Oracle Linux", "8", "--quiet")
+
+    done = run_cli("meta", "set", str(out), "operatingSystemVersion=10", "--strict", "--quiet")
+
+    assert done.returncode == 0, done.stderr
+    [line] = done.stderr.splitlines()
+    assert line.startswith("imagepack: note: Oracle Linux 10 is newer than the releases on OCI's list")
+    assert stored_system(out) == ("Oracle Linux", "10")
+
+
+def test_verify_reports_a_release_newer_than_the_list_as_a_note_and_the_archive_ready(small_disk: Path) -> None:
+    _, out = pack_with_os(small_disk, "Oracle Linux", "10", "--quiet")
+
+    done = run_cli("verify", "--json", "--strict", str(out))
+
+    assert done.returncode == 0, done.stdout + done.stderr
+    report = json.loads(done.stdout)
+    notes = [finding for finding in report["findings"] if "newer than the releases" in finding["message"]]
+    assert notes == [
+        {
+            "severity": "note",
+            "message": "Oracle Linux 10 is newer than the releases on OCI's list this imagepack knows (6-9); "
+            "the import may still accept it",
+        }
+    ]
+    assert report["ready"] is True

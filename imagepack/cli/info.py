@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 import typer
 
 from imagepack.cli.options import FROM_FORMAT, JSON, MAX_SIZE, QUIET, VERBOSE, VHD_SIZE
-from imagepack.cli.output import human_size, print_json, reported, setup_logging
+from imagepack.cli.output import describe_problem, human_size, print_json, reported, setup_logging
 
 if TYPE_CHECKING:
     from imagepack.formats import SafetyPolicy
@@ -88,5 +88,5 @@ def _print_image(found: ImageInfo, indent: str = "") -> None:
         rows.append(("firmware guess", data["firmware_guess"] or "unknown (no partition table)"))
     for key, value in rows:
         print(f"{indent}{key + ':':19}{value}")
-    for refusal in found.refusals:
-        print(f"{indent}{'refused:':19}{refusal}")
+    for problem in found.problems:
+        print(f"{indent}{'refused:':19}{describe_problem(problem)}")

@@ -14,13 +14,36 @@ from typing import TYPE_CHECKING, Any
 import typer
 
 from imagepack.errors import EXIT_FAILURE, EXIT_USAGE, ImagepackError, Interrupted
+from imagepack.problems import Problem, Remedy
 
 if TYPE_CHECKING:
     from imagepack.build import BuildResult
-    from imagepack.problems import Remedy
 
 
 INTERRUPTED = "interrupted; nothing was written"
+
+
+# The option that does what a library remedy says, in the words a refusal ends with.
+REMEDY_TEXT = {
+    Remedy.ALLOW_BACKING: "pass --allow-backing if you trust this image",
+    Remedy.RAISE_MAX_SIZE: "pass --max-size SIZE to accept it",
+    Remedy.STATE_FORMAT: "pass --from {value} if the content is right",
+    Remedy.STATE_FIRMWARE: "pass --firmware BIOS or --firmware UEFI_64",
+    Remedy.STATE_OS: "pass --os NAME and --os-version VERSION",
+    Remedy.STATE_TARGET_FORMAT: "pass --to FORMAT",
+    Remedy.STATE_METADATA: "pass --metadata FILE, or repack the archive",
+    Remedy.REPLACE_OUTPUT: "pass --force to replace it",
+}
+
+
+def with_remedy(message: str, remedy: Remedy | None, value: str | None = None) -> str:
+    if remedy is None:
+        return message
+    return f"{message}; {REMEDY_TEXT[remedy].format(value=value or remedy.value.upper())}"
+
+
+def describe_problem(problem: Problem) -> str:
+    return with_remedy(problem.message, problem.remedy, problem.value)
 
 
 class _OneLine(logging.Formatter):
@@ -36,24 +59,6 @@ def setup_logging(*, quiet: bool, verbose: bool) -> None:
     logger.addHandler(handler)
     logger.setLevel(logging.DEBUG if verbose else logging.ERROR if quiet else logging.WARNING)
     logger.propagate = False
-
-
-def remedy_text(remedy: Remedy) -> str:
-    """The option that applies a library remedy, as the error line suggests it."""
-    from imagepack.problems import Remedy
-
-    texts = {
-        Remedy.ALLOW_BACKING: "pass --allow-backing if you trust this image",
-        Remedy.RAISE_MAX_SIZE: "pass --max-size SIZE to accept it",
-        Remedy.STATE_FORMAT: "pass --from FORMAT",
-        Remedy.STATE_FIRMWARE: "pass --firmware BIOS or --firmware UEFI_64",
-        Remedy.STATE_OS: "pass --os NAME and --os-version VERSION",
-    }
-    return texts[remedy]
-
-
-def error_line(e: ImagepackError) -> str:
-    return f"{e.message}; {remedy_text(e.remedy)}" if e.remedy is not None else e.message
 
 
 def report_error(code: str, message: str, *, json_output: bool, label: str = "error") -> None:
@@ -79,7 +84,7 @@ def reported(*, verbose: bool, json_output: bool = False) -> Iterator[None]:
     try:
         yield
     except ImagepackError as e:
-        report_error(e.code, error_line(e), json_output=json_output)
+        report_error(e.code, with_remedy(e.message, e.remedy, e.value), json_output=json_output)
         if verbose and e.detail:
             print(e.detail.rstrip(), file=sys.stderr)
         raise typer.Exit(e.exit_code) from None
@@ -104,9 +109,9 @@ def reported(*, verbose: bool, json_output: bool = False) -> Iterator[None]:
         raise typer.Exit(EXIT_FAILURE) from None
 
 
-def print_warnings(warnings: Iterable[str]) -> None:
+def print_warnings(warnings: Iterable[Problem]) -> None:
     for warning in warnings:
-        print(f"imagepack: warning: {warning}", file=sys.stderr)
+        print(f"imagepack: {warning.severity.value}: {warning.message}", file=sys.stderr)
 
 
 def report_build(done: BuildResult, *, json_output: bool, quiet: bool) -> None:

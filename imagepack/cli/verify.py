@@ -7,13 +7,13 @@ from pathlib import Path
 import typer
 
 from imagepack.cli.options import JSON, MAX_SIZE, QUIET, STRICT, VERBOSE, VHD_SIZE
-from imagepack.cli.output import print_json, reported, setup_logging
+from imagepack.cli.output import describe_problem, print_json, reported, setup_logging
 from imagepack.errors import EXIT_PROBLEMS
 
 EXAMPLES = """\b
 Examples:
   imagepack verify disk.oci
-  imagepack verify --strict --json disk.oci | jq .findings"""
+  imagepack verify --strict --json disk.oci | jq .problems"""
 
 
 def register(app: typer.Typer) -> None:
@@ -39,8 +39,8 @@ def verify_command(
         if json_output:
             print_json(report.to_json())
         else:
-            for finding in report.findings:
-                print(f"{finding.severity}: {finding.message}")
+            for problem in report.problems:
+                print(f"{problem.severity.value}: {describe_problem(problem)}")
             if not quiet:
                 verdict = "ready for import" if report.ready else "NOT ready for import"
                 print(f"{path}: {verdict} ({report.kind})")

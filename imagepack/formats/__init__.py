@@ -14,7 +14,6 @@ from imagepack.formats.base import (
     Container,
     ImageFormat,
     Inspection,
-    Problem,
     SafetyPolicy,
     check_virtual_size,
 )
@@ -28,6 +27,7 @@ from imagepack.formats.registry import (
     parse_format,
     spec,
 )
+from imagepack.problems import Problem, Remedy
 
 __all__ = [
     "DEFAULT_MAX_SIZE",
@@ -46,8 +46,8 @@ __all__ = [
     "format_claimed_by_name",
     "format_for_output_name",
     "inspect_source",
+    "not_a_disk",
     "parse_format",
-    "refusal_for",
     "require_safe",
     "spec",
 ]
@@ -106,30 +106,38 @@ def _compressed(found: Detection) -> bool:
     return any(container in DECOMPRESS for container in found.containers)
 
 
-def refusal_for(found: Detection, label: object) -> str:
-    """The one line that says what a file that is not a disk we read is, and what to do with it."""
+def not_a_disk(found: Detection, label: object) -> InputError:
+    """The refusal of a file that is not a disk we read: what it is, and what to do with it."""
     if found.ambiguous:
         both = " and ".join(found.names)
-        return (
+        return InputError(
             f"{label}: content matches both {both}; refusing an ambiguous file "
-            "(tools that read it as one format would see other data than those that read it as the other)"
+            "(tools that read it as one format would see other data than those that read it as the other)",
+            code="input.ambiguous",
         )
     if found.foreign:
         foreign = found.foreign[0]
-        return f"{label}: this is {foreign.what}, a format imagepack does not read; {foreign.advice}"
+        return InputError(
+            f"{label}: this is {foreign.what}, a format imagepack does not read; {foreign.advice}",
+            code=f"input.{foreign.name}",
+        )
     container = found.containers[0]
     what = DESCRIPTIONS[container]
     if container in DECOMPRESS:
-        return (
+        return InputError(
             f"{label}: this is {what}, not a disk image; decompress it first "
-            f"({DECOMPRESS[container]} {Path(str(label)).name}) and give imagepack the result"
+            f"({DECOMPRESS[container]} {Path(str(label)).name}) and give imagepack the result",
+            code="input.compressed",
         )
     if container is Container.ISO:
-        return (
-            f"{label}: this is {what}, not a disk image; pass --from raw only if it is a hybrid image "
-            "meant to be written to a disk as it is"
+        return InputError(
+            f"{label}: this is {what}, not a disk image; take its bytes as a raw disk only if it is a hybrid "
+            "image meant to be written to a disk as it is",
+            code="input.iso",
+            remedy=Remedy.STATE_FORMAT,
+            value="raw",
         )
-    return f"{label}: this is {what}, not a disk image"
+    return InputError(f"{label}: this is {what}, not a disk image", code=f"input.{container.value}")
 
 
 def inspect_source(
@@ -144,7 +152,7 @@ def inspect_source(
     label = name or src.path
     found = detect(src)
     if found.ambiguous or found.foreign:
-        raise InputError(refusal_for(found, label))
+        raise not_a_disk(found, label)
     content = found.content
     if claimed is not None:
         # `--from raw` may take the bytes of an ISO or an archive as a disk (a hybrid ISO is one); never those of
@@ -153,16 +161,18 @@ def inspect_source(
             content = ImageFormat.RAW
         if claimed is not content:
             if _compressed(found) or found.foreign:
-                raise InputError(refusal_for(found, label))
-            raise InputError(f"{label}: --from {claimed.value} was given but the content is {found.describe()}")
+                raise not_a_disk(found, label)
+            raise InputError(f"{label}: the format given is {claimed.value} but the content is {found.describe()}")
     elif content is None:
-        raise InputError(refusal_for(found, label))
+        raise not_a_disk(found, label)
     else:
         by_name = format_claimed_by_name(Path(label))
         if by_name is not None and by_name is not content:
             raise InputError(
-                f"{label}: the name says {by_name.value} but the content is {found.describe()}; "
-                f"pass --from {content.value} if the content is right"
+                f"{label}: the name says {by_name.value} but the content is {found.describe()}",
+                code="input.name-disagrees",
+                remedy=Remedy.STATE_FORMAT,
+                value=content.value,
             )
 
     inspector = spec(content).inspector
@@ -178,4 +188,5 @@ def inspect_source(
 def require_safe(problems: list[Problem], label: object) -> None:
     """Raise the first refusal as the one line the user reads."""
     if problems:
-        raise UnsafeImageError(f"{label}: {problems[0]}")
+        first = problems[0]
+        raise UnsafeImageError(f"{label}: {first.message}", code=first.code, remedy=first.remedy, value=first.value)

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from imagepack.errors import InputError
+from imagepack.problems import Problem, Remedy
 
 GiB = 1024**3
 # OCI's import limit; also the default cap on any virtual size we accept from an untrusted header.
@@ -38,19 +39,6 @@ class Container(StrEnum):
     XZ = "xz"
     BZIP2 = "bzip2"
     LZ4 = "lz4"
-
-
-@dataclass(frozen=True)
-class Problem:
-    """Why an image is refused, and the option that would allow it where one exists."""
-
-    message: str
-    allow_option: str | None = None
-
-    def __str__(self) -> str:
-        if self.allow_option:
-            return f"{self.message} (pass {self.allow_option} if you trust this image)"
-        return self.message
 
 
 class VhdSize(StrEnum):
@@ -134,7 +122,8 @@ def check_virtual_size(inspection: Inspection, policy: SafetyPolicy) -> None:
     if inspection.virtual_size > policy.max_size:
         inspection.problems.append(
             Problem(
+                "image.size-limit",
                 f"virtual size {inspection.virtual_size} bytes is above the limit of {policy.max_size} bytes",
-                "--max-size",
+                Remedy.RAISE_MAX_SIZE,
             )
         )

@@ -9,10 +9,10 @@ from imagepack.formats.base import (
     FormatInspector,
     ImageFormat,
     Inspection,
-    Problem,
     SafetyPolicy,
     check_virtual_size,
 )
+from imagepack.problems import Problem, Remedy
 
 MAGIC = b"QFI\xfb"
 
@@ -45,7 +45,7 @@ class Qcow2Inspector(FormatInspector):
     def inspect(cls, src: ByteSource, policy: SafetyPolicy) -> Inspection:
         header = src.read(0, 112)
         if len(header) < 72:
-            return Inspection(cls.format, 0, problems=[Problem("qcow2 header is truncated")])
+            return Inspection(cls.format, 0, problems=[Problem("qcow2.truncated", "qcow2 header is truncated")])
         (
             version,
             backing_offset,
@@ -70,59 +70,71 @@ class Qcow2Inspector(FormatInspector):
         elif version == 3:
             result.subformat = "compat=1.1"
             if len(header) < 104:
-                problems.append(Problem("qcow2 v3 header is truncated"))
+                problems.append(Problem("qcow2.truncated", "qcow2 v3 header is truncated"))
                 return result
             incompatible, compatible, _autoclear, refcount_order, header_length = struct.unpack_from(
                 ">QQQII", header, 72
             )
             result.details.update(refcount_bits=1 << refcount_order if refcount_order < 7 else None)
             if refcount_order > 6:
-                problems.append(Problem(f"qcow2 refcount order {refcount_order} is above 6"))
+                problems.append(Problem("qcow2.header", f"qcow2 refcount order {refcount_order} is above 6"))
             if header_length < 104:
-                problems.append(Problem(f"qcow2 v3 header length {header_length} is shorter than 104 bytes"))
+                problems.append(
+                    Problem("qcow2.header", f"qcow2 v3 header length {header_length} is shorter than 104 bytes")
+                )
             if header_length > 104 and len(header) > 104:
                 compression = COMPRESSION_TYPES.get(header[104], f"unknown ({header[104]})")
             result.details["extended_l2"] = bool(incompatible & INCOMPAT_EXTL2)
             result.details["lazy_refcounts"] = bool(compatible & 1)
         else:
-            problems.append(Problem(f"qcow2 version {version} is not supported (only 2 and 3)"))
+            problems.append(Problem("qcow2.unsupported", f"qcow2 version {version} is not supported (only 2 and 3)"))
             return result
         result.details["compression_type"] = compression
 
         if 9 <= cluster_bits <= 21:
             result.cluster_size = 1 << cluster_bits
         else:
-            problems.append(Problem(f"qcow2 cluster_bits {cluster_bits} is outside 9-21"))
+            problems.append(Problem("qcow2.header", f"qcow2 cluster_bits {cluster_bits} is outside 9-21"))
             return result
 
         if backing_offset or backing_size:
             name = src.read(backing_offset, min(backing_size, 1023)) if backing_offset else b""
             result.details["backing_file"] = name.decode("utf-8", "replace")
             if not policy.allow_backing:
-                problems.append(Problem("qcow2 image names a backing file", "--allow-backing"))
+                problems.append(Problem("qcow2.backing-file", "qcow2 image names a backing file", Remedy.ALLOW_BACKING))
         if crypt_method:
-            problems.append(Problem(f"qcow2 image is encrypted (method {crypt_method}); imagepack cannot read it"))
+            problems.append(
+                Problem(
+                    "qcow2.encrypted", f"qcow2 image is encrypted (method {crypt_method}); imagepack cannot read it"
+                )
+            )
         if incompatible & INCOMPAT_DATA_FILE:
-            problems.append(Problem("qcow2 image keeps its data in an external data file"))
+            problems.append(Problem("qcow2.data-file", "qcow2 image keeps its data in an external data file"))
         if incompatible & INCOMPAT_CORRUPT:
-            problems.append(Problem("qcow2 image is marked corrupt; repair it with 'qemu-img check -r all' first"))
+            problems.append(
+                Problem("qcow2.damaged", "qcow2 image is marked corrupt; repair it with 'qemu-img check -r all' first")
+            )
         if compression.startswith("unknown"):
-            problems.append(Problem(f"qcow2 compression type is {compression}"))
+            problems.append(Problem("qcow2.header", f"qcow2 compression type is {compression}"))
         unknown = incompatible & ~KNOWN_INCOMPAT
         if unknown:
-            problems.append(Problem(f"qcow2 image uses unknown incompatible features 0x{unknown:x}"))
+            problems.append(
+                Problem("qcow2.unsupported", f"qcow2 image uses unknown incompatible features 0x{unknown:x}")
+            )
         if l1_size * 8 > MAX_L1_BYTES:
-            problems.append(Problem(f"qcow2 L1 table of {l1_size} entries is larger than qemu allows"))
+            problems.append(Problem("qcow2.tables", f"qcow2 L1 table of {l1_size} entries is larger than qemu allows"))
         if refcount_clusters * result.cluster_size > MAX_REFTABLE_BYTES:
-            problems.append(Problem(f"qcow2 refcount table of {refcount_clusters} clusters is too large"))
+            problems.append(
+                Problem("qcow2.tables", f"qcow2 refcount table of {refcount_clusters} clusters is too large")
+            )
         if nb_snapshots > MAX_SNAPSHOTS:
-            problems.append(Problem(f"qcow2 image claims {nb_snapshots} snapshots"))
+            problems.append(Problem("qcow2.tables", f"qcow2 image claims {nb_snapshots} snapshots"))
         # Each L1 entry maps cluster_size/8 clusters (half that with extended L2); too few entries for the
         # virtual size means a header that lies about one or the other.
         l2_entries = result.cluster_size // (16 if incompatible & INCOMPAT_EXTL2 else 8)
         needed = -(-size // (l2_entries * result.cluster_size)) if size else 0
         if l1_size < needed:
-            problems.append(Problem(f"qcow2 L1 table ({l1_size} entries) cannot map {size} bytes"))
+            problems.append(Problem("qcow2.tables", f"qcow2 L1 table ({l1_size} entries) cannot map {size} bytes"))
         result.details["snapshots"] = nb_snapshots
         check_virtual_size(result, policy)
         # An interrupted download keeps the header and loses what follows it: a table the header places past
@@ -136,8 +148,9 @@ class Qcow2Inspector(FormatInspector):
             if length and offset + length > src.size:
                 problems.append(
                     Problem(
+                        "qcow2.truncated",
                         f"the image is truncated: its qcow2 {table} ends at byte {offset + length} but the file "
-                        f"has {src.size} bytes; get a complete copy of it"
+                        f"has {src.size} bytes; get a complete copy of it",
                     )
                 )
                 break

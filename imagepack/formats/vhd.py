@@ -9,11 +9,11 @@ from imagepack.formats.base import (
     FormatInspector,
     ImageFormat,
     Inspection,
-    Problem,
     SafetyPolicy,
     VhdSize,
     check_virtual_size,
 )
+from imagepack.problems import Problem
 
 COOKIE = b"conectix"
 DYNAMIC_COOKIE = b"cxsparse"
@@ -52,7 +52,7 @@ class VhdInspector(FormatInspector):
     def inspect(cls, src: ByteSource, policy: SafetyPolicy) -> Inspection:
         footer, at_start = _footer(src)
         if len(footer) < 85:
-            return Inspection(cls.format, 0, problems=[Problem("vhd footer is truncated")])
+            return Inspection(cls.format, 0, problems=[Problem("vhd.truncated", "vhd footer is truncated")])
         (data_offset,) = struct.unpack_from(">Q", footer, 16)
         (current_size,) = struct.unpack_from(">Q", footer, 48)
         cylinders, heads, sectors, disk_type, checksum = struct.unpack_from(">HBBII", footer, 56)
@@ -61,16 +61,16 @@ class VhdInspector(FormatInspector):
         result.details["geometry_size"] = cylinders * heads * sectors * 512
         problems = result.problems
         if vhd_checksum(footer, 64) != checksum:
-            problems.append(Problem("vhd footer checksum is wrong; the file is damaged or crafted"))
+            problems.append(Problem("vhd.damaged", "vhd footer checksum is wrong; the file is damaged or crafted"))
         if disk_type == 4:
-            problems.append(Problem("vhd is a differencing disk that reads from a parent file"))
+            problems.append(Problem("vhd.parent", "vhd is a differencing disk that reads from a parent file"))
         elif disk_type not in DISK_TYPES:
-            problems.append(Problem(f"vhd disk type {disk_type} is unknown"))
+            problems.append(Problem("vhd.unsupported", f"vhd disk type {disk_type} is unknown"))
         if disk_type == 3:
             disk_size = max(current_size, result.details["geometry_size"])
             cls._check_dynamic_header(src, data_offset, disk_size, result)
         elif disk_type == 2 and at_start:
-            problems.append(Problem("fixed vhd has a footer at its start as well as its end"))
+            problems.append(Problem("vhd.header", "fixed vhd has a footer at its start as well as its end"))
         # qemu may size the disk from the CHS geometry rather than current_size; both must fit the cap.
         result.virtual_size = max(current_size, result.details["geometry_size"])
         check_virtual_size(result, policy)
@@ -81,20 +81,25 @@ class VhdInspector(FormatInspector):
     def _check_dynamic_header(src: ByteSource, offset: int, size: int, result: Inspection) -> None:
         header = src.read(offset, 1024)
         if len(header) < 1024 or header[:8] != DYNAMIC_COOKIE:
-            result.problems.append(Problem("dynamic vhd header is missing or truncated"))
+            result.problems.append(Problem("vhd.truncated", "dynamic vhd header is missing or truncated"))
             return
         max_entries, block_size, checksum = struct.unpack_from(">III", header, 28)
         if vhd_checksum(header, 36) != checksum:
-            result.problems.append(Problem("dynamic vhd header checksum is wrong; the file is damaged or crafted"))
+            result.problems.append(
+                Problem("vhd.damaged", "dynamic vhd header checksum is wrong; the file is damaged or crafted")
+            )
         if block_size < 512 or block_size > 256 * 1024 * 1024 or block_size & (block_size - 1):
-            result.problems.append(Problem(f"dynamic vhd block size {block_size} is not valid"))
+            result.problems.append(Problem("vhd.header", f"dynamic vhd block size {block_size} is not valid"))
             return
         result.cluster_size = block_size
         # The block table is loaded whole into memory: it may map the disk (qemu's size may come from either
         # the footer or the geometry, so the larger) and one block more, but no more, and never a huge table.
         if max_entries > MAX_TABLE_ENTRIES or max_entries * block_size > size + block_size:
             result.problems.append(
-                Problem(f"dynamic vhd block table of {max_entries} entries is too large for a {size}-byte disk")
+                Problem(
+                    "vhd.tables",
+                    f"dynamic vhd block table of {max_entries} entries is too large for a {size}-byte disk",
+                )
             )
 
 

@@ -11,10 +11,10 @@ from imagepack.formats.base import (
     FormatInspector,
     ImageFormat,
     Inspection,
-    Problem,
     SafetyPolicy,
     check_virtual_size,
 )
+from imagepack.problems import Problem
 
 SIGNATURE = b"vhdxfile"
 KiB = 1024
@@ -82,17 +82,20 @@ class VhdxInspector(FormatInspector):
         result.details["creator"] = creator or None
         header = cls._current_header(src)
         if header is None:
-            problems.append(Problem("vhdx headers are missing or damaged (bad signature or checksum); truncated?"))
+            problems.append(
+                Problem("vhdx.damaged", "vhdx headers are missing or damaged (bad signature or checksum); truncated?")
+            )
             return result
         (version,) = struct.unpack_from("<H", header, 66)
         if version != 1:
-            problems.append(Problem(f"vhdx version {version} is not supported"))
+            problems.append(Problem("vhdx.unsupported", f"vhdx version {version} is not supported"))
             return result
         if header[48:64] != bytes(16) and cls._log_has_entries(src, header, problems):
             problems.append(
                 Problem(
+                    "vhdx.log-replay",
                     "vhdx has a log that must be replayed before the disk can be read (it was not closed "
-                    "cleanly); open it once in Hyper-V, or replay it on a copy with 'qemu-img check -r all'"
+                    "cleanly); open it once in Hyper-V, or replay it on a copy with 'qemu-img check -r all'",
                 )
             )
         if problems:
@@ -103,7 +106,7 @@ class VhdxInspector(FormatInspector):
         metadata = regions.get(METADATA_REGION)
         bat = regions.get(BAT_REGION)
         if metadata is None or bat is None:
-            problems.append(Problem("vhdx region table lacks its block table or metadata region"))
+            problems.append(Problem("vhdx.header", "vhdx region table lacks its block table or metadata region"))
             return result
         items = cls._metadata_items(src, *metadata, problems)
         if items is None:
@@ -134,7 +137,9 @@ class VhdxInspector(FormatInspector):
         log_guid = header[48:64]
         length, offset = struct.unpack_from("<IQ", header, 68)
         if length > MAX_LOG or offset % MiB or length % MiB:
-            problems.append(Problem(f"vhdx log of {length} bytes at {offset} is not one imagepack reads"))
+            problems.append(
+                Problem("vhdx.unsupported", f"vhdx log of {length} bytes at {offset} is not one imagepack reads")
+            )
             return False
         for at in range(offset, offset + length, LOG_SECTOR):
             entry = src.read(at, 64)
@@ -149,11 +154,13 @@ class VhdxInspector(FormatInspector):
     def _regions(src: ByteSource, problems: list[Problem]) -> dict[uuid.UUID, tuple[int, int]] | None:
         table = src.read(REGION_TABLE_OFFSET, REGION_TABLE_SIZE)
         if len(table) < REGION_TABLE_SIZE or table[:4] != b"regi" or not _checksum_ok(table):
-            problems.append(Problem("vhdx region table is missing or damaged; the file is truncated or crafted"))
+            problems.append(
+                Problem("vhdx.damaged", "vhdx region table is missing or damaged; the file is truncated or crafted")
+            )
             return None
         (count,) = struct.unpack_from("<I", table, 8)
         if count > MAX_ENTRIES:
-            problems.append(Problem(f"vhdx region table claims {count} entries"))
+            problems.append(Problem("vhdx.tables", f"vhdx region table claims {count} entries"))
             return None
         regions: dict[uuid.UUID, tuple[int, int]] = {}
         for i in range(count):
@@ -161,14 +168,20 @@ class VhdxInspector(FormatInspector):
             kind = uuid.UUID(bytes_le=guid)
             if kind not in (BAT_REGION, METADATA_REGION):
                 if required & 1:
-                    problems.append(Problem(f"vhdx needs a region imagepack does not know ({kind})"))
+                    problems.append(
+                        Problem("vhdx.unsupported", f"vhdx needs a region imagepack does not know ({kind})")
+                    )
                     return None
                 continue
             if offset % MiB or offset < MiB or length % MiB:
-                problems.append(Problem("vhdx region is not aligned to 1 MiB; the file is damaged or crafted"))
+                problems.append(
+                    Problem("vhdx.damaged", "vhdx region is not aligned to 1 MiB; the file is damaged or crafted")
+                )
                 return None
             if offset + length > src.size:
-                problems.append(Problem("vhdx region lies past the end of the file; the file is truncated"))
+                problems.append(
+                    Problem("vhdx.truncated", "vhdx region lies past the end of the file; the file is truncated")
+                )
                 return None
             regions[kind] = (offset, length)
         return regions
@@ -179,31 +192,35 @@ class VhdxInspector(FormatInspector):
     ) -> dict[uuid.UUID, tuple[int, int]] | None:
         head = src.read(offset, 64 * KiB)
         if head[:8] != b"metadata":
-            problems.append(Problem("vhdx metadata table is missing or damaged"))
+            problems.append(Problem("vhdx.damaged", "vhdx metadata table is missing or damaged"))
             return None
         (count,) = struct.unpack_from("<H", head, 10)
         if count > MAX_ENTRIES:
-            problems.append(Problem(f"vhdx metadata table claims {count} entries"))
+            problems.append(Problem("vhdx.tables", f"vhdx metadata table claims {count} entries"))
             return None
         items: dict[uuid.UUID, tuple[int, int]] = {}
         for i in range(count):
             guid, item_offset, item_length, flags = struct.unpack_from("<16sIII", head, 32 + 32 * i)
             kind = uuid.UUID(bytes_le=guid)
             if kind == PARENT_LOCATOR:
-                problems.append(Problem("vhdx is a differencing disk that reads from a parent file"))
+                problems.append(Problem("vhdx.parent", "vhdx is a differencing disk that reads from a parent file"))
                 return None
             if kind not in KNOWN_ITEMS:
                 if flags & 4:  # IsRequired
-                    problems.append(Problem(f"vhdx needs a metadata item imagepack does not know ({kind})"))
+                    problems.append(
+                        Problem("vhdx.unsupported", f"vhdx needs a metadata item imagepack does not know ({kind})")
+                    )
                     return None
                 continue
             if item_offset + item_length > length:
-                problems.append(Problem("vhdx metadata item lies outside its region; damaged or crafted"))
+                problems.append(
+                    Problem("vhdx.damaged", "vhdx metadata item lies outside its region; damaged or crafted")
+                )
                 return None
             items[kind] = (item_offset, item_length)
         for needed in (FILE_PARAMETERS, VIRTUAL_DISK_SIZE, LOGICAL_SECTOR_SIZE):
             if needed not in items:
-                problems.append(Problem("vhdx metadata lacks its size, block size or sector size"))
+                problems.append(Problem("vhdx.header", "vhdx metadata lacks its size, block size or sector size"))
                 return None
         return items
 
@@ -213,7 +230,7 @@ class VhdxInspector(FormatInspector):
             offset, length = items[kind]
             data = src.read(base + offset, length)
             if length < struct.calcsize(fmt) or len(data) < struct.calcsize(fmt):
-                result.problems.append(Problem("vhdx metadata item is truncated"))
+                result.problems.append(Problem("vhdx.truncated", "vhdx metadata item is truncated"))
                 return (0,) * len(fmt.lstrip("<"))
             return struct.unpack_from(fmt, data)
 
@@ -223,15 +240,17 @@ class VhdxInspector(FormatInspector):
         result.subformat = "fixed" if flags & LEAVE_BLOCKS_ALLOCATED else "dynamic"
         result.details["logical_sector_size"] = sector
         if flags & HAS_PARENT:
-            result.problems.append(Problem("vhdx is a differencing disk that reads from a parent file"))
+            result.problems.append(Problem("vhdx.parent", "vhdx is a differencing disk that reads from a parent file"))
         if block_size < MiB or block_size > 256 * MiB or block_size & (block_size - 1):
-            result.problems.append(Problem(f"vhdx block size {block_size} is not a power of two from 1 to 256 MiB"))
+            result.problems.append(
+                Problem("vhdx.header", f"vhdx block size {block_size} is not a power of two from 1 to 256 MiB")
+            )
         else:
             result.cluster_size = block_size
         if sector not in (512, 4096):
-            result.problems.append(Problem(f"vhdx logical sector size {sector} is not 512 or 4096"))
+            result.problems.append(Problem("vhdx.unsupported", f"vhdx logical sector size {sector} is not 512 or 4096"))
         if result.virtual_size % max(sector, 1):
-            result.problems.append(Problem("vhdx virtual size is not a whole number of sectors"))
+            result.problems.append(Problem("vhdx.header", "vhdx virtual size is not a whole number of sectors"))
 
     @staticmethod
     def _check_block_table(length: int, result: Inspection) -> None:
@@ -243,5 +262,5 @@ class VhdxInspector(FormatInspector):
         entries = blocks + (blocks - 1) // chunk_ratio if blocks else 0
         if entries * 8 > length:
             result.problems.append(
-                Problem(f"vhdx block table of {length} bytes cannot map {result.virtual_size} bytes")
+                Problem("vhdx.tables", f"vhdx block table of {length} bytes cannot map {result.virtual_size} bytes")
             )

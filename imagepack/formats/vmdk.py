@@ -10,10 +10,10 @@ from imagepack.formats.base import (
     FormatInspector,
     ImageFormat,
     Inspection,
-    Problem,
     SafetyPolicy,
     check_virtual_size,
 )
+from imagepack.problems import Problem, Remedy
 
 SPARSE_MAGIC = b"KDMV"
 COWD_MAGIC = b"COWD"  # VMware 3 sparse, which qemu reads but nobody should still be shipping
@@ -86,7 +86,9 @@ class VmdkInspector(FormatInspector):
     def inspect(cls, src: ByteSource, policy: SafetyPolicy) -> Inspection:
         head = src.read(0, 512)
         if head[:4] == COWD_MAGIC:
-            return Inspection(cls.format, 0, "vmdk3", problems=[Problem("VMware 3 (COWD) vmdk is not supported")])
+            return Inspection(
+                cls.format, 0, "vmdk3", problems=[Problem("vmdk.unsupported", "VMware 3 (COWD) vmdk is not supported")]
+            )
         if head[:4] == SPARSE_MAGIC:
             return cls._inspect_sparse(src, head, policy)
         return cls._inspect_descriptor_file(src, policy)
@@ -94,7 +96,7 @@ class VmdkInspector(FormatInspector):
     @classmethod
     def _inspect_sparse(cls, src: ByteSource, head: bytes, policy: SafetyPolicy) -> Inspection:
         if len(head) < 79:
-            return Inspection(cls.format, 0, problems=[Problem("vmdk header is truncated")])
+            return Inspection(cls.format, 0, problems=[Problem("vmdk.truncated", "vmdk header is truncated")])
         (version, flags, capacity, grain, desc_offset, desc_size, gtes_per_gt, _rgd, gd_offset) = struct.unpack_from(
             "<IIQQQQIQQ", head, 4
         )
@@ -103,19 +105,21 @@ class VmdkInspector(FormatInspector):
         if capacity == 0 and desc_offset:
             # qemu then opens the embedded descriptor as a descriptor file, extents and all.
             if desc_offset * 512 >= src.size:
-                return Inspection(cls.format, 0, problems=[Problem(DESCRIPTOR_PAST_END)])
+                return Inspection(cls.format, 0, problems=[Problem("vmdk.header", DESCRIPTOR_PAST_END)])
             text = src.read(desc_offset * 512, MAX_DESCRIPTOR)
             return cls._inspect_descriptor_text(text, parent_area, policy, embedded=True)
         result = Inspection(cls.format, capacity * 512)
         problems = result.problems
         if version not in (1, 2, 3):
-            problems.append(Problem(f"vmdk version {version} is not supported"))
+            problems.append(Problem("vmdk.unsupported", f"vmdk version {version} is not supported"))
         if grain < 1 or grain > 2048 or grain & (grain - 1):
-            problems.append(Problem(f"vmdk grain size of {grain} sectors is not a power of two up to 1 MiB"))
+            problems.append(
+                Problem("vmdk.header", f"vmdk grain size of {grain} sectors is not a power of two up to 1 MiB")
+            )
         else:
             result.cluster_size = grain * 512
         if not 1 <= gtes_per_gt <= MAX_GTES_PER_GT:
-            problems.append(Problem(f"vmdk header claims {gtes_per_gt} entries per grain table"))
+            problems.append(Problem("vmdk.tables", f"vmdk header claims {gtes_per_gt} entries per grain table"))
 
         if gd_offset == GD_AT_END:
             cls._check_stream_footer(src, head, problems)
@@ -125,9 +129,9 @@ class VmdkInspector(FormatInspector):
 
         text = b""
         if desc_offset and desc_size * 512 > MAX_DESCRIPTOR:
-            problems.append(Problem(f"vmdk embedded descriptor of {desc_size * 512} bytes is too large"))
+            problems.append(Problem("vmdk.tables", f"vmdk embedded descriptor of {desc_size * 512} bytes is too large"))
         elif desc_offset and desc_offset * 512 >= src.size:
-            problems.append(Problem(DESCRIPTOR_PAST_END))
+            problems.append(Problem("vmdk.header", DESCRIPTOR_PAST_END))
         elif desc_offset and desc_size:
             text = src.read(desc_offset * 512, desc_size * 512).split(b"\0", 1)[0]
         if not text.strip():
@@ -144,7 +148,7 @@ class VmdkInspector(FormatInspector):
                     "vmdk has no descriptor at sector 1, where qemu reads it; "
                     "if this is one extent of a split disk, convert the disk's descriptor file instead"
                 )
-            problems.append(Problem(why))
+            problems.append(Problem("vmdk.header", why))
             check_virtual_size(result, policy)
             return result
         create_type = keys.get("createType")
@@ -152,24 +156,33 @@ class VmdkInspector(FormatInspector):
         if create_type is not None and create_type not in SINGLE_FILE_TYPES and not policy.allow_backing:
             problems.append(
                 Problem(
+                    "vmdk.external-files",
                     f"vmdk is one extent of a '{create_type}' disk, not a single-file vmdk; "
                     "convert its descriptor file instead",
-                    "--allow-backing",
+                    Remedy.ALLOW_BACKING,
                 )
             )
         if len(extents) != 1 or extents[0][2] != "SPARSE":
-            problems.append(Problem(f"vmdk descriptor lists {len(extents)} extents; a single-file vmdk has one"))
+            problems.append(
+                Problem(
+                    "vmdk.external-files", f"vmdk descriptor lists {len(extents)} extents; a single-file vmdk has one"
+                )
+            )
         else:
             name = extents[0][3] or ""
             if ("/" in name or "\\" in name or ":" in name) and not policy.allow_backing:
-                problems.append(Problem(f"vmdk extent names another file: '{name}'", "--allow-backing"))
+                problems.append(
+                    Problem("vmdk.external-files", f"vmdk extent names another file: '{name}'", Remedy.ALLOW_BACKING)
+                )
         check_virtual_size(result, policy)
         return result
 
     @classmethod
     def _inspect_descriptor_file(cls, src: ByteSource, policy: SafetyPolicy) -> Inspection:
         if src.size > MAX_DESCRIPTOR:
-            return Inspection(cls.format, 0, problems=[Problem("vmdk descriptor file is larger than 1 MiB")])
+            return Inspection(
+                cls.format, 0, problems=[Problem("vmdk.external-files", "vmdk descriptor file is larger than 1 MiB")]
+            )
         text = src.read(0, MAX_DESCRIPTOR)
         return cls._inspect_descriptor_text(text, text[:PARENT_SEARCH_BYTES], policy, embedded=False)
 
@@ -189,7 +202,11 @@ class VmdkInspector(FormatInspector):
                 if embedded
                 else ("vmdk descriptor")
             )
-            result.problems.append(Problem(f"{where} reads its data from other files ({names})", "--allow-backing"))
+            result.problems.append(
+                Problem(
+                    "vmdk.external-files", f"{where} reads its data from other files ({names})", Remedy.ALLOW_BACKING
+                )
+            )
         cls._check_parent(parent_area, keys, policy, result.problems)
         check_virtual_size(result, policy)
         return result
@@ -199,7 +216,9 @@ class VmdkInspector(FormatInspector):
         hint = parent_hint(area)
         has_parent = hint is not None or keys.get("parentCID", "ffffffff").lower() != "ffffffff"
         if has_parent and not policy.allow_backing:
-            problems.append(Problem(f"vmdk is a delta disk of a parent '{hint or ''}'", "--allow-backing"))
+            problems.append(
+                Problem("vmdk.parent", f"vmdk is a delta disk of a parent '{hint or ''}'", Remedy.ALLOW_BACKING)
+            )
 
     @staticmethod
     def _check_stream_footer(src: ByteSource, head: bytes, problems: list[Problem]) -> None:
@@ -208,12 +227,14 @@ class VmdkInspector(FormatInspector):
         end = src.size - src.size % 512  # qemu counts whole sectors
         tail = src.read(end - 1536, 1536) if end >= 2048 else b""
         if len(tail) < 1536 or tail[512:516] != SPARSE_MAGIC:
-            problems.append(Problem("stream-optimized vmdk has no footer; the file is truncated"))
+            problems.append(Problem("vmdk.truncated", "stream-optimized vmdk has no footer; the file is truncated"))
             return
         footer = tail[512:1024]
         markers = struct.unpack_from("<II", tail, 8) + struct.unpack_from("<QII", tail, 1024)
         if markers != (0, MARKER_FOOTER, 0, 0, MARKER_END_OF_STREAM):
-            problems.append(Problem("stream-optimized vmdk lacks its footer or end-of-stream marker; truncated?"))
+            problems.append(
+                Problem("vmdk.truncated", "stream-optimized vmdk lacks its footer or end-of-stream marker; truncated?")
+            )
             return
 
         def fields(block: bytes) -> tuple[int, ...]:
@@ -222,4 +243,4 @@ class VmdkInspector(FormatInspector):
 
         f_gd = struct.unpack_from("<Q", footer, 56)[0]
         if fields(footer) != fields(head) or f_gd == GD_AT_END or f_gd * 512 >= src.size:
-            problems.append(Problem("stream-optimized vmdk footer disagrees with its header"))
+            problems.append(Problem("vmdk.header", "stream-optimized vmdk footer disagrees with its header"))

@@ -15,8 +15,9 @@ from pathlib import Path
 from typing import BinaryIO
 
 from imagepack.errors import ArchiveError, UnreadableError
-from imagepack.formats import DEFAULT_MAX_SIZE, ByteSource, Container, detect, refusal_for
+from imagepack.formats import DEFAULT_MAX_SIZE, ByteSource, Container, detect, not_a_disk
 from imagepack.oci.tarscan import scan_tar
+from imagepack.problems import Remedy
 
 METADATA_NAME = "image_metadata.json"
 DISK_NAME = "output.QCOW2"
@@ -90,7 +91,7 @@ def read_layout(path: Path, *, max_disk_size: int | None = None) -> OciLayout:
     except OSError as e:
         raise ArchiveError(f"{path}: cannot read: {e.strerror}") from None
     if found.ambiguous:
-        raise UnreadableError(refusal_for(found, path))
+        raise UnreadableError(not_a_disk(found, path).message, code="input.ambiguous")
     if found.archive is None:
         what = found.describe()
         raise UnreadableError(f"{path}: this is {what}, not a .oci archive (a tar of {METADATA_NAME} and {DISK_NAME})")
@@ -144,7 +145,9 @@ def read_layout(path: Path, *, max_disk_size: int | None = None) -> OciLayout:
     except _STREAM_ERRORS as e:
         raise UnreadableError(f"{path}: the archive is truncated or damaged ({e})") from None
     if metadata is None:
-        raise ArchiveError(f"{path}: no {METADATA_NAME} member; pass --metadata or repack the archive")
+        raise ArchiveError(
+            f"{path}: no {METADATA_NAME} member", code="archive.no-metadata", remedy=Remedy.STATE_METADATA
+        )
     if disk is None:
         raise ArchiveError(f"{path}: no .qcow2 disk member")
     return OciLayout(path, compressed, metadata, disk, order[0] == METADATA_NAME.casefold())

@@ -26,6 +26,7 @@ from imagepack.oci.archive import (
 )
 from imagepack.oci.metadata import ImageMetadata, ShapeCompatibility, check_metadata, dump_metadata
 from imagepack.oci.reader import read_metadata
+from imagepack.problems import Problem, Severity
 from imagepack.source import require_regular_file
 from imagepack.sparse import copy_file_range_from
 
@@ -36,7 +37,7 @@ class EditResult:
     metadata: ImageMetadata
     in_place: bool
     how: str  # what was rewritten, and why, in words for the user
-    warnings: list[str]
+    warnings: list[Problem]  # and notes
     seconds: float
 
     def to_json(self) -> dict[str, Any]:
@@ -46,7 +47,7 @@ class EditResult:
             "in_place": self.in_place,
             "how": self.how,
             "metadata": self.metadata.to_json(),
-            "warnings": self.warnings,
+            "problems": [problem.to_json() for problem in self.warnings],  # as BuildResult names them
             "seconds": round(self.seconds, 3),
         }
 
@@ -105,9 +106,9 @@ def _edit_locked(
 ) -> EditResult:
     layout = read_layout(real)
     updated = change(read_metadata(layout))
-    errors, warnings = check_metadata(updated, strict=strict)
-    if errors:
-        raise MetadataError(f"{archive}: {errors[0]}")
+    problems = check_metadata(updated, strict=strict)
+    if problems and problems[0].severity is Severity.ERROR:  # errors come first
+        raise MetadataError(f"{archive}: {problems[0].message}")
     data = dump_metadata(updated)
     mtime = int(time.time())
     why_not = _why_not_in_place(layout, data)
@@ -117,7 +118,7 @@ def _edit_locked(
     else:
         _rewrite_archive(layout, data, mtime)
         how = f"by rewriting the archive as a plain tar ({why_not})"
-    return EditResult(archive, updated, why_not is None, how, warnings, time.monotonic() - started)
+    return EditResult(archive, updated, why_not is None, how, problems, time.monotonic() - started)
 
 
 def _why_not_in_place(layout: OciLayout, data: bytes) -> str | None:

@@ -28,6 +28,7 @@ from imagepack.oci.metadata import (
 )
 from imagepack.options import create_options
 from imagepack.partitions import Firmware
+from imagepack.problems import Problem, Remedy, Severity
 from imagepack.progress import Progress
 from imagepack.source import SourceImage, partition_layout
 from imagepack.sparse import copy_file_range_from
@@ -53,14 +54,14 @@ class PackedArchive:
     disk_size: int
     metadata: ImageMetadata
     copied: bool  # the qcow2 was copied as it is rather than converted
-    warnings: list[str]
+    warnings: list[Problem]  # and notes
 
 
 def make_metadata(
     request: MetadataRequest, image: SourceImage, *, inherited: ImageMetadata | None = None
-) -> tuple[ImageMetadata, list[str]]:
+) -> tuple[ImageMetadata, list[Problem]]:
     """The metadata for `image`: firmware from the request, else from the disk's partition table. `inherited`
-    is the metadata of a .oci being repacked; a --metadata file wins over it."""
+    is the metadata of a .oci being repacked; a --metadata file wins over it. Returns the warnings and notes."""
     base = inherited
     if request.base is not None:
         if request.base.stat().st_size > 1024 * 1024:
@@ -71,13 +72,16 @@ def make_metadata(
         firmware = partition_layout(image).firmware_guess
         if firmware is None:
             raise MetadataError(
-                f"{image.label}: no partition table at the start of the disk, so its firmware is unknown; "
-                "pass --firmware BIOS or --firmware UEFI_64"
+                f"{image.label}: no partition table at the start of the disk, so its firmware is unknown",
+                code="metadata.firmware-unknown",
+                remedy=Remedy.STATE_FIRMWARE,
             )
     os_name = request.operating_system or (base.operating_system if base else None)
     os_version = request.operating_system_version or (base.operating_system_version if base else None)
     if not os_name or not os_version:
-        raise MetadataError("the archive needs an operating system: pass --os NAME and --os-version VERSION")
+        raise MetadataError(
+            "the archive needs an operating system and its version", code="metadata.no-os", remedy=Remedy.STATE_OS
+        )
     mode = request.launch_mode or (base.launch_mode if base else LaunchMode.PARAVIRTUALIZED)
     metadata = build_metadata(
         operating_system=os_name,
@@ -88,17 +92,17 @@ def make_metadata(
         shapes=request.shapes,
         base=base,
     )
-    errors, warnings = check_metadata(metadata, strict=request.strict)
-    if errors:
-        raise MetadataError(errors[0])
-    return metadata, warnings
+    problems = check_metadata(metadata, strict=request.strict)
+    if problems and problems[0].severity is Severity.ERROR:  # errors come first
+        raise MetadataError(problems[0].message)
+    return metadata, problems
 
 
 def pack_disk(
     image: SourceImage,
     target: Path,
     metadata: ImageMetadata,
-    warnings: list[str],
+    warnings: list[Problem],
     *,
     options: Mapping[str, str] = {},
     compress: bool = False,

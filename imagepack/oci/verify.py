@@ -15,44 +15,41 @@ from imagepack.oci.archive import DISK_NAME
 from imagepack.oci.metadata import ImageMetadata, check_metadata
 from imagepack.oci.reader import OpenedArchive
 from imagepack.partitions import PartitionTable
+from imagepack.problems import Problem, Severity
 from imagepack.source import SourceImage, partition_layout
-
-
-@dataclass(frozen=True)
-class Finding:
-    severity: str  # "error": import would fail or misbehave; "warning": worth a look
-    message: str
 
 
 @dataclass
 class VerifyReport:
     path: Path
     kind: str  # "oci" or the disk format
-    findings: list[Finding] = field(default_factory=list)
+    problems: list[Problem] = field(default_factory=list)
     facts: dict[str, Any] = field(default_factory=dict)
 
     @property
     def ready(self) -> bool:
-        return not any(f.severity == "error" for f in self.findings)
+        return not any(p.severity is Severity.ERROR for p in self.problems)
 
-    def error(self, message: str) -> None:
-        self.findings.append(Finding("error", message))
+    def error(self, code: str, message: str) -> None:
+        """OCI's import would fail, or the instance would not boot."""
+        self.problems.append(Problem(code, message))
 
-    def warning(self, message: str) -> None:
-        self.findings.append(Finding("warning", message))
+    def warning(self, code: str, message: str) -> None:
+        self.problems.append(Problem(code, message, severity=Severity.WARNING))
 
     def to_json(self) -> dict[str, Any]:
         return {
-            "path": str(self.path),
-            "kind": self.kind,
+            "source": str(self.path),
+            "format": self.kind,
+            "virtual_size": self.facts.get("virtual_size"),
             "ready": self.ready,
             "facts": self.facts,
-            "findings": [{"severity": f.severity, "message": f.message} for f in self.findings],
+            "problems": [p.to_json() for p in self.problems],
         }
 
 
 def verify_path(path: Path, *, strict: bool = False, policy: SafetyPolicy = SafetyPolicy()) -> VerifyReport:
-    """Check `path`; raises only when an archive cannot be read at all. Refusals become findings."""
+    """Check `path`; raises only when an archive cannot be read at all. Refusals become problems."""
     archive = is_archive(path)
     report = VerifyReport(path, "oci" if archive else "unknown")
     try:
@@ -68,7 +65,7 @@ def verify_path(path: Path, *, strict: bool = False, policy: SafetyPolicy = Safe
     except InputError as e:
         if archive and isinstance(e, UnreadableError):
             raise  # an archive that cannot be parsed is not a list of problems: exit 1
-        report.error(e.message)
+        report.problems.append(Problem(e.code, e.message, e.remedy, value=e.value))
     return report
 
 
@@ -84,20 +81,19 @@ def _check_archive(report: VerifyReport, opened: OpenedArchive, *, strict: bool)
         operating_system=f"{metadata.operating_system} {metadata.operating_system_version}",
     )
     if layout.disk.name != DISK_NAME:
-        report.warning(f"disk member is named '{layout.disk.name}'; OCI's own exports use '{DISK_NAME}'")
-    errors, warnings = check_metadata(metadata, strict=strict)
-    for message in errors:
-        report.error(message)
-    for message in warnings:
-        report.warning(message)
+        report.warning(
+            "oci.disk-member-name", f"disk member is named '{layout.disk.name}'; OCI's own exports use '{DISK_NAME}'"
+        )
+    report.problems.extend(check_metadata(metadata, strict=strict))
 
 
 def _check_firmware(report: VerifyReport, metadata: ImageMetadata) -> None:
     firmware_from_disk = report.facts.get("firmware_guess")
     if firmware_from_disk and firmware_from_disk != metadata.launch.firmware.value:
         report.warning(
+            "oci.firmware-disagrees",
             f"metadata says firmware {metadata.launch.firmware.value} but the disk's partition table "
-            f"suggests {firmware_from_disk}; fix it with 'imagepack meta set {report.path} firmware=...'"
+            f"suggests {firmware_from_disk}; fix it with 'imagepack meta set {report.path} firmware=...'",
         )
 
 
@@ -109,13 +105,15 @@ def _check_importable(report: VerifyReport, disk: SourceImage) -> None:
     if entry.oci_subformats:
         takes = " or ".join(sorted(entry.oci_subformats))
         report.error(
+            "oci.subformat",
             f"OCI imports {disk.format.value} only as {takes}, not {disk.inspection.subformat}; "
-            f"convert it with -o subformat={sorted(entry.oci_subformats)[-1]}"
+            f"convert it with -o subformat={sorted(entry.oci_subformats)[-1]}",
         )
         return
     report.error(
+        "oci.format",
         f"OCI imports qcow2, vmdk and .oci, not {disk.format.value}; "
-        f"convert it with 'imagepack convert {report.path} {report.path.with_suffix('.qcow2')}'"
+        f"convert it with 'imagepack convert {report.path} {report.path.with_suffix('.qcow2')}'",
     )
 
 
@@ -129,17 +127,25 @@ def _check_disk(report: VerifyReport, disk: SourceImage, *, key_prefix: str = ""
         }
     )
     if disk.virtual_size > DEFAULT_MAX_SIZE:
-        report.error(f"virtual size {disk.virtual_size} bytes is above OCI's import limit of 400 GiB")
+        report.error("oci.too-large", f"virtual size {disk.virtual_size} bytes is above OCI's import limit of 400 GiB")
     if disk.format is ImageFormat.QCOW2:
         checked = disk.check or qemu.check(disk.ref)  # opening it ran the check already
         report.facts["check"] = checked.describe()
         if checked.returncode == 2:
-            report.error(f"qcow2 check found {checked.describe()}; repair a copy with 'qemu-img check -r all'")
+            report.error(
+                "image.damaged", f"qcow2 check found {checked.describe()}; repair a copy with 'qemu-img check -r all'"
+            )
         elif checked.returncode == 3:
-            report.warning(f"qcow2 check found {checked.describe()}; harmless, but 'qemu-img check -r leaks' fixes it")
+            report.warning(
+                "image.leaks",
+                f"qcow2 check found {checked.describe()}; harmless, but 'qemu-img check -r leaks' fixes it",
+            )
     layout = partition_layout(disk)
     report.facts["partition_table"] = layout.table.value
     guess = layout.firmware_guess
     report.facts["firmware_guess"] = guess.value if guess else None
     if layout.table is PartitionTable.NONE:
-        report.error("the disk has no MBR or GPT partition table; OCI boots only a disk with one and a boot loader")
+        report.error(
+            "oci.no-partition-table",
+            "the disk has no MBR or GPT partition table; OCI boots only a disk with one and a boot loader",
+        )

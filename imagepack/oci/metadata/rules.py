@@ -1,0 +1,419 @@
+"""Whether OCI can use a metadata combination: the launch mode and its devices, the operating system against OCI's
+list, the shapes, and the capability data. Each rule reports a Problem with its own stable code (check_metadata
+lists them)."""
+
+from __future__ import annotations
+
+import re
+
+from imagepack.errors import MetadataError
+from imagepack.oci.metadata import oslist
+from imagepack.oci.metadata.codec import quote
+from imagepack.oci.metadata.model import (
+    CAPS_FORMAT_VERSION,
+    METADATA_VERSION,
+    PV_ATTACHMENT_VERSIONS,
+    ImageMetadata,
+    LaunchMode,
+    VolumeType,
+    json_value,
+    number_text,
+)
+from imagepack.partitions import Firmware
+from imagepack.problems import Problem, Remedy, Severity
+
+# Devices that only exist in one kind of mode: emulated hardware, or paravirtual and passthrough devices.
+_EMULATED_DEVICES = frozenset({"E1000", "IDE", "SCSI"})
+_PV_OR_PASSTHROUGH_DEVICES = frozenset({"VFIO", "PARAVIRTUALIZED", "ACCELERATEDPV"})
+
+
+# Capability names that describe a launch option; their "values" must include the option's value.
+_CAPABILITY_FIELDS = {
+    "Compute.Firmware": "firmware",
+    "Compute.LaunchMode": "launchOptionsSource",
+    "Network.AttachmentType": "networkType",
+    "Storage.BootVolumeType": "bootVolumeType",
+    "Storage.RemoteDataVolumeType": "remoteDataVolumeType",
+    "Storage.LocalDataVolumeType": "localDataVolumeType",
+    "Storage.ParaVirtualization.AttachmentVersion": "pvAttachmentVersion",
+    "Storage.ParaVirtualization.EncryptionInTransit": "pvEncryptionInTransitEnabled",
+    "Storage.ConsistentVolumeNaming": "consistentVolumeNamingEnabled",
+}
+
+
+def shape_architecture(name: str) -> str | None:
+    """'arm', 'amd' or 'intel' for a public VM shape name whose processor it tells; None otherwise (internal names)."""
+    parts = name.split(".")
+    if len(parts) < 3 or parts[0] != "VM":
+        return None
+    family, model = parts[1], parts[2]
+    if family in ("Standard", "DenseIO", "Optimized"):
+        if re.fullmatch(r"A\d+", model) or model == "Ampere":
+            return "arm"
+        if re.fullmatch(r"E\d+", model) or model == "AMD":
+            return "amd"
+        if model == "Intel":
+            return "intel"
+    if re.fullmatch(r"(?:Standard[123]|DenseIO[12]|Optimized3)", family):
+        return "intel"
+    return None
+
+
+def check_metadata(meta: ImageMetadata, *, strict: bool = False) -> list[Problem]:
+    """What OCI would refuse or run badly, errors first; each message ends with what to do, in metadata keys.
+
+    `strict` makes the warnings about OCI's list of systems errors; a note never becomes one. The codes, one per rule:
+
+    Errors:
+      metadata.version                 version is not 2
+      metadata.emulated-device         NATIVE or PARAVIRTUALIZED with E1000, IDE or SCSI
+      metadata.paravirtual-device      EMULATED with VFIO, PARAVIRTUALIZED or ACCELERATEDPV
+      metadata.pv-attachment-version   pvAttachmentVersion other than 1, 2 or null
+      metadata.os-empty                an empty operatingSystem
+      metadata.os-version-empty        an empty operatingSystemVersion
+      metadata.windows-mode            Windows in another mode than PARAVIRTUALIZED
+      metadata.windows-release         Windows naming no Server release, or more than one
+      metadata.windows-edition         Windows naming no edition, or both
+      metadata.shape-name              a shape with an empty name
+      metadata.shape-range             an empty OCPU or memory range
+      metadata.shape-firmware          an Arm shape with BIOS
+      metadata.shape-windows           an Arm shape with Windows
+      metadata.shape-mode              an Arm or AMD shape in another mode than PARAVIRTUALIZED
+      metadata.shape-architecture      Arm and x86 shapes together
+    Warnings, errors when `strict`:
+      metadata.unknown-os              a system name not on OCI's list, with the closest known name for a typo
+      metadata.os-release-unlisted     a release of a listed system that the list skips or has dropped
+    Warnings:
+      metadata.firmware-mode           EMULATED with UEFI_64
+      metadata.pv-attachment-missing   PARAVIRTUALIZED volumes with pvAttachmentVersion null
+      metadata.pv-attachment-unused    an attachment version without a PARAVIRTUALIZED volume
+      metadata.pv-encryption-unused    in-transit encryption without a PARAVIRTUALIZED boot or remote data volume
+      metadata.capabilities-unreadable imageCapabilityData that is not JSON of an object
+      metadata.capabilities-missing    imageCapabilityData without a "capabilities" object
+      metadata.capabilities            capability data that does not allow the launch options
+      metadata.caps-format-version     a capability schema version that is not a UUID
+      metadata.shape-duplicate         a shape listed twice
+    Notes:
+      metadata.os-release-newer        a release of a listed system newer than the list (Oracle Linux 10, Windows
+                                       Server 2025): the list ages, and OCI may well accept it
+
+    Windows rule: operatingSystem and operatingSystemVersion together must name exactly one Windows Server release
+    (2012, 2012 R2, 2016, 2019, 2022) and exactly one edition (Standard, Datacenter), because OCI licenses the image
+    by them: "Windows" + "Server 2019 Standard" and "Windows Server" + "2019 Datacenter" pass, "Windows" + "2019"
+    does not."""
+    problems: list[Problem] = []
+    launch = meta.launch
+    mode = launch.launch_options_source
+    devices = {"networkType": launch.network_type, **launch.volume_types}
+
+    if meta.version != METADATA_VERSION:
+        problems.append(Problem("metadata.version", f"version is {meta.version}; set it to {METADATA_VERSION}"))
+    if mode in (LaunchMode.NATIVE, LaunchMode.PARAVIRTUALIZED):
+        for key, value in devices.items():
+            if value is not None and value.value in _EMULATED_DEVICES:
+                better = "VFIO" if key == "networkType" else "PARAVIRTUALIZED"
+                problems.append(
+                    Problem(
+                        "metadata.emulated-device",
+                        f"launchOptionsSource {mode} cannot use the emulated device {key} {value}; "
+                        f"set {key}={better}, or launchMode=EMULATED",
+                    )
+                )
+    elif mode is LaunchMode.EMULATED:
+        for key, value in devices.items():
+            if value is not None and value.value in _PV_OR_PASSTHROUGH_DEVICES:
+                better = "E1000" if key == "networkType" else "IDE"
+                problems.append(
+                    Problem(
+                        "metadata.paravirtual-device",
+                        f"launchOptionsSource EMULATED has no paravirtual or passthrough devices, but {key} is "
+                        f"{value}; set {key}={better}, or launchMode=PARAVIRTUALIZED",
+                    )
+                )
+        if launch.firmware is Firmware.UEFI_64:
+            problems.append(
+                Problem(
+                    "metadata.firmware-mode",
+                    "launchOptionsSource EMULATED with firmware UEFI_64: emulated images normally boot with BIOS; "
+                    "set firmware=BIOS if the disk has a BIOS boot loader, or use launchMode=PARAVIRTUALIZED",
+                    remedy=Remedy.STATE_FIRMWARE,
+                    severity=Severity.WARNING,
+                )
+            )
+
+    problems += _check_attachment(meta)
+    problems += _check_system(meta, strict)
+    problems += _check_shapes(meta)
+    problems += _check_capabilities(meta)
+    caps_version = meta.image_caps_format_version
+    if caps_version is not None and not CAPS_FORMAT_VERSION.fullmatch(caps_version):
+        problems.append(
+            Problem(
+                "metadata.caps-format-version",
+                f"imageCapsFormatVersion {quote(caps_version)} is not a UUID as OCI writes it; "
+                "set imageCapsFormatVersion=null unless it comes from OCI",
+                severity=Severity.WARNING,
+            )
+        )
+    # a stable sort: the errors in the order of the checks, then the warnings and notes in theirs
+    return sorted(problems, key=lambda problem: problem.severity is not Severity.ERROR)
+
+
+def _check_attachment(meta: ImageMetadata) -> list[Problem]:
+    """The paravirtualized attachment version and in-transit encryption against the volumes that use them."""
+    launch = meta.launch
+    pv_volumes = [key for key, value in launch.volume_types.items() if value is VolumeType.PARAVIRTUALIZED]
+    pv_version = launch.pv_attachment_version
+    problems: list[Problem] = []
+    if pv_version is not None and pv_version not in PV_ATTACHMENT_VERSIONS:
+        problems.append(
+            Problem(
+                "metadata.pv-attachment-version",
+                f"pvAttachmentVersion is {pv_version}; OCI knows 1 and 2: set pvAttachmentVersion=2",
+            )
+        )
+    elif pv_version is None and pv_volumes:
+        verb = "is" if len(pv_volumes) == 1 else "are"
+        problems.append(
+            Problem(
+                "metadata.pv-attachment-missing",
+                f"pvAttachmentVersion is null but {', '.join(pv_volumes)} {verb} PARAVIRTUALIZED; "
+                "set pvAttachmentVersion=2",
+                severity=Severity.WARNING,
+            )
+        )
+    elif pv_version is not None and not pv_volumes:
+        problems.append(
+            Problem(
+                "metadata.pv-attachment-unused",
+                f"pvAttachmentVersion {pv_version} has no effect without a PARAVIRTUALIZED volume; "
+                "set pvAttachmentVersion=null",
+                severity=Severity.WARNING,
+            )
+        )
+    if launch.pv_encryption_in_transit_enabled and not ({"bootVolumeType", "remoteDataVolumeType"} & set(pv_volumes)):
+        problems.append(
+            Problem(
+                "metadata.pv-encryption-unused",
+                "pvEncryptionInTransitEnabled is true but no boot or remote data volume is PARAVIRTUALIZED, so "
+                "there is nothing to encrypt; set pvEncryptionInTransitEnabled=false",
+                severity=Severity.WARNING,
+            )
+        )
+    return problems
+
+
+def _check_system(meta: ImageMetadata, strict: bool) -> list[Problem]:
+    name, version = meta.operating_system, meta.operating_system_version
+    if not name.strip():
+        return [
+            Problem(
+                "metadata.os-empty",
+                "operatingSystem is empty; set it, e.g. operatingSystem='Oracle Linux'",
+                remedy=Remedy.STATE_OS,
+            )
+        ]
+    if not version.strip():
+        return [
+            Problem(
+                "metadata.os-version-empty",
+                f"operatingSystemVersion is empty; set the version of {name}, e.g. operatingSystemVersion=8",
+                remedy=Remedy.STATE_OS,
+            )
+        ]
+    if not oslist.is_windows(name):
+        return _check_listed(name, version, strict)
+    problems: list[Problem] = []
+    if meta.launch_mode is not LaunchMode.PARAVIRTUALIZED:
+        problems.append(
+            Problem(
+                "metadata.windows-mode",
+                f"Windows images import in PARAVIRTUALIZED mode only, not {meta.launch_mode}; "
+                "set launchMode=PARAVIRTUALIZED",
+            )
+        )
+    text = f"{name} {version}"
+    releases, editions = oslist.windows_releases(text), oslist.windows_editions(text)
+    example = "e.g. operatingSystem=Windows operatingSystemVersion='Server 2019 Standard'"
+    if len(releases) != 1:
+        problem = "names no Windows Server release" if not releases else f"names {len(releases)} releases"
+        problems.append(
+            Problem(
+                "metadata.windows-release",
+                f"Windows {quote(version)} {problem}; OCI licenses Windows by release and edition: name the one "
+                f"the image holds ({', '.join(oslist.WINDOWS_RELEASES)}), {example}",
+                remedy=Remedy.STATE_OS,
+            )
+        )
+    if len(editions) != 1:
+        problem = "names no edition" if not editions else "names both editions"
+        problems.append(
+            Problem(
+                "metadata.windows-edition",
+                f"Windows {quote(version)} {problem}; OCI licenses Windows by release and edition: name the one "
+                f"the image holds (Standard or Datacenter), {example}",
+                remedy=Remedy.STATE_OS,
+            )
+        )
+    if len(releases) == 1 and len(editions) == 1:
+        problems += _check_listed(name, version, strict)
+    return problems
+
+
+def _check_listed(name: str, version: str, strict: bool) -> list[Problem]:
+    """Whether the system is on OCI's list (oslist): a release newer than the list is a note, since the list ages
+    and OCI adds releases; an older or skipped release, or a name the list does not have, is a warning."""
+    found = oslist.standing(name, version)
+    if found.supported:
+        return []
+    shown = f"{_short(name)} {_short(version)}"
+    if found.system is not None and found.newer:
+        return [
+            Problem(
+                "metadata.os-release-newer",
+                f"{shown} is newer than the releases on OCI's list this imagepack knows "
+                f"({found.system.releases()}); the import may still accept it",
+                severity=Severity.NOTE,
+            )
+        ]
+    unsupported = "or expect no support from Oracle"
+    if found.system is not None:
+        code = "metadata.os-release-unlisted"
+        message = f"{shown} is not on OCI's list ({found.system.describe()}); use a listed release, {unsupported}"
+    elif (suggestion := oslist.closest_name(name)) is not None:
+        code = "metadata.unknown-os"
+        message = (
+            f"operatingSystem {quote(name, 32)} is not on OCI's list; did you mean {suggestion}? "
+            f"Fix the name, {unsupported}"
+        )
+    else:
+        code = "metadata.unknown-os"
+        message = (
+            f"operatingSystem {quote(name, 32)} is not on OCI's list ({oslist.family_names()}); "
+            f"check the spelling, {unsupported}"
+        )
+    severity = Severity.ERROR if strict else Severity.WARNING
+    return [Problem(code, message, remedy=Remedy.STATE_OS, severity=severity)]
+
+
+def _short(text: str, limit: int = 40) -> str:
+    """A value typed by a person, inside a message that must stay one short line."""
+    text = "".join(char if char.isprintable() else ascii(char)[1:-1] for char in text.strip())
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _check_shapes(meta: ImageMetadata) -> list[Problem]:
+    problems: list[Problem] = []
+    seen: set[str] = set()
+    arm: list[str] = []
+    x86: list[str] = []
+    windows = oslist.is_windows(meta.operating_system)
+    for shape in meta.shapes:
+        if not shape.name.strip():
+            problems.append(
+                Problem(
+                    "metadata.shape-name", "a shape has an empty internalShapeName; remove it or give the shape's name"
+                )
+            )
+            continue
+        if shape.name in seen:
+            problems.append(
+                Problem(
+                    "metadata.shape-duplicate",
+                    f"shape {shape.name} is listed twice; remove one",
+                    severity=Severity.WARNING,
+                )
+            )
+        seen.add(shape.name)
+        for what, limits, keys in (
+            ("ocpuConstraints", shape.ocpu, "min-max"),
+            ("memoryConstraints", shape.memory, "minInGBs-maxInGBs"),
+        ):
+            if limits is not None and (limits[0] < 0 or limits[0] > limits[1]):
+                problems.append(
+                    Problem(
+                        "metadata.shape-range",
+                        f"shape {shape.name}: {what} {number_text(limits[0])}-{number_text(limits[1])} is an "
+                        f"empty range; give {keys} with 0 <= min <= max, or no constraint",
+                    )
+                )
+        family = shape_architecture(shape.name)
+        if family == "arm":
+            arm.append(shape.name)
+            if meta.launch.firmware is Firmware.BIOS:
+                problems.append(
+                    Problem(
+                        "metadata.shape-firmware",
+                        f"shape {shape.name} is Arm, which boots with UEFI only; set firmware=UEFI_64",
+                        remedy=Remedy.STATE_FIRMWARE,
+                    )
+                )
+            if windows:
+                problems.append(
+                    Problem(
+                        "metadata.shape-windows",
+                        f"shape {shape.name} is Arm and Windows Server runs on x86 only; remove the shape",
+                    )
+                )
+        elif family is not None:
+            x86.append(shape.name)
+        if family in ("arm", "amd") and meta.launch_mode is not LaunchMode.PARAVIRTUALIZED:
+            problems.append(
+                Problem(
+                    "metadata.shape-mode",
+                    f"shape {shape.name} ({'Arm' if family == 'arm' else 'AMD'}) supports PARAVIRTUALIZED mode "
+                    f"only, not {meta.launch_mode}; set launchMode=PARAVIRTUALIZED or remove the shape",
+                )
+            )
+    if arm and x86:
+        problems.append(
+            Problem(
+                "metadata.shape-architecture",
+                f"the shapes mix Arm ({', '.join(arm)}) and x86 ({', '.join(x86)}), but an image is built for one "
+                "processor architecture; remove the shapes of the other one",
+            )
+        )
+    return problems
+
+
+def _check_capabilities(meta: ImageMetadata) -> list[Problem]:
+    try:
+        data = meta.capabilities()
+    except MetadataError as exc:
+        return [
+            Problem(
+                "metadata.capabilities-unreadable",
+                f"{exc}; set imageCapabilityData to null or to the capabilities OCI exported",
+                severity=Severity.WARNING,
+            )
+        ]
+    if data is None:
+        return []
+    capabilities = data.get("capabilities")
+    if not isinstance(capabilities, dict):
+        return [
+            Problem(
+                "metadata.capabilities-missing",
+                'imageCapabilityData has no "capabilities" object, so OCI may refuse it; '
+                "set it to null or to the capabilities OCI exported",
+                severity=Severity.WARNING,
+            )
+        ]
+    problems: list[Problem] = []
+    options = meta.launch.to_json()
+    for name, key in _CAPABILITY_FIELDS.items():
+        descriptor = capabilities.get(name)
+        values = descriptor.get("values") if isinstance(descriptor, dict) else None
+        value = options.get(key)
+        if not isinstance(values, list) or value is None or value in values:
+            continue
+        shown = ", ".join(str(json_value(v)).lower() if isinstance(v, bool) else str(v) for v in values)
+        problems.append(
+            Problem(
+                "metadata.capabilities",
+                f"imageCapabilityData allows {name} {shown or 'nothing'}, but {key} is {quote(value)}; "
+                f"set {key} to one of those, or imageCapabilityData to match",
+                severity=Severity.WARNING,
+            )
+        )
+    return problems
