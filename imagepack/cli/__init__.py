@@ -54,6 +54,9 @@ def main() -> None:
         status = app(standalone_mode=False)
     except _CommandLineError as e:
         sys.exit(report_unparsed(e, json_output=_asks_for_json(sys.argv[1:])))
+    except typer.Abort:
+        print("imagepack: aborted", file=sys.stderr)  # what standalone click said, in our words
+        sys.exit(1)
     except Interrupted as e:
         print(f"imagepack: {INTERRUPTED}", file=sys.stderr)
         sys.exit(e.exit_code)
