@@ -21,16 +21,24 @@ def parse_option_pairs(pairs: Iterable[str]) -> dict[str, str]:
 
 
 def create_options(fmt: ImageFormat, given: Mapping[str, str], *, compress: bool = False) -> dict[str, str]:
-    """The defaults for `fmt` overlaid with `given`, every key and value checked; raises InvalidValueError."""
+    """The defaults for `fmt` overlaid with `given`, every key and value checked and named choices in their canonical
+    case; raises InvalidValueError."""
     entry = spec(fmt)
+    canonical: dict[str, str] = {}
     for key, value in given.items():
         if key not in entry.options:
             keys = ", ".join(entry.options) or "none"
             raise InvalidValueError(f"-o {key}: not an option of {fmt.value} (its options: {keys})")
         choices = entry.options[key]
-        if choices is not None and value not in choices:
+        if choices is None:
+            canonical[key] = value
+            continue
+        # A choice in any case, stored as qemu-img spells it: subformat=streamoptimized is streamOptimized.
+        match = next((choice for choice in choices if choice.casefold() == value.casefold()), None)
+        if match is None:
             raise InvalidValueError(f"-o {key}={value}: {fmt.value} takes {key}={' | '.join(choices)}")
-    options = {**entry.defaults, **given}
+        canonical[key] = match
+    options = {**entry.defaults, **canonical}
     if entry.check_options is not None:
         entry.check_options(options)
     if compress and not entry.compressible:

@@ -1281,7 +1281,7 @@ def small_disk(tmp_path: Path) -> Path:
 
 def pack_with_os(disk: Path, name: str, version: str, *extra: str) -> tuple[subprocess.CompletedProcess[str], Path]:
     out = disk.with_name("disk.oci")
-    return run_cli("pack", str(disk), "-o", str(out), "--os", name, "--os-version", version, *extra), out
+    return run_cli("pack", str(disk), str(out), "--os", name, "--os-version", version, *extra), out
 
 
 def stored_system(archive: Path) -> tuple[str, str]:

@@ -73,7 +73,7 @@ def run_verb(verb: str, source: Path, out_dir: Path, *args: str) -> subprocess.C
     if verb == "convert":
         return run_cli("convert", *args, str(source), str(out_dir / "out.qcow2"))
     if verb == "pack":
-        return run_cli("pack", *args, str(source), "-o", str(out_dir / "out.oci"), *PACK_ARGS)
+        return run_cli("pack", *args, str(source), str(out_dir / "out.oci"), *PACK_ARGS)
     return run_cli(verb, *args, str(source))
 
 

@@ -1,4 +1,4 @@
-"""`imagepack info`: describe an image (or, later, an archive)."""
+"""`imagepack info PATH`: describe a disk image or a .oci archive."""
 
 from __future__ import annotations
 
@@ -7,22 +7,20 @@ from typing import TYPE_CHECKING
 
 import typer
 
-from imagepack.cli.output import (
-    FROM_FORMAT,
-    JSON,
-    MAX_SIZE,
-    QUIET,
-    VERBOSE,
-    VHD_SIZE,
-    describe_problem,
-    human_size,
-    print_json,
-    reported,
-    setup_logging,
-)
+from imagepack.cli.options import FROM_FORMAT, JSON, MAX_SIZE, QUIET, VERBOSE, VHD_SIZE
+from imagepack.cli.output import describe_problem, human_size, print_json, reported, setup_logging
 
 if TYPE_CHECKING:
     from imagepack.info import ArchiveInfo, ImageInfo
+
+EXAMPLES = """\b
+Examples:
+  imagepack info disk.vmdk
+  imagepack info --json disk.oci | jq .virtual_size"""
+
+
+def register(app: typer.Typer) -> None:
+    app.command("info", epilog=EXAMPLES)(info_command)
 
 
 def info_command(
@@ -36,13 +34,11 @@ def info_command(
 ) -> None:
     """Describe a disk image (format, sizes, partition table, firmware guess) or a .oci archive."""
     setup_logging(quiet=quiet, verbose=verbose)
-    with reported(verbose=verbose):
-        from imagepack.cli.common import parse_policy, parse_source_format
+    with reported(verbose=verbose, json_output=json_output):
+        from imagepack.cli.parse import parse_disk_format, parse_policy
         from imagepack.info import ArchiveInfo, describe
 
-        found = describe(
-            path, claimed=parse_source_format(from_format), policy=parse_policy(max_size, vhd_size=vhd_size)
-        )
+        found = describe(path, claimed=parse_disk_format(from_format), policy=parse_policy(max_size, vhd_size=vhd_size))
         if json_output:
             print_json(found.to_json())
         elif isinstance(found, ArchiveInfo):
