@@ -98,6 +98,7 @@ class BuildResult:
 def build(source: Source, target: Target, *, on_progress: Progress | None = None) -> BuildResult:
     """Make `target` from `source`; the source is never modified, the target appears whole or not at all."""
     started = time.monotonic()
+    target_kind(target.path, target.kind)  # a name that says another format would mislabel the output
     check_target(target.path, force=target.force, inputs=(source.path,))
     image = source.disk
     if target.kind is ArchiveKind.OCI:
@@ -156,6 +157,7 @@ def make(
 ) -> BuildResult:
     """Open `source` and build `target` from it. The target is checked first, so a refusal costs no reading; a
     disk that must be extracted goes beside the target."""
+    target_kind(target.path, target.kind)
     check_target(target.path, force=target.force, inputs=(source,))
     with open_source(source, claimed=claimed, policy=policy, scratch=target.path.parent) as opened:
         return build(opened, target, on_progress=on_progress)

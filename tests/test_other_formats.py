@@ -191,6 +191,13 @@ def test_to_that_contradicts_the_suffix_is_refused_naming_both(
     assert list(out_dir.iterdir()) == []
 
 
+def test_pack_refuses_a_target_named_as_a_disk_format(sample_raw: Path, out_dir: Path) -> None:
+    done = run_cli("pack", str(sample_raw), str(out_dir / "disk.qcow2"), *PACK_ARGS)
+    assert done.returncode == 2
+    assert "says qcow2" in one_error_line(done)
+    assert list(out_dir.iterdir()) == []
+
+
 def test_to_oci_writes_an_archive_under_an_img_name_which_claims_no_format(sample_raw: Path, out_dir: Path) -> None:
     target = out_dir / "image.img"
     done = run_cli("convert", "--to", "OCI", str(sample_raw), str(target), *PACK_ARGS)
