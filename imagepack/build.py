@@ -114,36 +114,54 @@ def build(source: Source, target: Target, *, on_progress: Progress | None = None
             sync=target.sync,
             on_progress=on_progress,
         )
-        options, copied, extra = dict(target.options), packed.copied, {"disk_size": packed.disk_size}
-        extra_metadata: ImageMetadata | None = packed.metadata
-    else:
-        if target.metadata is not None:
-            raise InvalidValueError(
-                f"{target.path}: image metadata applies only to a .oci target, not {target.kind.value}"
-            )
-        written = write_disk(
-            image,
-            target.path,
-            target.kind,
-            options=target.options,
-            compress=target.compress,
-            sync=target.sync,
-            on_progress=on_progress,
+        return _result(
+            source,
+            target,
+            started,
+            options=dict(target.options),
+            copied=packed.copied,
+            metadata=packed.metadata,
+            disk_size=packed.disk_size,
+            warnings=packed.warnings,
         )
-        options, copied, extra, extra_metadata, warnings = written.options, written.copied, {}, None, []
+    if target.metadata is not None:
+        raise InvalidValueError(f"{target.path}: image metadata applies only to a .oci target, not {target.kind.value}")
+    written = write_disk(
+        image,
+        target.path,
+        target.kind,
+        options=target.options,
+        compress=target.compress,
+        sync=target.sync,
+        on_progress=on_progress,
+    )
+    return _result(source, target, started, options=written.options, copied=written.copied)
+
+
+def _result(
+    source: Source,
+    target: Target,
+    started: float,
+    *,
+    options: dict[str, str],
+    copied: bool,
+    metadata: ImageMetadata | None = None,
+    disk_size: int | None = None,
+    warnings: list[Problem] | None = None,
+) -> BuildResult:
     return BuildResult(
         source=source.path,
         source_format=source.format,
         target=target.path,
         format=target.kind.value,
-        virtual_size=image.virtual_size,
+        virtual_size=source.virtual_size,
         size=os.stat(target.path).st_size,
         options=options,
         copied=copied,
         seconds=time.monotonic() - started,
-        metadata=extra_metadata,
-        warnings=warnings,
-        **extra,
+        metadata=metadata,
+        disk_size=disk_size,
+        warnings=warnings or [],
     )
 
 
