@@ -12,8 +12,8 @@ from enum import StrEnum
 from pathlib import Path
 
 from imagepack.formats import ByteSource, Container, ImageFormat, SafetyPolicy, detect
+from imagepack.image import SourceImage, open_image, require_regular_file
 from imagepack.oci.reader import OpenedArchive, open_archive
-from imagepack.source import SourceImage, open_image, require_regular_file
 
 
 class SourceKind(StrEnum):
