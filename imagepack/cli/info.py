@@ -24,7 +24,7 @@ def register(app: typer.Typer) -> None:
 
 
 def info_command(
-    path: Path = typer.Argument(..., help="Disk image to describe."),
+    path: Path = typer.Argument(..., metavar="PATH", help="Disk image to describe."),
     from_format: str = FROM_FORMAT,
     max_size: str = MAX_SIZE,
     vhd_size: str = VHD_SIZE,

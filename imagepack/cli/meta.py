@@ -52,7 +52,7 @@ class _SetCommand(TyperCommand):
     "  imagepack meta show disk.oci | jq .externalLaunchOptions.firmware",
 )
 def meta_show(
-    archive: Path = typer.Argument(..., help="The .oci archive."),
+    archive: Path = typer.Argument(..., metavar="ARCHIVE", help="The .oci archive."),
     json_output: bool = typer.Option(False, "--json", help="The output is JSON anyway; with --json a failure is too."),
     quiet: bool = QUIET,
     verbose: bool = VERBOSE,
@@ -72,7 +72,7 @@ def meta_show(
     "  imagepack meta set disk.oci operatingSystem='Oracle Linux' operatingSystemVersion=9",
 )
 def meta_set(
-    archive: Path = typer.Argument(..., help="The .oci archive (changed in place)."),
+    archive: Path = typer.Argument(..., metavar="ARCHIVE", help="The .oci archive (changed in place)."),
     assignments: list[str] = typer.Argument(..., metavar="KEY=VALUE...", help="Values to set, names in any case."),
     strict: bool = STRICT,
     json_output: bool = JSON,
@@ -97,7 +97,7 @@ def meta_set(
     "list", epilog="\b\nExamples:\n  imagepack meta shapes list disk.oci\n  imagepack meta shapes list --json disk.oci"
 )
 def shapes_list(
-    archive: Path = typer.Argument(..., help="The .oci archive."),
+    archive: Path = typer.Argument(..., metavar="ARCHIVE", help="The .oci archive."),
     json_output: bool = JSON,
     quiet: bool = QUIET,
     verbose: bool = VERBOSE,
@@ -121,7 +121,7 @@ def shapes_list(
     "  imagepack meta shapes add disk.oci VM.Standard2.1 VM.Standard2.2",
 )
 def shapes_add(
-    archive: Path = typer.Argument(..., help="The .oci archive (changed in place)."),
+    archive: Path = typer.Argument(..., metavar="ARCHIVE", help="The .oci archive (changed in place)."),
     shapes: list[str] = typer.Argument(..., metavar="SHAPE...", help="NAME[:OCPU_MIN-OCPU_MAX[:MEM_MIN-MEM_MAX]]"),
     json_output: bool = JSON,
     quiet: bool = QUIET,
@@ -138,7 +138,7 @@ def shapes_add(
 
 @shapes_app.command("remove", epilog="\b\nExample:\n  imagepack meta shapes remove disk.oci VM.Standard2.1")
 def shapes_remove(
-    archive: Path = typer.Argument(..., help="The .oci archive (changed in place)."),
+    archive: Path = typer.Argument(..., metavar="ARCHIVE", help="The .oci archive (changed in place)."),
     names: list[str] = typer.Argument(..., metavar="NAME...", help="Shape names to remove."),
     json_output: bool = JSON,
     quiet: bool = QUIET,

@@ -20,7 +20,7 @@ def register(app: typer.Typer) -> None:
 
 
 def unpack_command(
-    archive: Path = typer.Argument(..., help="The .oci archive (never modified)."),
+    archive: Path = typer.Argument(..., metavar="ARCHIVE", help="The .oci archive (never modified)."),
     directory: Path = typer.Option(
         Path("."), "--directory", "-d", metavar="DIR", help="Where to write (created if missing)."
     ),

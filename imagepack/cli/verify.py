@@ -21,7 +21,7 @@ def register(app: typer.Typer) -> None:
 
 
 def verify_command(
-    path: Path = typer.Argument(..., help="A .oci archive, or a qcow2/vmdk to be imported."),
+    path: Path = typer.Argument(..., metavar="PATH", help="A .oci archive, or a qcow2/vmdk to be imported."),
     strict: bool = STRICT,
     max_size: str = MAX_SIZE,
     vhd_size: str = VHD_SIZE,
