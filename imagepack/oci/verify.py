@@ -54,7 +54,10 @@ def verify_path(path: Path, *, strict: bool = False, policy: SafetyPolicy = Safe
     report = VerifyReport(path, "oci" if archive else "unknown")
     try:
         with open_source(path, policy=policy) as source:
+            if source.compression is not None:
+                report.facts["compression"] = source.compression
             if source.archive is not None:
+                report.kind = "oci"
                 _check_archive(report, source.archive, strict=strict)
                 _check_disk(report, source.disk, key_prefix="disk_")
                 _check_firmware(report, source.archive.metadata)
