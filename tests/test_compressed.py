@@ -5,8 +5,11 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
+import sys
 import tarfile
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -151,10 +154,17 @@ def zstd_of_zeros(path: Path, size: int) -> None:
             writer.write(zeros)
 
 
-def test_a_zstd_bomb_is_bounded_by_the_largest_size_allowed(tmp_path: Path, out_dir: Path) -> None:
-    source = tmp_path / "bomb.raw.zst"
-    zstd_of_zeros(source, 8 * 1024**3)
+@pytest.fixture(scope="module")
+def zeros_zst(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """16 GiB of zeroes in under a MiB of zstd: seconds to decompress, no disk to hold."""
+    source = tmp_path_factory.mktemp("zeros") / "zeros.raw.zst"
+    zstd_of_zeros(source, 16 * 1024**3)
     assert source.stat().st_size < 1 * MiB
+    return source
+
+
+def test_a_zstd_bomb_is_bounded_by_the_largest_size_allowed(zeros_zst: Path, tmp_path: Path, out_dir: Path) -> None:
+    source = zeros_zst
     done = run_cli("convert", "--max-size", "64M", str(source), str(out_dir / "out.qcow2"), timeout=60)
     assert done.returncode == 1
     line = one_error_line(done)
@@ -207,3 +217,48 @@ def test_verify_checks_the_disk_inside_a_compressed_qcow2(disk_of: Callable[[str
     assert done.returncode == 0, done.stdout
     assert report["format"] == "qcow2" and report["facts"]["compression"] == "zstd"
     assert report["facts"]["partition_table"] == "gpt" and leftovers(tmp_path) == []
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["sigterm", "sigint"])
+def test_an_interrupted_decompression_leaves_no_temporary(
+    signum: signal.Signals, zeros_zst: Path, tmp_path: Path, out_dir: Path
+) -> None:
+    source = zeros_zst
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "imagepack", "convert", "--max-size", "32G", str(source), str(out_dir / "out.qcow2")],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 20
+        while not leftovers(out_dir) and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert leftovers(out_dir), "the decompression never started in the output's directory"
+        time.sleep(0.3)
+        assert proc.poll() is None, "the decompression finished before it could be interrupted"
+        proc.send_signal(signum)
+        _, stderr = proc.communicate(timeout=15)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 128 + signum, stderr
+    assert stderr.strip().splitlines() == ["imagepack: interrupted; nothing was written"]
+    assert_nothing_left(out_dir, tmp_path)
+
+
+def test_a_stream_declaring_more_than_the_scratch_holds_is_refused_before_writing(
+    tmp_path: Path, mount_tmpfs: Callable[[str], Path]
+) -> None:
+    """zstd records the content size of a file it compresses; the temporary would not fit, so nothing is tried."""
+    sparse = tmp_path / "big.raw"
+    with open(sparse, "wb") as f:
+        f.truncate(1024**3)
+    source = compress(sparse, "zstd")
+    small = mount_tmpfs("16M")
+    done = run_cli("convert", str(source), str(small / "out.qcow2"))
+    assert done.returncode == 1
+    line = one_error_line(done)
+    assert "needs about 1,024.0 MiB" in line, line
+    assert_nothing_left(small)
