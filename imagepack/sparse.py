@@ -13,6 +13,8 @@ from imagepack.errors import InputError
 from imagepack.progress import Progress
 
 STREAM_CHUNK = 4 * 1024 * 1024  # also how much of a stream is written before its header is checked
+HOLE_BLOCK = 4096  # a file system block: the smallest run of zeroes worth leaving as a hole
+_ZEROS = bytes(HOLE_BLOCK)
 
 
 def _data_segments(fd: int, start: int, length: int) -> Iterator[tuple[int, int]]:
@@ -96,8 +98,7 @@ def write_stream_sparse(
     while chunk := stream.read(STREAM_CHUNK):
         if copied + len(chunk) > limit:
             raise too_large(limit)
-        if chunk.count(0) != len(chunk):
-            os.pwrite(out_fd, chunk, out_offset + copied)
+        _write_data(out_fd, chunk, out_offset + copied)
         copied += len(chunk)
         if after_first_chunk is not None and copied >= STREAM_CHUNK:
             limit = min(limit, _checked(out_fd, out_offset + copied, after_first_chunk))
@@ -109,6 +110,22 @@ def write_stream_sparse(
     if after_first_chunk is not None:
         _checked(out_fd, out_offset + copied, after_first_chunk)
     return copied
+
+
+def _write_data(out_fd: int, chunk: bytes, at: int) -> None:
+    """Write the blocks of `chunk` that hold data, each run of them in one write; zero blocks stay holes."""
+    if chunk.count(0) == len(chunk):
+        return
+    start: int | None = None  # where the current run of data blocks began
+    for offset in range(0, len(chunk), HOLE_BLOCK):
+        zero = chunk[offset : offset + HOLE_BLOCK] == _ZEROS[: min(HOLE_BLOCK, len(chunk) - offset)]
+        if zero and start is not None:
+            os.pwrite(out_fd, chunk[start:offset], at + start)
+            start = None
+        elif not zero and start is None:
+            start = offset
+    if start is not None:
+        os.pwrite(out_fd, chunk[start:], at + start)
 
 
 def _checked(out_fd: int, end: int, check: Callable[[], int]) -> int:

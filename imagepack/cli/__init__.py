@@ -7,7 +7,7 @@ import sys
 
 import typer
 
-from imagepack.cli import convert, info, oci
+from imagepack.cli import compress, convert, info, oci
 from imagepack.errors import Interrupted
 
 app = typer.Typer(
@@ -26,6 +26,7 @@ app.command("pack")(oci.pack_command)
 app.command("unpack")(oci.unpack_command)
 app.command("verify")(oci.verify_command)
 app.add_typer(oci.meta_app, name="meta")
+compress.register(app)
 
 
 def _version(value: bool) -> None:
