@@ -139,6 +139,12 @@ def describe_compressed(
         partial = Path(tmp, "head")
         partial.write_bytes(head[:INFO_BYTES])
         with ByteSource(partial) as src:
+            if claimed is None and detect(src).archive is Container.TAR:
+                raise InputError(
+                    f"{path}: this is a .oci archive (or another tar) compressed with {STREAMS[compression]}; "
+                    f"info describes it decompressed (imagepack decompress {path.name})",
+                    code="input.compressed-archive",
+                )
             inspection = inspect_source(src, claimed=claimed, name=path, policy=policy)
     details: dict[str, Any] = {"compression": STREAMS[compression], "read_bytes": len(head), "content_size": declared}
     layout = None

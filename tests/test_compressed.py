@@ -260,5 +260,26 @@ def test_a_stream_declaring_more_than_the_scratch_holds_is_refused_before_writin
     done = run_cli("convert", str(source), str(small / "out.qcow2"))
     assert done.returncode == 1
     line = one_error_line(done)
-    assert "needs about 1,024.0 MiB" in line, line
+    assert line.startswith(f"imagepack: error: {small}: needs about 1,024.0 MiB"), line
     assert_nothing_left(small)
+
+
+def test_verify_of_a_damaged_stream_says_it_is_unreadable(disk_of: Callable[[str], Path], tmp_path: Path) -> None:
+    source = compress(disk_of("qcow2"), "gzip")
+    cut_short(source)
+    done = run_cli("verify", str(source))
+    assert done.returncode == 1
+    assert "the gzip stream is damaged or cut short" in one_error_line(done)
+
+
+def test_info_of_a_compressed_archive_says_what_it_is_without_decompressing_it(
+    disk_of: Callable[[str], Path], tmp_path: Path
+) -> None:
+    archive = tmp_path / "image.oci"
+    packed = run_cli("pack", str(disk_of("raw")), "-o", str(archive), *PACK_ARGS)
+    assert packed.returncode == 0, packed.stderr
+    source = compress(archive, "xz")
+    done = run_cli("info", str(source))
+    assert done.returncode == 1
+    line = one_error_line(done)
+    assert ".oci archive" in line and "compressed with xz" in line and leftovers(tmp_path) == []
