@@ -283,3 +283,18 @@ def test_info_of_a_compressed_archive_says_what_it_is_without_decompressing_it(
     assert done.returncode == 1
     line = one_error_line(done)
     assert ".oci archive" in line and "compressed with xz" in line and leftovers(tmp_path) == []
+
+
+def test_a_damaged_disk_inside_a_sound_stream_is_refused_naming_the_compressed_file(
+    make_image: Callable[..., Path], tmp_path: Path, out_dir: Path
+) -> None:
+    """The stream is whole; the qcow2 in it lost its second half (an interrupted download, compressed after)."""
+    disk = make_image("qcow2", name="download.qcow2")
+    subprocess.run(["truncate", "-s", str(disk.stat().st_size // 2), str(disk)], check=True)
+    source = compress(disk, "zstd")
+    done = run_cli("convert", str(source), str(out_dir / "out.raw"))
+    assert done.returncode == 1
+    line = one_error_line(done)
+    assert line.startswith(f"imagepack: error: {source}: ") and "damaged or truncated" in line
+    assert ".imagepack-" not in line and "zstd stream" not in line
+    assert_nothing_left(out_dir, tmp_path)

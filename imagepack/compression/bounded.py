@@ -69,17 +69,21 @@ def decompressed(
     with tempfile.TemporaryDirectory(prefix=".imagepack-", dir=scratch) as tmp:
         content = Path(tmp, inner_name(path))
         archive = False
+        by_policy = True  # whether the bound is the policy's (a larger --max-size lifts it) or the header's
 
         def check_header() -> int:
             """Refuse an unsafe disk before the rest of it is written, and bound it by its own header."""
-            nonlocal archive
+            nonlocal archive, by_policy
             with ByteSource(content) as src:
                 if claimed is None and detect(src).archive is Container.TAR:
                     archive = True
                     return disk_size_limit(policy.max_size) + ARCHIVE_SLACK
                 inspection = inspect_source(src, claimed=claimed, name=path, policy=policy)
             require_safe(problems_before_the_end(inspection), label)
-            return policy.max_size if inspection.format is ImageFormat.RAW else disk_size_limit(inspection.virtual_size)
+            if inspection.format is ImageFormat.RAW:
+                return policy.max_size
+            by_policy = False
+            return disk_size_limit(inspection.virtual_size)
 
         fd = os.open(content, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
         try:
@@ -89,7 +93,7 @@ def decompressed(
                     fd,
                     0,
                     limit=base,
-                    too_large=lambda n: expands_past(label, kind, n, raw=not archive),
+                    too_large=lambda n: expands_past(label, kind, n, by_policy=by_policy),
                     after_first_chunk=check_header,
                 )
         except STREAM_ERRORS as e:
@@ -113,12 +117,9 @@ def problems_before_the_end(inspection: Inspection) -> list[Problem]:
     return [problem for problem in inspection.problems if not problem.code.endswith(".truncated")]
 
 
-def expands_past(label: str, kind: Container, limit: int, *, raw: bool) -> InputError:
+def expands_past(label: str, kind: Container, limit: int, *, by_policy: bool) -> InputError:
     return InputError(
         f"{label}: the {STREAMS[kind]} stream expands past {limit} bytes; refusing it",
         code="input.compressed-too-large",
-        remedy=Remedy.RAISE_MAX_SIZE if raw else None,
+        remedy=Remedy.RAISE_MAX_SIZE if by_policy else None,
     )
-
-
-# --- writing -------------------------------------------------------------------------------------------

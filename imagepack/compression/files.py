@@ -157,7 +157,11 @@ def decompress_file(
         try:
             with open_decompressed(source, kind, on_progress=on_progress) as stream:
                 written = write_stream_sparse(
-                    stream, fd, 0, limit=sys.maxsize, too_large=lambda n: expands_past(str(source), kind, n, raw=False)
+                    stream,
+                    fd,
+                    0,
+                    limit=sys.maxsize,
+                    too_large=lambda n: expands_past(str(source), kind, n, by_policy=False),
                 )
         except STREAM_ERRORS as e:
             if isinstance(e, OSError) and e.errno is not None:
