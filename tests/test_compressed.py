@@ -298,3 +298,23 @@ def test_a_damaged_disk_inside_a_sound_stream_is_refused_naming_the_compressed_f
     assert line.startswith(f"imagepack: error: {source}: ") and "damaged or truncated" in line
     assert ".imagepack-" not in line and "zstd stream" not in line
     assert_nothing_left(out_dir, tmp_path)
+
+
+@pytest.mark.parametrize("kind", sorted(TOOLS))
+def test_a_stream_of_several_members_reads_as_their_concatenation(
+    kind: str, sample_raw: Path, tmp_path: Path, out_dir: Path
+) -> None:
+    """`cat a.gz b.gz` is a valid gzip file (and likewise for xz streams, bzip2 streams and zstd frames)."""
+    data = sample_raw.read_bytes()
+    half = len(data) // 2 // 512 * 512
+    parts = []
+    for i, piece in enumerate((data[:half], data[half:])):
+        part = tmp_path / f"part{i}"
+        part.write_bytes(piece)
+        parts.append(compress(part, kind).read_bytes())
+    source = tmp_path / f"joined{TOOLS[kind][0]}"
+    source.write_bytes(b"".join(parts))
+    target = out_dir / "out.raw"
+    done = run_cli("convert", str(source), str(target))
+    assert done.returncode == 0, done.stderr
+    assert file_digest(target)[0] == file_digest(sample_raw)[0]
