@@ -19,7 +19,7 @@ def main(folder: str) -> int:
     print(f"made {disk}: a 256 MiB sparse raw disk with a GPT and an EFI system partition")
     steps = [
         # The firmware is not given: the EFI system partition on the disk says UEFI_64.
-        ["pack", "--force", disk, "-o", archive, "--os", "Oracle Linux", "--os-version", "9"],
+        ["pack", "--force", disk, archive, "--os", "Oracle Linux", "--os-version", "9"],
         ["verify", archive],
         ["meta", "show", archive],
         ["info", archive],

@@ -14,8 +14,8 @@ from typing import Any
 
 from imagepack.atomic import check_target
 from imagepack.convert import output_format, write_disk
-from imagepack.errors import UsageError
-from imagepack.formats import ImageFormat, SafetyPolicy, parse_format
+from imagepack.errors import InvalidValueError
+from imagepack.formats import ImageFormat, SafetyPolicy, format_claimed_by_name, parse_format
 from imagepack.inputs import Source, open_source
 from imagepack.oci.metadata import ImageMetadata
 from imagepack.oci.pack import MetadataRequest, make_metadata, pack_disk
@@ -36,18 +36,16 @@ def parse_target_kind(name: str) -> TargetKind:
 
 
 def target_kind(path: Path, to: TargetKind | None = None) -> TargetKind:
-    """What to write at `path`: `to` when given, else what the name says."""
-    if to is ArchiveKind.OCI or (to is None and path.suffix.lower() == ".oci"):
-        if to is ArchiveKind.OCI and path.suffix.lower() not in (".oci", ""):
-            output_format(path, None)  # a name that says a disk format contradicts --to oci
-            raise UsageError(f"{path}: oci contradicts the name; name the output {path.stem}.oci")
-        return ArchiveKind.OCI
-    if path.suffix.lower() == ".oci":
-        raise UsageError(
-            f"{path}: the format asked for, {to}, contradicts the name, which says oci; name it {path.stem}.{to}",
+    """What to write at `path`: `to` when given, else what the name says; the two must not disagree."""
+    named = ArchiveKind.OCI if path.suffix.lower() == ".oci" else format_claimed_by_name(path)  # '.img': nothing
+    if to is not None and named is not None and to != named:
+        raise InvalidValueError(
+            f"{path}: the format asked for, {to.value}, contradicts the name, which says {named.value}; "
+            f"name it {path.stem}.{to.value}",
             code="target.name-disagrees",
         )
-    assert not isinstance(to, ArchiveKind)
+    if to is ArchiveKind.OCI or named is ArchiveKind.OCI:
+        return ArchiveKind.OCI
     return output_format(path, to)
 
 
@@ -100,6 +98,7 @@ class BuildResult:
 def build(source: Source, target: Target, *, on_progress: Progress | None = None) -> BuildResult:
     """Make `target` from `source`; the source is never modified, the target appears whole or not at all."""
     started = time.monotonic()
+    target_kind(target.path, target.kind)  # a name that says another format would mislabel the output
     check_target(target.path, force=target.force, inputs=(source.path,))
     image = source.disk
     if target.kind is ArchiveKind.OCI:
@@ -115,34 +114,54 @@ def build(source: Source, target: Target, *, on_progress: Progress | None = None
             sync=target.sync,
             on_progress=on_progress,
         )
-        options, copied, extra = dict(target.options), packed.copied, {"disk_size": packed.disk_size}
-        extra_metadata: ImageMetadata | None = packed.metadata
-    else:
-        if target.metadata is not None:
-            raise UsageError(f"{target.path}: image metadata applies only to a .oci target, not {target.kind.value}")
-        written = write_disk(
-            image,
-            target.path,
-            target.kind,
-            options=target.options,
-            compress=target.compress,
-            sync=target.sync,
-            on_progress=on_progress,
+        return _result(
+            source,
+            target,
+            started,
+            options=dict(target.options),
+            copied=packed.copied,
+            metadata=packed.metadata,
+            disk_size=packed.disk_size,
+            warnings=packed.warnings,
         )
-        options, copied, extra, extra_metadata, warnings = written.options, written.copied, {}, None, []
+    if target.metadata is not None:
+        raise InvalidValueError(f"{target.path}: image metadata applies only to a .oci target, not {target.kind.value}")
+    written = write_disk(
+        image,
+        target.path,
+        target.kind,
+        options=target.options,
+        compress=target.compress,
+        sync=target.sync,
+        on_progress=on_progress,
+    )
+    return _result(source, target, started, options=written.options, copied=written.copied)
+
+
+def _result(
+    source: Source,
+    target: Target,
+    started: float,
+    *,
+    options: dict[str, str],
+    copied: bool,
+    metadata: ImageMetadata | None = None,
+    disk_size: int | None = None,
+    warnings: list[Problem] | None = None,
+) -> BuildResult:
     return BuildResult(
         source=source.path,
         source_format=source.format,
         target=target.path,
         format=target.kind.value,
-        virtual_size=image.virtual_size,
+        virtual_size=source.virtual_size,
         size=os.stat(target.path).st_size,
         options=options,
         copied=copied,
         seconds=time.monotonic() - started,
-        metadata=extra_metadata,
-        warnings=warnings,
-        **extra,
+        metadata=metadata,
+        disk_size=disk_size,
+        warnings=warnings or [],
     )
 
 
@@ -156,6 +175,7 @@ def make(
 ) -> BuildResult:
     """Open `source` and build `target` from it. The target is checked first, so a refusal costs no reading; a
     disk that must be extracted goes beside the target."""
+    target_kind(target.path, target.kind)
     check_target(target.path, force=target.force, inputs=(source,))
     with open_source(source, claimed=claimed, policy=policy, scratch=target.path.parent) as opened:
         return build(opened, target, on_progress=on_progress)

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from imagepack import qemu
 from imagepack.atomic import atomic_output, check_free_space
-from imagepack.errors import UsageError
+from imagepack.errors import InvalidValueError
 from imagepack.formats import ImageFormat, format_claimed_by_name, format_for_output_name, spec
 from imagepack.options import create_options
 from imagepack.problems import Remedy
@@ -32,14 +32,14 @@ def output_format(target: Path, to: ImageFormat | None) -> ImageFormat:
     no format when `--to` is given (vendors ship qcow2 under it), and raw when it is not."""
     claimed = format_claimed_by_name(target)
     if to is not None and claimed is not None and to is not claimed:
-        raise UsageError(
+        raise InvalidValueError(
             f"{target}: the format asked for, {to.value}, contradicts the name, which says {claimed.value}; "
             f"name the output {target.with_suffix(spec(to).suffix).name} or ask for {claimed.value}",
             code="target.name-disagrees",
         )
     fmt = to or format_for_output_name(target)
     if fmt is None:
-        raise UsageError(
+        raise InvalidValueError(
             f"{target}: cannot tell the output format from the name",
             code="target.format-unknown",
             remedy=Remedy.STATE_TARGET_FORMAT,

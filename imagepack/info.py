@@ -31,6 +31,10 @@ from imagepack.formats import (
     not_a_disk,
 )
 from imagepack.formats.base import ByteSource, Inspection
+from imagepack.inputs import is_archive, open_source
+from imagepack.oci.archive import OciLayout
+from imagepack.oci.metadata import ImageMetadata
+from imagepack.oci.reader import OpenedArchive
 from imagepack.partitions import HEAD_BYTES, PartitionLayout, read_partition_layout
 from imagepack.problems import Problem, Remedy
 from imagepack.source import SourceImage, inspect_file, open_image, partition_layout, require_regular_file
@@ -201,3 +205,45 @@ def info_from_source(image: SourceImage, path: Path, file_size: int) -> ImageInf
     )
     add_qemu_facts(result, image)
     return result
+
+
+@dataclass
+class ArchiveInfo:
+    path: Path
+    layout: OciLayout
+    metadata: ImageMetadata
+    disk: ImageInfo
+
+    def to_json(self) -> dict[str, Any]:
+        members = [self.layout.metadata, self.layout.disk]
+        if not self.layout.metadata_first:
+            members.reverse()
+        return {
+            "path": str(self.path),
+            "format": "oci",
+            "virtual_size": self.disk.virtual_size,  # the archive's as much as its disk's, as for a plain image
+            "compressed": self.layout.compressed,
+            "disk_in_place": self.layout.disk_in_place,
+            "members": [
+                {"name": m.name, "size": m.size, "header_offset": m.header_offset, "data_offset": m.data_offset}
+                for m in members
+            ],
+            "metadata": self.metadata.to_json(),
+            "disk": self.disk.to_json(),
+        }
+
+
+def describe_archive(opened: OpenedArchive, path: Path) -> ArchiveInfo:
+    disk = info_from_source(opened.disk, Path(opened.layout.label), opened.layout.disk.size)
+    return ArchiveInfo(path, opened.layout, opened.metadata, disk)
+
+
+def describe(
+    path: Path, *, claimed: ImageFormat | None = None, policy: SafetyPolicy = SafetyPolicy()
+) -> ImageInfo | ArchiveInfo:
+    """What `path` is: a .oci archive and its disk, or a disk image (described even when it would be refused)."""
+    if claimed is None and is_archive(path):
+        with open_source(path, policy=policy) as source:
+            assert source.archive is not None
+            return describe_archive(source.archive, path)
+    return describe_image(path, claimed=claimed, policy=policy)

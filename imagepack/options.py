@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 
-from imagepack.errors import UsageError
+from imagepack.errors import InvalidValueError
 from imagepack.formats import ImageFormat, spec
 
 
@@ -15,29 +15,37 @@ def parse_option_pairs(pairs: Iterable[str]) -> dict[str, str]:
         for item in pair.split(","):  # accept qemu's own comma-joined form as well as repeated -o
             key, sep, value = item.partition("=")
             if not sep or not key.strip():
-                raise UsageError(f"-o {item!r}: expected KEY=VALUE")
+                raise InvalidValueError(f"-o {item!r}: expected KEY=VALUE")
             options[key.strip()] = value.strip()
     return options
 
 
 def create_options(fmt: ImageFormat, given: Mapping[str, str], *, compress: bool = False) -> dict[str, str]:
-    """The defaults for `fmt` overlaid with `given`, every key and value checked; raises UsageError."""
+    """The defaults for `fmt` overlaid with `given`, every key and value checked and named choices in their canonical
+    case; raises InvalidValueError."""
     entry = spec(fmt)
+    canonical: dict[str, str] = {}
     for key, value in given.items():
         if key not in entry.options:
             keys = ", ".join(entry.options) or "none"
-            raise UsageError(f"-o {key}: not an option of {fmt.value} (its options: {keys})")
+            raise InvalidValueError(f"-o {key}: not an option of {fmt.value} (its options: {keys})")
         choices = entry.options[key]
-        if choices is not None and value not in choices:
-            raise UsageError(f"-o {key}={value}: {fmt.value} takes {key}={' | '.join(choices)}")
-    options = {**entry.defaults, **given}
+        if choices is None:
+            canonical[key] = value
+            continue
+        # A choice in any case, stored as qemu-img spells it: subformat=streamoptimized is streamOptimized.
+        match = next((choice for choice in choices if choice.casefold() == value.casefold()), None)
+        if match is None:
+            raise InvalidValueError(f"-o {key}={value}: {fmt.value} takes {key}={' | '.join(choices)}")
+        canonical[key] = match
+    options = {**entry.defaults, **canonical}
     if entry.check_options is not None:
         entry.check_options(options)
     if compress and not entry.compressible:
-        raise UsageError(f"--compress works for qcow2 and vmdk outputs, not {fmt.value}")
+        raise InvalidValueError(f"--compress works for qcow2 and vmdk outputs, not {fmt.value}")
     if compress and fmt is ImageFormat.VMDK:
         if options.get("subformat", "streamOptimized") != "streamOptimized":
-            raise UsageError("--compress for vmdk writes subformat=streamOptimized; drop the other subformat")
+            raise InvalidValueError("--compress for vmdk writes subformat=streamOptimized; drop the other subformat")
         options["subformat"] = "streamOptimized"
     return options
 

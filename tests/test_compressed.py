@@ -84,7 +84,7 @@ def test_a_compressed_qcow2_packs_into_an_archive_holding_the_same_disk(
 ) -> None:
     source = compress(disk_of("qcow2"), kind)
     archive = out_dir / "out.oci"
-    done = run_cli("pack", str(source), "-o", str(archive), *PACK_ARGS)
+    done = run_cli("pack", str(source), str(archive), *PACK_ARGS)
     assert done.returncode == 0, done.stderr
     with tarfile.open(archive) as tar:
         tar.extract("output.QCOW2", tmp_path, filter="data")
@@ -107,7 +107,7 @@ def test_a_compressed_oci_archive_is_read_as_the_archive(
     kind: str, disk_of: Callable[[str], Path], sample_raw: Path, tmp_path: Path, out_dir: Path
 ) -> None:
     archive = tmp_path / "image.oci"
-    packed = run_cli("pack", str(disk_of("raw")), "-o", str(archive), *PACK_ARGS)
+    packed = run_cli("pack", str(disk_of("raw")), str(archive), *PACK_ARGS)
     assert packed.returncode == 0, packed.stderr
     source = compress(archive, kind)
     target = out_dir / "back.raw"
@@ -276,7 +276,7 @@ def test_info_of_a_compressed_archive_says_what_it_is_without_decompressing_it(
     disk_of: Callable[[str], Path], tmp_path: Path
 ) -> None:
     archive = tmp_path / "image.oci"
-    packed = run_cli("pack", str(disk_of("raw")), "-o", str(archive), *PACK_ARGS)
+    packed = run_cli("pack", str(disk_of("raw")), str(archive), *PACK_ARGS)
     assert packed.returncode == 0, packed.stderr
     source = compress(archive, "xz")
     done = run_cli("info", str(source))

@@ -84,7 +84,7 @@ def test_convert_refuses_a_truncated_qcow2_before_writing(truncated_qcow2: Path,
 
 def test_pack_refuses_a_truncated_qcow2_before_writing(truncated_qcow2: Path, out_dir: Path) -> None:
     before = file_digest(truncated_qcow2)
-    done = run_cli("pack", str(truncated_qcow2), "-o", str(out_dir / "disk.oci"), *PACK_ARGS)
+    done = run_cli("pack", str(truncated_qcow2), str(out_dir / "disk.oci"), *PACK_ARGS)
     assert_refused(done, EXIT_FAILURE, "damaged or truncated", "corruptions")
     assert_untouched(truncated_qcow2, before, out_dir)
 
@@ -206,7 +206,7 @@ def test_convert_of_a_oci_archive_refuses_its_corrupt_disk(
 ) -> None:
     disk = make_image("qcow2", name="good.qcow2")
     archive = tmp_path / "disk.oci"
-    packed = run_cli("pack", str(disk), "-o", str(archive), *PACK_ARGS)
+    packed = run_cli("pack", str(disk), str(archive), *PACK_ARGS)
     assert packed.returncode == 0, packed.stderr
     described = json.loads(run_cli("info", "--json", str(archive)).stdout)
     (member,) = [m for m in described["members"] if m["name"] == "output.QCOW2"]
@@ -294,7 +294,7 @@ def test_convert_of_a_virtualbox_vhd_keeps_the_whole_disk(vbox_vhd: tuple[Path, 
 def test_pack_of_a_virtualbox_vhd_keeps_the_whole_disk(vbox_vhd: tuple[Path, Path], out_dir: Path) -> None:
     vhd, _ = vbox_vhd
     archive = out_dir / "disk.oci"
-    done = run_cli("pack", str(vhd), "-o", str(archive), *PACK_ARGS)
+    done = run_cli("pack", str(vhd), str(archive), *PACK_ARGS)
     assert done.returncode == 0, done.stderr
     described = json.loads(run_cli("info", "--json", str(archive)).stdout)
     assert described["disk"]["virtual_size"] == VBOX_DISK

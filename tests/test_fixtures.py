@@ -125,14 +125,14 @@ def test_gnu_tar_archive_of_fixture_is_verified_with_its_launch_mode_firmware_an
 @by_name([path for path in METADATA if path.stem not in PACK_REFUSES])
 def test_pack_from_fixture_writes_it_back_with_every_key(fixture: Path, qcow2_disk: Path, tmp_path: Path) -> None:
     archive = tmp_path / "packed.oci"
-    done = run_cli("pack", str(qcow2_disk), "-o", str(archive), "--metadata", str(fixture))
+    done = run_cli("pack", str(qcow2_disk), str(archive), "--metadata", str(fixture))
     assert done.returncode == 0, done.stderr
     assert as_text(metadata_member(archive)) == as_text(json.loads(fixture.read_text()))
 
 
 def test_imagepack_fixture_is_what_pack_writes_for_the_sample_disk(sample_raw: Path, tmp_path: Path) -> None:
     archive = tmp_path / "sample.oci"
-    done = run_cli("pack", str(sample_raw), "-o", str(archive), "--os", "Oracle Linux", "--os-version", "9")
+    done = run_cli("pack", str(sample_raw), str(archive), "--os", "Oracle Linux", "--os-version", "9")
     assert done.returncode == 0, done.stderr
     shown = run_cli("meta", "show", str(archive))
     assert shown.returncode == 0, shown.stderr

@@ -101,7 +101,7 @@ def test_info_says_why_a_hostile_image_would_be_refused(case: hostile.Hostile, c
             assert any(p["remedy"] == remedy and p["value"] == (value or None) for p in problems), problems
     else:
         assert done.returncode == 1
-        assert done.stdout == ""
+        assert case.expect in json.loads(done.stdout)["error"]["message"]  # --json: the refusal as an error object
         assert_one_line_refusal(done.stderr, str(source), case.expect)
     assert regular_files(corpus) == before
 

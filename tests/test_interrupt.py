@@ -4,6 +4,7 @@ no output, no temporary file, no qemu-img still running."""
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import signal
 import subprocess
@@ -136,6 +137,16 @@ def test_convert_interrupted_with_force_keeps_the_existing_output(busy_disk: Pat
     assert processes_naming(temp) == []
 
 
+def test_convert_interrupted_with_json_prints_the_interrupted_error_object(busy_disk: Path, tmp_path: Path) -> None:
+    target = tmp_path / "busy.qcow2"
+    proc, temp = interrupt_a_conversion(busy_disk, target, signal.SIGINT, "--json")
+    assert proc.returncode == EXIT_SIGINT, proc.stderr
+    assert proc.stderr.strip().splitlines() == ["imagepack: interrupted; nothing was written"]
+    assert json.loads(proc.stdout) == {"error": {"code": "interrupted", "message": "interrupted; nothing was written"}}
+    assert not target.exists()
+    assert processes_naming(temp) == []
+
+
 def test_convert_to_vmdk_interrupted_midway_leaves_nothing_behind(busy_disk: Path, tmp_path: Path) -> None:
     """A vmdk is written under its final name inside a hidden directory: the signal must take the directory too."""
     target = tmp_path / "busy.vmdk"
@@ -153,7 +164,6 @@ def test_pack_interrupted_midway_leaves_no_archive(busy_disk: Path, tmp_path: Pa
         "pack",
         "--compress",
         str(busy_disk),
-        "-o",
         str(target),
         "--os",
         "Oracle Linux",

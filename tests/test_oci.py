@@ -23,7 +23,7 @@ PACK_ARGS = ("--os", "Oracle Linux", "--os-version", "8")
 
 
 def pack(source: Path, out: Path, *extra: str) -> subprocess.CompletedProcess[str]:
-    return run_cli("pack", str(source), "-o", str(out), *PACK_ARGS, *extra)
+    return run_cli("pack", str(source), str(out), *PACK_ARGS, *extra)
 
 
 def sha256(data: bytes) -> str:
@@ -72,7 +72,7 @@ def test_pack_from_each_format_holds_the_same_disk(
 def test_pack_from_qcow2_copies_the_bytes_unchanged(make_image: Callable[..., Path], tmp_path: Path) -> None:
     source = make_image("qcow2")
     out = tmp_path / "disk.oci"
-    done = run_cli("pack", str(source), "-o", str(out), *PACK_ARGS, "--json")
+    done = run_cli("pack", str(source), str(out), *PACK_ARGS, "--json")
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout)["copied"] is True
     with tarfile.open(out) as tar:

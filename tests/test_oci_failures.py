@@ -25,7 +25,7 @@ def test_pack_whose_write_fails_midway_leaves_nothing(
     before = file_digest(source)
     out_dir = tmp_path / "out"
     out_dir.mkdir()
-    done = run_cli("pack", str(source), "-o", str(out_dir / "disk.oci"), *PACK, preexec_fn=_limit_file_size_to_1_mib)
+    done = run_cli("pack", str(source), str(out_dir / "disk.oci"), *PACK, preexec_fn=_limit_file_size_to_1_mib)
     assert done.returncode == 1, done.stderr
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1 and "Traceback" not in done.stderr
@@ -38,7 +38,7 @@ def test_pack_refuses_up_front_when_the_file_system_lacks_room(
     make_image: Callable[..., Path], mount_tmpfs: Callable[[str], Path]
 ) -> None:
     small = mount_tmpfs("1m")
-    done = run_cli("pack", str(make_image("qcow2")), "-o", str(small / "disk.oci"), *PACK)
+    done = run_cli("pack", str(make_image("qcow2")), str(small / "disk.oci"), *PACK)
     assert done.returncode == 1
     assert "MiB is free" in done.stderr and len(done.stderr.strip().splitlines()) == 1
     assert list(small.iterdir()) == []
@@ -48,7 +48,7 @@ def test_unpack_refuses_up_front_when_the_file_system_lacks_room(
     sample_raw: Path, tmp_path: Path, mount_tmpfs: Callable[[str], Path]
 ) -> None:
     archive = tmp_path / "disk.oci"
-    assert run_cli("pack", str(sample_raw), "-o", str(archive), *PACK).returncode == 0
+    assert run_cli("pack", str(sample_raw), str(archive), *PACK).returncode == 0
     small = mount_tmpfs("1m")
     done = run_cli("unpack", str(archive), "-d", str(small))
     assert done.returncode == 1

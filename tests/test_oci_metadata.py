@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from imagepack.errors import MetadataError, UsageError
+from imagepack.errors import InvalidValueError, MetadataError
 from imagepack.oci.metadata import (
     CUSTOM_REQUIRED,
     OVERRIDE_KEYS,
@@ -484,7 +484,7 @@ def test_overrides_replace_preset_values_and_accept_any_case() -> None:
 
 
 def test_an_unknown_override_key_is_a_usage_error_listing_the_keys() -> None:
-    with pytest.raises(UsageError) as caught:
+    with pytest.raises(InvalidValueError) as caught:
         launch_options_for(LaunchMode.NATIVE, Firmware.BIOS, {"netType": "VFIO"})
     assert '"netType"' in str(caught.value)
     assert ", ".join(OVERRIDE_KEYS) in str(caught.value)
@@ -507,7 +507,7 @@ def test_override_values_not_allowed_are_refused_with_the_allowed_ones(key: str,
 
 
 def test_custom_mode_lists_every_missing_launch_option() -> None:
-    with pytest.raises(UsageError) as caught:
+    with pytest.raises(InvalidValueError) as caught:
         launch_options_for(LaunchMode.CUSTOM, Firmware.UEFI_64, {"networkType": "VFIO", "bootVolumeType": "ISCSI"})
     message = str(caught.value)
     missing = message.split("missing: ")[1].split(";")[0]
@@ -632,13 +632,13 @@ def test_parsed_whole_numbers_are_written_as_json_integers() -> None:
     ],
 )
 def test_malformed_shapes_are_refused_with_the_form(text: str) -> None:
-    with pytest.raises(UsageError, match=r"expected NAME\[:OCPU_MIN-OCPU_MAX\[:MEMORY_MIN_GB-MEMORY_MAX_GB\]\]"):
+    with pytest.raises(InvalidValueError, match=r"expected NAME\[:OCPU_MIN-OCPU_MAX\[:MEMORY_MIN_GB-MEMORY_MAX_GB\]\]"):
         parse_shape(text)
 
 
 @pytest.mark.parametrize("text", ["VM.Standard.E4.Flex:8-4", "VM.Standard.E4.Flex:1-4:64-16", "A:0-0"])
 def test_shapes_with_empty_ranges_are_refused(text: str) -> None:
-    with pytest.raises(UsageError, match="is empty; write MIN-MAX"):
+    with pytest.raises(InvalidValueError, match="is empty; write MIN-MAX"):
         parse_shape(text)
 
 
@@ -663,7 +663,7 @@ def test_assignments_parse_into_keys_and_values() -> None:
 
 @pytest.mark.parametrize("pairs", [["firmware"], ["=BIOS"], [" firmware=BIOS"], ["firmware=BIOS", "firmware=UEFI_64"]])
 def test_malformed_assignments_are_usage_errors(pairs: list[str]) -> None:
-    with pytest.raises(UsageError):
+    with pytest.raises(InvalidValueError):
         parse_assignments(pairs)
 
 
@@ -718,7 +718,7 @@ def test_set_source_image_and_capability_schema() -> None:
 
 
 def test_set_unknown_key_is_a_usage_error_listing_the_keys() -> None:
-    with pytest.raises(UsageError) as caught:
+    with pytest.raises(InvalidValueError) as caught:
         set_values(linux(), {"launchOptionsSource": "NATIVE"})
     assert ", ".join(SET_KEYS) in str(caught.value)
 
@@ -1281,7 +1281,7 @@ def small_disk(tmp_path: Path) -> Path:
 
 def pack_with_os(disk: Path, name: str, version: str, *extra: str) -> tuple[subprocess.CompletedProcess[str], Path]:
     out = disk.with_name("disk.oci")
-    return run_cli("pack", str(disk), "-o", str(out), "--os", name, "--os-version", version, *extra), out
+    return run_cli("pack", str(disk), str(out), "--os", name, "--os-version", version, *extra), out
 
 
 def stored_system(archive: Path) -> tuple[str, str]:
@@ -1393,12 +1393,15 @@ def test_verify_reports_a_release_newer_than_the_list_as_a_note_and_the_archive_
 
     assert done.returncode == 0, done.stdout + done.stderr
     report = json.loads(done.stdout)
-    notes = [finding for finding in report["findings"] if "newer than the releases" in finding["message"]]
+    notes = [problem for problem in report["problems"] if "newer than the releases" in problem["message"]]
     assert notes == [
         {
+            "code": "metadata.os-release-newer",
             "severity": "note",
             "message": "Oracle Linux 10 is newer than the releases on OCI's list this imagepack knows (6-9); "
             "the import may still accept it",
+            "remedy": None,
+            "value": None,
         }
     ]
     assert report["ready"] is True

@@ -10,6 +10,7 @@ import io
 import lzma
 import struct
 import subprocess
+import tarfile
 import uuid
 from collections.abc import Callable
 from pathlib import Path
@@ -72,7 +73,7 @@ def run_verb(verb: str, source: Path, out_dir: Path, *args: str) -> subprocess.C
     if verb == "convert":
         return run_cli("convert", *args, str(source), str(out_dir / "out.qcow2"))
     if verb == "pack":
-        return run_cli("pack", *args, str(source), "-o", str(out_dir / "out.oci"), *PACK_ARGS)
+        return run_cli("pack", *args, str(source), str(out_dir / "out.oci"), *PACK_ARGS)
     return run_cli(verb, *args, str(source))
 
 
@@ -193,13 +194,31 @@ def test_an_iso_that_is_also_a_qcow2_is_refused_by_every_verb(
     assert list(out_dir.iterdir()) == [] and leftovers(tmp_path) == []
 
 
-def test_to_that_contradicts_the_suffix_is_refused_naming_both(sample_raw: Path, out_dir: Path) -> None:
-    target = out_dir / "d.vmdk"
-    done = run_cli("convert", "--to", "qcow2", str(sample_raw), str(target))
+@pytest.mark.parametrize(("to", "name"), [("qcow2", "d.vmdk"), ("oci", "d.qcow2"), ("vmdk", "d.oci")])
+def test_to_that_contradicts_the_suffix_is_refused_naming_both(
+    to: str, name: str, sample_raw: Path, out_dir: Path
+) -> None:
+    target = out_dir / name
+    done = run_cli("convert", "--to", to, str(sample_raw), str(target), *(PACK_ARGS if to == "oci" else ()))
     assert done.returncode == 2
     line = one_error_line(done)
-    assert "qcow2" in line and "says vmdk" in line
+    assert f"asked for, {to}," in line and f"says {target.suffix[1:]}" in line
     assert list(out_dir.iterdir()) == []
+
+
+def test_pack_refuses_a_target_named_as_a_disk_format(sample_raw: Path, out_dir: Path) -> None:
+    done = run_cli("pack", str(sample_raw), str(out_dir / "disk.qcow2"), *PACK_ARGS)
+    assert done.returncode == 2
+    assert "says qcow2" in one_error_line(done)
+    assert list(out_dir.iterdir()) == []
+
+
+def test_to_oci_writes_an_archive_under_an_img_name_which_claims_no_format(sample_raw: Path, out_dir: Path) -> None:
+    target = out_dir / "image.img"
+    done = run_cli("convert", "--to", "OCI", str(sample_raw), str(target), *PACK_ARGS)
+    assert done.returncode == 0, done.stderr
+    with tarfile.open(target) as tar:
+        assert tar.getnames() == ["image_metadata.json", "output.QCOW2"]
 
 
 def test_qcow_is_qemus_version_one_not_an_alias_for_qcow2(sample_raw: Path, out_dir: Path) -> None:

@@ -1,4 +1,6 @@
-"""The command line: parses arguments, calls the library, prints its result objects. Nothing else."""
+"""The command line: parses arguments, calls the library, prints its result objects. One module per verb, each
+registering its command here; the options they share are in options.py, parsing in parse.py, printing in output.py.
+"""
 
 from __future__ import annotations
 
@@ -7,26 +9,24 @@ import sys
 
 import typer
 
-from imagepack.cli import compress, convert, info, oci
+from imagepack.cli import compress, convert, info, meta, pack, unpack, verify
 from imagepack.errors import Interrupted
 
 app = typer.Typer(
     name="imagepack",
     help="Prepare virtual-machine disk images offline: convert, inspect, and build Oracle Cloud .oci archives.",
     no_args_is_help=True,
-    add_completion=False,
+    add_completion=True,
     pretty_exceptions_enable=False,
     rich_markup_mode=None,
-    epilog="Exit codes: 0 success, 1 failure or refused input, 2 usage error, 3 problems found (verify), "
-    "130/143 interrupted.",
+    epilog="Exit codes: 0 success, 1 failure or refused input, 2 usage error (what was typed is wrong), "
+    "3 problems found (verify), 130/143 interrupted. With --json a failure also prints "
+    '{"error": {"code": ..., "message": ...}} on stdout.'
+    "\n\n\b\nExamples:\n  imagepack pack disk.vmdk disk.oci --os 'Oracle Linux' --os-version 9\n"
+    "  imagepack convert disk.oci disk.vmdk",
 )
-app.command("info")(info.info_command)
-app.command("convert")(convert.convert_command)
-app.command("pack")(oci.pack_command)
-app.command("unpack")(oci.unpack_command)
-app.command("verify")(oci.verify_command)
-app.add_typer(oci.meta_app, name="meta")
-compress.register(app)
+for verb in (info, convert, pack, unpack, verify, meta, compress):
+    verb.register(app)
 
 
 def _version(value: bool) -> None:
@@ -46,14 +46,31 @@ def _root(
 
 def main() -> None:
     from imagepack import signals
+    from imagepack.cli.output import INTERRUPTED, report_unparsed
 
     signals.install()
     try:
-        app()
+        # Not standalone, so that a command line that does not parse is reported here, in --json too.
+        status = app(standalone_mode=False)
+    except _CommandLineError as e:
+        sys.exit(report_unparsed(e, json_output=_asks_for_json(sys.argv[1:])))
+    except typer.Abort:
+        print("imagepack: aborted", file=sys.stderr)  # what standalone click said, in our words
+        sys.exit(1)
     except Interrupted as e:
-        print("imagepack: interrupted; nothing was written", file=sys.stderr)
+        print(f"imagepack: {INTERRUPTED}", file=sys.stderr)
         sys.exit(e.exit_code)
     except BrokenPipeError:
         # The reader went away (`imagepack info x | head`): stop quietly, as a SIGPIPE would.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         sys.exit(141)
+    sys.exit(status or 0)  # a command's typer.Exit(code) comes back as its code
+
+
+# click's UsageError (an unknown option, a missing argument, a bad value for a typed option), reached through the
+# name typer exports, whichever copy of click this typer uses.
+_CommandLineError: type[Exception] = typer.BadParameter.__mro__[1]
+
+
+def _asks_for_json(args: list[str]) -> bool:
+    return "--json" in (args[: args.index("--")] if "--" in args else args)

@@ -7,20 +7,21 @@ from typing import TYPE_CHECKING
 
 import typer
 
-from imagepack.cli.output import (
-    FORCE,
-    JSON,
-    QUIET,
-    VERBOSE,
-    human_size,
-    print_json,
-    progress_bar,
-    reported,
-    setup_logging,
-)
+from imagepack.cli.options import FORCE, JSON, QUIET, VERBOSE
+from imagepack.cli.output import human_size, print_json, progress_bar, reported, setup_logging
 
 if TYPE_CHECKING:
     from imagepack.compression import CompressionResult
+
+COMPRESS_EXAMPLES = """\b
+Examples:
+  imagepack compress disk.qcow2                 # disk.qcow2.zst, on all cores
+  imagepack compress --to xz --level 9 disk.raw -o disk.raw.xz"""
+
+
+def register(app: typer.Typer) -> None:
+    app.command("compress", epilog=COMPRESS_EXAMPLES)(compress_command)
+    app.command("decompress")(decompress_command)
 
 
 def compress_command(
@@ -36,7 +37,7 @@ def compress_command(
 ) -> None:
     """Compress a file with zstd (multi-threaded, with a checksum), xz or gzip; the output appears whole."""
     setup_logging(quiet=quiet, verbose=verbose)
-    with reported(verbose=verbose):
+    with reported(verbose=verbose, json_output=json_output):
         from imagepack.compression import compress_file, parse_codec
 
         codec = parse_codec(to)
@@ -59,7 +60,7 @@ def decompress_command(
 ) -> None:
     """Decompress a zstd, xz, gzip or bzip2 file (found by its bytes); runs of zeroes become holes."""
     setup_logging(quiet=quiet, verbose=verbose)
-    with reported(verbose=verbose):
+    with reported(verbose=verbose, json_output=json_output):
         from imagepack.compression import decompress_file
 
         with progress_bar(f"decompressing {source.name}", quiet=quiet) as on_progress:
@@ -75,8 +76,3 @@ def _report(done: CompressionResult, verb: str, *, json_output: bool, quiet: boo
             f"{verb} {done.source} ({human_size(done.source_size)}) to {done.target} "
             f"({done.compression}, {human_size(done.size)}) in {done.seconds:.1f} s"
         )
-
-
-def register(app: typer.Typer) -> None:
-    app.command("compress")(compress_command)
-    app.command("decompress")(decompress_command)

@@ -1,4 +1,4 @@
-"""`imagepack convert`: one image to another format."""
+"""`imagepack convert SRC DST`: one image to another format, a .oci archive included."""
 
 from __future__ import annotations
 
@@ -6,11 +6,11 @@ from pathlib import Path
 
 import typer
 
-from imagepack.cli import oci
-from imagepack.cli.oci import report_build
-from imagepack.cli.output import (
+from imagepack.cli.options import (
     ALLOW_BACKING,
+    COMPRESS,
     FORCE,
+    FORMAT_OPTION,
     FROM_FORMAT,
     JSON,
     MAX_SIZE,
@@ -18,78 +18,56 @@ from imagepack.cli.output import (
     SYNC,
     VERBOSE,
     VHD_SIZE,
-    progress_bar,
-    reported,
-    setup_logging,
+    PackOptions,
+    pack_options,
 )
-from imagepack.errors import UsageError
+from imagepack.cli.output import progress_bar, report_build, reported, setup_logging
+
+EXAMPLES = """\b
+Examples:
+  imagepack convert disk.vmdk disk.qcow2
+  imagepack convert disk.raw disk.vmdk -o subformat=streamOptimized"""
 
 
+def register(app: typer.Typer) -> None:
+    app.command("convert", epilog=EXAMPLES)(convert_command)
+
+
+@pack_options
 def convert_command(
-    source: Path = typer.Argument(..., help="Image to read (never modified)."),
-    target: Path = typer.Argument(..., help="Image to write; its suffix picks the format unless --to is given."),
+    source: Path = typer.Argument(..., metavar="SRC", help="Image to read (never modified)."),
+    target: Path = typer.Argument(
+        ..., metavar="DST", help="Image to write; its suffix picks the format unless --to is given."
+    ),
     to: str = typer.Option(
         None, "--to", metavar="FORMAT", help="Output format: raw, qcow2, vmdk, vdi, vhd, vhdx or oci."
     ),
     from_format: str = FROM_FORMAT,
-    option: list[str] = typer.Option(
-        [], "-o", "--option", metavar="KEY=VALUE", help="Format option KEY=VALUE (repeatable)."
-    ),
-    compress: bool = typer.Option(False, "--compress", "-c", help="Compress the output (qcow2, vmdk)."),
+    option: list[str] = FORMAT_OPTION,
+    compress: bool = COMPRESS,
     force: bool = FORCE,
     sync: bool = SYNC,
     allow_backing: bool = ALLOW_BACKING,
     max_size: str = MAX_SIZE,
     vhd_size: str = VHD_SIZE,
-    os_name: str = oci.OS_NAME,
-    os_version: str = oci.OS_VERSION,
-    launch_mode: str = oci.LAUNCH_MODE,
-    firmware: str = oci.FIRMWARE,
-    launch_option: list[str] = oci.LAUNCH_OPTION,
-    shape: list[str] = oci.SHAPE,
-    metadata: Path = oci.METADATA,
-    strict: bool = oci.STRICT,
     json_output: bool = JSON,
     quiet: bool = QUIET,
     verbose: bool = VERBOSE,
+    *,
+    pack: PackOptions,
 ) -> None:
-    """Convert a disk image between raw, qcow2, vmdk, vdi, vhd and .oci (a .oci source or target works too;
-    a .oci target takes the pack options)."""
+    """Convert a disk image between raw, qcow2, vmdk, vdi, vhd, vhdx and .oci (a .oci source works too; a .oci
+    target takes the pack options)."""
     setup_logging(quiet=quiet, verbose=verbose)
-    with reported(verbose=verbose):
-        from imagepack.build import ArchiveKind, Target, make, parse_target_kind, target_kind
-        from imagepack.cli.common import metadata_request, parse_policy, parse_source_format
+    with reported(verbose=verbose, json_output=json_output):
+        from imagepack.build import ArchiveKind, Target, make, target_kind
+        from imagepack.cli.parse import metadata_request, parse_disk_format, parse_policy, parse_target
+        from imagepack.errors import InvalidValueError
         from imagepack.options import parse_option_pairs
 
-        kind = target_kind(target, parse_target_kind(to) if to else None)
-        pack_options = {
-            "--os": os_name,
-            "--os-version": os_version,
-            "--launch-mode": launch_mode,
-            "--firmware": firmware,
-            "--launch-option": launch_option,
-            "--shape": shape,
-            "--metadata": metadata,
-            "--strict": strict,
-        }
-        if kind is not ArchiveKind.OCI:
-            given = [name for name, value in pack_options.items() if value]
-            if given:
-                raise UsageError(f"{given[0]} applies only to a .oci target, not {kind.value}")
-        request = (
-            metadata_request(
-                os_name=os_name,
-                os_version=os_version,
-                launch_mode=launch_mode,
-                firmware=firmware,
-                launch_options=launch_option,
-                shapes=shape,
-                metadata=metadata,
-                strict=strict,
-            )
-            if kind is ArchiveKind.OCI
-            else None
-        )
+        kind = target_kind(target, parse_target(to))
+        if kind is not ArchiveKind.OCI and pack.given():
+            raise InvalidValueError(f"{pack.given()[0]} applies only to a .oci target, not {kind.value}")
         with progress_bar(f"{source.name} → {target.name}", quiet=quiet) as on_progress:
             done = make(
                 source,
@@ -98,11 +76,11 @@ def convert_command(
                     kind,
                     options=parse_option_pairs(option),
                     compress=compress,
-                    metadata=request,
+                    metadata=metadata_request(pack) if kind is ArchiveKind.OCI else None,
                     force=force,
                     sync=sync,
                 ),
-                claimed=parse_source_format(from_format),
+                claimed=parse_disk_format(from_format),
                 policy=parse_policy(max_size, allow_backing=allow_backing, vhd_size=vhd_size),
                 on_progress=on_progress,
             )

@@ -1,4 +1,4 @@
-"""`imagepack info`: describe an image (or, later, an archive)."""
+"""`imagepack info PATH`: describe a disk image or a .oci archive."""
 
 from __future__ import annotations
 
@@ -7,23 +7,20 @@ from typing import TYPE_CHECKING
 
 import typer
 
-from imagepack.cli.output import (
-    FROM_FORMAT,
-    JSON,
-    MAX_SIZE,
-    QUIET,
-    VERBOSE,
-    VHD_SIZE,
-    describe_problem,
-    human_size,
-    print_json,
-    reported,
-    setup_logging,
-)
+from imagepack.cli.options import FROM_FORMAT, JSON, MAX_SIZE, QUIET, VERBOSE, VHD_SIZE
+from imagepack.cli.output import describe_problem, human_size, print_json, reported, setup_logging
 
 if TYPE_CHECKING:
-    from imagepack.formats import SafetyPolicy
-    from imagepack.info import ImageInfo
+    from imagepack.info import ArchiveInfo, ImageInfo
+
+EXAMPLES = """\b
+Examples:
+  imagepack info disk.vmdk
+  imagepack info --json disk.oci | jq .virtual_size"""
+
+
+def register(app: typer.Typer) -> None:
+    app.command("info", epilog=EXAMPLES)(info_command)
 
 
 def info_command(
@@ -37,32 +34,22 @@ def info_command(
 ) -> None:
     """Describe a disk image (format, sizes, partition table, firmware guess) or a .oci archive."""
     setup_logging(quiet=quiet, verbose=verbose)
-    with reported(verbose=verbose):
-        from imagepack.cli.common import parse_policy, parse_source_format
-        from imagepack.info import describe_image
-        from imagepack.inputs import is_archive
+    with reported(verbose=verbose, json_output=json_output):
+        from imagepack.cli.parse import parse_disk_format, parse_policy
+        from imagepack.info import ArchiveInfo, describe
 
-        policy = parse_policy(max_size, vhd_size=vhd_size)
-        if from_format is None and is_archive(path):
-            _print_archive(path, policy, json_output=json_output)
-            return
-        found = describe_image(path, claimed=parse_source_format(from_format), policy=policy)
+        found = describe(path, claimed=parse_disk_format(from_format), policy=parse_policy(max_size, vhd_size=vhd_size))
         if json_output:
             print_json(found.to_json())
-            return
-        _print_image(found)
+        elif isinstance(found, ArchiveInfo):
+            _print_archive(found)
+        else:
+            _print_image(found)
 
 
-def _print_archive(path: Path, policy: SafetyPolicy, *, json_output: bool) -> None:
-    from imagepack.oci.reader import describe_archive
-
-    found = describe_archive(path, policy=policy)
-    data = found.to_json()
-    if json_output:
-        print_json(data)
-        return
-    print(f"{path}: .oci archive{' (gzip)' if found.layout.compressed else ''}")
-    for member in data["members"]:
+def _print_archive(found: ArchiveInfo) -> None:
+    print(f"{found.path}: .oci archive{' (gzip)' if found.layout.compressed else ''}")
+    for member in found.to_json()["members"]:
         print(f"  member {member['name']}: {member['size']} bytes at offset {member['data_offset']}")
     meta = found.metadata
     launch = meta.launch

@@ -1,4 +1,5 @@
-"""Shared pieces of every command: error reporting, logging, progress bars, sizes, JSON."""
+"""What every command prints: results as text or JSON, failures as one line (and a JSON error object with
+--json), warnings, logging and the progress bar."""
 
 from __future__ import annotations
 
@@ -7,32 +8,19 @@ import json
 import logging
 import sys
 import traceback
-from collections.abc import Callable, Iterator
-from typing import Any
+from collections.abc import Callable, Iterable, Iterator
+from typing import TYPE_CHECKING, Any
 
 import typer
 
-from imagepack.errors import EXIT_FAILURE, ImagepackError
+from imagepack.errors import EXIT_FAILURE, EXIT_USAGE, ImagepackError, Interrupted
 from imagepack.problems import Problem, Remedy
 
-QUIET = typer.Option(False, "--quiet", "-q", help="No progress bar and no chatter.")
-VERBOSE = typer.Option(False, "--verbose", "-v", help="Show qemu-img command lines and full error details.")
-JSON = typer.Option(False, "--json", help="Print one JSON object instead of text.")
-FROM_FORMAT = typer.Option(None, "--from", metavar="FORMAT", help="State the input format instead of detecting it.")
-MAX_SIZE = typer.Option(None, "--max-size", metavar="SIZE", help="Largest virtual size to accept (default 400G).")
-FORCE = typer.Option(False, "--force", "-f", help="Replace existing outputs.")
-SYNC = typer.Option(
-    False, "--sync", help="Flush outputs to disk before they take their names (safe against a power cut; slower)."
-)
-VHD_SIZE = typer.Option(
-    None,
-    "--vhd-size",
-    metavar="current|chs",
-    help="A VHD whose footer size and CHS geometry differ: use which (default current, as Hyper-V and VirtualBox).",
-)
-ALLOW_BACKING = typer.Option(
-    False, "--allow-backing", help="Follow backing files and vmdk extents the image names (trusted images only)."
-)
+if TYPE_CHECKING:
+    from imagepack.build import BuildResult
+
+
+INTERRUPTED = "interrupted; nothing was written"
 
 
 # The option that does what a library remedy says, in the words a refusal ends with.
@@ -73,29 +61,79 @@ def setup_logging(*, quiet: bool, verbose: bool) -> None:
     logger.propagate = False
 
 
+def report_error(code: str, message: str, *, json_output: bool, label: str = "error") -> None:
+    """One line on stderr; with --json also {"error": {...}} on stdout, so that a pipeline reading stdout sees it."""
+    print(f"imagepack: {label}: {message}", file=sys.stderr)
+    if json_output:
+        print_json({"error": {"code": code, "message": message}})
+
+
+def report_unparsed(e: Exception, *, json_output: bool) -> int:
+    """A command line that does not parse: click's own text (usage, hint, error) on stderr, as typer prints it,
+    and with --json the error object, code "usage". Returns the exit status."""
+    e.show()  # type: ignore[attr-defined]  # click's UsageError, which typer does not type for us
+    if json_output:
+        print_json({"error": {"code": "usage", "message": e.format_message()}})  # type: ignore[attr-defined]
+    status: int = getattr(e, "exit_code", EXIT_USAGE)
+    return status
+
+
 @contextlib.contextmanager
-def reported(*, verbose: bool) -> Iterator[None]:
+def reported(*, verbose: bool, json_output: bool = False) -> Iterator[None]:
     """Turn library failures into one line on stderr and the exit status they carry; never a traceback."""
     try:
         yield
     except ImagepackError as e:
-        print(f"imagepack: error: {with_remedy(e.message, e.remedy, e.value)}", file=sys.stderr)
+        report_error(e.code, with_remedy(e.message, e.remedy, e.value), json_output=json_output)
         if verbose and e.detail:
             print(e.detail.rstrip(), file=sys.stderr)
         raise typer.Exit(e.exit_code) from None
+    except Interrupted:
+        if json_output:
+            print_json({"error": {"code": Interrupted.code, "message": INTERRUPTED}})
+        raise  # main() prints the line and exits with the signal's status
     except BrokenPipeError:
         raise  # the reader of stdout went away: main() ends quietly
     except OSError as e:
         where = f"{e.filename}: " if e.filename else ""
-        print(f"imagepack: error: {where}{e.strerror or e}", file=sys.stderr)
+        report_error("system", f"{where}{e.strerror or e}", json_output=json_output)
         raise typer.Exit(EXIT_FAILURE) from None
     except (typer.Exit, typer.Abort):
         raise
     except Exception as e:
-        print(f"imagepack: internal error: {type(e).__name__}: {e} (please report it)", file=sys.stderr)
+        report_error(
+            "internal", f"{type(e).__name__}: {e} (please report it)", json_output=json_output, label="internal error"
+        )
         if verbose:
             traceback.print_exc()
         raise typer.Exit(EXIT_FAILURE) from None
+
+
+def print_warnings(warnings: Iterable[Problem]) -> None:
+    for warning in warnings:
+        print(f"imagepack: {warning.severity.value}: {warning.message}", file=sys.stderr)
+
+
+def report_build(done: BuildResult, *, json_output: bool, quiet: bool) -> None:
+    """What `convert` and `pack` print for the target they made."""
+    if json_output:
+        print_json(done.to_json())
+        return
+    print_warnings(done.warnings)
+    if quiet:
+        return
+    how = "copied" if done.copied else "converted"
+    if done.metadata is not None:
+        print(
+            f"packed {done.source} ({done.source_format}, {how}) into {done.target} "
+            f"({human_size(done.size)}; {done.metadata.launch_mode.value}, "
+            f"{done.metadata.launch.firmware.value}) in {done.seconds:.1f} s"
+        )
+    else:
+        print(
+            f"converted {done.source} ({done.source_format}) to {done.target} "
+            f"({done.format}, {human_size(done.size)}) in {done.seconds:.1f} s"
+        )
 
 
 @contextlib.contextmanager

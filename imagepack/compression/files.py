@@ -26,7 +26,7 @@ from imagepack.compression.streams import (
     inner_name,
     open_decompressed,
 )
-from imagepack.errors import InputError, OutputError, UsageError
+from imagepack.errors import InputError, InvalidValueError, OutputError
 from imagepack.formats import ByteSource, Container, detect, not_a_disk
 from imagepack.progress import Progress
 from imagepack.source import require_regular_file
@@ -70,7 +70,9 @@ def parse_codec(name: str) -> Codec:
     for codec in Codec:
         if wanted in (codec.value, STREAMS[CODEC_STREAMS[codec]]):
             return codec
-    raise UsageError(f"{name}: not a compression imagepack writes; use one of {' | '.join(c.value for c in Codec)}")
+    raise InvalidValueError(
+        f"{name}: not a compression imagepack writes; use one of {' | '.join(c.value for c in Codec)}"
+    )
 
 
 def compress_file(
@@ -91,11 +93,11 @@ def compress_file(
     target = target or source.with_name(f"{source.name}.{to.value}")
     lowest, highest, default = LEVELS[to]
     if level is not None and not lowest <= level <= highest:
-        raise UsageError(f"level {level}: {to.value} takes {lowest} to {highest}")
+        raise InvalidValueError(f"level {level}: {to.value} takes {lowest} to {highest}")
     if threads is not None and to is not Codec.ZST:
-        raise UsageError(f"threads apply to zstd only, not {to.value}")
+        raise InvalidValueError(f"threads apply to zstd only, not {to.value}")
     if threads is not None and threads < 1:
-        raise UsageError(f"threads {threads}: give at least one")
+        raise InvalidValueError(f"threads {threads}: give at least one")
     check_target(target, force=force, inputs=(source,))
     size = os.stat(source).st_size
     with (
@@ -146,7 +148,7 @@ def decompress_file(
         raise not_a_disk(found, source)
     if target is None:
         if inner_name(source) == source.name:
-            raise UsageError(f"{source}: the name has no compression suffix to drop; name the output")
+            raise InvalidValueError(f"{source}: the name has no compression suffix to drop; name the output")
         target = source.with_name(inner_name(source))
     check_target(target, force=force, inputs=(source,))
     declared = declared_size(source, kind)

@@ -18,6 +18,7 @@ import zstandard
 from imagepack.errors import UnreadableError
 from imagepack.formats import ByteSource, Container, detect
 from imagepack.progress import Progress
+from imagepack.source import require_regular_file
 
 # The streams imagepack reads, by the name it reports. lz4 is not among them: no lz4 module is a dependency, so
 # an lz4 file keeps its refusal with the command that decompresses it.
@@ -32,6 +33,7 @@ STREAM_ERRORS = (EOFError, OSError, zlib.error, lzma.LZMAError, zstandard.ZstdEr
 
 def compression_of(path: Path) -> Container | None:
     """The stream `path` is, if it is nothing but one we read (by its bytes)."""
+    require_regular_file(path)
     with ByteSource(path) as src:
         found = detect(src)
     if found.formats or found.foreign or len(found.containers) != 1 or found.containers[0] not in STREAMS:

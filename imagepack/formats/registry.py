@@ -7,7 +7,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from imagepack.errors import UsageError
+from imagepack.errors import InvalidValueError
 from imagepack.formats.base import FormatInspector, ImageFormat, Inspection
 from imagepack.formats.qcow2 import Qcow2Inspector
 from imagepack.formats.vdi import VdiInspector
@@ -24,18 +24,18 @@ def _power_of_two_size(options: Mapping[str, str], key: str, low: int, high: int
     if key in options:
         size = parse_size(options[key], what=key)
         if size < low or size > high or size & (size - 1):
-            raise UsageError(f"{key}={options[key]}: must be a power of two from {shown}")
+            raise InvalidValueError(f"{key}={options[key]}: must be a power of two from {shown}")
 
 
 def _check_qcow2(options: Mapping[str, str]) -> None:
     _power_of_two_size(options, "cluster_size", 512, 2 * 1024**2, "512 to 2M")
     if options.get("compression_type") == "zstd" and options.get("compat") in ("0.10", "v2"):
-        raise UsageError("-o compression_type=zstd needs compat=1.1")
+        raise InvalidValueError("-o compression_type=zstd needs compat=1.1")
 
 
 def _check_vmdk(options: Mapping[str, str]) -> None:
     if "hwversion" in options and options.get("compat6") == "on":
-        raise UsageError("-o hwversion and compat6 cannot be used together")
+        raise InvalidValueError("-o hwversion and compat6 cannot be used together")
 
 
 def _check_vhdx(options: Mapping[str, str]) -> None:
@@ -173,8 +173,8 @@ def parse_format(name: str) -> ImageFormat:
             return entry.format
     allowed = ", ".join(f.value for f in FORMATS)
     if key == "qcow":
-        raise UsageError("format 'qcow' is qemu's version 1, which imagepack does not read or write; use qcow2")
-    raise UsageError(f"unknown format '{name}': use one of {allowed}")
+        raise InvalidValueError("format 'qcow' is qemu's version 1, which imagepack does not read or write; use qcow2")
+    raise InvalidValueError(f"unknown format '{name}': use one of {allowed}")
 
 
 def format_claimed_by_name(path: Path) -> ImageFormat | None:

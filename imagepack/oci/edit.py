@@ -8,12 +8,13 @@ import contextlib
 import fcntl
 import os
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from imagepack.atomic import atomic_output, check_free_space
-from imagepack.errors import ArchiveError, MetadataError, OutputError
+from imagepack.errors import ArchiveError, InvalidValueError, MetadataError, OutputError
 from imagepack.oci.archive import (
     BLOCK,
     OciLayout,
@@ -23,7 +24,7 @@ from imagepack.oci.archive import (
     read_layout,
     write_archive,
 )
-from imagepack.oci.metadata import ImageMetadata, check_metadata, dump_metadata
+from imagepack.oci.metadata import ImageMetadata, ShapeCompatibility, check_metadata, dump_metadata
 from imagepack.oci.reader import read_metadata
 from imagepack.problems import Problem, Severity
 from imagepack.source import require_regular_file
@@ -38,6 +39,34 @@ class EditResult:
     how: str  # what was rewritten, and why, in words for the user
     warnings: list[Problem]  # and notes
     seconds: float
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "target": str(self.archive),  # the archive changed, as `target` names what any verb wrote
+            "format": "oci",
+            "in_place": self.in_place,
+            "how": self.how,
+            "metadata": self.metadata.to_json(),
+            "problems": [problem.to_json() for problem in self.warnings],  # as BuildResult names them
+            "seconds": round(self.seconds, 3),
+        }
+
+
+def add_shapes(meta: ImageMetadata, shapes: Sequence[ShapeCompatibility]) -> ImageMetadata:
+    """`meta` with `shapes` added; one of the same name as a shape already listed replaces it."""
+    names = {shape.name for shape in shapes}
+    meta.shapes = [shape for shape in meta.shapes if shape.name not in names] + list(shapes)
+    return meta
+
+
+def remove_shapes(meta: ImageMetadata, names: Iterable[str]) -> ImageMetadata:
+    """`meta` without the shapes named; naming one it does not list is a usage error."""
+    wanted = set(names)
+    missing = wanted - {shape.name for shape in meta.shapes}
+    if missing:
+        raise InvalidValueError(f"no shape named {', '.join(sorted(missing))} in the metadata")
+    meta.shapes = [shape for shape in meta.shapes if shape.name not in wanted]
+    return meta
 
 
 def show_metadata(archive: Path) -> ImageMetadata:

@@ -9,11 +9,9 @@ import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from imagepack.errors import ArchiveError
 from imagepack.formats import ByteSource, ImageFormat, SafetyPolicy, detect_formats, require_safe
-from imagepack.info import ImageInfo, info_from_source
 from imagepack.oci.archive import MAX_METADATA, OciLayout, disk_size_limit, extract_member, read_layout, read_member
 from imagepack.oci.metadata import ImageMetadata, load_metadata
 from imagepack.source import SourceImage, inspect_file, open_image, require_regular_file
@@ -84,35 +82,3 @@ def require_qcow2(path: Path, label: str, *, offset: int = 0, size: int | None =
     if found != [ImageFormat.QCOW2]:
         what = " and ".join(f.value for f in found) or "not a disk image format we know (raw data?)"
         raise ArchiveError(f"{label}: the disk member is {what}, not QCOW2; a .oci archive carries a QCOW2 disk")
-
-
-@dataclass
-class ArchiveInfo:
-    path: Path
-    layout: OciLayout
-    metadata: ImageMetadata
-    disk: ImageInfo
-
-    def to_json(self) -> dict[str, Any]:
-        members = [self.layout.metadata, self.layout.disk]
-        if not self.layout.metadata_first:
-            members.reverse()
-        return {
-            "path": str(self.path),
-            "format": "oci",
-            "virtual_size": self.disk.virtual_size,  # the archive's as much as its disk's, as for a plain image
-            "compressed": self.layout.compressed,
-            "disk_in_place": self.layout.disk_in_place,
-            "members": [
-                {"name": m.name, "size": m.size, "header_offset": m.header_offset, "data_offset": m.data_offset}
-                for m in members
-            ],
-            "metadata": self.metadata.to_json(),
-            "disk": self.disk.to_json(),
-        }
-
-
-def describe_archive(path: Path, *, policy: SafetyPolicy = SafetyPolicy()) -> ArchiveInfo:
-    with open_archive(path, policy=policy) as opened:
-        disk = info_from_source(opened.disk, Path(opened.layout.label), opened.layout.disk.size)
-        return ArchiveInfo(path, opened.layout, opened.metadata, disk)

@@ -11,7 +11,7 @@ from typing import Any
 
 from imagepack.atomic import atomic_outputs, check_free_space, check_target
 from imagepack.convert import plan_disk, write_planned
-from imagepack.errors import OutputError, UsageError
+from imagepack.errors import InvalidValueError, OutputError
 from imagepack.formats import ImageFormat, SafetyPolicy, spec
 from imagepack.oci.reader import open_archive
 from imagepack.options import create_options
@@ -49,7 +49,7 @@ def output_names(archive: Path, fmt: ImageFormat, name: str | None = None) -> tu
         for suffix in (".gz", ".tgz", ".oci", ".tar"):
             name = name.removesuffix(suffix) if name.lower().endswith(suffix) else name
     if not name or "/" in name or name in (".", ".."):
-        raise UsageError(f"'{name}' cannot name the outputs; give a plain file name without its suffix")
+        raise InvalidValueError(f"'{name}' cannot name the outputs; give a plain file name without its suffix")
     return name + spec(fmt).suffix, name + ".json"
 
 

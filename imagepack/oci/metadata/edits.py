@@ -10,7 +10,7 @@ from dataclasses import replace
 from types import MappingProxyType
 from typing import Any
 
-from imagepack.errors import MetadataError, UsageError
+from imagepack.errors import InvalidValueError, MetadataError
 from imagepack.oci.metadata import oslist
 from imagepack.oci.metadata.codec import has_surrogate, quote
 from imagepack.oci.metadata.model import (
@@ -94,8 +94,8 @@ def _parse_field(spec: LaunchField, text: str) -> Any:
     return number
 
 
-def _unknown_key(key: str, allowed: Sequence[str]) -> UsageError:
-    return UsageError(f"unknown metadata key {quote(key)}; use one of {', '.join(allowed)}")
+def _unknown_key(key: str, allowed: Sequence[str]) -> InvalidValueError:
+    return InvalidValueError(f"unknown metadata key {quote(key)}; use one of {', '.join(allowed)}")
 
 
 def _parse_overrides(overrides: Mapping[str, str]) -> dict[str, Any]:
@@ -123,7 +123,7 @@ def launch_options_for(mode: LaunchMode, firmware: Firmware, overrides: Mapping[
     if mode is LaunchMode.CUSTOM:
         missing = [key for key in CUSTOM_REQUIRED if FIELD_BY_NAME[key].attr not in parsed]
         if missing:
-            raise UsageError(
+            raise InvalidValueError(
                 f"launch mode CUSTOM has no preset and needs a value for every launch option; missing: "
                 f"{', '.join(missing)}; give them as KEY=VALUE, or choose NATIVE, PARAVIRTUALIZED or EMULATED"
             )
@@ -221,7 +221,7 @@ def set_values(meta: ImageMetadata, assignments: Mapping[str, str]) -> ImageMeta
     Keys are SET_KEYS. launchMode is applied first whatever its place: it sets that mode's preset (keeping firmware,
     the booleans and unknown keys; CUSTOM keeps every value), and the other launch options given then override it.
     'null' clears the nullable values (localDataVolumeType, pvAttachmentVersion, imageCapsFormatVersion,
-    sourcePublicImageId). An unknown key is a UsageError; a value not allowed is a MetadataError."""
+    sourcePublicImageId). An unknown key is a InvalidValueError; a value not allowed is a MetadataError."""
     for key in assignments:
         if key not in SET_KEYS:
             raise _unknown_key(key, SET_KEYS)
@@ -285,9 +285,9 @@ def parse_assignments(pairs: Sequence[str]) -> dict[str, str]:
     for pair in pairs:
         key, sep, value = pair.partition("=")
         if not sep or not key or key != key.strip():
-            raise UsageError(f"{quote(pair)}: expected KEY=VALUE, e.g. operatingSystemVersion=9")
+            raise InvalidValueError(f"{quote(pair)}: expected KEY=VALUE, e.g. operatingSystemVersion=9")
         if key in values:
-            raise UsageError(f"{key} is given twice; give each key once")
+            raise InvalidValueError(f"{key} is given twice; give each key once")
         values[key] = value
     return values
 
@@ -309,7 +309,7 @@ def parse_shape(text: str) -> ShapeCompatibility:
     """A shape as typed on the command line: 'VM.Standard.E4.Flex', 'VM.Standard.E4.Flex:1-64:1-1024'."""
     match = _SHAPE_TEXT.fullmatch(text.strip())
     if match is None:
-        raise UsageError(f"shape {quote(text)}: expected {SHAPE_FORM}")
+        raise InvalidValueError(f"shape {quote(text)}: expected {SHAPE_FORM}")
     limits: list[tuple[float, float] | None] = []
     for what, low_key, high_key in (("OCPU", "ocpu_min", "ocpu_max"), ("memory", "mem_min", "mem_max")):
         if match[low_key] is None:
@@ -317,7 +317,7 @@ def parse_shape(text: str) -> ShapeCompatibility:
             continue
         low, high = _number(match[low_key]), _number(match[high_key])
         if low > high or high == 0:
-            raise UsageError(
+            raise InvalidValueError(
                 f"shape {quote(text)}: the {what} range {match[low_key]}-{match[high_key]} is empty; "
                 f"write MIN-MAX with MIN <= MAX, e.g. {SHAPE_EXAMPLE}"
             )

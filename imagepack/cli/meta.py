@@ -1,0 +1,172 @@
+"""`imagepack meta show|set|shapes`: read or change the image_metadata.json of a .oci archive in place."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import typer
+from typer.core import TyperCommand
+
+from imagepack.cli.options import JSON, QUIET, STRICT, VERBOSE
+from imagepack.cli.output import print_json, print_warnings, reported, setup_logging
+
+if TYPE_CHECKING:
+    from typer import _click as click
+
+    from imagepack.oci.metadata import ImageMetadata
+
+meta_app = typer.Typer(
+    help="Show or change the metadata of a .oci archive in place.",
+    no_args_is_help=True,
+    epilog="\b\nExamples:\n  imagepack meta show disk.oci\n  imagepack meta set disk.oci launchMode=NATIVE",
+)
+shapes_app = typer.Typer(
+    help="List, add or remove compatible shapes.",
+    no_args_is_help=True,
+    epilog="\b\nExamples:\n  imagepack meta shapes list disk.oci\n"
+    "  imagepack meta shapes add disk.oci VM.Standard.E4.Flex",
+)
+meta_app.add_typer(shapes_app, name="shapes")
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(meta_app, name="meta")
+
+
+class _SetCommand(TyperCommand):
+    """`meta set`, whose help lists the keys the library takes; read only when help is asked for, so that the
+    metadata module stays out of every start-up."""
+
+    def format_help(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        from imagepack.oci.metadata import SET_KEYS
+
+        self.help = f"{self.help}\n\nKEY is one of: {', '.join(SET_KEYS)}."
+        super().format_help(ctx, formatter)
+
+
+@meta_app.command(
+    "show",
+    epilog="\b\nExamples:\n  imagepack meta show disk.oci\n"
+    "  imagepack meta show disk.oci | jq .externalLaunchOptions.firmware",
+)
+def meta_show(
+    archive: Path = typer.Argument(..., help="The .oci archive."),
+    json_output: bool = typer.Option(False, "--json", help="The output is JSON anyway; with --json a failure is too."),
+    quiet: bool = QUIET,
+    verbose: bool = VERBOSE,
+) -> None:
+    """Print image_metadata.json (as JSON, without the padding our archives carry)."""
+    setup_logging(quiet=quiet, verbose=verbose)
+    with reported(verbose=verbose, json_output=json_output):
+        from imagepack.oci.edit import show_metadata
+
+        print_json(show_metadata(archive).to_json())
+
+
+@meta_app.command(
+    "set",
+    cls=_SetCommand,
+    epilog="\b\nExamples:\n  imagepack meta set disk.oci firmware=UEFI_64\n"
+    "  imagepack meta set disk.oci operatingSystem='Oracle Linux' operatingSystemVersion=9",
+)
+def meta_set(
+    archive: Path = typer.Argument(..., help="The .oci archive (changed in place)."),
+    assignments: list[str] = typer.Argument(..., metavar="KEY=VALUE...", help="Values to set, names in any case."),
+    strict: bool = STRICT,
+    json_output: bool = JSON,
+    quiet: bool = QUIET,
+    verbose: bool = VERBOSE,
+) -> None:
+    """Change metadata values without touching the disk member."""
+    with reported(verbose=verbose, json_output=json_output):
+        from imagepack.cli.parse import typed_values
+        from imagepack.oci.metadata import parse_assignments, set_values
+
+        values = parse_assignments(assignments)
+
+    def change(meta: ImageMetadata) -> ImageMetadata:
+        with typed_values():
+            return set_values(meta, values)
+
+    _edit(archive, change, strict=strict, quiet=quiet, json_output=json_output, verbose=verbose)
+
+
+@shapes_app.command(
+    "list", epilog="\b\nExamples:\n  imagepack meta shapes list disk.oci\n  imagepack meta shapes list --json disk.oci"
+)
+def shapes_list(
+    archive: Path = typer.Argument(..., help="The .oci archive."),
+    json_output: bool = JSON,
+    quiet: bool = QUIET,
+    verbose: bool = VERBOSE,
+) -> None:
+    """List the compatible shapes."""
+    setup_logging(quiet=quiet, verbose=verbose)
+    with reported(verbose=verbose, json_output=json_output):
+        from imagepack.oci.edit import show_metadata
+
+        shapes = show_metadata(archive).shapes
+        if json_output:
+            print_json([shape.to_json() for shape in shapes])
+            return
+        for shape in shapes:
+            print(shape.describe())
+
+
+@shapes_app.command(
+    "add",
+    epilog="\b\nExamples:\n  imagepack meta shapes add disk.oci VM.Standard.E4.Flex:1-64:1-1024\n"
+    "  imagepack meta shapes add disk.oci VM.Standard2.1 VM.Standard2.2",
+)
+def shapes_add(
+    archive: Path = typer.Argument(..., help="The .oci archive (changed in place)."),
+    shapes: list[str] = typer.Argument(..., metavar="SHAPE...", help="NAME[:OCPU_MIN-OCPU_MAX[:MEM_MIN-MEM_MAX]]"),
+    json_output: bool = JSON,
+    quiet: bool = QUIET,
+    verbose: bool = VERBOSE,
+) -> None:
+    """Add (or replace, by name) compatible shapes."""
+    with reported(verbose=verbose, json_output=json_output):
+        from imagepack.oci.edit import add_shapes
+        from imagepack.oci.metadata import parse_shape
+
+        added = [parse_shape(text) for text in shapes]
+    _edit(archive, lambda meta: add_shapes(meta, added), quiet=quiet, json_output=json_output, verbose=verbose)
+
+
+@shapes_app.command("remove", epilog="\b\nExample:\n  imagepack meta shapes remove disk.oci VM.Standard2.1")
+def shapes_remove(
+    archive: Path = typer.Argument(..., help="The .oci archive (changed in place)."),
+    names: list[str] = typer.Argument(..., metavar="NAME...", help="Shape names to remove."),
+    json_output: bool = JSON,
+    quiet: bool = QUIET,
+    verbose: bool = VERBOSE,
+) -> None:
+    """Remove compatible shapes by name."""
+    from imagepack.oci.edit import remove_shapes
+
+    _edit(archive, lambda meta: remove_shapes(meta, names), quiet=quiet, json_output=json_output, verbose=verbose)
+
+
+def _edit(
+    archive: Path,
+    change: Callable[[ImageMetadata], ImageMetadata],
+    *,
+    strict: bool = False,
+    quiet: bool,
+    json_output: bool,
+    verbose: bool,
+) -> None:
+    setup_logging(quiet=quiet, verbose=verbose)
+    with reported(verbose=verbose, json_output=json_output):
+        from imagepack.oci.edit import edit_metadata
+
+        done = edit_metadata(archive, change, strict=strict)
+        if json_output:
+            print_json(done.to_json())
+            return
+        print_warnings(done.warnings)
+        if not quiet:
+            print(f"updated the metadata of {done.archive} {done.how}")

@@ -1,0 +1,86 @@
+"""`imagepack pack SRC DST.oci`: a .oci archive (output.QCOW2 + image_metadata.json) from a disk image."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from imagepack.cli.options import (
+    ALLOW_BACKING,
+    COMPRESS,
+    FORCE,
+    FORMAT_OPTION,
+    FROM_FORMAT,
+    JSON,
+    MAX_SIZE,
+    QUIET,
+    SYNC,
+    VERBOSE,
+    VHD_SIZE,
+    PackOptions,
+    pack_options,
+)
+from imagepack.cli.output import progress_bar, report_build, reported, setup_logging
+
+EXAMPLES = """\b
+Examples:
+  imagepack pack disk.vmdk disk.oci --os 'Oracle Linux' --os-version 9
+  imagepack pack disk.raw disk.oci --os Ubuntu --os-version 22.04 --firmware UEFI_64 -o compat=1.1"""
+
+
+def register(app: typer.Typer) -> None:
+    app.command("pack", epilog=EXAMPLES)(pack_command)
+
+
+@pack_options
+def pack_command(
+    source: Path = typer.Argument(..., metavar="SRC", help="Disk image in any supported format (never modified)."),
+    target: Path = typer.Argument(None, metavar="DST.oci", help="The .oci archive to write.", show_default=False),
+    output: Path = typer.Option(
+        None, "--output", metavar="DST.oci", help="Old spelling of DST.oci, kept for one release."
+    ),
+    option: list[str] = FORMAT_OPTION,
+    compress: bool = COMPRESS,
+    from_format: str = FROM_FORMAT,
+    allow_backing: bool = ALLOW_BACKING,
+    force: bool = FORCE,
+    sync: bool = SYNC,
+    max_size: str = MAX_SIZE,
+    vhd_size: str = VHD_SIZE,
+    json_output: bool = JSON,
+    quiet: bool = QUIET,
+    verbose: bool = VERBOSE,
+    *,
+    pack: PackOptions,
+) -> None:
+    """Build a .oci archive from a disk image, in one pass. -o KEY=VALUE are qcow2 options of its disk."""
+    setup_logging(quiet=quiet, verbose=verbose)
+    with reported(verbose=verbose, json_output=json_output):
+        from imagepack.build import ArchiveKind, Target, make
+        from imagepack.cli.parse import metadata_request, parse_disk_format, parse_policy
+        from imagepack.errors import InvalidValueError
+        from imagepack.options import parse_option_pairs
+
+        if target is not None and output is not None:
+            raise InvalidValueError("the archive to write is given twice; give DST.oci or --output, not both")
+        destination = target or output
+        if destination is None:
+            raise InvalidValueError("name the archive to write: imagepack pack SRC DST.oci")
+        with progress_bar(f"{source.name} → {destination.name}", quiet=quiet) as on_progress:
+            done = make(
+                source,
+                Target(
+                    destination,
+                    ArchiveKind.OCI,
+                    options=parse_option_pairs(option),
+                    compress=compress,
+                    metadata=metadata_request(pack),
+                    force=force,
+                    sync=sync,
+                ),
+                claimed=parse_disk_format(from_format),
+                policy=parse_policy(max_size, allow_backing=allow_backing, vhd_size=vhd_size),
+                on_progress=on_progress,
+            )
+        report_build(done, json_output=json_output, quiet=quiet)

@@ -1,0 +1,94 @@
+"""Turning what the user typed into the library's values: formats, sizes, named choices (in any case), the safety
+policy and the metadata request. A mistake in what was typed is a usage error (exit 2), wherever it is found."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from enum import Enum
+from typing import TYPE_CHECKING, TypeVar
+
+from imagepack.errors import InvalidValueError, MetadataError
+
+if TYPE_CHECKING:
+    from imagepack.build import TargetKind
+    from imagepack.cli.options import PackOptions
+    from imagepack.formats import ImageFormat, SafetyPolicy
+    from imagepack.oci.pack import MetadataRequest
+
+E = TypeVar("E", bound=Enum)
+
+
+def parse_disk_format(name: str | None) -> ImageFormat | None:
+    from imagepack.formats import parse_format
+
+    return parse_format(name) if name else None
+
+
+def parse_target(name: str | None) -> TargetKind | None:
+    from imagepack.build import parse_target_kind
+
+    return parse_target_kind(name) if name else None
+
+
+def parse_policy(max_size: str | None, *, allow_backing: bool = False, vhd_size: str | None = None) -> SafetyPolicy:
+    from imagepack.formats import DEFAULT_MAX_SIZE, SafetyPolicy
+    from imagepack.formats.base import VhdSize
+    from imagepack.sizes import parse_size
+
+    return SafetyPolicy(
+        max_size=parse_size(max_size) if max_size else DEFAULT_MAX_SIZE,
+        allow_backing=allow_backing,
+        vhd_size=parse_choice(VhdSize, vhd_size, "--vhd-size") or VhdSize.CURRENT,
+    )
+
+
+def parse_choice(kind: type[E], value: str | None, option: str) -> E | None:
+    """The member of `kind` named by `value` in any case, so that `--firmware uefi_64` stores UEFI_64."""
+    if value is None:
+        return None
+    for member in kind:
+        if str(member.value).casefold() == value.strip().casefold():
+            return member
+    allowed = " | ".join(str(m.value) for m in kind)
+    raise InvalidValueError(f"{option} {value}: use one of {allowed}")
+
+
+@contextlib.contextmanager
+def typed_values() -> Iterator[None]:
+    """Inside, a value the library refuses as metadata was typed by the user (`meta set firmware=X`,
+    `--launch-option networkType=X`): a usage error like an unknown key, not a refused input."""
+    try:
+        yield
+    except MetadataError as e:
+        code = InvalidValueError.code if e.code == MetadataError.code else e.code  # a raise site's precise code is kept
+        raise InvalidValueError(e.message, detail=e.detail, code=code, remedy=e.remedy) from None
+
+
+def metadata_request(pack: PackOptions) -> MetadataRequest:
+    """The pack options of `pack`, and of `convert` to a .oci target, as one request; every typed value checked
+    before any input is read."""
+    from imagepack.oci.metadata import LaunchMode, build_metadata, parse_assignments, parse_shape
+    from imagepack.oci.pack import MetadataRequest
+    from imagepack.partitions import Firmware
+
+    overrides = parse_assignments(pack.launch_option)
+    with typed_values():
+        # The typed texts built into metadata on a preset they cannot conflict with, stand-ins for what was not
+        # given: each is read here as the archive will read it, so a bad one is refused before any input is read.
+        build_metadata(
+            operating_system="Linux" if pack.os_name is None else pack.os_name,
+            operating_system_version="1" if pack.os_version is None else pack.os_version,
+            firmware=Firmware.BIOS,
+            overrides=overrides,
+        )
+    return MetadataRequest(
+        operating_system=pack.os_name,
+        operating_system_version=pack.os_version,
+        launch_mode=parse_choice(LaunchMode, pack.launch_mode, "--launch-mode"),
+        firmware=parse_choice(Firmware, pack.firmware, "--firmware"),
+        overrides=overrides,
+        shapes=[parse_shape(text) for text in pack.shape],
+        base=pack.metadata,
+        strict=pack.strict,
+    )

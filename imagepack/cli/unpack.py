@@ -1,0 +1,67 @@
+"""`imagepack unpack ARCHIVE`: a .oci archive's disk and image_metadata.json, written into a directory."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from imagepack.cli.options import FORCE, FORMAT_OPTION, JSON, MAX_SIZE, QUIET, SYNC, VERBOSE
+from imagepack.cli.output import print_json, progress_bar, reported, setup_logging
+
+EXAMPLES = """\b
+Examples:
+  imagepack unpack disk.oci -d out/
+  imagepack unpack disk.oci --to vmdk -o subformat=streamOptimized"""
+
+
+def register(app: typer.Typer) -> None:
+    app.command("unpack", epilog=EXAMPLES)(unpack_command)
+
+
+def unpack_command(
+    archive: Path = typer.Argument(..., help="The .oci archive (never modified)."),
+    directory: Path = typer.Option(
+        Path("."), "--directory", "-d", metavar="DIR", help="Where to write (created if missing)."
+    ),
+    to: str = typer.Option(
+        None, "--to", metavar="FORMAT", help="Convert the disk to this format instead of writing the qcow2 as it is."
+    ),
+    option: list[str] = FORMAT_OPTION,
+    name: str = typer.Option(
+        None, "--name", metavar="NAME", help="Name the outputs NAME.qcow2 and NAME.json (default: the archive's name)."
+    ),
+    force: bool = FORCE,
+    sync: bool = SYNC,
+    max_size: str = MAX_SIZE,
+    json_output: bool = JSON,
+    quiet: bool = QUIET,
+    verbose: bool = VERBOSE,
+) -> None:
+    """Write an archive's disk and image_metadata.json into a directory. -o KEY=VALUE takes --to."""
+    setup_logging(quiet=quiet, verbose=verbose)
+    with reported(verbose=verbose, json_output=json_output):
+        from imagepack.cli.parse import parse_disk_format, parse_policy
+        from imagepack.errors import InvalidValueError
+        from imagepack.oci.unpack import unpack_archive
+        from imagepack.options import parse_option_pairs
+
+        if option and to is None:
+            # Without --to the qcow2 is written as archived, so there is nothing for a format option to change.
+            raise InvalidValueError("-o applies to the disk written with --to FORMAT; give --to too, or drop -o")
+        with progress_bar(archive.name, quiet=quiet) as on_progress:
+            done = unpack_archive(
+                archive,
+                directory,
+                to=parse_disk_format(to),
+                name=name,
+                options=parse_option_pairs(option),
+                force=force,
+                sync=sync,
+                policy=parse_policy(max_size),
+                on_progress=on_progress,
+            )
+        if json_output:
+            print_json(done.to_json())
+        elif not quiet:
+            print(f"unpacked {done.archive} into {done.disk} ({done.disk_format.value}) and {done.metadata}")
