@@ -11,10 +11,10 @@ from imagepack import qemu
 from imagepack.atomic import atomic_output, check_free_space
 from imagepack.errors import InvalidValueError
 from imagepack.formats import ImageFormat, format_claimed_by_name, format_for_output_name, spec
+from imagepack.image import SourceImage
 from imagepack.options import create_options
 from imagepack.problems import Remedy
 from imagepack.progress import Progress
-from imagepack.source import SourceImage
 from imagepack.sparse import copy_file_range_from
 
 

@@ -31,13 +31,13 @@ from imagepack.formats import (
     not_a_disk,
 )
 from imagepack.formats.base import ByteSource, Inspection
+from imagepack.image import SourceImage, inspect_file, open_image, partition_layout, require_regular_file
 from imagepack.inputs import is_archive, open_source
 from imagepack.oci.archive import OciLayout
 from imagepack.oci.metadata import ImageMetadata
 from imagepack.oci.reader import OpenedArchive
 from imagepack.partitions import HEAD_BYTES, PartitionLayout, read_partition_layout
 from imagepack.problems import Problem, Remedy
-from imagepack.source import SourceImage, inspect_file, open_image, partition_layout, require_regular_file
 
 
 @dataclass

@@ -14,8 +14,8 @@ from pathlib import Path
 
 from imagepack.compression import STREAMS, compression_of, decompressed
 from imagepack.formats import ByteSource, Container, ImageFormat, SafetyPolicy, detect
+from imagepack.image import SourceImage, open_image, require_regular_file
 from imagepack.oci.reader import OpenedArchive, open_archive
-from imagepack.source import SourceImage, open_image, require_regular_file
 
 
 class SourceKind(StrEnum):

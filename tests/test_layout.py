@@ -16,7 +16,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("process", "partitions"),
     ("formats", "sample"),
     ("qemu", "atomic", "sparse", "options"),
-    ("source",),
+    ("image",),
     ("oci", "oci.tarscan", "oci.metadata"),
     ("oci.archive",),
     ("oci.reader", "compression"),

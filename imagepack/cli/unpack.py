@@ -38,7 +38,7 @@ def unpack_command(
     quiet: bool = QUIET,
     verbose: bool = VERBOSE,
 ) -> None:
-    """Write an archive's disk and image_metadata.json into a directory. -o KEY=VALUE takes --to."""
+    """Write an archive's disk (NAME.qcow2) and metadata (NAME.json) into a directory. -o KEY=VALUE takes --to."""
     setup_logging(quiet=quiet, verbose=verbose)
     with reported(verbose=verbose, json_output=json_output):
         from imagepack.cli.parse import parse_disk_format, parse_policy

@@ -28,8 +28,8 @@ from imagepack.compression.streams import (
 )
 from imagepack.errors import InputError, InvalidValueError, OutputError
 from imagepack.formats import ByteSource, Container, detect, not_a_disk
+from imagepack.image import require_regular_file
 from imagepack.progress import Progress
-from imagepack.source import require_regular_file
 from imagepack.sparse import STREAM_CHUNK, write_stream_sparse
 
 

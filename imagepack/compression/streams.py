@@ -17,8 +17,8 @@ import zstandard
 
 from imagepack.errors import UnreadableError
 from imagepack.formats import ByteSource, Container, detect
+from imagepack.image import require_regular_file
 from imagepack.progress import Progress
-from imagepack.source import require_regular_file
 
 # The streams imagepack reads, by the name it reports. lz4 is not among them: no lz4 module is a dependency, so
 # an lz4 file keeps its refusal with the command that decompresses it.

@@ -17,7 +17,7 @@ from imagepack.formats.base import (
     SafetyPolicy,
     check_virtual_size,
 )
-from imagepack.formats.containers import DECOMPRESS, DESCRIPTIONS, detect_container, detect_containers
+from imagepack.formats.containers import DECOMPRESS, DESCRIPTIONS, detect_containers
 from imagepack.formats.foreign import ForeignFormat, detect_foreign
 from imagepack.formats.registry import (
     FORMATS,
@@ -41,8 +41,6 @@ __all__ = [
     "Problem",
     "SafetyPolicy",
     "detect",
-    "detect_container",
-    "detect_formats",
     "format_claimed_by_name",
     "format_for_output_name",
     "inspect_source",
@@ -95,11 +93,6 @@ class Detection:
 def detect(src: ByteSource) -> Detection:
     disks = tuple(entry.format for entry in FORMATS.values() if entry.inspector and entry.inspector.matches(src))
     return Detection(disks, tuple(detect_foreign(src)), tuple(detect_containers(src)))
-
-
-def detect_formats(src: ByteSource) -> list[ImageFormat]:
-    """Every disk format imagepack reads whose signature the bytes carry; empty means raw (or not a disk)."""
-    return list(detect(src).formats)
 
 
 def _compressed(found: Detection) -> bool:

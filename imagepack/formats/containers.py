@@ -45,9 +45,3 @@ def detect_containers(src: ByteSource) -> list[Container]:
     if src.read(0x8001, 5) == b"CD001":
         found.append(Container.ISO)
     return found
-
-
-def detect_container(src: ByteSource) -> Container | None:
-    """The first non-disk type the bytes carry, if any."""
-    found = detect_containers(src)
-    return found[0] if found else None

@@ -15,6 +15,7 @@ from typing import Any
 
 from imagepack.atomic import atomic_output, check_free_space
 from imagepack.errors import ArchiveError, InvalidValueError, MetadataError, OutputError
+from imagepack.image import require_regular_file
 from imagepack.oci.archive import (
     BLOCK,
     OciLayout,
@@ -27,7 +28,6 @@ from imagepack.oci.archive import (
 from imagepack.oci.metadata import ImageMetadata, ShapeCompatibility, check_metadata, dump_metadata
 from imagepack.oci.reader import read_metadata
 from imagepack.problems import Problem, Severity
-from imagepack.source import require_regular_file
 from imagepack.sparse import copy_file_range_from
 
 

@@ -16,6 +16,7 @@ from imagepack.atomic import atomic_output, check_free_space
 from imagepack.convert import can_copy
 from imagepack.errors import MetadataError, QemuImgError
 from imagepack.formats import ImageFormat
+from imagepack.image import SourceImage, partition_layout
 from imagepack.oci.archive import disk_data_offset, write_archive
 from imagepack.oci.metadata import (
     ImageMetadata,
@@ -30,7 +31,6 @@ from imagepack.options import create_options
 from imagepack.partitions import Firmware
 from imagepack.problems import Problem, Remedy, Severity
 from imagepack.progress import Progress
-from imagepack.source import SourceImage, partition_layout
 from imagepack.sparse import copy_file_range_from
 
 

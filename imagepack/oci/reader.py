@@ -11,10 +11,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from imagepack.errors import ArchiveError
-from imagepack.formats import ByteSource, ImageFormat, SafetyPolicy, detect_formats, require_safe
+from imagepack.formats import ByteSource, ImageFormat, SafetyPolicy, detect, require_safe
+from imagepack.image import SourceImage, inspect_file, open_image, require_regular_file
 from imagepack.oci.archive import MAX_METADATA, OciLayout, disk_size_limit, extract_member, read_layout, read_member
 from imagepack.oci.metadata import ImageMetadata, load_metadata
-from imagepack.source import SourceImage, inspect_file, open_image, require_regular_file
 
 
 @dataclass
@@ -78,7 +78,12 @@ def open_archive(
 
 def require_qcow2(path: Path, label: str, *, offset: int = 0, size: int | None = None) -> None:
     with ByteSource(path, offset=offset, size=size) as src:
-        found = detect_formats(src)
-    if found != [ImageFormat.QCOW2]:
-        what = " and ".join(f.value for f in found) or "not a disk image format we know (raw data?)"
+        found = detect(src)
+    if found.content is not ImageFormat.QCOW2:
+        if found.ambiguous:
+            what = "content that matches " + " and ".join(found.names)
+        elif found.content is ImageFormat.RAW:
+            what = "not a disk image format we know (raw data?)"
+        else:
+            what = found.describe()
         raise ArchiveError(f"{label}: the disk member is {what}, not QCOW2; a .oci archive carries a QCOW2 disk")

@@ -11,13 +11,13 @@ from imagepack import qemu
 from imagepack.compression import compression_of
 from imagepack.errors import InputError, UnreadableError
 from imagepack.formats import DEFAULT_MAX_SIZE, ImageFormat, SafetyPolicy, spec
+from imagepack.image import SourceImage, partition_layout
 from imagepack.inputs import is_archive, open_source
 from imagepack.oci.archive import DISK_NAME
 from imagepack.oci.metadata import ImageMetadata, check_metadata
 from imagepack.oci.reader import OpenedArchive
 from imagepack.partitions import PartitionTable
 from imagepack.problems import Problem, Severity
-from imagepack.source import SourceImage, partition_layout
 
 
 @dataclass

@@ -1,4 +1,4 @@
-"""Opening an input image we do not trust: header checks in Python first, then `qemu-img info` under limits,
+"""Opening a disk image we do not trust: header checks in Python first, then `qemu-img info` under limits,
 whose answer is checked again, then `qemu-img check` and the partition table against the disk's size (a damaged
 or truncated image is refused before anything is written). Only a SourceImage that passed all of them is ever
 handed to a conversion."""
