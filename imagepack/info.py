@@ -1,23 +1,42 @@
 """Describing one disk image: its format and header facts, sizes, partition table and firmware guess.
 
-A refused image is still described as far as its header can be read without qemu-img, with the reasons."""
+A refused image is still described as far as its header can be read without qemu-img, with the reasons. A
+compressed one is described from the first few MiB of its content, never decompressed whole."""
 
 from __future__ import annotations
 
 import os
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
+from imagepack.compression import (
+    STREAM_ERRORS,
+    STREAMS,
+    compression_of,
+    damaged,
+    declared_size,
+    open_decompressed,
+    problems_before_the_end,
+)
 from imagepack.errors import InputError
-from imagepack.formats import ImageFormat, SafetyPolicy, detect, format_claimed_by_name, not_a_disk
+from imagepack.formats import (
+    Container,
+    ImageFormat,
+    SafetyPolicy,
+    detect,
+    format_claimed_by_name,
+    inspect_source,
+    not_a_disk,
+)
 from imagepack.formats.base import ByteSource, Inspection
 from imagepack.image import SourceImage, inspect_file, open_image, partition_layout, require_regular_file
 from imagepack.inputs import is_archive, open_source
 from imagepack.oci.archive import OciLayout
 from imagepack.oci.metadata import ImageMetadata
 from imagepack.oci.reader import OpenedArchive
-from imagepack.partitions import PartitionLayout
+from imagepack.partitions import HEAD_BYTES, PartitionLayout, read_partition_layout
 from imagepack.problems import Problem, Remedy
 
 
@@ -66,6 +85,9 @@ def describe_image(
     path: Path, *, claimed: ImageFormat | None = None, policy: SafetyPolicy = SafetyPolicy()
 ) -> ImageInfo:
     require_regular_file(path)
+    compression = compression_of(path)
+    if compression is not None:
+        return describe_compressed(path, compression, claimed=claimed, policy=policy)
     with ByteSource(path) as src:
         found = detect(src)
     content = found.content
@@ -99,6 +121,65 @@ def describe_image(
         return result
     add_qemu_facts(result, image)
     return result
+
+
+INFO_BYTES = 4 * 1024**2  # a disk format's header, and a raw disk's partition table, lie well inside
+
+
+def describe_compressed(
+    path: Path, compression: Container, *, claimed: ImageFormat | None = None, policy: SafetyPolicy = SafetyPolicy()
+) -> ImageInfo:
+    """Both layers of a compressed disk: the stream, then what the header of the disk inside says, from the first
+    INFO_BYTES of its content (`read_bytes` says how much was decompressed). qemu-img is not run: it would need
+    the whole disk, so a raw disk's size is what the stream declares, or the least its partition table needs."""
+    with open_decompressed(path, compression) as stream:
+        try:
+            head = _read_up_to(stream, INFO_BYTES + 1)  # one byte more tells whether the content ends here
+        except STREAM_ERRORS as e:
+            raise damaged(path, compression, e) from None
+    whole = len(head) <= INFO_BYTES
+    declared = declared_size(path, compression)
+    with tempfile.TemporaryDirectory(prefix=".imagepack-") as tmp:
+        partial = Path(tmp, "head")
+        partial.write_bytes(head[:INFO_BYTES])
+        with ByteSource(partial) as src:
+            if claimed is None and detect(src).archive is Container.TAR:
+                raise InputError(
+                    f"{path}: this is a .oci archive (or another tar) compressed with {STREAMS[compression]}; "
+                    f"info describes it decompressed (imagepack decompress {path.name})",
+                    code="input.compressed-archive",
+                )
+            inspection = inspect_source(src, claimed=claimed, name=path, policy=policy)
+    details: dict[str, Any] = {"compression": STREAMS[compression], "read_bytes": len(head), "content_size": declared}
+    layout = None
+    virtual_size = inspection.virtual_size
+    if inspection.format is ImageFormat.RAW:
+        layout = read_partition_layout(head[:HEAD_BYTES])
+        if declared is not None or whole:
+            virtual_size = declared if declared is not None else len(head)
+        else:
+            # Only a lower bound: the stream does not say how long it is.
+            virtual_size = max(layout.table_end or 0, len(head))
+            details["size_known"] = False
+    details.update(inspection.details)
+    return ImageInfo(
+        path=path,
+        format=inspection.format,
+        virtual_size=virtual_size,
+        file_size=os.stat(path).st_size,
+        subformat=inspection.subformat,
+        cluster_size=inspection.cluster_size,
+        layout=layout,
+        details=details,
+        problems=inspection.problems if whole else problems_before_the_end(inspection),
+    )
+
+
+def _read_up_to(stream: BinaryIO, size: int) -> bytes:
+    data = bytearray()
+    while len(data) < size and (chunk := stream.read(size - len(data))):
+        data += chunk
+    return bytes(data)
 
 
 def add_qemu_facts(result: ImageInfo, image: SourceImage) -> None:

@@ -1,5 +1,6 @@
-"""What the user gave as an input, whatever wraps it: a plain disk image, or a .oci archive whose disk is read
-in place (or extracted once, bounded). Every verb opens its input here, so a new kind of input is one branch."""
+"""What the user gave as an input, whatever wraps it: a plain disk image, a .oci archive whose disk is read
+in place (or extracted once, bounded), or either of them compressed (decompressed once, bounded). Every verb
+opens its input here, so a new kind of input is one branch."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
 
+from imagepack.compression import STREAMS, compression_of, decompressed
 from imagepack.formats import ByteSource, Container, ImageFormat, SafetyPolicy, detect
 from imagepack.image import SourceImage, open_image, require_regular_file
 from imagepack.oci.reader import OpenedArchive, open_archive
@@ -19,6 +21,7 @@ from imagepack.oci.reader import OpenedArchive, open_archive
 class SourceKind(StrEnum):
     DISK = "disk"
     OCI = "oci"
+    COMPRESSED = "compressed"  # a disk in a zstd, xz, gzip or bzip2 stream
 
 
 @dataclass
@@ -29,6 +32,7 @@ class Source:
     kind: SourceKind
     disk: SourceImage
     archive: OpenedArchive | None = None
+    compression: str | None = None  # "zstd", "xz", "gzip", "bzip2": the stream the disk or archive came in
 
     @property
     def format(self) -> str:
@@ -70,9 +74,21 @@ def open_source(
     scratch: Path | None = None,
 ) -> Iterator[Source]:
     """Open `path` through every check. `claimed` states the disk format (never an archive). `scratch` is where a
-    disk that cannot be read in place is extracted to, and removed from afterwards."""
-    if claimed is None and is_archive(path):
+    disk that cannot be read in place, or a compressed input's content, is written to, and removed from
+    afterwards; it needs room for what the stream declares (see compression.decompressed)."""
+    kind = compression_of(path)
+    if claimed is None and kind in (None, Container.GZIP) and is_archive(path):
         with open_archive(path, policy=policy, scratch=scratch) as opened:
             yield Source(path, SourceKind.OCI, opened.disk, opened)
+        return
+    if kind is not None:
+        with decompressed(path, kind, claimed=claimed, policy=policy, scratch=scratch) as content:
+            name = STREAMS[kind]
+            if content.is_archive:
+                with open_archive(content.path, policy=policy, scratch=scratch) as opened:
+                    yield Source(path, SourceKind.OCI, opened.disk, opened, compression=name)
+                return
+            disk = open_image(content.path, claimed=claimed, policy=policy, label=str(path))
+            yield Source(path, SourceKind.COMPRESSED, disk, compression=name)
         return
     yield Source(path, SourceKind.DISK, open_image(path, claimed=claimed, policy=policy))

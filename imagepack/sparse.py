@@ -1,14 +1,20 @@
 """Copying byte ranges from one file into another in the kernel (copy_file_range, which reflinks where the file
-system can), keeping holes as holes: how a qcow2 goes into an archive, out of one, or into a new archive."""
+system can), keeping holes as holes: how a qcow2 goes into an archive, out of one, or into a new archive. And
+writing a decompressed stream the same way, bounded: a gzip archive's member, a zstd or xz disk."""
 
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import BinaryIO
 
 from imagepack.errors import InputError
 from imagepack.progress import Progress
+
+STREAM_CHUNK = 4 * 1024 * 1024  # also how much of a stream is written before its header is checked
+HOLE_BLOCK = 4096  # a file system block: the smallest run of zeroes worth leaving as a hole
+_ZEROS = bytes(HOLE_BLOCK)
 
 
 def _data_segments(fd: int, start: int, length: int) -> Iterator[tuple[int, int]]:
@@ -73,3 +79,57 @@ def copy_file_range_from(
         copy_range(src_fd, dst_fd, src_offset, dst_offset, length, on_progress)
     finally:
         os.close(src_fd)
+
+
+def write_stream_sparse(
+    stream: BinaryIO,
+    out_fd: int,
+    out_offset: int,
+    *,
+    limit: int,
+    too_large: Callable[[int], Exception],
+    after_first_chunk: Callable[[], int] | None = None,
+) -> int:
+    """Write what `stream` reads into `out_fd` at `out_offset`, leaving runs of zeroes as holes (a stream of
+    zeroes costs no disk), and return the bytes written. Past `limit` bytes it raises `too_large(limit)`.
+    Once the first STREAM_CHUNK bytes (or all, if fewer) are in place, `after_first_chunk` may check them
+    and return a tighter limit: what the disk's own header says it can need."""
+    copied = 0
+    while chunk := stream.read(STREAM_CHUNK):
+        if copied + len(chunk) > limit:
+            raise too_large(limit)
+        _write_data(out_fd, chunk, out_offset + copied)
+        copied += len(chunk)
+        if after_first_chunk is not None and copied >= STREAM_CHUNK:
+            limit = min(limit, _checked(out_fd, out_offset + copied, after_first_chunk))
+            after_first_chunk = None
+            if copied > limit:
+                raise too_large(limit)
+    if os.fstat(out_fd).st_size < out_offset + copied:
+        os.ftruncate(out_fd, out_offset + copied)
+    if after_first_chunk is not None:
+        _checked(out_fd, out_offset + copied, after_first_chunk)
+    return copied
+
+
+def _write_data(out_fd: int, chunk: bytes, at: int) -> None:
+    """Write the blocks of `chunk` that hold data, each run of them in one write; zero blocks stay holes."""
+    if chunk.count(0) == len(chunk):
+        return
+    start: int | None = None  # where the current run of data blocks began
+    for offset in range(0, len(chunk), HOLE_BLOCK):
+        zero = chunk[offset : offset + HOLE_BLOCK] == _ZEROS[: min(HOLE_BLOCK, len(chunk) - offset)]
+        if zero and start is not None:
+            os.pwrite(out_fd, chunk[start:offset], at + start)
+            start = None
+        elif not zero and start is None:
+            start = offset
+    if start is not None:
+        os.pwrite(out_fd, chunk[start:], at + start)
+
+
+def _checked(out_fd: int, end: int, check: Callable[[], int]) -> int:
+    # A trailing run of zeroes is still a hole: give the file its length so the check sees every byte so far.
+    if os.fstat(out_fd).st_size < end:
+        os.ftruncate(out_fd, end)
+    return check()

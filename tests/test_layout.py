@@ -19,7 +19,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("image",),
     ("oci", "oci.tarscan", "oci.metadata"),
     ("oci.archive",),
-    ("oci.reader",),
+    ("oci.reader", "compression"),
     ("convert", "oci.edit"),
     ("oci.pack", "inputs"),
     ("oci.unpack", "build", "info", "oci.verify"),

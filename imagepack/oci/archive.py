@@ -18,6 +18,7 @@ from imagepack.errors import ArchiveError, UnreadableError
 from imagepack.formats import DEFAULT_MAX_SIZE, ByteSource, Container, detect, not_a_disk
 from imagepack.oci.tarscan import scan_tar
 from imagepack.problems import Remedy
+from imagepack.sparse import write_stream_sparse
 
 METADATA_NAME = "image_metadata.json"
 DISK_NAME = "output.QCOW2"
@@ -217,19 +218,14 @@ def extract_member(
                     continue
                 stream = tar.extractfile(info)
                 assert stream is not None
-                copied = 0
-                while chunk := stream.read(4 * 1024 * 1024):
-                    if copied + len(chunk) > limit:
-                        raise ArchiveError(f"{layout.path}: member '{member.name}' expands past {limit} bytes")
-                    if chunk.count(0) != len(chunk):
-                        os.pwrite(out_fd, chunk, out_offset + copied)
-                    copied += len(chunk)
-                    if after_first_chunk is not None:
-                        limit = min(limit, after_first_chunk())
-                        after_first_chunk = None
-                if os.fstat(out_fd).st_size < out_offset + copied:
-                    os.ftruncate(out_fd, out_offset + copied)
-                return copied
+                return write_stream_sparse(
+                    stream,  # type: ignore[arg-type]
+                    out_fd,
+                    out_offset,
+                    limit=limit,
+                    too_large=lambda n: ArchiveError(f"{layout.path}: member '{member.name}' expands past {n} bytes"),
+                    after_first_chunk=after_first_chunk,
+                )
     except (tarfile.TarError, *_STREAM_ERRORS) as e:
         if isinstance(e, OSError) and e.filename is None and e.errno is not None:
             raise ArchiveError(f"{layout.path}: extracting '{member.name}' failed: {e.strerror}") from None

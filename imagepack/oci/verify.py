@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from imagepack import qemu
+from imagepack.compression import compression_of
 from imagepack.errors import InputError, UnreadableError
 from imagepack.formats import DEFAULT_MAX_SIZE, ImageFormat, SafetyPolicy, spec
 from imagepack.image import SourceImage, partition_layout
@@ -51,10 +52,14 @@ class VerifyReport:
 def verify_path(path: Path, *, strict: bool = False, policy: SafetyPolicy = SafetyPolicy()) -> VerifyReport:
     """Check `path`; raises only when an archive cannot be read at all. Refusals become problems."""
     archive = is_archive(path)
+    compressed = compression_of(path) is not None
     report = VerifyReport(path, "oci" if archive else "unknown")
     try:
         with open_source(path, policy=policy) as source:
+            if source.compression is not None:
+                report.facts["compression"] = source.compression
             if source.archive is not None:
+                report.kind = "oci"
                 _check_archive(report, source.archive, strict=strict)
                 _check_disk(report, source.disk, key_prefix="disk_")
                 _check_firmware(report, source.archive.metadata)
@@ -63,8 +68,8 @@ def verify_path(path: Path, *, strict: bool = False, policy: SafetyPolicy = Safe
                 _check_importable(report, source.disk)
                 _check_disk(report, source.disk)
     except InputError as e:
-        if archive and isinstance(e, UnreadableError):
-            raise  # an archive that cannot be parsed is not a list of problems: exit 1
+        if (archive or compressed) and isinstance(e, UnreadableError):
+            raise  # an archive or a stream that cannot be parsed is not a list of problems: exit 1
         report.problems.append(Problem(e.code, e.message, e.remedy, value=e.value))
     return report
 

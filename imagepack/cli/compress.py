@@ -1,0 +1,78 @@
+"""`imagepack compress` and `imagepack decompress`: a file to a zstd, xz or gzip stream and back."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import typer
+
+from imagepack.cli.options import FORCE, JSON, QUIET, VERBOSE
+from imagepack.cli.output import human_size, print_json, progress_bar, reported, setup_logging
+
+if TYPE_CHECKING:
+    from imagepack.compression import CompressionResult
+
+COMPRESS_EXAMPLES = """\b
+Examples:
+  imagepack compress disk.qcow2                 # disk.qcow2.zst, on all cores
+  imagepack compress --to xz --level 9 disk.raw -o disk.raw.xz"""
+
+
+def register(app: typer.Typer) -> None:
+    app.command("compress", epilog=COMPRESS_EXAMPLES)(compress_command)
+    app.command("decompress")(decompress_command)
+
+
+def compress_command(
+    source: Path = typer.Argument(..., help="File to compress (never modified)."),
+    to: str = typer.Option("zst", "--to", metavar="zst|xz|gz", help="Compression to write (default zst)."),
+    level: int = typer.Option(None, "--level", metavar="N", help="Compression level (zst 1-22, xz 0-9, gz 1-9)."),
+    threads: int = typer.Option(None, "--threads", metavar="N", help="zstd threads (default: all cores)."),
+    output: Path = typer.Option(None, "-o", "--output", metavar="OUT", help="Where to write (default FILE.zst)."),
+    force: bool = FORCE,
+    json_output: bool = JSON,
+    quiet: bool = QUIET,
+    verbose: bool = VERBOSE,
+) -> None:
+    """Compress a file with zstd (multi-threaded, with a checksum), xz or gzip; the output appears whole."""
+    setup_logging(quiet=quiet, verbose=verbose)
+    with reported(verbose=verbose, json_output=json_output):
+        from imagepack.compression import compress_file, parse_codec
+
+        codec = parse_codec(to)
+        with progress_bar(f"compressing {source.name}", quiet=quiet) as on_progress:
+            done = compress_file(
+                source, output, to=codec, level=level, threads=threads, force=force, on_progress=on_progress
+            )
+        _report(done, "compressed", json_output=json_output, quiet=quiet)
+
+
+def decompress_command(
+    source: Path = typer.Argument(..., help="zstd, xz, gzip or bzip2 file (never modified)."),
+    output: Path = typer.Option(
+        None, "-o", "--output", metavar="OUT", help="Where to write (default: FILE without its suffix)."
+    ),
+    force: bool = FORCE,
+    json_output: bool = JSON,
+    quiet: bool = QUIET,
+    verbose: bool = VERBOSE,
+) -> None:
+    """Decompress a zstd, xz, gzip or bzip2 file (found by its bytes); runs of zeroes become holes."""
+    setup_logging(quiet=quiet, verbose=verbose)
+    with reported(verbose=verbose, json_output=json_output):
+        from imagepack.compression import decompress_file
+
+        with progress_bar(f"decompressing {source.name}", quiet=quiet) as on_progress:
+            done = decompress_file(source, output, force=force, on_progress=on_progress)
+        _report(done, "decompressed", json_output=json_output, quiet=quiet)
+
+
+def _report(done: CompressionResult, verb: str, *, json_output: bool, quiet: bool) -> None:
+    if json_output:
+        print_json(done.to_json())
+    elif not quiet:
+        print(
+            f"{verb} {done.source} ({human_size(done.source_size)}) to {done.target} "
+            f"({done.compression}, {human_size(done.size)}) in {done.seconds:.1f} s"
+        )

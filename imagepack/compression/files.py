@@ -1,0 +1,176 @@
+"""Writing compressed files and decompressing them to files: the library of the `compress` and `decompress`
+verbs."""
+
+from __future__ import annotations
+
+import gzip
+import lzma
+import os
+import sys
+import time
+from dataclasses import dataclass
+from enum import StrEnum
+from pathlib import Path
+from typing import BinaryIO
+
+import zstandard
+
+from imagepack.atomic import atomic_output, check_free_space, check_target
+from imagepack.compression.bounded import expands_past
+from imagepack.compression.streams import (
+    STREAM_ERRORS,
+    STREAMS,
+    compression_of,
+    damaged,
+    declared_size,
+    inner_name,
+    open_decompressed,
+)
+from imagepack.errors import InputError, InvalidValueError, OutputError
+from imagepack.formats import ByteSource, Container, detect, not_a_disk
+from imagepack.image import require_regular_file
+from imagepack.progress import Progress
+from imagepack.sparse import STREAM_CHUNK, write_stream_sparse
+
+
+class Codec(StrEnum):
+    """What `compress` writes; the value is the suffix it adds."""
+
+    ZST = "zst"
+    XZ = "xz"
+    GZ = "gz"
+
+
+LEVELS = {Codec.ZST: (1, 22, 3), Codec.XZ: (0, 9, 6), Codec.GZ: (1, 9, 6)}  # lowest, highest, default
+CODEC_STREAMS = {Codec.ZST: Container.ZSTD, Codec.XZ: Container.XZ, Codec.GZ: Container.GZIP}
+
+
+@dataclass(frozen=True)
+class CompressionResult:
+    source: Path
+    target: Path
+    compression: str  # the stream's name: "zstd", "xz", "gzip", "bzip2"
+    source_size: int
+    size: int
+    seconds: float
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "source": str(self.source),
+            "target": str(self.target),
+            "compression": self.compression,
+            "source_size": self.source_size,
+            "size": self.size,
+            "seconds": round(self.seconds, 3),
+        }
+
+
+def parse_codec(name: str) -> Codec:
+    wanted = name.strip().lower().removeprefix(".")
+    for codec in Codec:
+        if wanted in (codec.value, STREAMS[CODEC_STREAMS[codec]]):
+            return codec
+    raise InvalidValueError(
+        f"{name}: not a compression imagepack writes; use one of {' | '.join(c.value for c in Codec)}"
+    )
+
+
+def compress_file(
+    source: Path,
+    target: Path | None = None,
+    *,
+    to: Codec = Codec.ZST,
+    level: int | None = None,
+    threads: int | None = None,
+    force: bool = False,
+    on_progress: Progress | None = None,
+) -> CompressionResult:
+    """Write `source` compressed to `target` (`source` with the codec's suffix by default), whole or not at all.
+    zstd runs on `threads` threads (all cores by default) and records the content size and a checksum; xz
+    records a CRC64, gzip its CRC32. `threads` applies to zstd only."""
+    started = time.monotonic()
+    require_regular_file(source)
+    target = target or source.with_name(f"{source.name}.{to.value}")
+    lowest, highest, default = LEVELS[to]
+    if level is not None and not lowest <= level <= highest:
+        raise InvalidValueError(f"level {level}: {to.value} takes {lowest} to {highest}")
+    if threads is not None and to is not Codec.ZST:
+        raise InvalidValueError(f"threads apply to zstd only, not {to.value}")
+    if threads is not None and threads < 1:
+        raise InvalidValueError(f"threads {threads}: give at least one")
+    check_target(target, force=force, inputs=(source,))
+    size = os.stat(source).st_size
+    with (
+        atomic_output(target) as temp,
+        open(source, "rb") as src,
+        open(temp, "wb") as out,
+        _encoder(out, to, level if level is not None else default, threads, size) as sink,
+    ):
+        done = 0
+        while chunk := src.read(STREAM_CHUNK):
+            sink.write(chunk)
+            done += len(chunk)
+            if on_progress is not None:
+                on_progress(done / max(size, 1))
+    return CompressionResult(
+        source, target, STREAMS[CODEC_STREAMS[to]], size, os.stat(target).st_size, time.monotonic() - started
+    )
+
+
+def _encoder(out: BinaryIO, to: Codec, level: int, threads: int | None, size: int) -> BinaryIO:
+    if to is Codec.ZST:
+        compressor = zstandard.ZstdCompressor(
+            level=level,
+            threads=threads or -1,  # -1: one per core
+            write_checksum=True,
+            write_content_size=True,
+        )
+        return compressor.stream_writer(out, size=size, closefd=False)
+    if to is Codec.XZ:
+        return lzma.LZMAFile(out, "wb", preset=level, check=lzma.CHECK_CRC64)  # type: ignore[return-value]
+    return gzip.GzipFile(fileobj=out, mode="wb", compresslevel=level, mtime=0)  # type: ignore[return-value]
+
+
+def decompress_file(
+    source: Path, target: Path | None = None, *, force: bool = False, on_progress: Progress | None = None
+) -> CompressionResult:
+    """Write what the compressed `source` holds to `target` (`source` without its suffix by default), whole or
+    not at all, runs of zeroes left as holes. Where the stream declares its size, the room for it is checked
+    before anything is written."""
+    started = time.monotonic()
+    require_regular_file(source)
+    kind = compression_of(source)
+    if kind is None:
+        with ByteSource(source) as src:
+            found = detect(src)
+        if any(c in found.containers for c in STREAMS) or not found.containers:
+            raise InputError(f"{source}: not a zstd, xz, gzip or bzip2 file", code="input.not-compressed")
+        raise not_a_disk(found, source)
+    if target is None:
+        if inner_name(source) == source.name:
+            raise InvalidValueError(f"{source}: the name has no compression suffix to drop; name the output")
+        target = source.with_name(inner_name(source))
+    check_target(target, force=force, inputs=(source,))
+    declared = declared_size(source, kind)
+    if declared is not None:
+        check_free_space(target, declared)
+    with atomic_output(target) as temp:
+        fd = os.open(temp, os.O_WRONLY | os.O_CLOEXEC)
+        try:
+            with open_decompressed(source, kind, on_progress=on_progress) as stream:
+                written = write_stream_sparse(
+                    stream,
+                    fd,
+                    0,
+                    limit=sys.maxsize,
+                    too_large=lambda n: expands_past(str(source), kind, n, by_policy=False),
+                )
+        except STREAM_ERRORS as e:
+            if isinstance(e, OSError) and e.errno is not None:
+                raise OutputError(f"{target}: writing failed: {e.strerror}; nothing was written") from None
+            raise damaged(source, kind, e) from None
+        finally:
+            os.close(fd)
+    return CompressionResult(
+        source, target, STREAMS[kind], os.stat(source).st_size, written, time.monotonic() - started
+    )

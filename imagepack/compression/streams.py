@@ -1,0 +1,150 @@
+"""The compressed streams imagepack reads, by their magic: which one a file is, its decoder (each checking the
+stream's own checksum), and the errors a damaged one raises."""
+
+from __future__ import annotations
+
+import bz2
+import contextlib
+import gzip
+import lzma
+import os
+import zlib
+from collections.abc import Iterator
+from pathlib import Path
+from typing import BinaryIO
+
+import zstandard
+
+from imagepack.errors import UnreadableError
+from imagepack.formats import ByteSource, Container, detect
+from imagepack.image import require_regular_file
+from imagepack.progress import Progress
+
+# The streams imagepack reads, by the name it reports. lz4 is not among them: no lz4 module is a dependency, so
+# an lz4 file keeps its refusal with the command that decompresses it.
+STREAMS = {Container.ZSTD: "zstd", Container.XZ: "xz", Container.GZIP: "gzip", Container.BZIP2: "bzip2"}
+SUFFIXES = (".zst", ".zstd", ".xz", ".gz", ".bz2")
+
+_ZSTD_FRAME = 0xFD2FB528
+_ZSTD_SKIPPABLE = 0x184D2A50  # the low four bits are free
+# What a damaged stream raises from the decoders; OSError with an errno is the temporary's write failing.
+STREAM_ERRORS = (EOFError, OSError, zlib.error, lzma.LZMAError, zstandard.ZstdError, ValueError)
+
+
+def compression_of(path: Path) -> Container | None:
+    """The stream `path` is, if it is nothing but one we read (by its bytes)."""
+    require_regular_file(path)
+    with ByteSource(path) as src:
+        found = detect(src)
+    if found.formats or found.foreign or len(found.containers) != 1 or found.containers[0] not in STREAMS:
+        return None
+    return found.containers[0]
+
+
+def inner_name(path: Path) -> str:
+    """The file name without its compression suffix: what the decompressed file would be called."""
+    return path.stem if path.suffix.lower() in SUFFIXES and path.stem else path.name
+
+
+def damaged(label: object, kind: Container, why: object) -> UnreadableError:
+    return UnreadableError(
+        f"{label}: the {STREAMS[kind]} stream is damaged or cut short ({why})", code="input.compressed-damaged"
+    )
+
+
+def zstd_content_size(fd: int, label: object) -> int | None:
+    """Walk a zstd file's frame and block headers, without decompressing: the decoder reads a stream cut inside
+    a frame as if it ended there, this walk does not. Returns the content size the frames declare (None when
+    one does not), or raises when the stream is cut short or is not zstd all along."""
+    size = os.fstat(fd).st_size
+    pos, total, known = 0, 0, True
+    while pos < size:
+        head = os.pread(fd, 18, pos)
+        if len(head) < 8:
+            raise damaged(label, Container.ZSTD, f"it ends inside a frame header at byte {pos}")
+        magic = int.from_bytes(head[:4], "little")
+        if magic & 0xFFFFFFF0 == _ZSTD_SKIPPABLE:
+            pos += 8 + int.from_bytes(head[4:8], "little")
+            continue
+        if magic != _ZSTD_FRAME:
+            raise damaged(label, Container.ZSTD, f"no zstd frame at byte {pos}")
+        descriptor = head[4]
+        single_segment = descriptor >> 5 & 1
+        at = 5 + (0 if single_segment else 1) + (0, 1, 2, 4)[descriptor & 3]
+        size_bytes = (1 if single_segment else 0, 2, 4, 8)[descriptor >> 6]
+        if size_bytes:
+            declared = int.from_bytes(head[at : at + size_bytes], "little")
+            total += declared + (256 if size_bytes == 2 else 0)
+        else:
+            known = False
+        pos += at + size_bytes
+        while True:
+            block = os.pread(fd, 3, pos)
+            if len(block) < 3:
+                raise damaged(label, Container.ZSTD, f"it ends inside a frame at byte {pos}")
+            value = int.from_bytes(block, "little")
+            kind = value >> 1 & 3
+            if kind == 3:
+                raise damaged(label, Container.ZSTD, f"reserved block type at byte {pos}")
+            pos += 3 + (1 if kind == 1 else value >> 3)  # an RLE block holds one byte, repeated
+            if value & 1:
+                break
+        pos += 4 if descriptor >> 2 & 1 else 0  # the content checksum
+    if pos > size:
+        raise damaged(label, Container.ZSTD, f"it ends inside a frame, at byte {size} of {pos}")
+    return total if known else None
+
+
+@contextlib.contextmanager
+def open_decompressed(
+    path: Path, kind: Container, *, label: object = None, on_progress: Progress | None = None
+) -> Iterator[BinaryIO]:
+    """The content of a compressed file, read forward in bounded pieces. Every decoder here checks its stream's
+    own checksum (gzip's CRC, xz's and zstd's when the stream carries one) and reads multi-member files.
+    `on_progress` gets the fraction of the compressed file read."""
+    with open(path, "rb") as raw:
+        if kind is Container.ZSTD:
+            zstd_content_size(raw.fileno(), label or path)
+        source: BinaryIO = raw if on_progress is None else _ProgressReader(raw, on_progress)  # type: ignore[assignment]
+        with _decoder(source, kind) as stream:
+            yield stream
+
+
+class _ProgressReader:
+    """A file read forward that reports how far it is."""
+
+    def __init__(self, raw: BinaryIO, on_progress: Progress) -> None:
+        self.raw = raw
+        self.size = max(os.fstat(raw.fileno()).st_size, 1)
+        self.on_progress = on_progress
+
+    def read(self, n: int = -1) -> bytes:
+        data = self.raw.read(n)
+        self.on_progress(min(self.raw.tell() / self.size, 1.0))
+        return data
+
+    def readable(self) -> bool:
+        return True
+
+
+def _decoder(raw: BinaryIO, kind: Container) -> BinaryIO:
+    if kind is Container.ZSTD:
+        return zstandard.ZstdDecompressor().stream_reader(raw, read_across_frames=True, closefd=False)
+    if kind is Container.XZ:
+        return lzma.LZMAFile(raw)  # type: ignore[return-value]
+    if kind is Container.GZIP:
+        return gzip.GzipFile(fileobj=raw, mode="rb")  # type: ignore[return-value]
+    if kind is Container.BZIP2:
+        return bz2.BZ2File(raw)  # type: ignore[return-value]
+    raise ValueError(f"not a stream imagepack reads: {kind}")
+
+
+def declared_size(path: Path, kind: Container) -> int | None:
+    """The content size the stream's headers declare, where the format has them (zstd); None otherwise."""
+    if kind is not Container.ZSTD:
+        return None
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        return zstd_content_size(fd, path)
+    finally:
+        os.close(fd)

@@ -1,0 +1,124 @@
+"""`imagepack compress` and `imagepack decompress`: streams the real tools accept, byte-identical round trips,
+sparse outputs, and outputs that appear whole or not at all."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import zstandard
+
+from tests.conftest import file_digest, leftovers, run_cli
+from tests.test_detect import one_error_line
+
+TESTERS = {"zst": ["zstd", "-q", "-t"], "xz": ["xz", "-t"], "gz": ["gzip", "-t"]}
+
+
+@pytest.mark.parametrize("codec", sorted(TESTERS))
+def test_compress_writes_a_stream_the_real_tool_accepts_and_decompress_gives_back_the_same_bytes(
+    codec: str, sample_raw: Path, tmp_path: Path
+) -> None:
+    before = file_digest(sample_raw)
+    packed = tmp_path / f"disk.{codec}"
+    done = run_cli("compress", "--to", codec, "-o", str(packed), str(sample_raw))
+    assert done.returncode == 0, done.stderr
+    subprocess.run([*TESTERS[codec], str(packed)], check=True)
+    back = tmp_path / "back.raw"
+    done = run_cli("decompress", "-o", str(back), str(packed))
+    assert done.returncode == 0, done.stderr
+    assert file_digest(back)[0] == before[0] and file_digest(sample_raw) == before
+    # The sample disk is mostly holes; the decompressed copy keeps them.
+    assert back.stat().st_blocks * 512 < back.stat().st_size // 2
+    assert leftovers(tmp_path) == []
+
+
+def test_compress_names_the_output_after_the_input_and_decompress_drops_the_suffix(
+    sample_raw: Path, tmp_path: Path
+) -> None:
+    done = run_cli("compress", "--json", str(sample_raw))
+    assert done.returncode == 0, done.stderr
+    packed = tmp_path / "sample.raw.zst"
+    assert json.loads(done.stdout)["target"] == str(packed)
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    moved = Path(shutil.move(packed, elsewhere / packed.name))
+    done = run_cli("decompress", str(moved))
+    assert done.returncode == 0, done.stderr
+    assert file_digest(elsewhere / "sample.raw")[0] == file_digest(sample_raw)[0]
+
+
+def test_zstd_output_records_its_size_and_a_checksum(sample_raw: Path, tmp_path: Path) -> None:
+    packed = tmp_path / "disk.zst"
+    done = run_cli("compress", "--threads", "2", "--level", "5", "-o", str(packed), str(sample_raw))
+    assert done.returncode == 0, done.stderr
+    frame = zstandard.get_frame_parameters(packed.read_bytes())
+    assert frame.has_checksum and frame.content_size == sample_raw.stat().st_size
+    subprocess.run(["zstd", "-q", "-t", str(packed)], check=True)
+
+
+def test_an_existing_output_is_replaced_only_with_force(sample_raw: Path, tmp_path: Path) -> None:
+    packed = tmp_path / "sample.raw.zst"
+    packed.write_bytes(b"keep me")
+    done = run_cli("compress", str(sample_raw))
+    assert done.returncode == 1
+    assert "already exists" in one_error_line(done) and packed.read_bytes() == b"keep me"
+    done = run_cli("compress", "--force", str(sample_raw))
+    assert done.returncode == 0, done.stderr
+    subprocess.run(["zstd", "-q", "-t", str(packed)], check=True)
+
+
+def test_decompressing_a_damaged_stream_is_refused_and_leaves_nothing(sample_raw: Path, tmp_path: Path) -> None:
+    packed = tmp_path / "disk.raw.xz"
+    with open(packed, "wb") as f:
+        subprocess.run(["xz", "-c", str(sample_raw)], stdout=f, check=True)
+    packed.write_bytes(packed.read_bytes()[:-40])
+    done = run_cli("decompress", str(packed))
+    assert done.returncode == 1
+    assert "the xz stream is damaged or cut short" in one_error_line(done)
+    assert not (tmp_path / "disk.raw").exists() and leftovers(tmp_path) == []
+
+
+@pytest.mark.parametrize("verb", ["compress", "decompress"])
+def test_an_interrupted_compress_or_decompress_leaves_nothing(verb: str, tmp_path: Path) -> None:
+    big = tmp_path / "big.raw"
+    with open(big, "wb") as f:
+        f.truncate(64 * 1024**3)  # a sparse file: minutes of work, no disk
+    source = big
+    if verb == "decompress":
+        source = tmp_path / "zeros.raw.zst"
+        with open(source, "wb") as f, zstandard.ZstdCompressor(level=1).stream_writer(f) as writer:
+            zeros = bytes(64 * 1024**2)
+            for _ in range(64):  # 4 GiB of zeroes: seconds of decompressing
+                writer.write(zeros)
+        big.unlink()
+    out = tmp_path / "out"
+    out.mkdir()
+    target = out / "result"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "imagepack", verb, "-o", str(target), str(source)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 20
+        while not leftovers(out) and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert leftovers(out), "it never started writing its output"
+        time.sleep(0.3)
+        assert proc.poll() is None, "it finished before it could be interrupted"
+        proc.send_signal(signal.SIGTERM)
+        _, stderr = proc.communicate(timeout=15)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 128 + signal.SIGTERM, stderr
+    assert stderr.strip().splitlines() == ["imagepack: interrupted; nothing was written"]
+    assert list(out.iterdir()) == []
