@@ -5,6 +5,7 @@ refused, help with examples, and shell completion."""
 from __future__ import annotations
 
 import json
+import re
 import struct
 import subprocess
 import tarfile
@@ -349,3 +350,11 @@ def test_help_offers_shell_completion() -> None:
     assert done.returncode == 0, done.stderr
     assert "--install-completion" in done.stdout
     assert "--show-completion" in done.stdout
+
+
+@pytest.mark.parametrize("command", ["info", "convert", "pack", "unpack", "verify", "compress", "decompress"])
+def test_dash_o_means_a_format_option_in_every_command_that_takes_it(command: str) -> None:
+    done = run_cli(command, "--help")
+    assert done.returncode == 0, done.stderr
+    declared = [line for line in done.stdout.splitlines() if re.match(r"\s*-o[\s,]", line)]
+    assert all("--option KEY=VALUE" in line for line in declared), declared

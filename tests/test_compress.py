@@ -26,11 +26,11 @@ def test_compress_writes_a_stream_the_real_tool_accepts_and_decompress_gives_bac
 ) -> None:
     before = file_digest(sample_raw)
     packed = tmp_path / f"disk.{codec}"
-    done = run_cli("compress", "--to", codec, "-o", str(packed), str(sample_raw))
+    done = run_cli("compress", "--to", codec, str(sample_raw), str(packed))
     assert done.returncode == 0, done.stderr
     subprocess.run([*TESTERS[codec], str(packed)], check=True)
     back = tmp_path / "back.raw"
-    done = run_cli("decompress", "-o", str(back), str(packed))
+    done = run_cli("decompress", str(packed), str(back))
     assert done.returncode == 0, done.stderr
     assert file_digest(back)[0] == before[0] and file_digest(sample_raw) == before
     # The sample disk is mostly holes; the decompressed copy keeps them.
@@ -55,7 +55,7 @@ def test_compress_names_the_output_after_the_input_and_decompress_drops_the_suff
 
 def test_zstd_output_records_its_size_and_a_checksum(sample_raw: Path, tmp_path: Path) -> None:
     packed = tmp_path / "disk.zst"
-    done = run_cli("compress", "--threads", "2", "--level", "5", "-o", str(packed), str(sample_raw))
+    done = run_cli("compress", "--threads", "2", "--level", "5", str(sample_raw), str(packed))
     assert done.returncode == 0, done.stderr
     frame = zstandard.get_frame_parameters(packed.read_bytes())
     assert frame.has_checksum and frame.content_size == sample_raw.stat().st_size
@@ -101,7 +101,7 @@ def test_an_interrupted_compress_or_decompress_leaves_nothing(verb: str, tmp_pat
     out.mkdir()
     target = out / "result"
     proc = subprocess.Popen(
-        [sys.executable, "-m", "imagepack", verb, "-o", str(target), str(source)],
+        [sys.executable, "-m", "imagepack", verb, str(source), str(target)],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,

@@ -16,12 +16,17 @@ if TYPE_CHECKING:
 COMPRESS_EXAMPLES = """\b
 Examples:
   imagepack compress disk.qcow2                 # disk.qcow2.zst, on all cores
-  imagepack compress --to xz --level 9 disk.raw -o disk.raw.xz"""
+  imagepack compress --to xz --level 9 disk.raw disk.raw.xz"""
+
+DECOMPRESS_EXAMPLES = """\b
+Examples:
+  imagepack decompress disk.raw.zst             # disk.raw, sparse
+  imagepack decompress image.qcow2.xz image.qcow2"""
 
 
 def register(app: typer.Typer) -> None:
     app.command("compress", epilog=COMPRESS_EXAMPLES)(compress_command)
-    app.command("decompress")(decompress_command)
+    app.command("decompress", epilog=DECOMPRESS_EXAMPLES)(decompress_command)
 
 
 def compress_command(
@@ -29,7 +34,9 @@ def compress_command(
     to: str = typer.Option("zst", "--to", metavar="zst|xz|gz", help="Compression to write (default zst)."),
     level: int = typer.Option(None, "--level", metavar="N", help="Compression level (zst 1-22, xz 0-9, gz 1-9)."),
     threads: int = typer.Option(None, "--threads", metavar="N", help="zstd threads (default: all cores)."),
-    output: Path = typer.Option(None, "-o", "--output", metavar="OUT", help="Where to write (default FILE.zst)."),
+    output: Path = typer.Argument(
+        None, metavar="[DST]", help="Where to write (default FILE.zst, .xz or .gz).", show_default=False
+    ),
     force: bool = FORCE,
     json_output: bool = JSON,
     quiet: bool = QUIET,
@@ -50,8 +57,8 @@ def compress_command(
 
 def decompress_command(
     source: Path = typer.Argument(..., help="zstd, xz, gzip or bzip2 file (never modified)."),
-    output: Path = typer.Option(
-        None, "-o", "--output", metavar="OUT", help="Where to write (default: FILE without its suffix)."
+    output: Path = typer.Argument(
+        None, metavar="[DST]", help="Where to write (default: FILE without its suffix).", show_default=False
     ),
     force: bool = FORCE,
     json_output: bool = JSON,
