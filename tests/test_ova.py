@@ -1,0 +1,143 @@
+"""OVA inputs: VMs exported by VMware's ovftool and by VirtualBox (descriptors from fixtures/ovf/), tarred by GNU tar
+and bsdtar around stream-optimized VMDKs that qemu-img writes, read through every verb; and the OVAs that must be
+refused, with nothing left behind."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import subprocess
+from pathlib import Path
+from string import Template
+
+import pytest
+
+from imagepack.sample import write_sample_disk
+from tests.conftest import FIXTURES, file_digest, qemu_img, run_cli
+from tests.readers import qemu_compare, read_guest_disk
+
+MIB = 1024**2
+SIZE = 8 * MIB
+SIZE2 = 4 * MIB
+
+
+def stream_vmdk(raw: Path, out: Path) -> Path:
+    qemu_img("convert", "-f", "raw", "-O", "vmdk", "-o", "subformat=streamOptimized", str(raw), str(out))
+    return out
+
+
+def descriptor(template: str, **values: object) -> str:
+    return Template((FIXTURES / "ovf" / template).read_text()).substitute({k: str(v) for k, v in values.items()})
+
+
+def tar(tool: str, out: Path, folder: Path, names: list[str]) -> Path:
+    """An OVA as the tools write one: the members in the order given (descriptor first)."""
+    if tool == "gnu":
+        args = ["tar", "--format=ustar", "-cf", str(out), "-C", str(folder), *names]
+    else:
+        args = ["bsdtar", "--format=ustar", "-cf", str(out), "-C", str(folder), *names]
+    subprocess.run(args, check=True, capture_output=True)
+    return out
+
+
+def manifest(folder: Path, names: list[str], *, algorithm: str = "sha256") -> str:
+    lines = []
+    for name in names:
+        digest = hashlib.new(algorithm, (folder / name).read_bytes()).hexdigest()
+        lines.append(f"{algorithm.upper()}({name})= {digest}\n")
+    return "".join(lines)
+
+
+@pytest.fixture
+def raw_disk(tmp_path: Path) -> Path:
+    path = tmp_path / "guest.raw"
+    write_sample_disk(path, SIZE)
+    return path
+
+
+def vmware_ova(
+    tmp_path: Path,
+    raw_disk: Path,
+    *,
+    tool: str = "gnu",
+    firmware: str = "efi",
+    os_type: str = "oracleLinux8_64Guest",
+    capacity_mib: int = SIZE // MIB,
+    with_manifest: bool = True,
+    name: str = "vm.ova",
+) -> Path:
+    folder = tmp_path / f"parts-{name}"
+    folder.mkdir()
+    vmdk = stream_vmdk(raw_disk, folder / "vm-disk1.vmdk")
+    text = descriptor(
+        "vmware.ovf",
+        file=vmdk.name,
+        size=vmdk.stat().st_size,
+        capacity_mib=capacity_mib,
+        os_id=109,
+        os_type=os_type,
+        firmware=firmware,
+    )
+    (folder / "vm.ovf").write_text(text)
+    names = ["vm.ovf", vmdk.name]
+    if with_manifest:
+        (folder / "vm.mf").write_text(manifest(folder, names))
+        names.append("vm.mf")
+    return tar(tool, tmp_path / name, folder, names)
+
+
+def virtualbox_ova(tmp_path: Path, raw_disk: Path, *, tool: str = "bsdtar", firmware: str = "EFI") -> Path:
+    folder = tmp_path / "parts-vbox"
+    folder.mkdir()
+    vmdk = stream_vmdk(raw_disk, folder / "vm-disk001.vmdk")
+    text = descriptor("virtualbox.ovf", file=vmdk.name, capacity=SIZE, os_id=94, os_type="Ubuntu_64", firmware=firmware)
+    (folder / "vm.ovf").write_text(text)
+    (folder / "vm.mf").write_text(manifest(folder, ["vm.ovf", vmdk.name], algorithm="sha1"))
+    return tar(tool, tmp_path / "vbox.ova", folder, ["vm.ovf", vmdk.name, "vm.mf"])
+
+
+def info_json(path: Path, *extra: str) -> dict[str, object]:
+    result = run_cli("info", str(path), "--json", *extra)
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout)  # type: ignore[no-any-return]
+
+
+# --- reading -------------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("tool", ["gnu", "bsdtar"])
+def test_a_vmware_ova_converts_to_the_same_guest_disk(tmp_path: Path, raw_disk: Path, tool: str) -> None:
+    ova = vmware_ova(tmp_path, raw_disk, tool=tool)
+    before = file_digest(ova)
+    out = tmp_path / "out.qcow2"
+    result = run_cli("convert", str(ova), str(out))
+    assert result.returncode == 0, result.stderr
+    assert qemu_compare(raw_disk, "raw", out, "qcow2").returncode == 0
+    assert read_guest_disk(out, "qcow2") == read_guest_disk(raw_disk, "raw")
+    assert file_digest(ova) == before
+
+
+def test_a_virtualbox_ova_converts_to_the_same_guest_disk(tmp_path: Path, raw_disk: Path) -> None:
+    ova = virtualbox_ova(tmp_path, raw_disk)
+    out = tmp_path / "out.vmdk"
+    result = run_cli("convert", str(ova), str(out))
+    assert result.returncode == 0, result.stderr
+    assert qemu_compare(raw_disk, "raw", out, "vmdk").returncode == 0
+    assert read_guest_disk(out, "vmdk") == read_guest_disk(raw_disk, "raw")
+
+
+def test_info_lists_the_disks_and_the_verified_manifest(tmp_path: Path, raw_disk: Path) -> None:
+    found = info_json(vmware_ova(tmp_path, raw_disk))
+    assert found["format"] == "ova"
+    assert found["virtual_size"] == SIZE
+    assert found["disks"] == [{"index": 1, "file": "vm-disk1.vmdk", "capacity": SIZE, "controller": "lsilogic"}]
+    assert found["manifest"] == {"verified": ["vm.ovf", "vm-disk1.vmdk"]}
+    assert found["firmware"] == "UEFI_64"
+    assert found["os_type"] == "oracleLinux8_64Guest"
+
+
+def test_info_of_a_virtualbox_ova_names_its_sata_controller_and_firmware(tmp_path: Path, raw_disk: Path) -> None:
+    found = info_json(virtualbox_ova(tmp_path, raw_disk, firmware="BIOS"))
+    assert found["disks"] == [{"index": 1, "file": "vm-disk001.vmdk", "capacity": SIZE, "controller": "ahci"}]
+    assert found["firmware"] == "BIOS"
+    assert found["os_type"] == "Ubuntu_64"
