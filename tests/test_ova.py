@@ -13,7 +13,7 @@ from string import Template
 import pytest
 
 from imagepack.sample import write_sample_disk
-from tests.conftest import FIXTURES, file_digest, qemu_img, run_cli
+from tests.conftest import FIXTURES, file_digest, leftovers, qemu_img, run_cli
 from tests.readers import qemu_compare, read_guest_disk
 
 MIB = 1024**2
@@ -141,3 +141,131 @@ def test_info_of_a_virtualbox_ova_names_its_sata_controller_and_firmware(tmp_pat
     assert found["disks"] == [{"index": 1, "file": "vm-disk001.vmdk", "capacity": SIZE, "controller": "ahci"}]
     assert found["firmware"] == "BIOS"
     assert found["os_type"] == "Ubuntu_64"
+
+
+def metadata_of(archive: Path) -> dict[str, object]:
+    result = run_cli("meta", "show", str(archive), "--json")
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout)  # type: ignore[no-any-return]
+
+
+def test_pack_takes_firmware_and_os_from_the_vmware_descriptor(tmp_path: Path, raw_disk: Path) -> None:
+    ova = vmware_ova(tmp_path, raw_disk, os_type="oracleLinux8_64Guest")
+    out = tmp_path / "vm.oci"
+    result = run_cli("pack", str(ova), str(out), "--json")
+    assert result.returncode == 0, result.stderr
+    meta = metadata_of(out)
+    assert (meta["operatingSystem"], meta["operatingSystemVersion"]) == ("Oracle Linux", "8")
+    assert meta["externalLaunchOptions"]["firmware"] == "UEFI_64"  # type: ignore[index]
+
+
+def test_the_descriptors_firmware_wins_over_the_partition_table_with_a_warning(tmp_path: Path, raw_disk: Path) -> None:
+    ova = vmware_ova(tmp_path, raw_disk, firmware="bios")  # the sample disk has an EFI system partition
+    out = tmp_path / "vm.oci"
+    result = run_cli("pack", str(ova), str(out), "--json")
+    assert result.returncode == 0, result.stderr
+    assert metadata_of(out)["externalLaunchOptions"]["firmware"] == "BIOS"  # type: ignore[index]
+    codes = [p["code"] for p in json.loads(result.stdout)["problems"]]
+    assert "metadata.firmware-disagrees" in codes
+
+
+def test_options_win_over_the_descriptor(tmp_path: Path, raw_disk: Path) -> None:
+    ova = vmware_ova(tmp_path, raw_disk, firmware="bios")
+    out = tmp_path / "vm.oci"
+    result = run_cli("pack", str(ova), str(out), "--firmware", "UEFI_64", "--os", "Ubuntu", "--os-version", "22.04")
+    assert result.returncode == 0, result.stderr
+    meta = metadata_of(out)
+    assert meta["externalLaunchOptions"]["firmware"] == "UEFI_64"  # type: ignore[index]
+    assert (meta["operatingSystem"], meta["operatingSystemVersion"]) == ("Ubuntu", "22.04")
+
+
+def test_a_virtualbox_guest_os_names_the_system_but_not_its_version(tmp_path: Path, raw_disk: Path) -> None:
+    ova = virtualbox_ova(tmp_path, raw_disk, firmware="EFI")
+    out = tmp_path / "vm.oci"
+    result = run_cli("pack", str(ova), str(out), "--os-version", "22.04")
+    assert result.returncode == 0, result.stderr
+    meta = metadata_of(out)
+    assert (meta["operatingSystem"], meta["operatingSystemVersion"]) == ("Ubuntu", "22.04")
+    missing = run_cli("pack", str(ova), str(tmp_path / "other.oci"))
+    assert missing.returncode != 0
+    assert "operating system and its version" in missing.stderr
+
+
+def test_verify_reports_the_ova_disk_and_its_verified_manifest(tmp_path: Path, raw_disk: Path) -> None:
+    result = run_cli("verify", str(vmware_ova(tmp_path, raw_disk)), "--json")
+    assert result.returncode == 0, result.stdout + result.stderr
+    report = json.loads(result.stdout)
+    assert report["format"] == "ova"
+    assert report["facts"]["disk_format"] == "vmdk"
+    assert report["facts"]["manifest_verified"] == ["vm.ovf", "vm-disk1.vmdk"]
+
+
+# --- several disks -------------------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def two_disk_ova(tmp_path: Path, raw_disk: Path) -> tuple[Path, Path]:
+    """An ovftool OVA whose second disk (a data disk of SIZE2) differs from the first."""
+    folder = tmp_path / "parts-two"
+    folder.mkdir()
+    second_raw = tmp_path / "data.raw"
+    write_sample_disk(second_raw, SIZE2, seed=11)
+    first = stream_vmdk(raw_disk, folder / "vm-disk1.vmdk")
+    second = stream_vmdk(second_raw, folder / "vm-disk2.vmdk")
+    text = descriptor(
+        "vmware-two-disks.ovf",
+        file=first.name,
+        size=first.stat().st_size,
+        capacity_mib=SIZE // MIB,
+        file2=second.name,
+        size2=second.stat().st_size,
+        capacity2_mib=SIZE2 // MIB,
+        os_id=109,
+        os_type="oracleLinux8_64Guest",
+        firmware="efi",
+    )
+    (folder / "vm.ovf").write_text(text)
+    return tar("gnu", tmp_path / "two.ova", folder, ["vm.ovf", first.name, second.name]), second_raw
+
+
+def test_disk_2_of_a_two_disk_ova_converts_the_second_disk(tmp_path: Path, two_disk_ova: tuple[Path, Path]) -> None:
+    ova, second_raw = two_disk_ova
+    out = tmp_path / "second.qcow2"
+    result = run_cli("convert", str(ova), str(out), "--disk", "2")
+    assert result.returncode == 0, result.stderr
+    assert qemu_compare(second_raw, "raw", out, "qcow2").returncode == 0
+    assert read_guest_disk(out, "qcow2") == read_guest_disk(second_raw, "raw")
+
+
+def test_a_two_disk_ova_without_disk_is_refused_naming_them(tmp_path: Path, two_disk_ova: tuple[Path, Path]) -> None:
+    ova, _ = two_disk_ova
+    result = run_cli("convert", str(ova), str(tmp_path / "out.qcow2"))
+    assert result.returncode == 2
+    assert "1 = vm-disk1.vmdk, 2 = vm-disk2.vmdk" in result.stderr
+    assert "--disk" in result.stderr
+    assert not (tmp_path / "out.qcow2").exists()
+    assert leftovers(tmp_path) == []
+
+
+def test_a_disk_out_of_range_is_refused(tmp_path: Path, two_disk_ova: tuple[Path, Path]) -> None:
+    ova, _ = two_disk_ova
+    result = run_cli("convert", str(ova), str(tmp_path / "out.qcow2"), "--disk", "3")
+    assert result.returncode == 2
+    assert "--disk 3 is out of range" in result.stderr
+    assert not (tmp_path / "out.qcow2").exists()
+
+
+def test_info_of_a_two_disk_ova_lists_both_with_their_controllers(two_disk_ova: tuple[Path, Path]) -> None:
+    found = info_json(two_disk_ova[0])
+    assert [(d["file"], d["capacity"], d["controller"]) for d in found["disks"]] == [  # type: ignore[attr-defined]
+        ("vm-disk1.vmdk", SIZE, "lsilogic"),
+        ("vm-disk2.vmdk", SIZE2, "ide"),
+    ]
+    assert found["disk"] is None
+    assert info_json(two_disk_ova[0], "--disk", "2")["virtual_size"] == SIZE2
+
+
+def test_disk_is_refused_for_an_input_that_is_not_an_ova(tmp_path: Path, raw_disk: Path) -> None:
+    result = run_cli("convert", str(raw_disk), str(tmp_path / "out.qcow2"), "--disk", "1")
+    assert result.returncode == 2
+    assert "not an OVA" in result.stderr
