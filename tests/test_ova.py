@@ -5,8 +5,10 @@ refused, with nothing left behind."""
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import subprocess
+import tarfile
 from pathlib import Path
 from string import Template
 
@@ -269,3 +271,106 @@ def test_disk_is_refused_for_an_input_that_is_not_an_ova(tmp_path: Path, raw_dis
     result = run_cli("convert", str(raw_disk), str(tmp_path / "out.qcow2"), "--disk", "1")
     assert result.returncode == 2
     assert "not an OVA" in result.stderr
+
+
+# --- refused -------------------------------------------------------------------------------------------------------
+
+BOMB = """<?xml version="1.0"?>
+<!DOCTYPE Envelope [
+  <!ENTITY a "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa">
+  <!ENTITY b "&a;&a;&a;&a;&a;&a;&a;&a;&a;&a;&a;&a;&a;&a;&a;&a;&a;&a;&a;&a;&a;&a;&a;&a;&a;&a;&a;&a;&a;&a;">
+  <!ENTITY c "&b;&b;&b;&b;&b;&b;&b;&b;&b;&b;&b;&b;&b;&b;&b;&b;&b;&b;&b;&b;&b;&b;&b;&b;&b;&b;&b;&b;&b;&b;">
+  <!ENTITY d "&c;&c;&c;&c;&c;&c;&c;&c;&c;&c;&c;&c;&c;&c;&c;&c;&c;&c;&c;&c;&c;&c;&c;&c;&c;&c;&c;&c;&c;&c;">
+]>
+"""
+EXTERNAL = """<?xml version="1.0"?>
+<!DOCTYPE Envelope [ <!ENTITY secret SYSTEM "file:///etc/passwd"> ]>
+"""
+
+
+def ova_parts(tmp_path: Path, raw_disk: Path, *, capacity_mib: int = SIZE // MIB) -> tuple[Path, str, bytes]:
+    """The descriptor's text and the disk's bytes of a good one-disk ovftool OVA, to be tarred by hand."""
+    folder = tmp_path / "parts-hostile"
+    folder.mkdir()
+    vmdk = stream_vmdk(raw_disk, folder / "vm-disk1.vmdk")
+    text = descriptor(
+        "vmware.ovf",
+        file=vmdk.name,
+        size=vmdk.stat().st_size,
+        capacity_mib=capacity_mib,
+        os_id=109,
+        os_type="oracleLinux8_64Guest",
+        firmware="efi",
+    )
+    return folder, text, vmdk.read_bytes()
+
+
+def python_tar(path: Path, entries: list[tarfile.TarInfo | tuple[str, bytes]]) -> Path:
+    with tarfile.open(path, "w", format=tarfile.USTAR_FORMAT) as archive:
+        for entry in entries:
+            if isinstance(entry, tarfile.TarInfo):
+                archive.addfile(entry)
+            else:
+                name, data = entry
+                info = tarfile.TarInfo(name)
+                info.size = len(data)
+                archive.addfile(info, io.BytesIO(data))
+    return path
+
+
+def link(name: str, target: str) -> tarfile.TarInfo:
+    info = tarfile.TarInfo(name)
+    info.type = tarfile.SYMTYPE
+    info.linkname = target
+    return info
+
+
+def hostile(kind: str, tmp_path: Path, raw_disk: Path) -> Path:
+    folder, text, disk = ova_parts(tmp_path, raw_disk, capacity_mib=SIZE // MIB * (2 if kind == "capacity" else 1))
+    out = tmp_path / f"{kind}.ova"
+    body = text.split("\n", 1)[1]  # without the XML declaration, for a DOCTYPE to go first
+    if kind == "entity-bomb":
+        return python_tar(out, [("vm.ovf", (BOMB + body.replace("<Info>A virtual", "<Info>&d;A virtual")).encode())])
+    if kind == "external-entity":
+        ovf = EXTERNAL + body.replace("<Name>vm</Name>", "<Name>&secret;</Name>")
+        return python_tar(out, [("vm.ovf", ovf.encode()), ("vm-disk1.vmdk", disk)])
+    if kind == "dotdot":
+        return python_tar(out, [("vm.ovf", text.encode()), ("../vm-disk1.vmdk", disk)])
+    if kind == "symlink":
+        return python_tar(out, [("vm.ovf", text.encode()), link("vm-disk1.vmdk", "/etc/passwd")])
+    if kind == "duplicate":
+        return python_tar(out, [("vm.ovf", text.encode()), ("vm-disk1.vmdk", disk), ("./VM-disk1.vmdk", disk)])
+    if kind == "bad-manifest":
+        wrong = hashlib.sha256(disk + b"x").hexdigest()
+        good = hashlib.sha256(text.encode()).hexdigest()
+        mf = f"SHA256(vm.ovf)= {good}\nSHA256(vm-disk1.vmdk)= {wrong}\n".encode()
+        return python_tar(out, [("vm.ovf", text.encode()), ("vm-disk1.vmdk", disk), ("vm.mf", mf)])
+    assert kind == "capacity"
+    return python_tar(out, [("vm.ovf", text.encode()), ("vm-disk1.vmdk", disk)])
+
+
+HOSTILE = {
+    "entity-bomb": "DTD",
+    "external-entity": "DTD",
+    "dotdot": "not a plain file name",
+    "symlink": "is a link",
+    "duplicate": "appears twice",
+    "bad-manifest": "does not match",
+    "capacity": "8388608",
+}
+
+
+@pytest.mark.parametrize("verb", ["convert", "info"])
+@pytest.mark.parametrize("kind", sorted(HOSTILE))
+def test_a_hostile_ova_is_refused_with_nothing_left(tmp_path: Path, raw_disk: Path, kind: str, verb: str) -> None:
+    ova = hostile(kind, tmp_path, raw_disk)
+    before = file_digest(ova)
+    out = tmp_path / "out.qcow2"
+    result = run_cli(verb, str(ova), str(out)) if verb == "convert" else run_cli(verb, str(ova))
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert HOSTILE[kind] in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert "Traceback" not in result.stderr
+    assert not out.exists()
+    assert leftovers(tmp_path) == []
+    assert file_digest(ova) == before
