@@ -32,7 +32,7 @@ from imagepack.formats import (
 )
 from imagepack.formats.base import ByteSource, Inspection
 from imagepack.image import SourceImage, inspect_file, open_image, partition_layout, require_regular_file
-from imagepack.inputs import is_archive, open_source
+from imagepack.inputs import SourceKind, is_archive, open_source
 from imagepack.oci.archive import OciLayout, disk_size_limit
 from imagepack.oci.metadata import ImageMetadata
 from imagepack.oci.reader import OpenedArchive
@@ -297,6 +297,10 @@ def describe(
             pass  # refuses --disk for what is not an OVA
     if claimed is None and is_archive(path):
         with open_source(path, policy=policy) as source:
+            if source.kind is SourceKind.GCE:
+                described = info_from_source(source.disk, Path(source.disk.label), os.stat(path).st_size)
+                described.details["container"] = "gce-tarball" + (" (gzip)" if source.compression else "")
+                return described
             assert source.archive is not None
             return describe_archive(source.archive, path)
     return describe_image(path, claimed=claimed, policy=policy)

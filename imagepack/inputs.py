@@ -15,6 +15,7 @@ from pathlib import Path
 from imagepack.compression import STREAMS, compression_of, decompressed
 from imagepack.errors import InvalidValueError
 from imagepack.formats import ByteSource, Container, ImageFormat, SafetyPolicy, detect
+from imagepack.gce import is_gce_tarball, open_gce
 from imagepack.image import SourceImage, open_image, require_regular_file
 from imagepack.oci.reader import OpenedArchive, open_archive
 from imagepack.ova.archive import looks_like_ova
@@ -26,6 +27,7 @@ class SourceKind(StrEnum):
     OCI = "oci"
     COMPRESSED = "compressed"  # a disk in a zstd, xz, gzip or bzip2 stream
     OVA = "ova"  # a disk an OVF descriptor names, inside an OVA tar
+    GCE = "gce"  # the disk.raw of a GCE image tarball
 
 
 @dataclass
@@ -90,6 +92,10 @@ def open_source(
         return
     if disk is not None:
         raise InvalidValueError(f"--disk picks one of an OVA's disks; {path} is not an OVA", code="ova.not-an-ova")
+    if claimed is None and kind in (None, Container.GZIP) and is_archive(path) and is_gce_tarball(path):
+        with open_gce(path, policy=policy, scratch=scratch) as image:
+            yield Source(path, SourceKind.GCE, image, compression=STREAMS[kind] if kind else None)
+        return
     if claimed is None and kind in (None, Container.GZIP) and is_archive(path):
         with open_archive(path, policy=policy, scratch=scratch) as opened:
             yield Source(path, SourceKind.OCI, opened.disk, opened)

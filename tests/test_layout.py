@@ -20,7 +20,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("oci", "oci.tarscan", "oci.metadata", "ova.descriptor"),
     ("tarmembers",),
     ("oci.archive", "ova.archive"),
-    ("oci.reader", "compression", "ova.reader"),
+    ("oci.reader", "compression", "ova.reader", "gce"),
     ("convert", "oci.edit"),
     ("oci.pack", "inputs"),
     ("oci.unpack", "build", "info", "oci.verify"),

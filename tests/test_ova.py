@@ -288,7 +288,7 @@ EXTERNAL = """<?xml version="1.0"?>
 """
 
 
-def ova_parts(tmp_path: Path, raw_disk: Path, *, capacity_mib: int = SIZE // MIB) -> tuple[Path, str, bytes]:
+def ova_parts(tmp_path: Path, raw_disk: Path, *, capacity_mib: int = SIZE // MIB) -> tuple[str, bytes]:
     """The descriptor's text and the disk's bytes of a good one-disk ovftool OVA, to be tarred by hand."""
     folder = tmp_path / "parts-hostile"
     folder.mkdir()
@@ -302,7 +302,7 @@ def ova_parts(tmp_path: Path, raw_disk: Path, *, capacity_mib: int = SIZE // MIB
         os_type="oracleLinux8_64Guest",
         firmware="efi",
     )
-    return folder, text, vmdk.read_bytes()
+    return text, vmdk.read_bytes()
 
 
 def python_tar(path: Path, entries: list[tarfile.TarInfo | tuple[str, bytes]]) -> Path:
@@ -326,7 +326,7 @@ def link(name: str, target: str) -> tarfile.TarInfo:
 
 
 def hostile(kind: str, tmp_path: Path, raw_disk: Path) -> Path:
-    folder, text, disk = ova_parts(tmp_path, raw_disk, capacity_mib=SIZE // MIB * (2 if kind == "capacity" else 1))
+    text, disk = ova_parts(tmp_path, raw_disk, capacity_mib=SIZE // MIB * (2 if kind == "capacity" else 1))
     out = tmp_path / f"{kind}.ova"
     body = text.split("\n", 1)[1]  # without the XML declaration, for a DOCTYPE to go first
     if kind == "entity-bomb":
@@ -374,3 +374,45 @@ def test_a_hostile_ova_is_refused_with_nothing_left(tmp_path: Path, raw_disk: Pa
     assert not out.exists()
     assert leftovers(tmp_path) == []
     assert file_digest(ova) == before
+
+
+# --- GCE image tarballs --------------------------------------------------------------------------------------------
+
+
+def gce_tarball(tmp_path: Path, raw_disk: Path, *, sparse: bool, gzip: bool = True) -> Path:
+    """As GCE's import wants it: disk.raw alone, GNU tar's old format, holes recorded with -S."""
+    folder = tmp_path / "gce"
+    folder.mkdir()
+    (folder / "disk.raw").write_bytes(b"")
+    subprocess.run(["cp", "--sparse=always", str(raw_disk), str(folder / "disk.raw")], check=True)
+    out = tmp_path / ("disk.tar.gz" if gzip else "disk.tar")
+    flags = "-c" + ("S" if sparse else "") + ("z" if gzip else "") + "f"
+    subprocess.run(["tar", "--format=oldgnu", flags, str(out), "-C", str(folder), "disk.raw"], check=True)
+    return out
+
+
+@pytest.mark.parametrize("sparse", [True, False], ids=["sparse", "dense"])
+def test_a_gce_tarball_converts_to_the_same_disk(tmp_path: Path, raw_disk: Path, sparse: bool) -> None:
+    tarball = gce_tarball(tmp_path, raw_disk, sparse=sparse)
+    out = tmp_path / "out.qcow2"
+    result = run_cli("convert", str(tarball), str(out))
+    assert result.returncode == 0, result.stderr
+    assert qemu_compare(raw_disk, "raw", out, "qcow2").returncode == 0
+    assert read_guest_disk(out, "qcow2") == read_guest_disk(raw_disk, "raw")
+    assert leftovers(tmp_path) == []
+
+
+def test_a_plain_gce_tar_is_read_in_place(tmp_path: Path, raw_disk: Path) -> None:
+    tarball = gce_tarball(tmp_path, raw_disk, sparse=False, gzip=False)
+    found = info_json(tarball)
+    assert found["format"] == "raw"
+    assert found["virtual_size"] == SIZE
+    assert found["details"]["container"] == "gce-tarball"  # type: ignore[index]
+
+
+def test_a_gce_tarball_with_another_member_is_refused(tmp_path: Path, raw_disk: Path) -> None:
+    out = python_tar(tmp_path / "two.tar", [("disk.raw", raw_disk.read_bytes()), ("extra.txt", b"x")])
+    result = run_cli("convert", str(out), str(tmp_path / "out.qcow2"))
+    assert result.returncode == 1
+    assert "holds disk.raw alone" in result.stderr
+    assert not (tmp_path / "out.qcow2").exists()
