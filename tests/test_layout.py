@@ -17,7 +17,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("formats", "sample"),
     ("qemu", "atomic", "sparse", "options"),
     ("image",),
-    ("oci", "oci.tarscan", "oci.metadata", "ova.descriptor"),
+    ("oci", "oci.tarscan", "oci.metadata", "ova", "ova.descriptor"),
     ("tarmembers",),
     ("oci.archive", "ova.archive"),
     ("oci.reader", "compression", "ova.reader", "gce"),
