@@ -290,7 +290,7 @@ def describe(
 ) -> ImageInfo | ArchiveInfo | OvaInfo:
     """What `path` is: a .oci archive and its disk, an OVA and its disks, or a disk image (described even when it
     would be refused)."""
-    if claimed is None and compression_of(path) is None and looks_like_ova(path):
+    if claimed is None and compression_of(path) in (None, Container.GZIP) and looks_like_ova(path):
         return describe_ova(path, disk=disk, policy=policy)
     if disk is not None:
         with open_source(path, policy=policy, disk=disk):

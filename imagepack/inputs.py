@@ -86,7 +86,7 @@ def open_source(
     afterwards; it needs room for what the stream declares (see compression.decompressed). `disk` picks one of an
     OVA's disks (from 1)."""
     kind = compression_of(path)
-    if claimed is None and kind is None and looks_like_ova(path):
+    if claimed is None and kind in (None, Container.GZIP) and looks_like_ova(path):
         with open_ova(path, disk=disk, policy=policy, scratch=scratch) as ova:
             yield Source(path, SourceKind.OVA, ova.disk, ova=ova)
         return

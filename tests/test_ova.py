@@ -4,6 +4,7 @@ refused, with nothing left behind."""
 
 from __future__ import annotations
 
+import gzip
 import hashlib
 import io
 import json
@@ -126,6 +127,27 @@ def test_a_virtualbox_ova_converts_to_the_same_guest_disk(tmp_path: Path, raw_di
     assert result.returncode == 0, result.stderr
     assert qemu_compare(raw_disk, "raw", out, "vmdk").returncode == 0
     assert read_guest_disk(out, "vmdk") == read_guest_disk(raw_disk, "raw")
+
+
+def test_a_plain_ovas_disk_is_read_in_place_at_its_tar_offset(tmp_path: Path, raw_disk: Path) -> None:
+    ova = vmware_ova(tmp_path, raw_disk)
+    with tarfile.open(ova) as archive:
+        offset = archive.getmember("vm-disk1.vmdk").offset_data
+    result = run_cli("convert", str(ova), str(tmp_path / "out.qcow2"), "--verbose")
+    assert result.returncode == 0, result.stderr
+    assert f"driver=vmdk,file.driver=raw,file.offset={offset}," in result.stderr
+
+
+def test_a_gzip_wrapped_ova_is_extracted_and_converts_the_same(tmp_path: Path, raw_disk: Path) -> None:
+    plain = vmware_ova(tmp_path, raw_disk)
+    wrapped = tmp_path / "wrapped.ova"
+    wrapped.write_bytes(gzip.compress(plain.read_bytes()))
+    out = tmp_path / "out.qcow2"
+    result = run_cli("convert", str(wrapped), str(out))
+    assert result.returncode == 0, result.stderr
+    assert read_guest_disk(out, "qcow2") == read_guest_disk(raw_disk, "raw")
+    assert info_json(wrapped)["manifest"] == {"verified": ["vm.ovf", "vm-disk1.vmdk"]}
+    assert leftovers(tmp_path) == []
 
 
 def test_info_lists_the_disks_and_the_verified_manifest(tmp_path: Path, raw_disk: Path) -> None:
@@ -379,14 +401,14 @@ def test_a_hostile_ova_is_refused_with_nothing_left(tmp_path: Path, raw_disk: Pa
 # --- GCE image tarballs --------------------------------------------------------------------------------------------
 
 
-def gce_tarball(tmp_path: Path, raw_disk: Path, *, sparse: bool, gzip: bool = True) -> Path:
+def gce_tarball(tmp_path: Path, raw_disk: Path, *, sparse: bool, gzipped: bool = True) -> Path:
     """As GCE's import wants it: disk.raw alone, GNU tar's old format, holes recorded with -S."""
     folder = tmp_path / "gce"
     folder.mkdir()
     (folder / "disk.raw").write_bytes(b"")
     subprocess.run(["cp", "--sparse=always", str(raw_disk), str(folder / "disk.raw")], check=True)
-    out = tmp_path / ("disk.tar.gz" if gzip else "disk.tar")
-    flags = "-c" + ("S" if sparse else "") + ("z" if gzip else "") + "f"
+    out = tmp_path / ("disk.tar.gz" if gzipped else "disk.tar")
+    flags = "-c" + ("S" if sparse else "") + ("z" if gzipped else "") + "f"
     subprocess.run(["tar", "--format=oldgnu", flags, str(out), "-C", str(folder), "disk.raw"], check=True)
     return out
 
@@ -403,7 +425,7 @@ def test_a_gce_tarball_converts_to_the_same_disk(tmp_path: Path, raw_disk: Path,
 
 
 def test_a_plain_gce_tar_is_read_in_place(tmp_path: Path, raw_disk: Path) -> None:
-    tarball = gce_tarball(tmp_path, raw_disk, sparse=False, gzip=False)
+    tarball = gce_tarball(tmp_path, raw_disk, sparse=False, gzipped=False)
     found = info_json(tarball)
     assert found["format"] == "raw"
     assert found["virtual_size"] == SIZE
