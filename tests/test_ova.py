@@ -367,6 +367,8 @@ def hostile(kind: str, tmp_path: Path, raw_disk: Path) -> Path:
         good = hashlib.sha256(text.encode()).hexdigest()
         mf = f"SHA256(vm.ovf)= {good}\nSHA256(vm-disk1.vmdk)= {wrong}\n".encode()
         return python_tar(out, [("vm.ovf", text.encode()), ("vm-disk1.vmdk", disk), ("vm.mf", mf)])
+    if kind == "file-size":
+        return python_tar(out, [("vm.ovf", text.encode()), ("vm-disk1.vmdk", disk + bytes(512))])
     assert kind == "capacity"
     return python_tar(out, [("vm.ovf", text.encode()), ("vm-disk1.vmdk", disk)])
 
@@ -379,6 +381,7 @@ HOSTILE = {
     "duplicate": "appears twice",
     "bad-manifest": "does not match",
     "capacity": "8388608",
+    "file-size": "the archive member holds",
 }
 
 

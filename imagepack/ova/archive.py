@@ -73,6 +73,11 @@ def read_ova_layout(path: Path, *, max_disk_size: int) -> OvaLayout:
         member = by_key.get(normalised(href))
         if member is None:
             raise ArchiveError(f"{path}: the descriptor references '{href}', which the OVA does not hold")
+        stated = descriptor.file_sizes.get(href)
+        if stated is not None and stated != member.size:
+            raise ArchiveError(
+                f"{path}: the descriptor gives '{href}' {stated} bytes, the archive member holds {member.size}"
+            )
         files[href] = member
     known = {normalised(m.name) for m in [*ovfs, *manifests, *files.values()]}
     for _, member in listed:

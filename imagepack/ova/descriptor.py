@@ -57,6 +57,7 @@ class OvfDisk:
 class Descriptor:
     disks: tuple[OvfDisk, ...]
     files: tuple[str, ...]  # every href in References, disks or not (nvram)
+    file_sizes: dict[str, int]  # href to ovf:size, where the descriptor gives one
     firmware: str | None  # "UEFI_64" or "BIOS" when the descriptor says
     os_type: str | None  # vmw:osType or vbox:OSType as written
     operating_system: str | None  # OCI's name, when the type maps to one
@@ -110,11 +111,17 @@ def parse_descriptor(data: bytes, *, label: str) -> Descriptor:
     if _local(root.tag) != "Envelope":
         raise ArchiveError(f"{label}: the OVF descriptor's root is <{_local(root.tag)}>, not <Envelope>")
     files: dict[str, str] = {}
+    sizes: dict[str, int] = {}
     for element in [f for refs in _find_all(root, "References") for f in _children(refs, "File")]:
         file_id, href = _attr(element, "id"), _attr(element, "href")
         if file_id is None or href is None:
             raise ArchiveError(f"{label}: a References/File has no ovf:id or ovf:href")
         files[file_id] = href
+        size_text = _attr(element, "size")
+        if size_text is not None:
+            if not size_text.isdigit() or len(size_text) > 20:
+                raise ArchiveError(f"{label}: file '{href}' has size '{size_text[:30]}', not a number")
+            sizes[href] = int(size_text)
     controllers = _controllers(root)
     disks = []
     for element in [d for section in _find_all(root, "DiskSection") for d in _children(section, "Disk")]:
@@ -129,7 +136,7 @@ def parse_descriptor(data: bytes, *, label: str) -> Descriptor:
         disks.append(OvfDisk(disk_id, files[file_ref], size, controllers.get(disk_id)))
     os_type = _os_type(root)
     operating_system, version = _GUEST_OS.get(os_type.lower(), (None, None)) if os_type else (None, None)
-    return Descriptor(tuple(disks), tuple(files.values()), _firmware(root), os_type, operating_system, version)
+    return Descriptor(tuple(disks), tuple(files.values()), sizes, _firmware(root), os_type, operating_system, version)
 
 
 def _controllers(root: ET.Element) -> dict[str, str]:
