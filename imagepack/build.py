@@ -18,7 +18,7 @@ from imagepack.errors import InvalidValueError
 from imagepack.formats import ImageFormat, SafetyPolicy, format_claimed_by_name, parse_format
 from imagepack.inputs import Source, open_source
 from imagepack.oci.metadata import ImageMetadata
-from imagepack.oci.pack import MetadataRequest, make_metadata, pack_disk
+from imagepack.oci.pack import MetadataRequest, make_metadata, pack_disk, with_descriptor
 from imagepack.problems import Problem
 from imagepack.progress import Progress
 
@@ -103,7 +103,10 @@ def build(source: Source, target: Target, *, on_progress: Progress | None = None
     image = source.disk
     if target.kind is ArchiveKind.OCI:
         inherited = source.archive.metadata if source.archive else None  # a .oci repacked keeps its metadata
-        metadata, warnings = make_metadata(target.metadata or MetadataRequest(), image, inherited=inherited)
+        request = with_descriptor(
+            target.metadata or MetadataRequest(), source.ova.layout.descriptor if source.ova else None
+        )
+        metadata, warnings = make_metadata(request, image, inherited=inherited)
         packed = pack_disk(
             image,
             target.path,
@@ -172,10 +175,11 @@ def make(
     claimed: ImageFormat | None = None,
     policy: SafetyPolicy = SafetyPolicy(),
     on_progress: Progress | None = None,
+    disk: int | None = None,
 ) -> BuildResult:
-    """Open `source` and build `target` from it. The target is checked first, so a refusal costs no reading; a
-    disk that must be extracted goes beside the target."""
+    """Open `source` and build `target` from it (`disk`: which of an OVA's disks). The target is checked first, so
+    a refusal costs no reading; a disk that must be extracted goes beside the target."""
     target_kind(target.path, target.kind)
     check_target(target.path, force=target.force, inputs=(source,))
-    with open_source(source, claimed=claimed, policy=policy, scratch=target.path.parent) as opened:
+    with open_source(source, claimed=claimed, policy=policy, scratch=target.path.parent, disk=disk) as opened:
         return build(opened, target, on_progress=on_progress)
