@@ -152,8 +152,8 @@ def build(
             compress=target.compress,
             metadata=target.metadata,
         )
-        built = _build_plain(source, inner, started, on_progress=_share(on_progress, 0.0, 0.5))
         try:
+            built = _build_plain(source, inner, started, on_progress=_share(on_progress, 0.0, 0.5))
             with atomic_output(target.path, sync=target.sync) as out:
                 compress_into(
                     inner.path,
@@ -164,6 +164,8 @@ def build(
                     on_progress=_share(on_progress, 0.5, 1.0),
                 )
         except ImagepackError as e:
+            # The user named the compressed output and never sees the temporary's name.
+            e.message = e.message.replace(os.path.abspath(inner.path), str(target.path))
             e.message = e.message.replace(str(inner.path), str(target.path))
             raise
     return _result(
