@@ -21,7 +21,7 @@ from imagepack.errors import ImagepackError, InvalidValueError
 from imagepack.formats import ImageFormat, SafetyPolicy, format_claimed_by_name, parse_format
 from imagepack.inputs import Source, open_source
 from imagepack.oci.metadata import ImageMetadata
-from imagepack.oci.pack import MetadataRequest, make_metadata, pack_disk
+from imagepack.oci.pack import MetadataRequest, make_metadata, pack_disk, with_descriptor
 from imagepack.problems import Problem
 from imagepack.progress import Progress
 
@@ -228,7 +228,10 @@ def _build_plain(source: Source, target: Target, started: float, *, on_progress:
     image = source.disk
     if target.kind is ArchiveKind.OCI:
         inherited = source.archive.metadata if source.archive else None  # a .oci repacked keeps its metadata
-        metadata, warnings = make_metadata(target.metadata or MetadataRequest(), image, inherited=inherited)
+        request = with_descriptor(
+            target.metadata or MetadataRequest(), source.ova.layout.descriptor if source.ova else None
+        )
+        metadata, warnings = make_metadata(request, image, inherited=inherited)
         packed = pack_disk(
             image,
             target.path,
@@ -300,13 +303,14 @@ def make(
     policy: SafetyPolicy = SafetyPolicy(),
     scratch: Path | None = None,
     on_progress: Progress | None = None,
+    disk: int | None = None,
 ) -> BuildResult:
-    """Open `source` and build `target` from it. The target is checked first, so a refusal costs no reading; a
-    disk that must be extracted, and the uncompressed temporary of a compressed target, go in `scratch`
-    (beside the target by default)."""
+    """Open `source` and build `target` from it (`disk`: which of an OVA's disks). The target is checked first, so
+    a refusal costs no reading; a disk that must be extracted, and the uncompressed temporary of a compressed
+    target, go in `scratch` (beside the target by default)."""
     target_kind(target.path, target.kind)
     check_compression(target)
     check_target(target.path, force=target.force, inputs=(source,))
     where = scratch or target.path.parent
-    with open_source(source, claimed=claimed, policy=policy, scratch=where) as opened:
+    with open_source(source, claimed=claimed, policy=policy, scratch=where, disk=disk) as opened:
         return build(opened, target, scratch=where, on_progress=on_progress)

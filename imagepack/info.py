@@ -32,10 +32,11 @@ from imagepack.formats import (
 )
 from imagepack.formats.base import ByteSource, Inspection
 from imagepack.image import SourceImage, inspect_file, open_image, partition_layout, require_regular_file
-from imagepack.inputs import is_archive, open_source
-from imagepack.oci.archive import OciLayout
+from imagepack.inputs import SourceKind, is_archive, open_source
+from imagepack.oci.archive import OciLayout, disk_size_limit
 from imagepack.oci.metadata import ImageMetadata
 from imagepack.oci.reader import OpenedArchive
+from imagepack.ova.archive import OvaLayout, looks_like_ova, read_ova_layout, verify_manifest
 from imagepack.partitions import HEAD_BYTES, PartitionLayout, read_partition_layout
 from imagepack.problems import Problem, Remedy
 
@@ -238,12 +239,68 @@ def describe_archive(opened: OpenedArchive, path: Path) -> ArchiveInfo:
     return ArchiveInfo(path, opened.layout, opened.metadata, disk)
 
 
+@dataclass
+class OvaInfo:
+    path: Path
+    layout: OvaLayout
+    verified: list[str]  # members whose manifest digest matched
+    disk: ImageInfo | None  # the chosen disk; None when several and none was chosen
+    index: int | None
+
+    def to_json(self) -> dict[str, Any]:
+        descriptor = self.layout.descriptor
+        return {
+            "path": str(self.path),
+            "format": "ova",
+            "virtual_size": self.disk.virtual_size if self.disk else None,
+            "compressed": self.layout.compressed,
+            "disks": [
+                {"index": n, "file": d.file, "capacity": d.capacity, "controller": d.controller}
+                for n, d in enumerate(descriptor.disks, 1)
+            ],
+            "chosen_disk": self.index,
+            "manifest": {"verified": self.verified} if self.layout.manifest else None,
+            "firmware": descriptor.firmware,
+            "os_type": descriptor.os_type,
+            "operating_system": descriptor.operating_system,
+            "os_version": descriptor.os_version,
+            "disk": self.disk.to_json() if self.disk else None,
+        }
+
+
+def describe_ova(path: Path, *, disk: int | None, policy: SafetyPolicy) -> OvaInfo:
+    """An OVA's disks and manifest; the chosen disk (the only one, or --disk N) described through every check."""
+    layout = read_ova_layout(path, max_disk_size=disk_size_limit(policy.max_size))
+    if disk is None and len(layout.descriptor.disks) > 1:
+        return OvaInfo(path, layout, verify_manifest(layout), None, None)
+    with open_source(path, policy=policy, disk=disk) as source:
+        assert source.ova is not None
+        opened = source.ova
+        member = layout.files[opened.chosen.file]
+        described = info_from_source(opened.disk, Path(opened.layout.label(member)), member.size)
+        return OvaInfo(path, opened.layout, opened.verified, described, opened.index)
+
+
 def describe(
-    path: Path, *, claimed: ImageFormat | None = None, policy: SafetyPolicy = SafetyPolicy()
-) -> ImageInfo | ArchiveInfo:
-    """What `path` is: a .oci archive and its disk, or a disk image (described even when it would be refused)."""
+    path: Path,
+    *,
+    claimed: ImageFormat | None = None,
+    policy: SafetyPolicy = SafetyPolicy(),
+    disk: int | None = None,
+) -> ImageInfo | ArchiveInfo | OvaInfo:
+    """What `path` is: a .oci archive and its disk, an OVA and its disks, or a disk image (described even when it
+    would be refused)."""
+    if claimed is None and compression_of(path) in (None, Container.GZIP) and looks_like_ova(path):
+        return describe_ova(path, disk=disk, policy=policy)
+    if disk is not None:
+        with open_source(path, policy=policy, disk=disk):
+            pass  # refuses --disk for what is not an OVA
     if claimed is None and is_archive(path):
         with open_source(path, policy=policy) as source:
+            if source.kind is SourceKind.GCE:
+                described = info_from_source(source.disk, Path(source.disk.label), os.stat(path).st_size)
+                described.details["container"] = "gce-tarball" + (" (gzip)" if source.compression else "")
+                return described
             assert source.archive is not None
             return describe_archive(source.archive, path)
     return describe_image(path, claimed=claimed, policy=policy)

@@ -13,15 +13,21 @@ from enum import StrEnum
 from pathlib import Path
 
 from imagepack.compression import STREAMS, compression_of, decompressed
+from imagepack.errors import InvalidValueError
 from imagepack.formats import ByteSource, Container, ImageFormat, SafetyPolicy, detect
+from imagepack.gce import is_gce_tarball, open_gce
 from imagepack.image import SourceImage, open_image, require_regular_file
 from imagepack.oci.reader import OpenedArchive, open_archive
+from imagepack.ova.archive import looks_like_ova
+from imagepack.ova.reader import OpenedOva, open_ova
 
 
 class SourceKind(StrEnum):
     DISK = "disk"
     OCI = "oci"
     COMPRESSED = "compressed"  # a disk in a zstd, xz, gzip or bzip2 stream
+    OVA = "ova"  # a disk an OVF descriptor names, inside an OVA tar
+    GCE = "gce"  # the disk.raw of a GCE image tarball
 
 
 @dataclass
@@ -33,11 +39,12 @@ class Source:
     disk: SourceImage
     archive: OpenedArchive | None = None
     compression: str | None = None  # "zstd", "xz", "gzip", "bzip2": the stream the disk or archive came in
+    ova: OpenedOva | None = None
 
     @property
     def format(self) -> str:
         """What the input is, as the user would name it: 'oci' for an archive, else the disk's format."""
-        return SourceKind.OCI.value if self.kind is SourceKind.OCI else self.disk.format.value
+        return self.kind.value if self.kind in (SourceKind.OCI, SourceKind.OVA) else self.disk.format.value
 
     @property
     def virtual_size(self) -> int:
@@ -72,11 +79,23 @@ def open_source(
     claimed: ImageFormat | None = None,
     policy: SafetyPolicy = SafetyPolicy(),
     scratch: Path | None = None,
+    disk: int | None = None,
 ) -> Iterator[Source]:
     """Open `path` through every check. `claimed` states the disk format (never an archive). `scratch` is where a
     disk that cannot be read in place, or a compressed input's content, is written to, and removed from
-    afterwards; it needs room for what the stream declares (see compression.decompressed)."""
+    afterwards; it needs room for what the stream declares (see compression.decompressed). `disk` picks one of an
+    OVA's disks (from 1)."""
     kind = compression_of(path)
+    if claimed is None and kind in (None, Container.GZIP) and looks_like_ova(path):
+        with open_ova(path, disk=disk, policy=policy, scratch=scratch) as ova:
+            yield Source(path, SourceKind.OVA, ova.disk, ova=ova)
+        return
+    if disk is not None:
+        raise InvalidValueError(f"--disk picks one of an OVA's disks; {path} is not an OVA", code="ova.not-an-ova")
+    if claimed is None and kind in (None, Container.GZIP) and is_archive(path) and is_gce_tarball(path):
+        with open_gce(path, policy=policy, scratch=scratch) as image:
+            yield Source(path, SourceKind.GCE, image, compression=STREAMS[kind] if kind else None)
+        return
     if claimed is None and kind in (None, Container.GZIP) and is_archive(path):
         with open_archive(path, policy=policy, scratch=scratch) as opened:
             yield Source(path, SourceKind.OCI, opened.disk, opened)
@@ -88,7 +107,7 @@ def open_source(
                 with open_archive(content.path, policy=policy, scratch=scratch) as opened:
                     yield Source(path, SourceKind.OCI, opened.disk, opened, compression=name)
                 return
-            disk = open_image(content.path, claimed=claimed, policy=policy, label=str(path))
-            yield Source(path, SourceKind.COMPRESSED, disk, compression=name)
+            image = open_image(content.path, claimed=claimed, policy=policy, label=str(path))
+            yield Source(path, SourceKind.COMPRESSED, image, compression=name)
         return
     yield Source(path, SourceKind.DISK, open_image(path, claimed=claimed, policy=policy))

@@ -9,6 +9,7 @@ import typer
 from imagepack.cli.options import (
     ALLOW_BACKING,
     COMPRESS,
+    DISK,
     FORCE,
     FORMAT_OPTION,
     FROM_FORMAT,
@@ -54,6 +55,7 @@ def convert_command(
     allow_backing: bool = ALLOW_BACKING,
     max_size: str = MAX_SIZE,
     vhd_size: str = VHD_SIZE,
+    disk: int | None = DISK,
     json_output: bool = JSON,
     quiet: bool = QUIET,
     verbose: bool = VERBOSE,
@@ -91,5 +93,6 @@ def convert_command(
                 claimed=parse_disk_format(from_format),
                 policy=parse_policy(max_size, allow_backing=allow_backing, vhd_size=vhd_size),
                 on_progress=on_progress,
+                disk=disk,
             )
         report_build(done, json_output=json_output, quiet=quiet)

@@ -7,11 +7,11 @@ from typing import TYPE_CHECKING
 
 import typer
 
-from imagepack.cli.options import FROM_FORMAT, JSON, MAX_SIZE, QUIET, VERBOSE, VHD_SIZE
+from imagepack.cli.options import DISK, FROM_FORMAT, JSON, MAX_SIZE, QUIET, VERBOSE, VHD_SIZE
 from imagepack.cli.output import describe_problem, human_size, print_json, reported, setup_logging
 
 if TYPE_CHECKING:
-    from imagepack.info import ArchiveInfo, ImageInfo
+    from imagepack.info import ArchiveInfo, ImageInfo, OvaInfo
 
 EXAMPLES = """\b
 Examples:
@@ -28,6 +28,7 @@ def info_command(
     from_format: str = FROM_FORMAT,
     max_size: str = MAX_SIZE,
     vhd_size: str = VHD_SIZE,
+    disk: int | None = DISK,
     json_output: bool = JSON,
     quiet: bool = QUIET,
     verbose: bool = VERBOSE,
@@ -36,13 +37,16 @@ def info_command(
     setup_logging(quiet=quiet, verbose=verbose)
     with reported(verbose=verbose, json_output=json_output):
         from imagepack.cli.parse import parse_disk_format, parse_policy
-        from imagepack.info import ArchiveInfo, describe
+        from imagepack.info import ArchiveInfo, OvaInfo, describe
 
-        found = describe(path, claimed=parse_disk_format(from_format), policy=parse_policy(max_size, vhd_size=vhd_size))
+        policy = parse_policy(max_size, vhd_size=vhd_size)
+        found = describe(path, claimed=parse_disk_format(from_format), policy=policy, disk=disk)
         if json_output:
             print_json(found.to_json())
         elif isinstance(found, ArchiveInfo):
             _print_archive(found)
+        elif isinstance(found, OvaInfo):
+            _print_ova(found)
         else:
             _print_image(found)
 
@@ -57,6 +61,24 @@ def _print_archive(found: ArchiveInfo) -> None:
     print(f"  launch mode: {meta.launch_mode.value}, firmware {launch.firmware.value}")
     for shape in meta.shapes:
         print(f"  shape: {shape.name}")
+    print("disk:")
+    _print_image(found.disk, indent="  ")
+
+
+def _print_ova(found: OvaInfo) -> None:
+    data = found.to_json()
+    print(f"{found.path}: OVA{' (gzip)' if found.layout.compressed else ''}")
+    for disk in data["disks"]:
+        chosen = " (read)" if disk["index"] == found.index else ""
+        controller = disk["controller"] or "unknown controller"
+        print(f"  disk {disk['index']}: {disk['file']}, {human_size(disk['capacity'])}, {controller}{chosen}")
+    if data["manifest"] is not None:
+        print(f"  manifest: verified ({', '.join(found.verified)})")
+    print(f"  firmware: {data['firmware'] or 'not stated'}")
+    print(f"  guest OS: {data['os_type'] or 'not stated'}")
+    if found.disk is None:
+        print("  (several disks: --disk N describes one)")
+        return
     print("disk:")
     _print_image(found.disk, indent="  ")
 

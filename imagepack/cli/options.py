@@ -36,6 +36,7 @@ VHD_SIZE = typer.Option(
     metavar="current|chs",
     help="A VHD whose footer size and CHS geometry differ: use which (default current, as Hyper-V and VirtualBox).",
 )
+DISK = typer.Option(None, "--disk", metavar="N", min=1, help="Which of an OVA's disks to read (from 1).")
 STRICT = typer.Option(False, "--strict", help="Treat an operating system missing from OCI's list as an error.")
 
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from imagepack.cli.options import JSON, MAX_SIZE, QUIET, STRICT, VERBOSE, VHD_SIZE
+from imagepack.cli.options import DISK, JSON, MAX_SIZE, QUIET, STRICT, VERBOSE, VHD_SIZE
 from imagepack.cli.output import describe_problem, print_json, reported, setup_logging
 from imagepack.errors import EXIT_PROBLEMS
 
@@ -25,6 +25,7 @@ def verify_command(
     strict: bool = STRICT,
     max_size: str = MAX_SIZE,
     vhd_size: str = VHD_SIZE,
+    disk: int | None = DISK,
     json_output: bool = JSON,
     quiet: bool = QUIET,
     verbose: bool = VERBOSE,
@@ -35,7 +36,8 @@ def verify_command(
         from imagepack.cli.parse import parse_policy
         from imagepack.oci.verify import verify_path
 
-        report = verify_path(path, strict=strict, policy=parse_policy(max_size, vhd_size=vhd_size))
+        policy = parse_policy(max_size, vhd_size=vhd_size)
+        report = verify_path(path, strict=strict, policy=policy, disk=disk)
         if json_output:
             print_json(report.to_json())
         else:

@@ -20,7 +20,6 @@ from imagepack.oci.archive import (
     BLOCK,
     OciLayout,
     disk_data_offset,
-    extract_member,
     metadata_region,
     read_layout,
     write_archive,
@@ -29,6 +28,7 @@ from imagepack.oci.metadata import ImageMetadata, ShapeCompatibility, check_meta
 from imagepack.oci.reader import read_metadata
 from imagepack.problems import Problem, Severity
 from imagepack.sparse import copy_file_range_from
+from imagepack.tarmembers import extract_member
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,7 @@ import os
 import tempfile
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from imagepack import qemu
@@ -28,6 +28,7 @@ from imagepack.oci.metadata import (
     load_metadata,
 )
 from imagepack.options import create_options
+from imagepack.ova.descriptor import Descriptor
 from imagepack.partitions import Firmware
 from imagepack.problems import Problem, Remedy, Severity
 from imagepack.progress import Progress
@@ -46,6 +47,23 @@ class MetadataRequest:
     shapes: Sequence[ShapeCompatibility] = ()
     base: Path | None = None  # a metadata file to start from (--metadata)
     strict: bool = False
+    # What the input's own description (an OVA's OVF descriptor) says, used where neither the options nor a base
+    # metadata do. Its firmware wins over the partition table's guess: it is what the VM was run with.
+    stated_firmware: Firmware | None = None
+    stated_os: str | None = None
+    stated_os_version: str | None = None
+
+
+def with_descriptor(request: MetadataRequest, descriptor: Descriptor | None) -> MetadataRequest:
+    """`request` with an OVF descriptor's firmware and guest OS as its defaults."""
+    if descriptor is None:
+        return request
+    return replace(
+        request,
+        stated_firmware=Firmware(descriptor.firmware) if descriptor.firmware else None,
+        stated_os=descriptor.operating_system,
+        stated_os_version=descriptor.os_version,
+    )
 
 
 @dataclass(frozen=True)
@@ -68,6 +86,21 @@ def make_metadata(
             raise MetadataError(f"{request.base}: larger than 1 MiB; this is not image metadata")
         base = load_metadata(request.base.read_bytes(), label=str(request.base))
     firmware = request.firmware or (base.launch.firmware if base else None)
+    stated: list[Problem] = []
+    if firmware is None and request.stated_firmware is not None:
+        firmware = request.stated_firmware
+        guess = partition_layout(image).firmware_guess
+        if guess is not None and guess is not firmware:
+            stated.append(
+                Problem(
+                    "metadata.firmware-disagrees",
+                    f"the OVF descriptor says {firmware.value} but the disk's partition table suggests {guess.value}; "
+                    f"using {firmware.value}",
+                    Remedy.STATE_FIRMWARE,
+                    Severity.WARNING,
+                    value=guess.value,
+                )
+            )
     if firmware is None:
         firmware = partition_layout(image).firmware_guess
         if firmware is None:
@@ -76,8 +109,10 @@ def make_metadata(
                 code="metadata.firmware-unknown",
                 remedy=Remedy.STATE_FIRMWARE,
             )
-    os_name = request.operating_system or (base.operating_system if base else None)
+    os_name = request.operating_system or (base.operating_system if base else None) or request.stated_os
     os_version = request.operating_system_version or (base.operating_system_version if base else None)
+    if os_version is None and os_name == request.stated_os:
+        os_version = request.stated_os_version
     if not os_name or not os_version:
         raise MetadataError(
             "the archive needs an operating system and its version", code="metadata.no-os", remedy=Remedy.STATE_OS
@@ -95,7 +130,7 @@ def make_metadata(
     problems = check_metadata(metadata, strict=request.strict)
     if problems and problems[0].severity is Severity.ERROR:  # errors come first
         raise MetadataError(problems[0].message)
-    return metadata, problems
+    return metadata, [*stated, *problems]
 
 
 def pack_disk(

@@ -13,8 +13,9 @@ from pathlib import Path
 from imagepack.errors import ArchiveError
 from imagepack.formats import ByteSource, ImageFormat, SafetyPolicy, detect, require_safe
 from imagepack.image import SourceImage, inspect_file, open_image, require_regular_file
-from imagepack.oci.archive import MAX_METADATA, OciLayout, disk_size_limit, extract_member, read_layout, read_member
+from imagepack.oci.archive import MAX_METADATA, OciLayout, disk_size_limit, read_layout
 from imagepack.oci.metadata import ImageMetadata, load_metadata
+from imagepack.tarmembers import extract_member, read_member
 
 
 @dataclass

@@ -16,6 +16,7 @@ from imagepack.inputs import is_archive, open_source
 from imagepack.oci.archive import DISK_NAME
 from imagepack.oci.metadata import ImageMetadata, check_metadata
 from imagepack.oci.reader import OpenedArchive
+from imagepack.ova.reader import OpenedOva
 from imagepack.partitions import PartitionTable
 from imagepack.problems import Problem, Severity
 
@@ -49,13 +50,16 @@ class VerifyReport:
         }
 
 
-def verify_path(path: Path, *, strict: bool = False, policy: SafetyPolicy = SafetyPolicy()) -> VerifyReport:
-    """Check `path`; raises only when an archive cannot be read at all. Refusals become problems."""
+def verify_path(
+    path: Path, *, strict: bool = False, policy: SafetyPolicy = SafetyPolicy(), disk: int | None = None
+) -> VerifyReport:
+    """Check `path` (`disk`: which of an OVA's disks); raises only when an archive cannot be read at all. Refusals
+    become problems."""
     archive = is_archive(path)
     compressed = compression_of(path) is not None
     report = VerifyReport(path, "oci" if archive else "unknown")
     try:
-        with open_source(path, policy=policy) as source:
+        with open_source(path, policy=policy, disk=disk) as source:
             if source.compression is not None:
                 report.facts["compression"] = source.compression
             if source.archive is not None:
@@ -63,6 +67,11 @@ def verify_path(path: Path, *, strict: bool = False, policy: SafetyPolicy = Safe
                 _check_archive(report, source.archive, strict=strict)
                 _check_disk(report, source.disk, key_prefix="disk_")
                 _check_firmware(report, source.archive.metadata)
+            elif source.ova is not None:
+                report.kind = "ova"
+                _check_ova(report, source.ova)
+                _check_importable(report, source.disk)
+                _check_disk(report, source.disk, key_prefix="disk_")
             else:
                 report.kind = source.disk.format.value
                 _check_importable(report, source.disk)
@@ -90,6 +99,26 @@ def _check_archive(report: VerifyReport, opened: OpenedArchive, *, strict: bool)
             "oci.disk-member-name", f"disk member is named '{layout.disk.name}'; OCI's own exports use '{DISK_NAME}'"
         )
     report.problems.extend(check_metadata(metadata, strict=strict))
+
+
+def _check_ova(report: VerifyReport, opened: OpenedOva) -> None:
+    descriptor = opened.layout.descriptor
+    report.facts.update(
+        format="ova",
+        disk_member=opened.chosen.file,
+        disk_index=opened.index,
+        disks=len(descriptor.disks),
+        manifest_verified=opened.verified if opened.layout.manifest else None,
+        firmware=descriptor.firmware,
+        os_type=descriptor.os_type,
+    )
+    report.problems.append(
+        Problem(
+            "ova.not-imported",
+            f"OCI imports the disk, not the OVA: 'imagepack pack {report.path} DST.oci' builds an archive of it",
+            severity=Severity.NOTE,
+        )
+    )
 
 
 def _check_firmware(report: VerifyReport, metadata: ImageMetadata) -> None:

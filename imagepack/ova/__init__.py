@@ -1,0 +1,1 @@
+"""OVA inputs: a tar of an OVF descriptor, its disks and an optional manifest."""
