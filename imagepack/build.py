@@ -5,6 +5,7 @@ and whatever comes next (presets, batches) are calls of it."""
 from __future__ import annotations
 
 import os
+import tempfile
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -12,9 +13,11 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
-from imagepack.atomic import check_target
-from imagepack.convert import output_format, write_disk
-from imagepack.errors import InvalidValueError
+from imagepack.atomic import atomic_output, check_free_space, check_target
+from imagepack.compression import STREAMS, Codec, check_settings, codec_named, compress_into
+from imagepack.compression.files import CODEC_STREAMS
+from imagepack.convert import can_copy, output_format, plan_disk, write_disk
+from imagepack.errors import ImagepackError, InvalidValueError
 from imagepack.formats import ImageFormat, SafetyPolicy, format_claimed_by_name, parse_format
 from imagepack.inputs import Source, open_source
 from imagepack.oci.metadata import ImageMetadata
@@ -36,17 +39,25 @@ def parse_target_kind(name: str) -> TargetKind:
 
 
 def target_kind(path: Path, to: TargetKind | None = None) -> TargetKind:
-    """What to write at `path`: `to` when given, else what the name says; the two must not disagree."""
-    named = ArchiveKind.OCI if path.suffix.lower() == ".oci" else format_claimed_by_name(path)  # '.img': nothing
+    """What to write at `path`: `to` when given, else what the name says; the two must not disagree. A name
+    ending in a compression suffix (`disk.qcow2.zst`) is judged by the suffix before it."""
+    inner = inner_path(path)
+    named = ArchiveKind.OCI if inner.suffix.lower() == ".oci" else format_claimed_by_name(inner)  # '.img': nothing
     if to is not None and named is not None and to != named:
+        codec = codec_named(path)
         raise InvalidValueError(
             f"{path}: the format asked for, {to.value}, contradicts the name, which says {named.value}; "
-            f"name it {path.stem}.{to.value}",
+            f"name it {inner.stem}.{to.value}{'.' + codec.value if codec else ''}",
             code="target.name-disagrees",
         )
     if to is ArchiveKind.OCI or named is ArchiveKind.OCI:
         return ArchiveKind.OCI
-    return output_format(path, to)
+    return output_format(inner, to)
+
+
+def inner_path(path: Path) -> Path:
+    """`path` without the compression suffix its name ends in, if any: the artifact that is compressed."""
+    return path.with_suffix("") if codec_named(path) is not None and path.stem else path
 
 
 @dataclass(frozen=True)
@@ -60,6 +71,9 @@ class Target:
     metadata: MetadataRequest | None = None  # a .oci's image_metadata.json; only for a .oci
     force: bool = False
     sync: bool = False
+    compression: Codec | None = None  # the whole output compressed; its name must end in the codec's suffix
+    level: int | None = None  # the codec's level (its default when None)
+    threads: int | None = None  # zstd's threads (one per core when None)
 
 
 @dataclass(frozen=True)
@@ -76,6 +90,7 @@ class BuildResult:
     metadata: ImageMetadata | None = None  # what a .oci target carries
     disk_size: int | None = None  # a .oci's disk member
     warnings: list[Problem] = field(default_factory=list)  # and notes
+    compression: str | None = None  # the stream the output is, "zstd", "xz" or "gzip"
 
     def to_json(self) -> dict[str, Any]:
         data: dict[str, Any] = {
@@ -83,6 +98,7 @@ class BuildResult:
             "source_format": self.source_format,
             "target": str(self.target),
             "format": self.format,
+            "compression": self.compression,
             "virtual_size": self.virtual_size,
             "size": self.size,
             "options": self.options,
@@ -95,11 +111,120 @@ class BuildResult:
         return data
 
 
-def build(source: Source, target: Target, *, on_progress: Progress | None = None) -> BuildResult:
-    """Make `target` from `source`; the source is never modified, the target appears whole or not at all."""
+def build(
+    source: Source, target: Target, *, scratch: Path | None = None, on_progress: Progress | None = None
+) -> BuildResult:
+    """Make `target` from `source`; the source is never modified, the target appears whole or not at all.
+
+    A compressed target is built uncompressed into a temporary file in `scratch` (the target's directory by
+    default), compressed into place and the temporary removed, whatever happens; a raw disk that is already
+    the bytes to write is compressed from the source without one."""
     started = time.monotonic()
     target_kind(target.path, target.kind)  # a name that says another format would mislabel the output
+    check_compression(target)
     check_target(target.path, force=target.force, inputs=(source.path,))
+    if target.compression is None:
+        return _build_plain(source, target, started, on_progress=on_progress)
+    codec = target.compression
+    image = source.disk
+    if target.kind is ImageFormat.RAW and can_copy(image, ImageFormat.RAW, options=target.options, compress=False):
+        length = image.ref.size if image.ref.size is not None else os.stat(image.ref.path).st_size - image.ref.offset
+        check_free_space(target.path, length)
+        with atomic_output(target.path, sync=target.sync) as out:
+            compress_into(
+                image.ref.path,
+                out,
+                to=codec,
+                level=target.level,
+                threads=target.threads,
+                offset=image.ref.offset,
+                length=length,
+                on_progress=on_progress,
+            )
+        return _result(source, target, started, options={}, copied=True, compression=STREAMS[CODEC_STREAMS[codec]])
+    where = scratch or target.path.parent
+    check_room_for_both(source, target, where)
+    with tempfile.TemporaryDirectory(prefix=".imagepack-", dir=where) as tmp:
+        inner = Target(
+            Path(tmp, inner_path(target.path).name),
+            target.kind,
+            options=target.options,
+            compress=target.compress,
+            metadata=target.metadata,
+        )
+        try:
+            built = _build_plain(source, inner, started, on_progress=_share(on_progress, 0.0, 0.5))
+            with atomic_output(target.path, sync=target.sync) as out:
+                compress_into(
+                    inner.path,
+                    out,
+                    to=codec,
+                    level=target.level,
+                    threads=target.threads,
+                    on_progress=_share(on_progress, 0.5, 1.0),
+                )
+        except ImagepackError as e:
+            # The user named the compressed output and never sees the temporary's name.
+            e.message = e.message.replace(os.path.abspath(inner.path), str(target.path))
+            e.message = e.message.replace(str(inner.path), str(target.path))
+            raise
+    return _result(
+        source,
+        target,
+        started,
+        options=built.options,
+        copied=built.copied,
+        metadata=built.metadata,
+        disk_size=built.disk_size,
+        warnings=built.warnings,
+        compression=STREAMS[CODEC_STREAMS[codec]],
+    )
+
+
+def check_compression(target: Target) -> None:
+    """The name and the compression must agree (a zstd stream named .qcow2 is read as what it is not), and the
+    level and threads must be the codec's."""
+    named = codec_named(target.path)
+    if named != target.compression:
+        said = f"{named.value}-compressed" if named else "not compressed"
+        asked = f"{target.compression.value}-compressed" if target.compression else "not compressed"
+        raise InvalidValueError(
+            f"{target.path}: the name says {said}, but the output asked for is {asked}",
+            code="target.name-disagrees",
+        )
+    if target.compression is None:
+        if target.level is not None or target.threads is not None:
+            flag = "--level" if target.level is not None else "--threads"
+            raise InvalidValueError(f"{flag} applies only to a compressed target (name it .zst, .xz or .gz)")
+        return
+    check_settings(target.compression, level=target.level, threads=target.threads)
+
+
+def check_room_for_both(source: Source, target: Target, scratch: Path) -> None:
+    """The uncompressed temporary and the compressed output exist together for a while; the output can need as
+    much as the temporary (incompressible data), so both must fit, on one file system or on two."""
+    image = source.disk
+    fmt = ImageFormat.QCOW2 if target.kind is ArchiveKind.OCI else target.kind
+    needed = plan_disk(image, fmt, options=target.options, compress=target.compress, copy_if_unchanged=True).needed
+    if target.kind is ArchiveKind.OCI:
+        needed += 1024**2  # the metadata member, headers and padding
+    temp = scratch / target.path.name
+    if os.stat(scratch).st_dev == os.stat(target.path.parent).st_dev:
+        check_free_space(temp, 2 * needed)
+    else:
+        check_free_space(temp, needed)
+        check_free_space(target.path, needed)
+
+
+def _share(on_progress: Progress | None, start: float, end: float) -> Progress | None:
+    """Progress of one step of two, as a part of the whole."""
+    if on_progress is None:
+        return None
+    report = on_progress
+    return lambda fraction: report(start + (end - start) * fraction)
+
+
+def _build_plain(source: Source, target: Target, started: float, *, on_progress: Progress | None = None) -> BuildResult:
     image = source.disk
     if target.kind is ArchiveKind.OCI:
         inherited = source.archive.metadata if source.archive else None  # a .oci repacked keeps its metadata
@@ -151,6 +276,7 @@ def _result(
     metadata: ImageMetadata | None = None,
     disk_size: int | None = None,
     warnings: list[Problem] | None = None,
+    compression: str | None = None,
 ) -> BuildResult:
     return BuildResult(
         source=source.path,
@@ -165,6 +291,7 @@ def _result(
         metadata=metadata,
         disk_size=disk_size,
         warnings=warnings or [],
+        compression=compression,
     )
 
 
@@ -174,12 +301,16 @@ def make(
     *,
     claimed: ImageFormat | None = None,
     policy: SafetyPolicy = SafetyPolicy(),
+    scratch: Path | None = None,
     on_progress: Progress | None = None,
     disk: int | None = None,
 ) -> BuildResult:
     """Open `source` and build `target` from it (`disk`: which of an OVA's disks). The target is checked first, so
-    a refusal costs no reading; a disk that must be extracted goes beside the target."""
+    a refusal costs no reading; a disk that must be extracted, and the uncompressed temporary of a compressed
+    target, go in `scratch` (beside the target by default)."""
     target_kind(target.path, target.kind)
+    check_compression(target)
     check_target(target.path, force=target.force, inputs=(source,))
-    with open_source(source, claimed=claimed, policy=policy, scratch=target.path.parent, disk=disk) as opened:
-        return build(opened, target, on_progress=on_progress)
+    where = scratch or target.path.parent
+    with open_source(source, claimed=claimed, policy=policy, scratch=where, disk=disk) as opened:
+        return build(opened, target, scratch=where, on_progress=on_progress)

@@ -15,6 +15,7 @@ from imagepack.progress import Progress
 STREAM_CHUNK = 4 * 1024 * 1024  # also how much of a stream is written before its header is checked
 HOLE_BLOCK = 4096  # a file system block: the smallest run of zeroes worth leaving as a hole
 _ZEROS = bytes(HOLE_BLOCK)
+_ZERO_CHUNK = bytes(STREAM_CHUNK)
 
 
 def _data_segments(fd: int, start: int, length: int) -> Iterator[tuple[int, int]]:
@@ -114,18 +115,19 @@ def write_stream_sparse(
 
 def _write_data(out_fd: int, chunk: bytes, at: int) -> None:
     """Write the blocks of `chunk` that hold data, each run of them in one write; zero blocks stay holes."""
-    if chunk.count(0) == len(chunk):
+    if len(chunk) <= len(_ZERO_CHUNK) and chunk == _ZERO_CHUNK[: len(chunk)]:  # a compare stops at the first data
         return
+    view = memoryview(chunk)  # slices of it are not copies
     start: int | None = None  # where the current run of data blocks began
     for offset in range(0, len(chunk), HOLE_BLOCK):
-        zero = chunk[offset : offset + HOLE_BLOCK] == _ZEROS[: min(HOLE_BLOCK, len(chunk) - offset)]
+        zero = view[offset : offset + HOLE_BLOCK] == _ZEROS[: min(HOLE_BLOCK, len(chunk) - offset)]
         if zero and start is not None:
-            os.pwrite(out_fd, chunk[start:offset], at + start)
+            os.pwrite(out_fd, view[start:offset], at + start)
             start = None
         elif not zero and start is None:
             start = offset
     if start is not None:
-        os.pwrite(out_fd, chunk[start:], at + start)
+        os.pwrite(out_fd, view[start:], at + start)
 
 
 def _checked(out_fd: int, end: int, check: Callable[[], int]) -> int:

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 
 import typer
 
-from imagepack.cli.options import FORCE, JSON, QUIET, VERBOSE
+from imagepack.cli.options import FORCE, JSON, LEVEL, QUIET, THREADS, VERBOSE
 from imagepack.cli.output import human_size, print_json, progress_bar, reported, setup_logging
 
 if TYPE_CHECKING:
@@ -32,8 +32,8 @@ def register(app: typer.Typer) -> None:
 def compress_command(
     source: Path = typer.Argument(..., help="File to compress (never modified)."),
     to: str = typer.Option("zst", "--to", metavar="zst|xz|gz", help="Compression to write (default zst)."),
-    level: int = typer.Option(None, "--level", metavar="N", help="Compression level (zst 1-22, xz 0-9, gz 1-9)."),
-    threads: int = typer.Option(None, "--threads", metavar="N", help="zstd threads (default: all cores)."),
+    level: int = LEVEL,
+    threads: int = THREADS,
     output: Path = typer.Argument(
         None, metavar="[DST]", help="Where to write (default FILE.zst, .xz or .gz).", show_default=False
     ),

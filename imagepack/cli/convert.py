@@ -14,9 +14,11 @@ from imagepack.cli.options import (
     FORMAT_OPTION,
     FROM_FORMAT,
     JSON,
+    LEVEL,
     MAX_SIZE,
     QUIET,
     SYNC,
+    THREADS,
     VERBOSE,
     VHD_SIZE,
     PackOptions,
@@ -46,6 +48,8 @@ def convert_command(
     from_format: str = FROM_FORMAT,
     option: list[str] = FORMAT_OPTION,
     compress: bool = COMPRESS,
+    level: int = LEVEL,
+    threads: int = THREADS,
     force: bool = FORCE,
     sync: bool = SYNC,
     allow_backing: bool = ALLOW_BACKING,
@@ -64,6 +68,7 @@ def convert_command(
     with reported(verbose=verbose, json_output=json_output):
         from imagepack.build import ArchiveKind, Target, make, target_kind
         from imagepack.cli.parse import metadata_request, parse_disk_format, parse_policy, parse_target
+        from imagepack.compression import codec_named
         from imagepack.errors import InvalidValueError
         from imagepack.options import parse_option_pairs
 
@@ -81,6 +86,9 @@ def convert_command(
                     metadata=metadata_request(pack) if kind is ArchiveKind.OCI else None,
                     force=force,
                     sync=sync,
+                    compression=codec_named(target),
+                    level=level,
+                    threads=threads,
                 ),
                 claimed=parse_disk_format(from_format),
                 policy=parse_policy(max_size, allow_backing=allow_backing, vhd_size=vhd_size),

@@ -28,6 +28,8 @@ FORMAT_OPTION = typer.Option(
     [], "-o", "--option", metavar="KEY=VALUE", help="Format option of the image written, KEY=VALUE (repeatable)."
 )
 COMPRESS = typer.Option(False, "--compress", "-c", help="Compress the output (qcow2, vmdk, a .oci's disk).")
+LEVEL = typer.Option(None, "--level", metavar="N", help="Compression level (zst 1-22, xz 0-9, gz 1-9).")
+THREADS = typer.Option(None, "--threads", metavar="N", help="zstd threads (default: all cores).")
 VHD_SIZE = typer.Option(
     None,
     "--vhd-size",

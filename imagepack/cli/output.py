@@ -132,7 +132,8 @@ def report_build(done: BuildResult, *, json_output: bool, quiet: bool) -> None:
     else:
         print(
             f"converted {done.source} ({done.source_format}) to {done.target} "
-            f"({done.format}, {human_size(done.size)}) in {done.seconds:.1f} s"
+            f"({done.format}{', ' + done.compression if done.compression else ''}, {human_size(done.size)}) "
+            f"in {done.seconds:.1f} s"
         )
 
 

@@ -14,9 +14,11 @@ from imagepack.cli.options import (
     FORMAT_OPTION,
     FROM_FORMAT,
     JSON,
+    LEVEL,
     MAX_SIZE,
     QUIET,
     SYNC,
+    THREADS,
     VERBOSE,
     VHD_SIZE,
     PackOptions,
@@ -43,6 +45,8 @@ def pack_command(
     ),
     option: list[str] = FORMAT_OPTION,
     compress: bool = COMPRESS,
+    level: int = LEVEL,
+    threads: int = THREADS,
     from_format: str = FROM_FORMAT,
     allow_backing: bool = ALLOW_BACKING,
     force: bool = FORCE,
@@ -61,6 +65,7 @@ def pack_command(
     with reported(verbose=verbose, json_output=json_output):
         from imagepack.build import ArchiveKind, Target, make
         from imagepack.cli.parse import metadata_request, parse_disk_format, parse_policy
+        from imagepack.compression import codec_named
         from imagepack.errors import InvalidValueError
         from imagepack.options import parse_option_pairs
 
@@ -80,6 +85,9 @@ def pack_command(
                     metadata=metadata_request(pack),
                     force=force,
                     sync=sync,
+                    compression=codec_named(destination),
+                    level=level,
+                    threads=threads,
                 ),
                 claimed=parse_disk_format(from_format),
                 policy=parse_policy(max_size, allow_backing=allow_backing, vhd_size=vhd_size),

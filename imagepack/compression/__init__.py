@@ -3,7 +3,16 @@ decompressed once into a sparse temporary file, bounded by what the disk inside 
 any other input (bounded.py); `compress_file` and `decompress_file` write them (files.py)."""
 
 from imagepack.compression.bounded import Decompressed, decompressed, problems_before_the_end
-from imagepack.compression.files import Codec, CompressionResult, compress_file, decompress_file, parse_codec
+from imagepack.compression.files import (
+    Codec,
+    CompressionResult,
+    check_settings,
+    codec_named,
+    compress_file,
+    compress_into,
+    decompress_file,
+    parse_codec,
+)
 from imagepack.compression.streams import (
     STREAM_ERRORS,
     STREAMS,
@@ -20,7 +29,10 @@ __all__ = [
     "Codec",
     "CompressionResult",
     "Decompressed",
+    "check_settings",
+    "codec_named",
     "compress_file",
+    "compress_into",
     "compression_of",
     "damaged",
     "declared_size",
