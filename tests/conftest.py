@@ -6,8 +6,10 @@ import hashlib
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -40,6 +42,31 @@ def run_cli(*args: str, timeout: float = 120, **kwargs: object) -> subprocess.Co
         check=False,
         **kwargs,  # type: ignore[call-overload]
     )
+
+
+def interrupt_when(
+    args: list[str], ready: Callable[[], bool], *, signum: int = signal.SIGTERM, within: float = 60
+) -> tuple[int, str]:
+    """Run the CLI, wait until `ready()` says it is midway, send it `signum`, and return its exit code and
+    stderr. Fails when it never gets there, or ends before it can be interrupted."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "imagepack", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    try:
+        deadline = time.monotonic() + within
+        while not ready():
+            assert proc.poll() is None, f"imagepack ended before it could be interrupted: {proc.communicate()}"
+            assert time.monotonic() < deadline, "imagepack never got midway"
+            time.sleep(0.02)
+        time.sleep(0.2)
+        assert proc.poll() is None, "imagepack finished before it could be interrupted"
+        proc.send_signal(signum)
+        _, stderr = proc.communicate(timeout=15)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    return proc.returncode, stderr
 
 
 def file_digest(path: Path) -> tuple[str, int]:

@@ -7,14 +7,12 @@ import json
 import shutil
 import signal
 import subprocess
-import sys
-import time
 from pathlib import Path
 
 import pytest
 import zstandard
 
-from tests.conftest import file_digest, leftovers, run_cli
+from tests.conftest import file_digest, interrupt_when, leftovers, run_cli
 from tests.test_detect import one_error_line
 
 TESTERS = {"zst": ["zstd", "-q", "-t"], "xz": ["xz", "-t"], "gz": ["gzip", "-t"]}
@@ -100,25 +98,7 @@ def test_an_interrupted_compress_or_decompress_leaves_nothing(verb: str, tmp_pat
     out = tmp_path / "out"
     out.mkdir()
     target = out / "result"
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "imagepack", verb, str(source), str(target)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        deadline = time.monotonic() + 20
-        while not leftovers(out) and proc.poll() is None and time.monotonic() < deadline:
-            time.sleep(0.02)
-        assert leftovers(out), "it never started writing its output"
-        time.sleep(0.3)
-        assert proc.poll() is None, "it finished before it could be interrupted"
-        proc.send_signal(signal.SIGTERM)
-        _, stderr = proc.communicate(timeout=15)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-    assert proc.returncode == 128 + signal.SIGTERM, stderr
+    code, stderr = interrupt_when([verb, str(source), str(target)], lambda: bool(leftovers(out)))
+    assert code == 128 + signal.SIGTERM, stderr
     assert stderr.strip().splitlines() == ["imagepack: interrupted; nothing was written"]
     assert list(out.iterdir()) == []

@@ -7,16 +7,14 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import tarfile
-import time
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 import zstandard
 
-from tests.conftest import file_digest, leftovers, qemu_img, run_cli
+from tests.conftest import file_digest, interrupt_when, leftovers, qemu_img, run_cli
 from tests.readers import qemu_compare, read_guest_disk
 from tests.test_detect import one_error_line
 
@@ -224,26 +222,9 @@ def test_an_interrupted_decompression_leaves_no_temporary(
     signum: signal.Signals, zeros_zst: Path, tmp_path: Path, out_dir: Path
 ) -> None:
     source = zeros_zst
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "imagepack", "convert", "--max-size", "32G", str(source), str(out_dir / "out.qcow2")],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        deadline = time.monotonic() + 20
-        while not leftovers(out_dir) and proc.poll() is None and time.monotonic() < deadline:
-            time.sleep(0.02)
-        assert leftovers(out_dir), "the decompression never started in the output's directory"
-        time.sleep(0.3)
-        assert proc.poll() is None, "the decompression finished before it could be interrupted"
-        proc.send_signal(signum)
-        _, stderr = proc.communicate(timeout=15)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-    assert proc.returncode == 128 + signum, stderr
+    args = ["convert", "--max-size", "32G", str(source), str(out_dir / "out.qcow2")]
+    code, stderr = interrupt_when(args, lambda: bool(leftovers(out_dir)), signum=signum)
+    assert code == 128 + signum, stderr
     assert stderr.strip().splitlines() == ["imagepack: interrupted; nothing was written"]
     assert_nothing_left(out_dir, tmp_path)
 

@@ -5,9 +5,7 @@ from __future__ import annotations
 
 import signal
 import subprocess
-import sys
 import tarfile
-import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -18,7 +16,7 @@ from imagepack.build import Target, make
 from imagepack.errors import InvalidValueError
 from imagepack.formats import ImageFormat
 from imagepack.sample import write_data_disk
-from tests.conftest import file_digest, leftovers, qemu_img, run_cli
+from tests.conftest import file_digest, interrupt_when, leftovers, qemu_img, run_cli
 from tests.test_detect import one_error_line
 
 PACK_ARGS = ("--os", "Oracle Linux", "--os-version", "8")
@@ -146,27 +144,14 @@ def test_an_interrupted_compression_leaves_neither_the_temporary_nor_the_output(
     out = tmp_path / "out"
     out.mkdir()
     target = out / "disk.qcow2.xz"
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "imagepack", "convert", str(source), str(target)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        deadline = time.monotonic() + 60
-        # The compressed output's own hidden directory appears once the uncompressed disk is written.
-        while not any(name.startswith(".disk.qcow2.xz") for name in leftovers(out)):
-            assert proc.poll() is None, f"imagepack ended early: {proc.communicate()}"
-            assert time.monotonic() < deadline, "the compression never started"
-            time.sleep(0.02)
-        assert len(leftovers(out)) == 2  # the uncompressed temporary and the output being written
-        time.sleep(0.2)
-        proc.send_signal(signal.SIGTERM)
-        _, stderr = proc.communicate(timeout=15)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-    assert proc.returncode == 128 + signal.SIGTERM, stderr
+
+    def compressing() -> bool:
+        """The compressed output's own hidden directory appears once the uncompressed disk is written: then both
+        the uncompressed temporary and the output being written exist."""
+        names = leftovers(out)
+        return len(names) == 2 and any(name.startswith(".disk.qcow2.xz") for name in names)
+
+    code, stderr = interrupt_when(["convert", str(source), str(target)], compressing)
+    assert code == 128 + signal.SIGTERM, stderr
     assert stderr.strip().splitlines() == ["imagepack: interrupted; nothing was written"]
     assert list(out.iterdir()) == []
