@@ -27,7 +27,7 @@ FIRMWARE = typer.Option(
     None, "--firmware", metavar="BIOS|UEFI_64", help="Default: the .oci's, or the disk's partition table."
 )
 SEED = typer.Option(None, "--seed", metavar="SEED.ISO", help="Attach this cloud-init seed ISO (NoCloud).")
-TIMEOUT = typer.Option(300.0, "--timeout", metavar="S", min=1, help="Seconds to wait for the marker.")
+TIMEOUT = typer.Option(None, "--timeout", metavar="S", min=1, help="Seconds to wait for the marker (default 300).")
 EXPECT = typer.Option(
     None, "--expect", metavar="REGEX", help="Success is this on the console (default: the default seed's marker)."
 )
@@ -44,7 +44,7 @@ def boot_request(
     launch_mode: str | None = None,
     firmware: str | None = None,
     seed: Path | None = None,
-    timeout: float = 300.0,
+    timeout: float | None = None,
     expect: str | None = None,
     console_log: Path | None = None,
     force: bool = False,
@@ -52,7 +52,7 @@ def boot_request(
 ) -> BootRequest:
     """The boot options as the library's request, every typed value checked (a usage error if wrong)."""
     from imagepack.boot.machine import Accelerator
-    from imagepack.boot.run import BootRequest
+    from imagepack.boot.run import DEFAULT_TIMEOUT, BootRequest
     from imagepack.cli.parse import parse_choice
     from imagepack.oci.metadata import LaunchMode
     from imagepack.partitions import Firmware
@@ -62,7 +62,7 @@ def boot_request(
         firmware=parse_choice(Firmware, firmware, "--firmware"),
         seed=seed,
         expect=expect,
-        timeout=timeout,
+        timeout=DEFAULT_TIMEOUT if timeout is None else timeout,
         console_log=console_log,
         replace_console_log=force,
         accelerator=parse_choice(Accelerator, accel, "--accel"),
@@ -76,7 +76,7 @@ def boot_test_command(
     launch_mode: str | None = LAUNCH_MODE,
     firmware: str | None = FIRMWARE,
     seed: Path | None = SEED,
-    timeout: float = TIMEOUT,
+    timeout: float | None = TIMEOUT,
     expect: str | None = EXPECT,
     console_log: Path | None = CONSOLE_LOG,
     force: bool = FORCE,

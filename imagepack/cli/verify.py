@@ -13,7 +13,15 @@ from imagepack.errors import EXIT_PROBLEMS
 EXAMPLES = """\b
 Examples:
   imagepack verify disk.oci
-  imagepack verify --strict --json disk.oci | jq .problems"""
+  imagepack verify --strict --json disk.oci | jq .problems
+  imagepack verify --boot --expect 'login:' disk.oci"""
+
+BOOT = typer.Option(False, "--boot", help="Also boot the disk as OCI would launch it (see boot-test).")
+EXPECT = typer.Option(
+    None, "--expect", metavar="REGEX", help="With --boot: success is this on the console (default: the seed's marker)."
+)
+TIMEOUT = typer.Option(None, "--timeout", metavar="S", min=1, help="With --boot: seconds to wait (default 300).")
+ACCEL = typer.Option(None, "--accel", metavar="kvm|tcg", help="With --boot: the accelerator (default: KVM if usable).")
 
 
 def register(app: typer.Typer) -> None:
@@ -26,18 +34,29 @@ def verify_command(
     max_size: str = MAX_SIZE,
     vhd_size: str = VHD_SIZE,
     disk: int | None = DISK,
+    boot: bool = BOOT,
+    expect: str | None = EXPECT,
+    timeout: float | None = TIMEOUT,
+    accel: str | None = ACCEL,
     json_output: bool = JSON,
     quiet: bool = QUIET,
     verbose: bool = VERBOSE,
 ) -> None:
-    """Check that OCI's image import would take this file. Exit 0 ready, 3 problems found, 1 unreadable."""
+    """Check that OCI's image import would take this file (--boot: and that it boots). Exit 0 ready, 3 problems
+    found, 1 unreadable (or the boot test could not run)."""
     setup_logging(quiet=quiet, verbose=verbose)
     with reported(verbose=verbose, json_output=json_output):
+        from imagepack.cli.boot import boot_request
         from imagepack.cli.parse import parse_policy
+        from imagepack.errors import InvalidValueError
         from imagepack.oci.verify import verify_path
 
         policy = parse_policy(max_size, vhd_size=vhd_size)
-        report = verify_path(path, strict=strict, policy=policy, disk=disk)
+        given = [flag for flag, value in (("--expect", expect), ("--timeout", timeout), ("--accel", accel)) if value]
+        if given and not boot:
+            raise InvalidValueError(f"{', '.join(given)} applies only with --boot")
+        request = boot_request(expect=expect, timeout=timeout, accel=accel) if boot else None
+        report = verify_path(path, strict=strict, policy=policy, disk=disk, boot=request)
         if json_output:
             print_json(report.to_json())
         else:
