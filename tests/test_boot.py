@@ -253,3 +253,32 @@ def test_wrong_boot_options_are_usage_errors(tmp_path: Path, args: list[str], sa
     done = run_cli("boot-test", str(disk), *args)
     assert done.returncode == 2, done.stderr
     assert said in done.stderr
+
+
+def test_a_missing_seed_is_refused_before_anything_boots(tmp_path: Path) -> None:
+    disk = tmp_path / "bios.raw"
+    bootdisks.write_bios_disk(disk)
+    done = run_cli("boot-test", str(disk), "--seed", str(tmp_path / "seed.iso"))
+    assert done.returncode == 1
+    assert "seed.iso: no such file" in done.stderr
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        "dracut-initqueue[301]: Warning: dracut-initqueue: timeout, still waiting for following initqueue hooks:",
+        "[  188.000000] dracut Warning: Could not boot.",
+        "[ TIME ] Timed out waiting for device dev-mapper-ol\\x2droot.device - /dev/mapper/ol-root.",
+        "[    2.345678] VFS: Unable to mount root fs on unknown-block(0,0)",
+    ],
+)
+def test_the_console_knows_how_other_initramfs_say_the_root_is_missing(line: str) -> None:
+    import re
+
+    from imagepack.boot.console import Console, Ending, Stage
+
+    console = Console(re.compile("login:"))
+    console.feed("[    0.000000] Linux version 5.15.0-200.131.27.el8uek.x86_64\r\n", 1.0)
+    console.feed(line + "\r\n", 2.0)
+    assert console.reached.get(Stage.KERNEL) == 1.0
+    assert console.ending is Ending.NO_ROOT

@@ -31,6 +31,7 @@ from imagepack.boot.machine import (
 )
 from imagepack.errors import BootError, InputError, InvalidValueError
 from imagepack.formats import ImageFormat, SafetyPolicy
+from imagepack.image import require_regular_file
 from imagepack.inputs import Source, open_source
 from imagepack.oci.metadata import LaunchMode, LaunchOptions, launch_options_for
 from imagepack.partitions import Firmware, PartitionLayout, PartitionTable
@@ -167,6 +168,8 @@ def boot_source(source: Source, request: BootRequest) -> BootReport:
     """Boot an opened input. Raises BootError when no machine could run (no qemu-system or firmware, qemu
     refused to start); every boot that ran, however far it got, is a report."""
     pattern = request.pattern()
+    if request.seed is not None:
+        require_regular_file(request.seed)
     mode, launch = launch_for(source, request)
     devices = devices_for(launch)
     firmware = launch.firmware
