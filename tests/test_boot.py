@@ -282,3 +282,14 @@ def test_the_console_knows_how_other_initramfs_say_the_root_is_missing(line: str
     console.feed(line + "\r\n", 2.0)
     assert console.reached.get(Stage.KERNEL) == 1.0
     assert console.ending is Ending.NO_ROOT
+
+
+@pytest.mark.parametrize(
+    ("mode", "bus", "nic"),
+    [("NATIVE", "nvme", "e1000e"), ("EMULATED", "ide", "e1000"), ("PARAVIRTUALIZED", "virtio-blk", "virtio-net")],
+)
+def test_each_launch_mode_boots_from_its_own_disk_controller(bios_disk: Path, mode: str, bus: str, nic: str) -> None:
+    """SeaBIOS boots from IDE, virtio-blk and NVMe alike, so the boot sector shows each machine is well formed."""
+    status, report, stderr = _boot(str(bios_disk), "--launch-mode", mode, "--expect", bootdisks.BIOS_MARKER, *TCG)
+    assert status == 0, stderr
+    assert (report["launch_mode"], report["disk_bus"], report["nic"]) == (mode, bus, nic)
