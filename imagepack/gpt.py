@@ -87,15 +87,16 @@ def move_gpt_to_end(path: Path, *, old_size: int, new_size: int, shown: Path | N
         if backup_entries_lba - 1 < header.last_usable:
             raise _cannot(shown, "the new end would overlap the usable sectors")
 
-        # The backup at the old end becomes free space inside the disk: cleared, so no tool finds a stale table.
-        old_last = old_size // sector_size - 1
-        if header.alternate_lba == old_last:
-            old_backup = _read(f, old_last * sector_size, sector_size)
+        # The old backup (at the old end, or wherever the header says) becomes free space inside the disk:
+        # cleared, so that no tool finds a stale second table there.
+        old_backup_lba = header.alternate_lba
+        if header.last_usable < old_backup_lba < old_size // sector_size:
+            old_backup = _read(f, old_backup_lba * sector_size, sector_size)
             if old_backup[:8] == b"EFI PART":
                 old = GptHeader(*_HEADER.unpack_from(old_backup))
-                if header.last_usable < old.entries_lba < old_last:
+                if header.last_usable < old.entries_lba < old_backup_lba:
                     _write(f, old.entries_lba * sector_size, bytes(entries_bytes))
-                _write(f, old_last * sector_size, bytes(sector_size))
+                _write(f, old_backup_lba * sector_size, bytes(sector_size))
 
         primary = replace(header, alternate_lba=last, last_usable=backup_entries_lba - 1)
         backup = replace(primary, my_lba=last, alternate_lba=1, entries_lba=backup_entries_lba)

@@ -7,6 +7,7 @@ import gzip
 import json
 import os
 import shutil
+import signal
 import struct
 import subprocess
 from pathlib import Path
@@ -15,8 +16,8 @@ import pytest
 from dissect.hypervisor import vdi, vhdx, vmdk  # type: ignore[import-untyped]
 
 from imagepack.errors import EXIT_FAILURE, EXIT_USAGE
-from imagepack.sample import write_sample_disk
-from tests.conftest import ODD_SIZE, file_digest, leftovers, run_cli
+from imagepack.sample import write_data_disk, write_sample_disk
+from tests.conftest import ODD_SIZE, file_digest, interrupt_when, leftovers, run_cli
 from tests.readers import (
     VHD_FIXED,
     qemu_compare,
@@ -147,6 +148,14 @@ def test_resize_up_for_azure_grows_the_output_and_moves_the_gpt_backup_to_the_la
     assert out.stat().st_size == 26 * MiB + 512
     assert read_vhd_footer(out).current_size == 26 * MiB
     assert_grown_copy(source, guest_bytes(out, "vhd", tmp_path / "guest.raw"), 26 * MiB)
+    # 7-Zip reads the VHD and the moved GPT in it with code of its own: the partitions, byte for byte.
+    extracted = tmp_path / "7z"
+    subprocess.run(["7zz", "x", f"-o{extracted}", str(out)], check=True, capture_output=True)
+    assert sorted(p.name for p in extracted.iterdir()) == ["0.EFI System.img", "1.root.img"]
+    with open(source, "rb") as f:
+        f.seek(2048 * SECTOR)
+        assert (extracted / "0.EFI System.img").read_bytes() == f.read(2048 * SECTOR)
+        assert (extracted / "1.root.img").read_bytes() == f.read(UNALIGNED - 4096 * SECTOR - 33 * SECTOR)
 
 
 def test_resize_up_grows_a_small_disk_to_azures_minimum(tmp_path: Path) -> None:
@@ -223,6 +232,23 @@ def test_for_gcp_takes_a_disk_already_a_whole_gib_as_it_is(tmp_path: Path) -> No
     subprocess.run(["bsdtar", "-xzf", str(out), "-C", str(unpacked)], check=True)
     assert (unpacked / "disk.raw").stat().st_size == GiB
     assert qemu_compare(source, "raw", unpacked / "disk.raw", "raw").returncode == 0
+
+
+def test_an_interrupted_gcp_tarball_leaves_nothing_behind(tmp_path: Path) -> None:
+    source = tmp_path / "data.raw"
+    write_data_disk(source, GiB, 64 * MiB)  # random data: gzip takes seconds over it
+    out = tmp_path / "out"
+    out.mkdir()
+
+    def compressing() -> bool:
+        """The tar is written (in a hidden directory) and the .tar.gz is being written into its own."""
+        names = leftovers(out)
+        return len(names) == 2 and any(name.startswith(".image.tar.gz") for name in names)
+
+    code, stderr = interrupt_when(["convert", str(source), str(out / "image.tar.gz"), "--for", "gcp"], compressing)
+    assert code == 128 + signal.SIGTERM, stderr
+    assert stderr.strip().splitlines() == ["imagepack: interrupted; nothing was written"]
+    assert list(out.iterdir()) == []
 
 
 # --- The VMDK presets, VirtualBox, Hyper-V, OCI -----------------------------------------------------------------
