@@ -327,6 +327,14 @@ def test_presets_that_boot_refuse_a_disk_without_a_partition_table(tmp_path: Pat
     assert leftovers(tmp_path) == [] and not (tmp_path / name).exists()
 
 
+def test_for_oci_refuses_a_disk_above_its_import_limit_even_when_the_input_limit_allows_it(tmp_path: Path) -> None:
+    source = sample(tmp_path, 401 * GiB)  # sparse
+    done = run_cli("convert", str(source), str(tmp_path / "disk.qcow2"), "--for", "oci", "--max-size", "1T")
+    assert done.returncode == EXIT_FAILURE
+    assert "above Oracle Cloud's limit of 400 GiB" in done.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["sample.raw"]
+
+
 # --- What was typed ---------------------------------------------------------------------------------------------
 
 
