@@ -19,6 +19,7 @@ from imagepack.compression.files import CODEC_STREAMS
 from imagepack.convert import can_copy, output_format, plan_disk, write_disk
 from imagepack.errors import ImagepackError, InvalidValueError
 from imagepack.formats import ImageFormat, SafetyPolicy, format_claimed_by_name, parse_format
+from imagepack.gcetar import pack_gce_tarball
 from imagepack.inputs import Source, open_source
 from imagepack.oci.metadata import ImageMetadata
 from imagepack.oci.pack import MetadataRequest, make_metadata, pack_disk, with_descriptor
@@ -28,6 +29,7 @@ from imagepack.progress import Progress
 
 class ArchiveKind(StrEnum):
     OCI = "oci"
+    GCE = "gce"  # disk.raw in a sparse GNU tar, as GCE's image import takes it (named .tar, or .tar.gz)
 
 
 TargetKind = ImageFormat | ArchiveKind
@@ -42,6 +44,12 @@ def target_kind(path: Path, to: TargetKind | None = None) -> TargetKind:
     """What to write at `path`: `to` when given, else what the name says; the two must not disagree. A name
     ending in a compression suffix (`disk.qcow2.zst`) is judged by the suffix before it."""
     inner = inner_path(path)
+    if to is ArchiveKind.GCE:
+        if inner.suffix.lower() != ".tar":
+            raise InvalidValueError(
+                f"{path}: a GCE image tarball is a tar; name it {inner.stem}.tar.gz", code="target.name-disagrees"
+            )
+        return ArchiveKind.GCE
     named = ArchiveKind.OCI if inner.suffix.lower() == ".oci" else format_claimed_by_name(inner)  # '.img': nothing
     if to is not None and named is not None and to != named:
         codec = codec_named(path)
@@ -74,6 +82,7 @@ class Target:
     compression: Codec | None = None  # the whole output compressed; its name must end in the codec's suffix
     level: int | None = None  # the codec's level (its default when None)
     threads: int | None = None  # zstd's threads (one per core when None)
+    grow_to: int | None = None  # the disk's virtual size when larger than the source's (raw, fixed VHD, GCE)
 
 
 @dataclass(frozen=True)
@@ -91,9 +100,11 @@ class BuildResult:
     disk_size: int | None = None  # a .oci's disk member
     warnings: list[Problem] = field(default_factory=list)  # and notes
     compression: str | None = None  # the stream the output is, "zstd", "xz" or "gzip"
+    preset: str | None = None  # the platform it was made for (presets.PRESETS)
 
     def to_json(self) -> dict[str, Any]:
         data: dict[str, Any] = {
+            **({"preset": self.preset} if self.preset else {}),
             "source": str(self.source),
             "source_format": self.source_format,
             "target": str(self.target),
@@ -127,7 +138,11 @@ def build(
         return _build_plain(source, target, started, on_progress=on_progress)
     codec = target.compression
     image = source.disk
-    if target.kind is ImageFormat.RAW and can_copy(image, ImageFormat.RAW, options=target.options, compress=False):
+    if (
+        target.kind is ImageFormat.RAW
+        and target.grow_to is None
+        and can_copy(image, ImageFormat.RAW, options=target.options, compress=False)
+    ):
         length = image.ref.size if image.ref.size is not None else os.stat(image.ref.path).st_size - image.ref.offset
         check_free_space(target.path, length)
         with atomic_output(target.path, sync=target.sync) as out:
@@ -151,6 +166,7 @@ def build(
             options=target.options,
             compress=target.compress,
             metadata=target.metadata,
+            grow_to=target.grow_to,
         )
         try:
             built = _build_plain(source, inner, started, on_progress=_share(on_progress, 0.0, 0.5))
@@ -204,8 +220,10 @@ def check_room_for_both(source: Source, target: Target, scratch: Path) -> None:
     """The uncompressed temporary and the compressed output exist together for a while; the output can need as
     much as the temporary (incompressible data), so both must fit, on one file system or on two."""
     image = source.disk
-    fmt = ImageFormat.QCOW2 if target.kind is ArchiveKind.OCI else target.kind
-    needed = plan_disk(image, fmt, options=target.options, compress=target.compress, copy_if_unchanged=True).needed
+    fmt = disk_format(target.kind)
+    needed = plan_disk(
+        image, fmt, options=target.options, compress=target.compress, copy_if_unchanged=True, grow_to=target.grow_to
+    ).needed
     if target.kind is ArchiveKind.OCI:
         needed += 1024**2  # the metadata member, headers and padding
     temp = scratch / target.path.name
@@ -214,6 +232,15 @@ def check_room_for_both(source: Source, target: Target, scratch: Path) -> None:
     else:
         check_free_space(temp, needed)
         check_free_space(target.path, needed)
+
+
+def disk_format(kind: TargetKind) -> ImageFormat:
+    """The format of the disk a target holds: a .oci's is qcow2, a GCE tarball's raw."""
+    if kind is ArchiveKind.OCI:
+        return ImageFormat.QCOW2
+    if kind is ArchiveKind.GCE:
+        return ImageFormat.RAW
+    return kind
 
 
 def _share(on_progress: Progress | None, start: float, end: float) -> Progress | None:
@@ -226,6 +253,13 @@ def _share(on_progress: Progress | None, start: float, end: float) -> Progress |
 
 def _build_plain(source: Source, target: Target, started: float, *, on_progress: Progress | None = None) -> BuildResult:
     image = source.disk
+    if target.grow_to is not None and target.kind is ArchiveKind.OCI:
+        raise InvalidValueError(f"{target.path}: growing the disk works for raw and fixed VHD outputs, not a .oci")
+    if target.kind is ArchiveKind.GCE:
+        if target.metadata is not None:
+            raise InvalidValueError(f"{target.path}: image metadata applies only to a .oci target, not a GCE tarball")
+        pack_gce_tarball(image, target.path, grow_to=target.grow_to, sync=target.sync, on_progress=on_progress)
+        return _result(source, target, started, options={}, copied=False)
     if target.kind is ArchiveKind.OCI:
         inherited = source.archive.metadata if source.archive else None  # a .oci repacked keeps its metadata
         request = with_descriptor(
@@ -260,6 +294,7 @@ def _build_plain(source: Source, target: Target, started: float, *, on_progress:
         target.kind,
         options=target.options,
         compress=target.compress,
+        grow_to=target.grow_to,
         sync=target.sync,
         on_progress=on_progress,
     )
@@ -283,7 +318,7 @@ def _result(
         source_format=source.format,
         target=target.path,
         format=target.kind.value,
-        virtual_size=source.virtual_size,
+        virtual_size=max(source.virtual_size, target.grow_to or 0),
         size=os.stat(target.path).st_size,
         options=options,
         copied=copied,

@@ -26,6 +26,7 @@ class Remedy(StrEnum):
     STATE_TARGET_FORMAT = "to"  # say which format to write
     STATE_METADATA = "metadata"  # give the image metadata to start from
     REPLACE_OUTPUT = "force"  # replace an output that exists
+    RESIZE_UP = "resize-up"  # grow the output's virtual size to what the platform takes (the value)
 
 
 @dataclass(frozen=True)

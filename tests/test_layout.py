@@ -14,7 +14,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("__init__", "errors", "problems", "progress"),
     ("signals", "sizes"),
     ("process", "partitions"),
-    ("formats", "sample"),
+    ("formats", "sample", "gpt"),
     ("qemu", "atomic", "sparse", "options"),
     ("image",),
     ("oci", "oci.tarscan", "oci.metadata", "ova", "ova.descriptor"),
@@ -22,8 +22,9 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("oci.archive", "ova.archive"),
     ("oci.reader", "compression", "ova.reader", "gce"),
     ("convert", "oci.edit"),
-    ("oci.pack", "inputs"),
+    ("oci.pack", "inputs", "gcetar"),
     ("oci.unpack", "build", "info", "oci.verify"),
+    ("presets",),
     ("_demo", "cli", "__main__"),
 )
 
