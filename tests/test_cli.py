@@ -318,6 +318,7 @@ COMMANDS = [
     ["pack"],
     ["unpack"],
     ["verify"],
+    ["url"],
     ["meta", "show"],
     ["meta", "set"],
     ["meta", "shapes", "list"],
