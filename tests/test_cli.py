@@ -319,6 +319,7 @@ COMMANDS = [
     ["unpack"],
     ["verify"],
     ["url"],
+    ["import-request"],
     ["meta", "show"],
     ["meta", "set"],
     ["meta", "shapes", "list"],

@@ -33,6 +33,8 @@ REMEDY_TEXT = {
     Remedy.STATE_TARGET_FORMAT: "pass --to FORMAT",
     Remedy.STATE_METADATA: "pass --metadata FILE, or repack the archive",
     Remedy.REPLACE_OUTPUT: "pass --force to replace it",
+    Remedy.STATE_LAUNCH_MODE: "pass --launch-mode {value} if so",
+    Remedy.WINDOWS_CLOCK_FIX: "a seed ISO made with 'imagepack seed-iso --windows-rtc-fix' sets it at first boot",
 }
 
 
