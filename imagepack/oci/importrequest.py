@@ -412,8 +412,8 @@ def check_compartment_ocid(text: str) -> str:
     kind, realm, region, _ = found.groups()
     if kind not in ("compartment", "tenancy"):
         raise InvalidValueError(
-            f"{quote(text, 40)} is the OCID of a {kind}; an image goes into a compartment "
-            "(ocid1.compartment..., or ocid1.tenancy... for the root compartment)",
+            f"{quote(text, 40)} is the OCID of {'an' if kind[0] in 'aeiou' else 'a'} {kind}; an image goes into a "
+            "compartment (ocid1.compartment..., or ocid1.tenancy... for the root compartment)",
             code="import.ocid",
         )
     if region:
