@@ -220,6 +220,7 @@ def import_request(
 ) -> ImportRequest:
     """The request importing `path` from `location`, once the file has passed every check `open_source` makes and
     the ones OCI's import makes. Tags are typed as KEY=VALUE and NAMESPACE.KEY=VALUE."""
+    compartment_id = compartment_id.strip()
     ocid_realm = check_compartment_ocid(compartment_id)
     url_realm = _realm_of(location)
     if url_realm is not None and url_realm != ocid_realm:
