@@ -318,6 +318,8 @@ COMMANDS = [
     ["pack"],
     ["unpack"],
     ["verify"],
+    ["url"],
+    ["import-request"],
     ["meta", "show"],
     ["meta", "set"],
     ["meta", "shapes", "list"],

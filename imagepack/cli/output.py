@@ -34,6 +34,8 @@ REMEDY_TEXT = {
     Remedy.STATE_METADATA: "pass --metadata FILE, or repack the archive",
     Remedy.REPLACE_OUTPUT: "pass --force to replace it",
     Remedy.RESIZE_UP: "pass --resize-up to grow the output to {value} bytes (the input is not changed)",
+    Remedy.STATE_LAUNCH_MODE: "pass --launch-mode {value} if so",
+    Remedy.WINDOWS_CLOCK_FIX: "a seed ISO made with 'imagepack seed-iso --windows-rtc-fix' sets it at first boot",
 }
 
 
