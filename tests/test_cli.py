@@ -325,6 +325,7 @@ COMMANDS = [
     ["meta", "shapes", "list"],
     ["meta", "shapes", "add"],
     ["meta", "shapes", "remove"],
+    ["seed-iso"],
 ]
 
 

@@ -59,8 +59,9 @@ def decode_text(file: SeedFile, what: str) -> str:
     try:
         return file.data.decode("utf-8")
     except UnicodeDecodeError as e:
+        line = file.data.count(b"\n", 0, e.start) + 1
         raise InputError(
-            f"{file.label}: is not UTF-8 text (byte {e.start}), which cloud-init needs for {what}",
+            f"{file.label}: line {line}: is not UTF-8 text (byte {e.start}), which cloud-init needs for {what}",
             code="seed.not-utf8",
         ) from None
 
