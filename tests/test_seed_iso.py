@@ -392,3 +392,14 @@ def test_other_verbs_still_refuse_a_seed_as_a_disk(tmp_path: Path) -> None:
     refused = run_cli("convert", str(out), str(tmp_path / "disk.qcow2"))
     assert refused.returncode == 1
     assert "an ISO 9660 image, not a disk image" in one_error_line(refused)
+
+
+@pytest.mark.parametrize("cut", [36_000, 40_960], ids=["inside-the-descriptors", "inside-the-directory"])
+def test_info_of_a_cut_short_iso_is_one_line(cut: int, tmp_path: Path) -> None:
+    out = tmp_path / "seed.iso"
+    make_seed_iso(out, user_data=CLOUD_CONFIG)
+    damaged = tmp_path / "damaged.iso"
+    damaged.write_bytes(out.read_bytes()[:cut])
+    done = run_cli("info", str(damaged))
+    assert done.returncode == 1
+    assert "not a readable ISO 9660 image" in one_error_line(done)

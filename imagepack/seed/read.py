@@ -4,6 +4,7 @@ sees (Rock Ridge, Joliet, plain ISO 9660) and their sizes, and whether cloud-ini
 from __future__ import annotations
 
 import os
+import struct
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -14,6 +15,8 @@ from pycdlib.pycdlibexception import PyCdlibException
 from imagepack.errors import InputError
 from imagepack.problems import Problem, Severity
 
+# pycdlib's own refusals, and what its parsing of hostile bytes can raise before it gets to one.
+READ_ERRORS = (PyCdlibException, struct.error, ValueError, IndexError, KeyError, OverflowError, RecursionError)
 MAX_ENTRIES = 10_000  # an installer ISO has a few thousand files; a listing is cut short beyond this
 SEED_LABELS = ("cidata", "CIDATA")  # what cloud-init's NoCloud source looks for
 REQUIRED = ("user-data", "meta-data")
@@ -73,7 +76,7 @@ def read_iso(path: Path) -> IsoInfo:
     iso = pycdlib.PyCdlib()
     try:
         iso.open(str(path))
-    except PyCdlibException as e:
+    except READ_ERRORS as e:
         raise InputError(f"{path}: not a readable ISO 9660 image ({e})", code="input.iso-unreadable") from None
     try:
         label = _text(iso.pvd.volume_identifier)
@@ -81,7 +84,7 @@ def read_iso(path: Path) -> IsoInfo:
         joliet_label = _text(joliet_vd.volume_identifier, "utf-16-be") if joliet_vd is not None else None
         joliet = _joliet_names(iso) if iso.has_joliet() else {}
         files, truncated = _files(iso, joliet)
-    except PyCdlibException as e:
+    except READ_ERRORS as e:
         raise InputError(f"{path}: not a readable ISO 9660 image ({e})", code="input.iso-unreadable") from None
     finally:
         iso.close()
