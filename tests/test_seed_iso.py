@@ -108,6 +108,15 @@ def test_given_files_are_written_byte_for_byte(tmp_path: Path) -> None:
     assert isoinfo_names(out, "-J") == sorted("/" + name for name in expected)
 
 
+def test_given_meta_data_without_an_instance_id_is_written_with_a_warning(tmp_path: Path) -> None:
+    meta = tmp_path / "meta-data"
+    meta.write_bytes(b"local-hostname: db1\n")
+    done, out = seed(tmp_path, "--meta-data", str(meta))
+    assert done.returncode == 0, done.stderr
+    assert f"imagepack: warning: {meta} states no instance-id" in done.stderr
+    assert "local-hostname db1" in done.stdout and out.exists()
+
+
 def test_the_instance_id_follows_the_content(tmp_path: Path) -> None:
     """The same files give the same ID (cloud-init sees the same instance); changed ones a new one."""
     ids = []

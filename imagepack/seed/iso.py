@@ -15,7 +15,7 @@ import pycdlib
 
 from imagepack.atomic import atomic_output, check_target
 from imagepack.errors import InvalidValueError
-from imagepack.problems import Problem
+from imagepack.problems import Problem, Severity
 from imagepack.seed.documents import SeedFile
 from imagepack.seed.metadata import (
     DEFAULT_HOSTNAME,
@@ -115,31 +115,17 @@ def make_seed_iso(
     if vendor is not None:
         warnings += check_user_data(vendor, "vendor-data").warnings
 
+    extra: list[ExtraFile] = rtc_fix_files() if windows_rtc_fix else []
     if meta_data is not None:
-        meta = SeedFile.of(meta_data, "meta-data")
-        stated = check_meta_data(meta)
-        instance = stated.get("instance-id")
-        host = stated.get("local-hostname")
-        iid, name = (str(instance) if instance is not None else None), (str(host) if host is not None else None)
-        generated = False
+        meta = _given_meta_data(SeedFile.of(meta_data, "meta-data"), warnings)
     else:
-        name = check_hostname(hostname) if hostname is not None else DEFAULT_HOSTNAME
-        extras = [f.data for f in rtc_fix_files()] if windows_rtc_fix else []
-        iid = (
-            check_instance_id(instance_id)
-            if instance_id is not None
-            else content_instance_id(
-                [user.data, network.data if network else None, vendor.data if vendor else None, name.encode(), *extras]
-            )
-        )
-        meta = SeedFile(generate_meta_data(iid, name), "meta-data")
-        generated = True
+        others = [user.data, network.data if network else None, vendor.data if vendor else None]
+        meta = _generated_meta_data(instance_id, hostname, [*others, *(f.data for f in extra)])
     files.append(("meta-data", meta.data))
     if vendor is not None:
         files.append(("vendor-data", vendor.data))
     if network is not None:
         files.append(("network-config", network.data))
-    extra: list[ExtraFile] = rtc_fix_files() if windows_rtc_fix else []
     files += [(f.name, f.data) for f in extra]
 
     with atomic_output(target) as temp:
@@ -149,14 +135,47 @@ def make_seed_iso(
         target=target,
         size=size,
         files=[(name_, len(data)) for name_, data in files],
-        instance_id=iid,
-        hostname=name,
-        meta_data_generated=generated,
+        instance_id=meta.instance_id,
+        hostname=meta.hostname,
+        meta_data_generated=meta.generated,
         user_data_type=found.content_type + (" (gzip)" if found.compressed else ""),
         network_config_version=network_version,
         warnings=warnings,
         seconds=time.monotonic() - started,
     )
+
+
+@dataclass(frozen=True)
+class _MetaData:
+    data: bytes
+    instance_id: str | None
+    hostname: str | None
+    generated: bool
+
+
+def _given_meta_data(file: SeedFile, warnings: list[Problem]) -> _MetaData:
+    stated = check_meta_data(file)
+    instance, host = stated.get("instance-id"), stated.get("local-hostname")
+    if instance is None:
+        warnings.append(
+            Problem(
+                "seed.no-instance-id",
+                f"{file.label} states no instance-id: cloud-init takes every such seed for one instance, 'nocloud', "
+                "and skips its per-instance modules after the first boot",
+                severity=Severity.WARNING,
+            )
+        )
+    return _MetaData(file.data, _text_or_none(instance), _text_or_none(host), generated=False)
+
+
+def _generated_meta_data(instance_id: str | None, hostname: str | None, others: list[bytes | None]) -> _MetaData:
+    name = check_hostname(hostname) if hostname is not None else DEFAULT_HOSTNAME
+    iid = check_instance_id(instance_id) if instance_id is not None else content_instance_id([*others, name.encode()])
+    return _MetaData(generate_meta_data(iid, name), iid, name, generated=True)
+
+
+def _text_or_none(value: object) -> str | None:
+    return None if value is None else str(value)
 
 
 def write_iso(
