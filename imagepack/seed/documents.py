@@ -14,6 +14,9 @@ from imagepack.errors import InputError
 # cloud-init reads each seed file whole into memory; a seed file bigger than this is a mistake (a disk image
 # given as user-data), not a configuration.
 MAX_FILE_SIZE = 16 * 1024**2
+# libyaml's safe loader where PyYAML was built with it (its wheels are): the same documents and marks as the pure
+# Python one, which needs seconds per MiB.
+SAFE_LOADER: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
 @dataclass(frozen=True)
@@ -76,7 +79,7 @@ def load_yaml(file: SeedFile, what: str) -> Any:
             code="seed.byte-order-mark",
         )
     try:
-        return yaml.safe_load(text)
+        return yaml.load(text, Loader=SAFE_LOADER)  # a safe loader, the C one when present
     except yaml.MarkedYAMLError as e:
         mark = e.problem_mark or e.context_mark
         where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""

@@ -14,7 +14,15 @@ import yaml
 
 from imagepack.errors import InputError, InvalidValueError
 from imagepack.problems import Problem, Severity
-from imagepack.seed.documents import MAX_FILE_SIZE, SeedFile, decode_text, load_mapping, load_yaml, yaml_type
+from imagepack.seed.documents import (
+    MAX_FILE_SIZE,
+    SAFE_LOADER,
+    SeedFile,
+    decode_text,
+    load_mapping,
+    load_yaml,
+    yaml_type,
+)
 
 # cloud-init's INCLUSION_TYPES_MAP (cloudinit/handlers/__init__.py), header to content type.
 HEADERS = {
@@ -143,7 +151,7 @@ def _unknown_header(text: str, what: str) -> str:
     known = "#cloud-config, #!, #include, #cloud-boothook, a MIME multi-part message, ..."
     advice = ""
     try:
-        document = yaml.safe_load(text)
+        document = yaml.load(text, Loader=SAFE_LOADER)
     except yaml.YAMLError:
         document = None
     if isinstance(document, dict):
