@@ -6,6 +6,7 @@ characters, in any case, after leading white space."""
 
 from __future__ import annotations
 
+import email
 import re
 import zlib
 from dataclasses import dataclass, field
@@ -92,7 +93,7 @@ def _check_text(file: SeedFile, what: str) -> UserData:
             code="seed.byte-order-mark",
         )
     if "mime-version:" in text[:MIME_WINDOW].lower():
-        return UserData("multipart/mixed")
+        return UserData(email.message_from_string(text).get_content_type())  # multipart/mixed, as a rule
     start = text.lstrip().lower()
     if start.startswith("content-type:"):
         raise InputError(
