@@ -217,6 +217,19 @@ def test_user_data_with_a_header_cloud_init_knows_is_accepted(kind: str, tmp_pat
     assert read_iso(out).nocloud_seed
 
 
+@pytest.mark.parametrize(
+    ("data", "code"),
+    [(b"#upstart-job\nexec true\n", "seed.upstart-job"), (b"#ps1_sysnative\nGet-Date\n", "seed.cloudbase-init-only")],
+    ids=["upstart", "cloudbase-init"],
+)
+def test_user_data_only_old_or_windows_agents_run_is_written_with_a_warning(
+    data: bytes, code: str, tmp_path: Path
+) -> None:
+    done = make_seed_iso(tmp_path / "seed.iso", user_data=data)
+    assert [w.code for w in done.warnings] == [code]
+    assert done.to_json()["problems"][0]["severity"] == "warning"
+
+
 REFUSED = {
     "no-header": (b"users: []\n", "add '#cloud-config' as its first line"),
     "plain-text": (b"hello\n", "no header cloud-init knows"),

@@ -117,11 +117,12 @@ def _check_text(file: SeedFile, what: str) -> UserData:
         return UserData(HEADERS[header])
     for old, why in DROPPED.items():
         if start.startswith(old):
-            return UserData("text/upstart-job", warnings=(Problem("seed.upstart-job", why, severity=Severity.WARNING),))
+            dropped = Problem("seed.upstart-job", f"{file.label}: {why}", severity=Severity.WARNING)
+            return UserData("text/upstart-job", warnings=(dropped,))
     if start.startswith(CLOUDBASE_INIT):
         note = Problem(
             "seed.cloudbase-init-only",
-            f"{what} is a cloudbase-init script (Windows): cloud-init on Linux would ignore it",
+            f"{file.label}: a cloudbase-init script (Windows); cloud-init on Linux would ignore this {what}",
             severity=Severity.WARNING,
         )
         return UserData("text/x-cloudbase-init-script", warnings=(note,))
