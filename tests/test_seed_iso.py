@@ -222,7 +222,7 @@ def test_user_data_with_a_header_cloud_init_knows_is_accepted(kind: str, tmp_pat
     [(b"#upstart-job\nexec true\n", "seed.upstart-job"), (b"#ps1_sysnative\nGet-Date\n", "seed.cloudbase-init-only")],
     ids=["upstart", "cloudbase-init"],
 )
-def test_user_data_only_old_or_windows_agents_run_is_written_with_a_warning(
+def test_user_data_only_an_old_cloud_init_or_cloudbase_init_runs_is_written_with_a_warning(
     data: bytes, code: str, tmp_path: Path
 ) -> None:
     done = make_seed_iso(tmp_path / "seed.iso", user_data=data)
