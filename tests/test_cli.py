@@ -327,6 +327,7 @@ COMMANDS = [
     ["meta", "shapes", "list"],
     ["meta", "shapes", "add"],
     ["meta", "shapes", "remove"],
+    ["seed-iso"],
 ]
 
 

@@ -16,6 +16,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("process", "partitions"),
     ("formats", "sample", "gpt"),
     ("qemu", "atomic", "sparse", "options"),
+    ("seed",),
     ("image",),
     ("oci", "oci.tarscan", "oci.metadata", "ova", "ova.descriptor"),
     ("tarmembers", "oci.objectstorage"),

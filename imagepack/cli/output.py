@@ -35,7 +35,7 @@ REMEDY_TEXT = {
     Remedy.REPLACE_OUTPUT: "pass --force to replace it",
     Remedy.RESIZE_UP: "pass --resize-up to grow the output to {value} bytes (the input is not changed)",
     Remedy.STATE_LAUNCH_MODE: "pass --launch-mode {value} if so",
-    Remedy.WINDOWS_CLOCK_FIX: "a seed ISO made with 'imagepack seed-iso --windows-rtc-fix' sets it at first boot",
+    Remedy.WINDOWS_CLOCK_FIX: "'imagepack seed-iso --windows-rtc-fix' makes a seed ISO with a .reg file that sets it",
 }
 
 
