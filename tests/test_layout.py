@@ -12,7 +12,7 @@ PACKAGE = Path(__file__).parent.parent / "imagepack"
 # Lowest first. A module's layer is that of the longest prefix listed.
 LAYERS: tuple[tuple[str, ...], ...] = (
     ("__init__", "errors", "problems", "progress"),
-    ("signals", "sizes"),
+    ("signals", "sizes", "checksums"),
     ("process", "partitions"),
     ("formats", "sample"),
     ("qemu", "atomic", "sparse", "options"),
