@@ -149,6 +149,7 @@ class Digester:
         """The checksums of everything given so far; the digester is finished afterwards."""
         self._wait()
         self.close()
+        check_part_size(self.part_size, size=self._size)
         digests = self._part_digests + ([self._part.digest()] if self._in_part and self._part_digests else [])
         multipart = None
         if uploads_in_parts(self._size, self.part_size):
@@ -161,6 +162,12 @@ class Digester:
             parts=part_count(self._size, self.part_size),
             multipart_md5=multipart,
         )
+
+    def __enter__(self) -> Digester:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
     def close(self) -> None:
         if self._pool is not None:

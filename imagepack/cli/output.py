@@ -136,6 +136,7 @@ def report_build(done: BuildResult, *, json_output: bool, quiet: bool) -> None:
             f"({done.format}{', ' + done.compression if done.compression else ''}, {human_size(done.size)}) "
             f"in {done.seconds:.1f} s"
         )
+    print_checksums(done.checksum)
 
 
 def checksum_lines(checksums: Checksums) -> list[str]:
