@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from imagepack.atomic import atomic_output, check_free_space, check_target
-from imagepack.checksums import OBJECT_PUT_PART_SIZE, Checksums, Digester, checksum_file
+from imagepack.checksums import OBJECT_PUT_PART_SIZE, Checksums, Digester, check_part_size, checksum_file
 from imagepack.compression import STREAMS, Codec, check_settings, codec_named, compress_into
 from imagepack.compression.files import CODEC_STREAMS
 from imagepack.convert import can_copy, output_format, plan_disk, write_disk
@@ -132,6 +132,8 @@ def build(
     target_kind(target.path, target.kind)  # a name that says another format would mislabel the output
     check_compression(target)
     check_target(target.path, force=target.force, inputs=(source.path,))
+    if target.checksum:
+        check_part_size(target.part_size)  # before any writing, not once the output is made
     if target.compression is None:
         if not target.checksum:
             return _build_plain(source, target, started, on_progress=on_progress)

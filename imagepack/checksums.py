@@ -93,6 +93,7 @@ class Digester:
     its own: it is the whole MD5's state where part 1 ends, so a single-part file costs one MD5, not two."""
 
     def __init__(self, part_size: int = OBJECT_PUT_PART_SIZE, *, threaded: bool = True) -> None:
+        check_part_size(part_size)
         self.part_size = part_size
         self._sha256 = hashlib.sha256()
         self._md5 = hashlib.md5()

@@ -212,3 +212,11 @@ def test_without_checksum_the_result_says_none(sample_raw: Path, tmp_path: Path)
     done = run_cli("convert", str(sample_raw), str(tmp_path / "disk.qcow2"), "--json")
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout)["checksum"] is None
+
+
+def test_convert_refuses_a_bad_part_size_before_it_writes_anything(sample_raw: Path, tmp_path: Path) -> None:
+    target = tmp_path / "disk.qcow2"
+    done = run_cli("convert", str(sample_raw), str(target), "--checksum", "--part-size", "51GiB")
+    assert done.returncode == 2
+    assert "50GiB" in one_error_line(done)
+    assert not target.exists() and leftovers(tmp_path) == []

@@ -109,15 +109,10 @@ def compress_file(
     check_settings(to, level=level, threads=threads)
     check_target(target, force=force, inputs=(source,))
     size = os.stat(source).st_size
+    digester = Digester(part_size) if checksum else None  # its part size checked before anything is written
     with atomic_output(target) as temp:
         sums = compress_into(
-            source,
-            temp,
-            to=to,
-            level=level,
-            threads=threads,
-            digester=Digester(part_size) if checksum else None,
-            on_progress=on_progress,
+            source, temp, to=to, level=level, threads=threads, digester=digester, on_progress=on_progress
         )
     return CompressionResult(
         source, target, STREAMS[CODEC_STREAMS[to]], size, os.stat(target).st_size, time.monotonic() - started, sums
