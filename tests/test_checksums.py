@@ -220,3 +220,13 @@ def test_convert_refuses_a_bad_part_size_before_it_writes_anything(sample_raw: P
     assert done.returncode == 2
     assert "50GiB" in one_error_line(done)
     assert not target.exists() and leftovers(tmp_path) == []
+
+
+@pytest.mark.parametrize("what", ["missing", "directory"])
+def test_checksum_of_something_that_is_not_a_file_is_one_line(tmp_path: Path, what: str) -> None:
+    path = tmp_path / what
+    if what == "directory":
+        path.mkdir()
+    done = run_cli("checksum", str(path))
+    assert done.returncode == 1
+    assert str(path) in one_error_line(done)
