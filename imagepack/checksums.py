@@ -190,8 +190,9 @@ class HashingWriter:
 
     def write(self, data: bytes | bytearray | memoryview) -> int:
         written = self.raw.write(data)
-        self.digester.update(memoryview(data)[:written] if written is not None else data)
-        return written if written is not None else len(data)
+        whole = written is None or written == len(data)
+        self.digester.update(data if whole else memoryview(data)[:written])  # bytes as given can be hashed later
+        return len(data) if written is None else written
 
     def flush(self) -> None:
         self.raw.flush()
