@@ -11,8 +11,8 @@ PACKAGE = Path(__file__).parent.parent / "imagepack"
 
 # Lowest first. A module's layer is that of the longest prefix listed.
 LAYERS: tuple[tuple[str, ...], ...] = (
-    ("__init__", "errors", "problems", "progress", "checksums"),
-    ("signals", "sizes"),
+    ("__init__", "errors", "problems", "progress"),
+    ("signals", "sizes", "checksums"),
     ("process", "partitions"),
     ("formats", "sample", "gpt"),
     ("qemu", "atomic", "sparse", "options"),

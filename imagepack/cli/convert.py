@@ -9,6 +9,7 @@ import typer
 
 from imagepack.cli.options import (
     ALLOW_BACKING,
+    CHECKSUM,
     COMPRESS,
     DISK,
     FORCE,
@@ -17,6 +18,7 @@ from imagepack.cli.options import (
     JSON,
     LEVEL,
     MAX_SIZE,
+    PART_SIZE,
     QUIET,
     SYNC,
     THREADS,
@@ -75,6 +77,8 @@ def convert_command(
     max_size: str = MAX_SIZE,
     vhd_size: str = VHD_SIZE,
     disk: int | None = DISK,
+    checksum: bool = CHECKSUM,
+    part_size: str = PART_SIZE,
     json_output: bool = JSON,
     quiet: bool = QUIET,
     verbose: bool = VERBOSE,
@@ -90,7 +94,7 @@ def convert_command(
     _require_arguments(ctx, source=source, target=target)
     with reported(verbose=verbose, json_output=json_output):
         from imagepack.build import ArchiveKind, Target, make, target_kind
-        from imagepack.cli.parse import metadata_request, parse_disk_format, parse_policy, parse_target
+        from imagepack.cli.parse import metadata_request, parse_disk_format, parse_part_size, parse_policy, parse_target
         from imagepack.compression import codec_named
         from imagepack.errors import InvalidValueError
         from imagepack.options import parse_option_pairs
@@ -129,6 +133,7 @@ def convert_command(
         kind = target_kind(target, parse_target(to))
         if kind is not ArchiveKind.OCI and pack.given():
             raise InvalidValueError(f"{pack.given()[0]} applies only to a .oci target, not {kind.value}")
+        part_size_checked = parse_part_size(part_size, checksum=checksum)
         with progress_bar(f"{source.name} → {target.name}", quiet=quiet) as on_progress:
             done = make(
                 source,
@@ -143,6 +148,8 @@ def convert_command(
                     compression=codec_named(target),
                     level=level,
                     threads=threads,
+                    checksum=checksum,
+                    part_size=part_size_checked,
                 ),
                 claimed=parse_disk_format(from_format),
                 policy=parse_policy(max_size, allow_backing=allow_backing, vhd_size=vhd_size),

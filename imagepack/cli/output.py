@@ -18,6 +18,7 @@ from imagepack.problems import Problem, Remedy
 
 if TYPE_CHECKING:
     from imagepack.build import BuildResult
+    from imagepack.checksums import Checksums
 
 
 INTERRUPTED = "interrupted; nothing was written"
@@ -138,6 +139,27 @@ def report_build(done: BuildResult, *, json_output: bool, quiet: bool) -> None:
             f"({done.format}{', ' + done.compression if done.compression else ''}, {human_size(done.size)}) "
             f"in {done.seconds:.1f} s"
         )
+    print_checksums(done.checksum)
+
+
+def checksum_lines(checksums: Checksums) -> list[str]:
+    """What `checksum` and every --checksum print: the SHA-256, the Content-MD5 of a single-part upload, and the
+    opc-multipart-md5 of the multipart upload `oci os object put` makes with that part size, or that it makes none."""
+    mib = checksums.part_size // 1024**2
+    lines = [
+        f"sha256:            {checksums.sha256}",
+        f"Content-MD5:       {checksums.md5}  (single-part upload; md5sum prints {checksums.md5_hex})",
+    ]
+    if checksums.multipart_md5 is None:
+        lines.append(f"opc-multipart-md5: none: not larger than the part size, {mib} MiB, so uploaded in one part")
+    else:
+        lines.append(f"opc-multipart-md5: {checksums.multipart_md5}  ({checksums.parts} parts of {mib} MiB)")
+    return lines
+
+
+def print_checksums(checksums: Checksums | None) -> None:
+    for line in checksum_lines(checksums) if checksums is not None else []:
+        print(f"  {line}")
 
 
 @contextlib.contextmanager
