@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import subprocess
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -15,6 +16,7 @@ from typing import Any
 import pytest
 
 from imagepack.boot.machine import find_ovmf, kvm_unusable_reason
+from imagepack.boot.run import DEFAULT_MARKER, default_seed
 from imagepack.errors import BootError
 from tests import bootdisks
 from tests.conftest import file_digest, interrupt_when, leftovers, run_cli
@@ -293,3 +295,24 @@ def test_each_launch_mode_boots_from_its_own_disk_controller(bios_disk: Path, mo
     status, report, stderr = _boot(str(bios_disk), "--launch-mode", mode, "--expect", bootdisks.BIOS_MARKER, *TCG)
     assert status == 0, stderr
     assert (report["launch_mode"], report["disk_bus"], report["nic"]) == (mode, bus, nic)
+
+
+def test_without_expect_the_default_seed_is_attached_and_its_marker_awaited(bios_disk: Path) -> None:
+    status, report, stderr = _boot(str(bios_disk), *TCG, "--timeout", "60")
+    assert status == 3, stderr  # the boot sector powers off: no cloud-init ever prints the marker
+    assert report["seed"] == "default"
+    assert report["expect"] == DEFAULT_MARKER
+    assert report["outcome"] == "stopped"
+
+
+def test_the_default_seed_is_a_cidata_iso_whose_user_data_prints_the_marker(tmp_path: Path) -> None:
+    if shutil.which("isoinfo") is None or shutil.which("blkid") is None:
+        pytest.skip("isoinfo (genisoimage) and blkid are needed to read the seed back")
+    seed = default_seed(tmp_path, DEFAULT_MARKER)
+    probe = subprocess.run(["blkid", "-p", "-o", "export", str(seed)], capture_output=True, text=True, check=True)
+    assert "LABEL=cidata" in probe.stdout.splitlines() and "TYPE=iso9660" in probe.stdout.splitlines()
+    user_data = subprocess.run(
+        ["isoinfo", "-R", "-i", str(seed), "-x", "/user-data"], capture_output=True, text=True, check=True
+    ).stdout
+    assert user_data.startswith("#cloud-config")
+    assert DEFAULT_MARKER in user_data

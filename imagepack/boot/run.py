@@ -37,9 +37,11 @@ from imagepack.oci.metadata import LaunchMode, LaunchOptions, launch_options_for
 from imagepack.partitions import Firmware, PartitionLayout, PartitionTable
 from imagepack.problems import Remedy
 from imagepack.process import Running, spawn
+from imagepack.seed import default_user_data, make_seed_iso
 
-# What the default seed's user-data makes cloud-init print on the console when it has finished.
-DEFAULT_MARKER = "imagepack-boot-test: cloud-init finished"
+# What the default seed's user-data makes cloud-init print on the console when it has run (a marker the seed's
+# user-data can carry: letters, digits and ._:=-).
+DEFAULT_MARKER = "imagepack-boot-test:cloud-init-done"
 DEFAULT_TIMEOUT = 300.0
 POLL_SECONDS = 0.05
 _KVM_FAILED = re.compile(r"KVM internal error|kvm run failed|failed to set MSR")
@@ -88,7 +90,8 @@ class BootReport:
     message: str
     times: dict[Stage, float] = field(default_factory=dict)  # seconds from the machine's start
     expect: str = ""  # the regular expression waited for, or the default seed's marker (plain text)
-    seed: Path | None = None
+    seed: Path | None = None  # the seed given
+    default_seed: bool = False  # whether the default seed was attached
     console_log: Path | None = None
     seconds: float = 0.0
     last_lines: list[str] = field(default_factory=list)
@@ -116,7 +119,7 @@ class BootReport:
             "accelerator_note": self.accelerator_note,
             "seconds_to": {stage.value: self.times.get(stage) for stage in Stage},
             "expect": self.expect,
-            "seed": str(self.seed) if self.seed else None,
+            "seed": str(self.seed) if self.seed else "default" if self.default_seed else None,
             "console_log": str(self.console_log) if self.console_log else None,
             "seconds": round(self.seconds, 2),
             "last_lines": self.last_lines,
@@ -130,11 +133,12 @@ def boot_test(path: Path, request: BootRequest = BootRequest(), *, policy: Safet
         return boot_source(source, request)
 
 
-def default_seed(directory: Path, marker: str) -> Path | None:
+def default_seed(directory: Path, marker: str) -> Path:
     """The one place the default seed is made: a NoCloud seed ISO in `directory` whose user-data makes cloud-init
-    print `marker` on the console. imagepack does not write seed ISOs yet, so there is none, and a machine given
-    no seed boots without one."""
-    return None
+    print `marker` on the console once it has run."""
+    path = directory / "seed.iso"
+    make_seed_iso(path, user_data=default_user_data(marker))
+    return path
 
 
 def launch_for(source: Source, request: BootRequest) -> tuple[LaunchMode, LaunchOptions]:
@@ -192,8 +196,11 @@ def boot_source(source: Source, request: BootRequest) -> BootReport:
     ):
         seed = request.seed
         if seed is None and request.expect is None:
+            # Success is the default seed's marker: the machine needs that seed. With --expect the image's own
+            # output is the test, and the image gets no seed it did not ask for.
             seed = default_seed(Path(tmp), DEFAULT_MARKER)
-        report.seed = seed
+            report.default_seed = True
+        report.seed = request.seed
         overlay = Path(tmp, "overlay.qcow2")
         qemu.create(overlay, ImageFormat.QCOW2, source.disk.virtual_size)
         machine = Machine(
