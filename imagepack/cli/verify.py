@@ -62,6 +62,10 @@ def verify_command(
         else:
             for problem in report.problems:
                 print(f"{problem.severity.value}: {describe_problem(problem)}")
+            booted = report.facts.get("boot")
+            if booted and booted["booted"] and not quiet:
+                seconds = booted["seconds_to"]["marker"]
+                print(f"boot test: {booted['message']}, marker after {seconds:.1f} s ({booted['accelerator']})")
             if not quiet:
                 verdict = "ready for import" if report.ready else "NOT ready for import"
                 print(f"{path}: {verdict} ({report.kind})")
