@@ -24,6 +24,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("convert", "oci.edit"),
     ("oci.pack", "inputs"),
     ("oci.unpack", "build", "info", "oci.verify"),
+    ("batch",),
     ("_demo", "cli", "__main__"),
 )
 
