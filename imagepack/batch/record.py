@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from imagepack import __version__
+import imagepack
 from imagepack.atomic import atomic_output
 from imagepack.batch.manifest import OutputEntry, SourceEntry
 
@@ -39,7 +39,7 @@ def inputs_of(source: SourceEntry, output: OutputEntry, *, qemu_img: str) -> dic
         "source": {"size": stat.st_size, "mtime_ns": stat.st_mtime_ns, "inode": stat.st_ino},
         "source_settings": source.settings,
         "output": output.settings,
-        "imagepack": __version__,
+        "imagepack": imagepack.__version__,
         "qemu_img": qemu_img,
     }
 
