@@ -179,9 +179,9 @@ def _known_keys(table: Mapping[str, Any], allowed: tuple[str, ...], where: _Wher
 def _source(entry: object, index: int, root: Path, where: _Where) -> SourceEntry:
     if not isinstance(entry, dict):
         where.fail(None, "must be a table with a path and outputs")
-    _known_keys(entry, SOURCE_KEYS, where)
     path = _path(entry, "path", root, where)
     where = dataclasses.replace(where, entry=f"{where.entry} ({_name(path, root)})")
+    _known_keys(entry, SOURCE_KEYS, where)
     if not path.is_file():
         where.fail("path", f"{_name(path, root)}: no such file")
     claimed = _parsed(entry, "from", parse_format, where)
@@ -214,9 +214,9 @@ def _source(entry: object, index: int, root: Path, where: _Where) -> SourceEntry
 def _output(entry: object, root: Path, where: _Where) -> OutputEntry:
     if not isinstance(entry, dict):
         where.fail(None, "must be a table with a path")
-    _known_keys(entry, OUTPUT_KEYS, where)
     path = _path(entry, "path", root, where)
     where = dataclasses.replace(where, entry=f"{where.entry} ({_name(path, root)})")
+    _known_keys(entry, OUTPUT_KEYS, where)
     options = _options(entry, where)
     preset = _string(entry, "for", where)
     format_text = _string(entry, "format", where)
