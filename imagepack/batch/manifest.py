@@ -108,9 +108,12 @@ class KeyLines:
                 self.lines.setdefault((*table, key[1].strip("\"'")), number)
 
     def line(self, table: tuple[object, ...], key: str | None = None) -> int | None:
-        """The line of `key` in `table`, else of the key naming the table in its parent, else of its header."""
+        """The line of `key` in `table` (or of its own header, for a subtable), else of the key naming the table
+        in its parent, else of the table's header."""
         if key is not None and (*table, key) in self.lines:
             return self.lines[(*table, key)]
+        if key is not None and (f"{table[0]}.{key}", *table[1:]) in self.lines:
+            return self.lines[(f"{table[0]}.{key}", *table[1:])]  # the key is a subtable: its header
         name = str(table[0])
         if "." in name:
             parent, _, child = name.rpartition(".")
