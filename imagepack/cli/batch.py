@@ -14,6 +14,7 @@ import typer
 
 from imagepack.cli.options import FORCE, JSON, QUIET, VERBOSE
 from imagepack.cli.output import human_size, print_json, reported, setup_logging, with_remedy
+from imagepack.errors import Interrupted
 
 if TYPE_CHECKING:
     from imagepack.batch.plan import Plan, Shard
@@ -26,6 +27,8 @@ Examples:
   imagepack batch release.toml --shard 2/8 --report report-2.json
   imagepack batch release.toml --shard auto --shards 8   # Kubernetes Indexed Job
   imagepack batch release.toml --dry-run --shard auto    # GitLab parallel: which outputs are mine"""
+
+BATCH_INTERRUPTED = "interrupted; the outputs finished before it are kept, no partial one is left"
 
 MERGE_EXAMPLES = """\b
 Examples:
@@ -70,8 +73,17 @@ def batch_command(
             _print_plan(plan, decide(plan, None, force=force), which, json_output=json_output)
             return
         total = sum(len(unit.outputs) for unit in plan.units_of(which))
-        with _display(total, quiet=quiet or json_output) as on_event:
-            done = run_plan(loaded, plan, shard=which, jobs=jobs, keep_going=keep_going, force=force, on_event=on_event)
+        try:
+            with _display(total, quiet=quiet or json_output) as on_event:
+                done = run_plan(
+                    loaded, plan, shard=which, jobs=jobs, keep_going=keep_going, force=force, on_event=on_event
+                )
+        except Interrupted as e:
+            # Unlike a single command's, a batch's finished outputs stay: each is whole and recorded.
+            print(f"imagepack: {BATCH_INTERRUPTED}", file=sys.stderr)
+            if json_output:
+                print_json({"error": {"code": Interrupted.code, "message": BATCH_INTERRUPTED}})
+            raise typer.Exit(e.exit_code) from None
         if report is not None:
             write_report(report, done)
         sums = write_sums_beside_outputs(done, loaded.root)
