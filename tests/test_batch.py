@@ -376,3 +376,28 @@ def test_the_plan_splits_by_estimated_bytes_longest_first_and_the_same_everywher
     assert sorted(
         o.name for i in range(3) for u in plan.units if plan.shards[plan.units.index(u)] == i for o in u.outputs
     ) == sorted(o.name for _, o in load_manifest(manifest).outputs)
+
+
+def test_free_space_is_reserved_across_parallel_jobs_not_checked_by_each_in_a_race(
+    tmp_path: Path, mount_tmpfs: Any
+) -> None:
+    """Room for one output, not two: with two jobs the second waits for the first, then finds too little room
+    and fails cleanly, instead of both starting and running out of room midway."""
+    small = mount_tmpfs("12M")
+    for name in ("one", "two"):
+        (tmp_path / f"{name}.raw").write_bytes(os.urandom(8 * MiB))  # all data: room for one output, not two
+    manifest = tmp_path / "m.toml"
+    manifest.write_text(
+        "".join(
+            f'[[source]]\npath = "{name}.raw"\n  [[source.output]]\n  path = "{small.name}/{name}.raw"\n'
+            for name in ("one", "two")
+        )
+    )
+    done = batch(manifest, "--jobs", "2", "--keep-going")
+    assert done.returncode == 1
+    statuses = sorted(o["status"] for o in outputs_of(done).values())
+    assert statuses == ["built", "failed"]
+    (failed,) = [o for o in outputs_of(done).values() if o["status"] == "failed"]
+    assert failed["error"]["code"] == "output"
+    assert "needs about" in failed["error"]["message"] and "only 4.0 MiB is free" in failed["error"]["message"]
+    assert leftovers(small) == []
