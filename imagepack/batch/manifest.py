@@ -265,7 +265,7 @@ def _output(entry: object, root: Path, where: _Where) -> OutputEntry:
         value = entry["checksum"]
         if value is False:
             checksum = None
-        elif value not in CHECKSUMS:
+        elif value is not True and value not in CHECKSUMS:
             where.fail("checksum", f"{value!r}: give {' or '.join(repr(c) for c in CHECKSUMS)}, or false for none")
     settings = {
         "format": kind.value,
