@@ -170,6 +170,8 @@ def test_three_shards_cover_every_output_once_and_their_merged_report_is_the_sin
         seen.extend(outputs_of(done))
         reports.append(str(report))
     assert sorted(seen) == sorted(outputs_of(single))  # every output, each exactly once
+    shard_sums = sorted(p.name for p in (sharded_dir / "out").glob("SHA256SUMS*"))
+    assert shard_sums == [f"SHA256SUMS.shard-{i}-of-3" for i in range(3)]  # in one directory, none replaced
     gamma_shards = {
         i for i, r in enumerate(reports) for o in json.loads(Path(r).read_text())["outputs"] if "gamma" in o["path"]
     }

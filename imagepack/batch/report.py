@@ -113,6 +113,15 @@ def sums_text(lines: list[tuple[str, str]]) -> str:
     return "".join(f"{digest}  {name}\n" for name, digest in sorted(lines))
 
 
+def sums_name(shard: str | None) -> str:
+    """SHA256SUMS, or for a shard SHA256SUMS.shard-I-of-N: shards writing into one directory (a shared volume, or
+    artifacts downloaded together) must not replace each other's list."""
+    if shard is None:
+        return SUMS_NAME
+    index, _, count = shard.partition("/")
+    return f"{SUMS_NAME}.shard-{index}-of-{count}"
+
+
 def write_sums_beside_outputs(report: BatchReport, root: Path) -> list[Path]:
     """A SHA256SUMS in each directory that holds outputs, naming them as seen from there, so that
     `sha256sum -c SHA256SUMS` run in that directory checks them. Returns the files written."""
@@ -123,9 +132,10 @@ def write_sums_beside_outputs(report: BatchReport, root: Path) -> list[Path]:
             by_folder[path.parent].append((path.name, output.sha256))
     written = []
     for folder, lines in sorted(by_folder.items()):
-        with atomic_output(folder / SUMS_NAME) as temp:
+        path = folder / sums_name(report.shard)
+        with atomic_output(path) as temp:
             temp.write_text(sums_text(lines), encoding="utf-8")
-        written.append(folder / SUMS_NAME)
+        written.append(path)
     return written
 
 

@@ -73,6 +73,8 @@ def batch_command(
             _print_plan(plan, decide(plan, None, force=force), which, json_output=json_output)
             return
         total = sum(len(unit.outputs) for unit in plan.units_of(which))
+        if report is not None:
+            report.parent.mkdir(parents=True, exist_ok=True)  # as the outputs' directories are: before the work
         try:
             with _display(total, quiet=quiet or json_output) as on_event:
                 done = run_plan(
