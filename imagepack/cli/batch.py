@@ -52,7 +52,9 @@ def batch_command(
     report: Path = typer.Option(None, "--report", metavar="FILE", help="Write the JSON report to FILE."),
     dry_run: bool = typer.Option(False, "--dry-run", help="Print the plan (build or skip, shard); touch nothing."),
     keep_going: bool = typer.Option(False, "--keep-going", "-k", help="Go on after a failed output."),
-    force: bool = FORCE,
+    force: bool = typer.Option(
+        False, "--force", "-f", help="Rebuild every output, even unchanged ones, and replace files not made by a batch."
+    ),
     json_output: bool = JSON,
     quiet: bool = QUIET,
     verbose: bool = VERBOSE,
