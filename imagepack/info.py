@@ -39,6 +39,7 @@ from imagepack.oci.reader import OpenedArchive
 from imagepack.ova.archive import OvaLayout, looks_like_ova, read_ova_layout, verify_manifest
 from imagepack.partitions import HEAD_BYTES, PartitionLayout, read_partition_layout
 from imagepack.problems import Problem, Remedy
+from imagepack.seed import IsoInfo, read_iso
 
 
 @dataclass
@@ -287,9 +288,9 @@ def describe(
     claimed: ImageFormat | None = None,
     policy: SafetyPolicy = SafetyPolicy(),
     disk: int | None = None,
-) -> ImageInfo | ArchiveInfo | OvaInfo:
-    """What `path` is: a .oci archive and its disk, an OVA and its disks, or a disk image (described even when it
-    would be refused)."""
+) -> ImageInfo | ArchiveInfo | OvaInfo | IsoInfo:
+    """What `path` is: a .oci archive and its disk, an OVA and its disks, an ISO 9660 image and its files (a
+    cloud-init seed), or a disk image (described even when it would be refused)."""
     if claimed is None and compression_of(path) in (None, Container.GZIP) and looks_like_ova(path):
         return describe_ova(path, disk=disk, policy=policy)
     if disk is not None:
@@ -303,4 +304,11 @@ def describe(
                 return described
             assert source.archive is not None
             return describe_archive(source.archive, path)
+    if claimed is None and compression_of(path) is None and _is_iso(path):
+        return read_iso(path)  # described, but every other verb still refuses it as a disk
     return describe_image(path, claimed=claimed, policy=policy)
+
+
+def _is_iso(path: Path) -> bool:
+    with ByteSource(path) as src:
+        return detect(src).iso

@@ -15,7 +15,15 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any, NoReturn, TypeVar
 
-from imagepack.build import ArchiveKind, Target, TargetKind, check_compression, parse_target_kind, target_kind
+from imagepack.build import (
+    ArchiveKind,
+    Target,
+    TargetKind,
+    check_compression,
+    disk_format,
+    parse_target_kind,
+    target_kind,
+)
 from imagepack.compression import codec_named
 from imagepack.errors import ImagepackError, InvalidValueError, MetadataError
 from imagepack.formats import DEFAULT_MAX_SIZE, ImageFormat, SafetyPolicy, parse_format
@@ -24,13 +32,14 @@ from imagepack.oci.metadata import LaunchMode, build_metadata, parse_shape
 from imagepack.oci.pack import MetadataRequest
 from imagepack.options import create_options
 from imagepack.partitions import Firmware
+from imagepack.presets import preset_named
 from imagepack.sizes import parse_size
 
 E = TypeVar("E", bound=StrEnum)
 T = TypeVar("T")
 
 SOURCE_KEYS = ("path", "from", "max_size", "allow_backing", "vhd_size", "disk", "output")
-OUTPUT_KEYS = ("path", "format", "for", "options", "compress", "level", "threads", "checksum", "oci")
+OUTPUT_KEYS = ("path", "format", "for", "resize_up", "options", "compress", "level", "threads", "checksum", "oci")
 OCI_KEYS = ("os", "os_version", "launch_mode", "firmware", "launch_options", "shapes", "metadata", "strict")
 CHECKSUMS = ("sha256",)
 
@@ -41,6 +50,8 @@ class OutputEntry:
     name: str  # the path as reports show it: relative to the manifest's directory
     checksum: str | None  # "sha256", or None when the entry asks for none
     settings: dict[str, Any]  # everything that decides the bytes written, for the record
+    preset: str | None = None  # `for = NAME`: built as `convert --for NAME` builds it (presets.make_for)
+    resize_up: bool = False  # with a preset: grow the disk to the size the platform takes
 
 
 @dataclass(frozen=True)
@@ -74,10 +85,10 @@ class Manifest:
         return [(source, output) for source in self.sources for output in source.outputs]
 
 
-def preset_fields(name: str) -> tuple[TargetKind, dict[str, str]]:
-    """The target kind and format options `for = NAME` stands for. Presets are not in this build yet: this is
-    the one place to connect them (return the preset's kind and options; the entry's own options still win)."""
-    raise InvalidValueError(f"presets are not yet supported ({name!r}); give format and options instead")
+def preset_target(name: str, path: Path, *, options: Mapping[str, str], compress: bool) -> Target:
+    """The target `for = NAME` stands for at `path`, as `convert --for NAME` makes it: the preset's kind and
+    options, the entry's own options added (a conflicting one is refused)."""
+    return preset_named(name).target_for(path, options=options, compress=compress)
 
 
 class KeyLines:
@@ -223,43 +234,31 @@ def _output(entry: object, root: Path, where: _Where) -> OutputEntry:
     options = _options(entry, where)
     preset = _string(entry, "for", where)
     format_text = _string(entry, "format", where)
+    compress = _bool(entry, "compress", where)
     asked: TargetKind | None = None
     if preset is not None:
         if format_text is not None:
             where.fail("for", "give either a format or a preset (for), not both")
         try:
-            asked, preset_options = preset_fields(preset)
+            made_for = preset_target(preset, path, options=options, compress=compress)
         except InvalidValueError as e:
             where.refusing("for", e)
-        options = {**preset_options, **options}
+        asked, options = made_for.kind, dict(made_for.options)
+    elif "resize_up" in entry:
+        where.fail("resize_up", "applies only to an output made for a preset (for = NAME)")
     try:
         if format_text is not None:
             asked = parse_target_kind(format_text)
-        kind = target_kind(path, asked)
+        kind = asked if preset is not None and asked is not None else target_kind(path, asked)
     except InvalidValueError as e:
         where.refusing("format" if format_text else "path", e)
-    compress = _bool(entry, "compress", where)
     try:
-        checked = create_options(ImageFormat.QCOW2 if kind is ArchiveKind.OCI else kind, options, compress=compress)
+        checked = create_options(disk_format(kind), options, compress=compress)
     except InvalidValueError as e:
         where.refusing("options" if options else "compress", e)
     metadata = _metadata(entry, root, where) if kind is ArchiveKind.OCI else None
     if kind is not ArchiveKind.OCI and "oci" in entry:
         where.fail("oci", f"image metadata applies only to a .oci output, not {kind.value}")
-    target = Target(
-        path,
-        kind,
-        options=options,
-        compress=compress,
-        metadata=metadata,
-        compression=codec_named(path),
-        level=_int(entry, "level", where),
-        threads=_int(entry, "threads", where),
-    )
-    try:
-        check_compression(target)
-    except InvalidValueError as e:
-        where.refusing("level" if target.level is not None else "threads", e)
     checksum: str | None = "sha256"
     if "checksum" in entry:
         value = entry["checksum"]
@@ -267,6 +266,22 @@ def _output(entry: object, root: Path, where: _Where) -> OutputEntry:
             checksum = None
         elif value is not True and value not in CHECKSUMS:
             where.fail("checksum", f"{value!r}: give {' or '.join(repr(c) for c in CHECKSUMS)}, or false for none")
+    target = Target(
+        path,
+        kind,
+        options=options,
+        compress=compress,
+        metadata=metadata,
+        compression=codec_named(path),  # a preset's GCE tarball is named .tar.gz: the tarball is gzip's
+        level=_int(entry, "level", where),
+        threads=_int(entry, "threads", where),
+        checksum=checksum is not None,  # the build hashes the output as it writes it
+    )
+    try:
+        check_compression(target)
+    except InvalidValueError as e:
+        where.refusing("level" if target.level is not None else "threads", e)
+    resize_up = _bool(entry, "resize_up", where)
     settings = {
         "format": kind.value,
         "options": checked,
@@ -274,8 +289,10 @@ def _output(entry: object, root: Path, where: _Where) -> OutputEntry:
         "compression": target.compression.value if target.compression else None,
         "level": target.level,
         "metadata": _plain(metadata) if metadata else None,
+        "preset": preset,
+        "resize_up": resize_up,
     }
-    return OutputEntry(target, _name(path, root), checksum, settings)
+    return OutputEntry(target, _name(path, root), checksum, settings, preset=preset, resize_up=resize_up)
 
 
 def _metadata(entry: Mapping[str, Any], root: Path, where: _Where) -> MetadataRequest:

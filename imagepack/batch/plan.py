@@ -11,11 +11,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from imagepack.batch.manifest import Manifest, OutputEntry, SourceEntry
-from imagepack.build import ArchiveKind
+from imagepack.build import ArchiveKind, disk_format
 from imagepack.compression import compression_of, declared_size
 from imagepack.convert import plan_disk
 from imagepack.errors import ImagepackError, InvalidValueError
-from imagepack.formats import ImageFormat
 from imagepack.image import SourceImage
 from imagepack.inputs import open_source
 
@@ -100,10 +99,12 @@ def estimate_source(source: SourceEntry) -> tuple[list[int], int]:
 
 def _estimate(image: SourceImage, output: OutputEntry) -> int:
     target = output.target
-    fmt = ImageFormat.QCOW2 if target.kind is ArchiveKind.OCI else target.kind
-    assert isinstance(fmt, ImageFormat)
     needed = plan_disk(
-        image, fmt, options=target.options, compress=target.compress, copy_if_unchanged=target.kind is ArchiveKind.OCI
+        image,
+        disk_format(target.kind),
+        options=target.options,
+        compress=target.compress,
+        copy_if_unchanged=target.kind is ArchiveKind.OCI,
     ).needed
     return needed + (ARCHIVE_OVERHEAD if target.kind is ArchiveKind.OCI else 0)
 

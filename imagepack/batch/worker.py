@@ -20,9 +20,10 @@ from imagepack import signals
 from imagepack.batch.manifest import OutputEntry, SourceEntry
 from imagepack.batch.record import Written, write_record
 from imagepack.batch.report import error_json, sha256_of
-from imagepack.build import BuildResult, Target, build, make
+from imagepack.build import BuildResult, build, make
 from imagepack.errors import ImagepackError, Interrupted
 from imagepack.inputs import open_source
+from imagepack.presets import make_for, preset_named
 from imagepack.progress import Progress
 
 PR_SET_PDEATHSIG = 1  # prctl(2): the signal a Linux child gets when its parent dies
@@ -64,38 +65,62 @@ def main() -> None:
 
 def work(conn: Connection, job: Job) -> None:
     if not job.shared:
-        source = job.source
-        _build_each(
-            conn,
-            job,
-            lambda target, progress: make(
-                source.path,
-                target,
-                claimed=source.claimed,
-                policy=source.policy,
-                disk=source.disk,
-                on_progress=progress,
-            ),
-        )
+        _build_each(conn, job, lambda output, progress: _make(job.source, output, progress))
         return
     where = job.outputs[0].target.path.parent
     try:
         with open_source(
             job.source.path, claimed=job.source.claimed, policy=job.source.policy, scratch=where, disk=job.source.disk
         ) as opened:
-            _build_each(conn, job, lambda target, progress: build(opened, target, scratch=where, on_progress=progress))
+            _build_each(
+                conn,
+                job,
+                lambda output, progress: (
+                    _make(job.source, output, progress)  # a preset checks the source as it opens it
+                    if output.preset
+                    else build(opened, output.target, scratch=where, on_progress=progress)
+                ),
+            )
     except ImagepackError as e:
         for index in range(len(job.outputs)):
             conn.send(("failed", index, error_json(e), 0.0))  # the batch ignores outputs already reported
 
 
-def _build_each(conn: Connection, job: Job, build_one: Callable[[Target, Progress], BuildResult]) -> None:
+def _make(source: SourceEntry, output: OutputEntry, progress: Progress) -> BuildResult:
+    """The output as the single command makes it: `convert` (build.make), or `convert --for` (presets.make_for)."""
+    target = output.target
+    if output.preset is None:
+        return make(
+            source.path, target, claimed=source.claimed, policy=source.policy, disk=source.disk, on_progress=progress
+        )
+    return make_for(
+        preset_named(output.preset),
+        source.path,
+        target.path,
+        resize_up=output.resize_up,
+        options=target.options,
+        compress=target.compress,
+        metadata=target.metadata,
+        force=target.force,
+        level=target.level,
+        threads=target.threads,
+        claimed=source.claimed,
+        policy=source.policy,
+        disk=source.disk,
+        on_progress=progress,
+    )
+
+
+def _build_each(conn: Connection, job: Job, build_one: Callable[[OutputEntry, Progress], BuildResult]) -> None:
     for index, (output, inputs) in enumerate(zip(job.outputs, job.inputs, strict=True)):
         conn.send(("start", index))
         started = time.monotonic()
         try:
-            done = build_one(output.target, _progress_sender(conn, index))
-            sha256 = sha256_of(output.target.path) if output.checksum else None
+            done = build_one(output, _progress_sender(conn, index))
+            # Hashed as it was written, where the build can (make_for cannot yet): else read once more.
+            sha256 = (
+                done.checksum.sha256 if done.checksum else sha256_of(output.target.path) if output.checksum else None
+            )
             stat = os.stat(output.target.path)
             write_record(output.target.path, inputs, Written(stat.st_size, stat.st_mtime_ns, sha256))
         except ImagepackError as e:

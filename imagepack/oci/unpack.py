@@ -10,12 +10,13 @@ from pathlib import Path
 from typing import Any
 
 from imagepack.atomic import atomic_outputs, check_free_space, check_target
+from imagepack.checksums import OBJECT_PUT_PART_SIZE, Checksums, checksum_file
 from imagepack.convert import plan_disk, write_planned
 from imagepack.errors import InvalidValueError, OutputError
 from imagepack.formats import ImageFormat, SafetyPolicy, spec
 from imagepack.oci.reader import open_archive
 from imagepack.options import create_options
-from imagepack.progress import Progress
+from imagepack.progress import Progress, share
 
 
 @dataclass(frozen=True)
@@ -27,6 +28,7 @@ class UnpackResult:
     virtual_size: int
     copied: bool
     seconds: float
+    checksum: Checksums | None = None  # of the disk written, when asked for
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -38,6 +40,7 @@ class UnpackResult:
             "virtual_size": self.virtual_size,
             "copied": self.copied,
             "seconds": round(self.seconds, 3),
+            "checksum": self.checksum.to_json() if self.checksum else None,
         }
 
 
@@ -63,10 +66,13 @@ def unpack_archive(
     force: bool = False,
     sync: bool = False,
     policy: SafetyPolicy = SafetyPolicy(),
+    checksum: bool = False,
+    part_size: int = OBJECT_PUT_PART_SIZE,
     on_progress: Progress | None = None,
 ) -> UnpackResult:
     """Write the archive's disk (as the qcow2 it holds, or converted to `to`) and its metadata, byte for byte as
-    archived, into `directory` (created if missing). Both appear together or neither does."""
+    archived, into `directory` (created if missing). Both appear together or neither does. With `checksum`,
+    the disk is read back once written (qemu-img or the kernel wrote it) for the checksums of an upload."""
     started = time.monotonic()
     fmt = to or ImageFormat.QCOW2
     create_options(fmt, options)  # a bad option fails before the directory is made or the archive read
@@ -86,7 +92,7 @@ def unpack_archive(
             plan = plan_disk(disk, fmt, options=options, copy_if_unchanged=True)
             check_free_space(disk_target, plan.needed + len(opened.metadata_bytes))
             with atomic_outputs([disk_target, metadata_target], sync=sync) as (disk_temp, metadata_temp):
-                write_planned(disk, plan, disk_temp, on_progress=on_progress)
+                write_planned(disk, plan, disk_temp, on_progress=share(on_progress, 0.0, 0.8 if checksum else 1.0))
                 # As archived, byte for byte (our own archives' whitespace padding included): what was signed or
                 # checksummed as a member still matches once extracted, as with any tar tool.
                 metadata_temp.write_bytes(opened.metadata_bytes)
@@ -95,6 +101,9 @@ def unpack_archive(
             with contextlib.suppress(OSError):
                 directory.rmdir()  # only when empty: we made it, and nothing of ours is in it
         raise
+    sums = None
+    if checksum:
+        sums = checksum_file(disk_target, part_size=part_size, on_progress=share(on_progress, 0.8, 1.0))
     return UnpackResult(
-        archive, disk_target, fmt, metadata_target, disk.virtual_size, plan.copy, time.monotonic() - started
+        archive, disk_target, fmt, metadata_target, disk.virtual_size, plan.copy, time.monotonic() - started, sums
     )
