@@ -176,3 +176,20 @@ def spawn(argv: Sequence[str]) -> Iterator[Running]:
             if proc is not None:
                 _kill_group(proc)
                 log.debug("exit %s: %s", proc.returncode, Running(proc, err).stderr().strip()[-500:])
+
+
+def start_worker(argv: Sequence[str], *, pass_fds: Sequence[int] = ()) -> subprocess.Popen[bytes]:
+    """Start a long-lived child (one of our own worker processes) that the caller talks to and must wait for.
+
+    It gets its own session, so that Ctrl-C at the terminal reaches only the caller, which decides how its
+    children stop; signals are held while it starts (the caller holds them too, to record the child before one is
+    raised), and the child inherits them held: it unblocks them once its handlers are installed."""
+    argv = tuple(argv)
+    log.debug("start: %s", " ".join(argv))
+    with signals_held():
+        return subprocess.Popen(
+            argv,
+            stdin=subprocess.DEVNULL,
+            pass_fds=tuple(pass_fds),
+            start_new_session=True,
+        )

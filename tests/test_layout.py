@@ -27,6 +27,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("boot",),
     ("oci.unpack", "build", "info", "oci.verify", "oci.importrequest"),
     ("presets",),
+    ("batch",),
     ("_demo", "cli", "__main__"),
 )
 

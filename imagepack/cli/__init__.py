@@ -10,6 +10,7 @@ import sys
 import typer
 
 from imagepack.cli import (
+    batch,
     boot,
     checksum,
     compress,
@@ -38,7 +39,7 @@ app = typer.Typer(
     "\n\n\b\nExamples:\n  imagepack pack disk.vmdk disk.oci --os 'Oracle Linux' --os-version 9\n"
     "  imagepack convert disk.oci disk.vmdk",
 )
-for verb in (info, convert, pack, unpack, verify, meta, compress, checksum, url, import_request, seed_iso, boot):
+for verb in (info, convert, pack, unpack, verify, meta, compress, checksum, url, import_request, seed_iso, boot, batch):
     verb.register(app)
 
 
