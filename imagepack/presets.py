@@ -12,6 +12,7 @@ from typing import Any
 
 from imagepack.atomic import check_target
 from imagepack.build import ArchiveKind, BuildResult, Target, TargetKind, build, check_compression, inner_path
+from imagepack.checksums import OBJECT_PUT_PART_SIZE
 from imagepack.compression import codec_named
 from imagepack.errors import InputError, InvalidValueError
 from imagepack.formats import DEFAULT_MAX_SIZE, ImageFormat, SafetyPolicy
@@ -147,6 +148,8 @@ class Preset:
         sync: bool = False,
         level: int | None = None,
         threads: int | None = None,
+        checksum: bool = False,
+        part_size: int = OBJECT_PUT_PART_SIZE,
     ) -> Target:
         """The build.Target that writes `path` for this platform (from `source`, whose size decides how far
         `resize_up` grows the output). `options` may add format options, not change the preset's own."""
@@ -174,6 +177,8 @@ class Preset:
             level=level,
             threads=threads,
             grow_to=grow_to,
+            checksum=checksum,
+            part_size=part_size,
         )
 
     def to_json(self) -> dict[str, Any]:
@@ -276,6 +281,8 @@ def make_for(
     sync: bool = False,
     level: int | None = None,
     threads: int | None = None,
+    checksum: bool = False,
+    part_size: int = OBJECT_PUT_PART_SIZE,
     claimed: ImageFormat | None = None,
     policy: SafetyPolicy = SafetyPolicy(),
     scratch: Path | None = None,
@@ -312,6 +319,8 @@ def make_for(
             sync=sync,
             level=level,
             threads=threads,
+            checksum=checksum,
+            part_size=part_size,
         )
         done = build(opened, built, scratch=where, on_progress=on_progress)
     return dataclasses.replace(done, preset=preset.name, warnings=[*problems, *done.warnings])

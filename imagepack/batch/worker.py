@@ -104,6 +104,7 @@ def _make(source: SourceEntry, output: OutputEntry, progress: Progress) -> Build
         force=target.force,
         level=target.level,
         threads=target.threads,
+        checksum=target.checksum,
         claimed=source.claimed,
         policy=source.policy,
         disk=source.disk,
@@ -117,7 +118,7 @@ def _build_each(conn: Connection, job: Job, build_one: Callable[[OutputEntry, Pr
         started = time.monotonic()
         try:
             done = build_one(output, _progress_sender(conn, index))
-            # Hashed as it was written, where the build can (make_for cannot yet): else read once more.
+            # Hashed as it was written where the build can; an output without a checksum asked is read once more.
             sha256 = (
                 done.checksum.sha256 if done.checksum else sha256_of(output.target.path) if output.checksum else None
             )

@@ -108,6 +108,7 @@ def convert_command(
             kind = preset.output_for(target).kind
             if kind is not ArchiveKind.OCI and pack.given():
                 raise InvalidValueError(f"{pack.given()[0]} applies only to a .oci target, not {kind.value}")
+            part_size_checked = parse_part_size(part_size, checksum=checksum)
             with progress_bar(f"{source.name} → {target.name}", quiet=quiet) as on_progress:
                 done = make_for(
                     preset,
@@ -121,6 +122,8 @@ def convert_command(
                     sync=sync,
                     level=level,
                     threads=threads,
+                    checksum=checksum,
+                    part_size=part_size_checked,
                     claimed=parse_disk_format(from_format),
                     policy=parse_policy(max_size, allow_backing=allow_backing, vhd_size=vhd_size),
                     on_progress=on_progress,
