@@ -88,7 +88,8 @@ class Manifest:
 def preset_target(name: str, path: Path, *, options: Mapping[str, str], compress: bool) -> Target:
     """The target `for = NAME` stands for at `path`, as `convert --for NAME` makes it: the preset's kind and
     options, the entry's own options added (a conflicting one is refused)."""
-    return preset_named(name).target_for(path, options=options, compress=compress)
+    preset = preset_named(name)
+    return preset.target_for(Target(path, preset.output_for(path).kind, options=options, compress=compress))
 
 
 class KeyLines:
