@@ -11,8 +11,9 @@ import signal
 import subprocess
 import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
+from typing import BinaryIO
 
 from imagepack.signals import signals_held
 
@@ -132,3 +133,40 @@ def run(
         stderr = err.read(1024 * 1024).decode("utf-8", "replace")
     log.debug("exit %s: %s", returncode, stderr.strip()[-500:])
     return Completed(argv, returncode, "\n".join(out), stderr, timed_out)
+
+
+@dataclass
+class Service:
+    """A program started by `serving`, still running: its process, and where its stderr goes."""
+
+    proc: subprocess.Popen[bytes]
+    stderr: BinaryIO
+
+    def stderr_text(self) -> str:
+        self.stderr.seek(0)
+        return self.stderr.read(1024 * 1024).decode("utf-8", "replace")
+
+
+@contextlib.contextmanager
+def serving(argv: Sequence[str], *, limits: Limits = Limits()) -> Iterator[Service]:
+    """Start argv (a server, e.g. qemu-nbd) in its own process group for the length of the block, and kill the
+    whole group when the block ends, however it ends: a server never outlives the step that needed it."""
+    argv = tuple(argv)
+    log.debug("serve: %s", " ".join(argv))
+    with tempfile.TemporaryFile() as err:
+        proc: subprocess.Popen[bytes] | None = None
+        try:
+            with signals_held():  # as in run(): a signal now is raised where the child is known and killed
+                proc = subprocess.Popen(
+                    argv,
+                    stdin=subprocess.DEVNULL,
+                    stdout=subprocess.DEVNULL,
+                    stderr=err,
+                    start_new_session=True,
+                    preexec_fn=_apply_limits(limits) if (limits.address_space or limits.cpu_seconds) else None,
+                    env=_child_env(limits),
+                )
+            yield Service(proc, err)
+        finally:
+            if proc is not None:
+                _kill_group(proc)
