@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
+from enum import StrEnum
 from pathlib import Path
 
 from imagepack import qemu
@@ -16,6 +17,14 @@ from imagepack.options import create_options
 from imagepack.problems import Remedy
 from imagepack.progress import Progress
 from imagepack.sparse import copy_file_range_from
+from imagepack.vmdkstream import write_stream_vmdk
+
+
+class StreamWriter(StrEnum):
+    """Who writes a stream-optimized vmdk: imagepack's own parallel writer, or qemu-img's (one core)."""
+
+    IMAGEPACK = "imagepack"
+    QEMU = "qemu"
 
 
 @dataclass(frozen=True)
@@ -75,6 +84,18 @@ class DiskPlan:
     compress: bool
     copy: bool  # the source's bytes as they are, not a conversion
     needed: int
+    own_stream: bool = False  # a stream-optimized vmdk that imagepack writes itself
+    threads: int | None = None  # compressing threads (one per core when None)
+
+
+def is_stream_vmdk(fmt: ImageFormat, options: Mapping[str, str]) -> bool:
+    return fmt is ImageFormat.VMDK and options.get("subformat") == "streamOptimized"
+
+
+def uses_threads(fmt: ImageFormat, options: Mapping[str, str], *, compress: bool) -> bool:
+    """Whether writing this disk compresses on several threads: a compressed qcow2 (qemu-img -m) or a stream
+    vmdk (imagepack's writer; qemu-img's runs on one)."""
+    return (compress and fmt is ImageFormat.QCOW2) or is_stream_vmdk(fmt, options)
 
 
 def plan_disk(
@@ -84,13 +105,19 @@ def plan_disk(
     options: Mapping[str, str] = {},
     compress: bool = False,
     copy_if_unchanged: bool = False,
+    threads: int | None = None,
+    stream_writer: StreamWriter = StreamWriter.IMAGEPACK,
 ) -> DiskPlan:
     """With `copy_if_unchanged`, a source already in `fmt` that no option changes is copied in the kernel (holes
-    kept) instead of rewritten by qemu-img."""
+    kept) instead of rewritten by qemu-img. A stream-optimized vmdk is written by imagepack's own writer unless
+    `stream_writer` asks for qemu-img's."""
     checked = create_options(fmt, options, compress=compress)
+    if threads is not None and threads < 1:
+        raise InvalidValueError(f"threads {threads}: give at least one")
     copy = copy_if_unchanged and can_copy(image, fmt, options=options, compress=compress)
     needed = _source_length(image) if copy else estimate_output_size(image, fmt, checked)
-    return DiskPlan(fmt, checked, compress, copy, needed)
+    own_stream = not copy and stream_writer is StreamWriter.IMAGEPACK and is_stream_vmdk(fmt, checked)
+    return DiskPlan(fmt, checked, compress, copy, needed, own_stream, threads)
 
 
 def _source_length(image: SourceImage) -> int:
@@ -106,6 +133,16 @@ def write_planned(image: SourceImage, plan: DiskPlan, temp: Path, *, on_progress
         finally:
             os.close(fd)
         return
+    if plan.own_stream:
+        write_stream_vmdk(
+            image.ref,
+            temp,
+            virtual_size=image.virtual_size,
+            options=plan.options,
+            threads=plan.threads,
+            on_progress=on_progress,
+        )
+        return
     qemu.convert(
         image.ref,
         temp,
@@ -113,6 +150,7 @@ def write_planned(image: SourceImage, plan: DiskPlan, temp: Path, *, on_progress
         virtual_size=image.virtual_size,
         options=plan.options,
         compress=plan.compress,
+        threads=plan.threads,
         on_progress=on_progress,
     )
 
@@ -125,11 +163,21 @@ def write_disk(
     options: Mapping[str, str] = {},
     compress: bool = False,
     copy_if_unchanged: bool = False,
+    threads: int | None = None,
+    stream_writer: StreamWriter = StreamWriter.IMAGEPACK,
     sync: bool = False,
     on_progress: Progress | None = None,
 ) -> WrittenDisk:
     """Write `image` to `target` in `fmt`, whole or not at all."""
-    plan = plan_disk(image, fmt, options=options, compress=compress, copy_if_unchanged=copy_if_unchanged)
+    plan = plan_disk(
+        image,
+        fmt,
+        options=options,
+        compress=compress,
+        copy_if_unchanged=copy_if_unchanged,
+        threads=threads,
+        stream_writer=stream_writer,
+    )
     check_free_space(target, plan.needed)
     with atomic_output(target, sync=sync) as temp:
         write_planned(image, plan, temp, on_progress=on_progress)

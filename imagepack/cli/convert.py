@@ -17,6 +17,7 @@ from imagepack.cli.options import (
     LEVEL,
     MAX_SIZE,
     QUIET,
+    STREAM_WRITER,
     SYNC,
     THREADS,
     VERBOSE,
@@ -29,7 +30,9 @@ from imagepack.cli.output import progress_bar, report_build, reported, setup_log
 EXAMPLES = """\b
 Examples:
   imagepack convert disk.vmdk disk.qcow2
-  imagepack convert disk.raw disk.vmdk -o subformat=streamOptimized"""
+  imagepack convert disk.raw disk.vmdk -o subformat=streamOptimized
+  imagepack convert disk.qcow2 disk.vmdk -o subformat=streamOptimized --threads 4
+  imagepack convert disk.raw small.qcow2 --compress"""
 
 
 def register(app: typer.Typer) -> None:
@@ -50,6 +53,7 @@ def convert_command(
     compress: bool = COMPRESS,
     level: int = LEVEL,
     threads: int = THREADS,
+    stream_writer: str = STREAM_WRITER,
     force: bool = FORCE,
     sync: bool = SYNC,
     allow_backing: bool = ALLOW_BACKING,
@@ -67,12 +71,14 @@ def convert_command(
     setup_logging(quiet=quiet, verbose=verbose)
     with reported(verbose=verbose, json_output=json_output):
         from imagepack.build import ArchiveKind, Target, make, target_kind
-        from imagepack.cli.parse import metadata_request, parse_disk_format, parse_policy, parse_target
+        from imagepack.cli.parse import metadata_request, parse_choice, parse_disk_format, parse_policy, parse_target
         from imagepack.compression import codec_named
+        from imagepack.convert import StreamWriter
         from imagepack.errors import InvalidValueError
         from imagepack.options import parse_option_pairs
 
         kind = target_kind(target, parse_target(to))
+        writer = parse_choice(StreamWriter, stream_writer, "--stream-writer") or StreamWriter.IMAGEPACK
         if kind is not ArchiveKind.OCI and pack.given():
             raise InvalidValueError(f"{pack.given()[0]} applies only to a .oci target, not {kind.value}")
         with progress_bar(f"{source.name} → {target.name}", quiet=quiet) as on_progress:
@@ -89,6 +95,7 @@ def convert_command(
                     compression=codec_named(target),
                     level=level,
                     threads=threads,
+                    stream_writer=writer,
                 ),
                 claimed=parse_disk_format(from_format),
                 policy=parse_policy(max_size, allow_backing=allow_backing, vhd_size=vhd_size),
