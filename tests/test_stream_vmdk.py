@@ -234,3 +234,20 @@ def test_a_file_system_filling_up_midway_leaves_nothing(tmp_path: Path, mount_tm
     filler.unlink()
     assert list(small.iterdir()) == []
     assert qemu_nbd_serving(source) == []
+
+
+def test_a_stream_vmdk_from_inside_a_oci_and_unpacked_from_one_is_the_disk(tmp_path: Path) -> None:
+    """The source is a member of an archive (qemu-nbd reads it through the raw driver's offset)."""
+    raw = tmp_path / "disk.raw"
+    write_every_kind_of_grain(raw)
+    archive = tmp_path / "disk.oci"
+    packed = run_cli("pack", str(raw), str(archive), "--os", "Oracle Linux", "--os-version", "9", "--firmware", "BIOS")
+    assert packed.returncode == 0, packed.stderr
+    out = tmp_path / "from-oci.vmdk"
+    convert_stream(archive, out)
+    assert qemu_compare(raw, "raw", out, "vmdk").returncode == 0
+    done = run_cli("unpack", str(archive), "-d", str(tmp_path / "x"), "--to", "vmdk", *STREAM, "--threads", "2")
+    assert done.returncode == 0, done.stderr
+    unpacked = tmp_path / "x" / "disk.vmdk"
+    assert read_vmdk_extent_names(unpacked) == ["disk.vmdk"]
+    assert read_guest_disk_libvmdk(unpacked) == read_guest_disk(raw, "raw")

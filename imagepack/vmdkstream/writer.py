@@ -22,7 +22,7 @@ from imagepack.vmdkstream import layout
 from imagepack.vmdkstream.layout import GRAIN, GRAIN_SECTORS, GT_ENTRIES, SECTOR
 
 CHUNK = 16 * GRAIN  # one read, one job: 1 MiB, so the per-grain Python work is done in batches
-JOBS_PER_THREAD = 4  # enough queued work that no thread waits on the reader; bounds the memory in flight
+JOBS_PER_THREAD = 2  # queued work, so that no thread waits on the reader; with the reader's own, the memory in flight
 BLOCK_STATUS_SPAN = 1024**3  # how much of the disk one block-status request asks about
 ZLIB_LEVEL = 6  # zlib's default, which qemu uses: the same size as qemu's output
 _ZERO_GRAIN = bytes(GRAIN)
@@ -96,7 +96,7 @@ class _Stream:
             for offset in _chunks_with_data(nbd, size):
                 data = nbd.read(offset, min(CHUNK, size - offset))
                 pending.append(pool.submit(_compress_chunk, data, offset // GRAIN))
-                while len(pending) >= threads * JOBS_PER_THREAD:
+                while len(pending) >= threads * JOBS_PER_THREAD + 2:
                     self._grains(pending.popleft().result())
                     if on_progress:
                         on_progress(offset / size)
