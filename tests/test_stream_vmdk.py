@@ -157,10 +157,14 @@ def test_bad_threads_or_writer_is_a_usage_error(tmp_path: Path, args: tuple[str,
     assert not out.exists() and not leftovers(tmp_path)
 
 
-def incompressible_disk(path: Path, size: int) -> None:
-    with open(path, "wb") as f:
+def incompressible_qcow2(path: Path, size: int) -> None:
+    """Random data as a qcow2: read through qemu-nbd, which must not outlive an interrupted run."""
+    raw = path.with_suffix(".raw")
+    with open(raw, "wb") as f:
         for _ in range(size // MiB):
             f.write(os.urandom(MiB))
+    qemu_img("convert", "-f", "raw", "-O", "qcow2", str(raw), str(path))
+    raw.unlink()
 
 
 def qemu_nbd_serving(source: Path) -> list[str]:
@@ -185,8 +189,8 @@ def writing_started(folder: Path) -> Callable[[], bool]:
 
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
 def test_interrupted_midway_leaves_nothing_and_no_qemu_nbd(tmp_path: Path, signum: int) -> None:
-    source = tmp_path / "random.raw"
-    incompressible_disk(source, 96 * MiB)
+    source = tmp_path / "random.qcow2"
+    incompressible_qcow2(source, 96 * MiB)
     out_dir = tmp_path / "out"
     out_dir.mkdir()
     args = ["convert", *STREAM, "--threads", "1", str(source), str(out_dir / "disk.vmdk")]
@@ -198,8 +202,8 @@ def test_interrupted_midway_leaves_nothing_and_no_qemu_nbd(tmp_path: Path, signu
 
 
 def test_a_file_system_filling_up_midway_leaves_nothing(tmp_path: Path, mount_tmpfs: Callable[[str], Path]) -> None:
-    source = tmp_path / "random.raw"
-    incompressible_disk(source, 48 * MiB)
+    source = tmp_path / "random.qcow2"
+    incompressible_qcow2(source, 48 * MiB)
     small = mount_tmpfs("64M")
     target = small / "disk.vmdk"
     proc = subprocess.Popen(
@@ -251,3 +255,15 @@ def test_a_stream_vmdk_from_inside_a_oci_and_unpacked_from_one_is_the_disk(tmp_p
     unpacked = tmp_path / "x" / "disk.vmdk"
     assert read_vmdk_extent_names(unpacked) == ["disk.vmdk"]
     assert read_guest_disk_libvmdk(unpacked) == read_guest_disk(raw, "raw")
+
+
+def test_a_raw_disk_inside_a_tar_is_read_in_place_at_its_offset(tmp_path: Path) -> None:
+    """A plain GCE tarball's disk.raw is a raw region of the tar: read directly, from the member's offset."""
+    folder = tmp_path / "gce"
+    folder.mkdir()
+    write_every_kind_of_grain(folder / "disk.raw")
+    tarball = tmp_path / "disk.tar"
+    subprocess.run(["tar", "--format=oldgnu", "-cf", str(tarball), "-C", str(folder), "disk.raw"], check=True)
+    out = tmp_path / "disk.vmdk"
+    convert_stream(tarball, out)
+    assert read_guest_disk_libvmdk(out) == read_guest_disk(folder / "disk.raw", "raw")

@@ -1,6 +1,7 @@
-"""Writing a stream-optimized VMDK from any source: qemu-nbd decodes the source, imagepack reads the guest disk
-through NBD (skipping what reads as zeroes unread), compresses grains on a pool of threads (zlib releases the GIL)
-and writes them in order behind their markers, then the grain tables, the grain directory and the footer.
+"""Writing a stream-optimized VMDK from any source: the guest disk is read in place (raw) or through qemu-nbd
+(every other format; see source.py), what reads as zeroes skipped unread; grains are compressed on a pool of
+threads (zlib releases the GIL) and written in order behind their markers, then the grain tables, the grain
+directory and the footer.
 
 Memory is bounded by a window of chunks in flight, a few per thread, whatever the disk's size."""
 
@@ -15,11 +16,11 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import BinaryIO
 
-from imagepack.nbd import NbdClient, exported
 from imagepack.progress import Progress
 from imagepack.qemu import ImageRef
 from imagepack.vmdkstream import layout
 from imagepack.vmdkstream.layout import GRAIN, GRAIN_SECTORS, GT_ENTRIES, SECTOR
+from imagepack.vmdkstream.source import GuestDisk, guest_disk
 
 CHUNK = 16 * GRAIN  # one read, one job: 1 MiB, so the per-grain Python work is done in batches
 JOBS_PER_THREAD = 2  # queued work, so that no thread waits on the reader; with the reader's own, the memory in flight
@@ -44,8 +45,8 @@ def write_stream_vmdk(
     """Write `source` as a stream-optimized VMDK into `target` (a new file, whose name the descriptor records)."""
     capacity = layout.sectors_of(virtual_size)
     descriptor = layout.descriptor(target.name, capacity, options, _cid())
-    with exported(source) as nbd, open(target, "r+b", buffering=1024**2) as out:
-        _Stream(out, capacity).write(nbd, descriptor, virtual_size, threads or default_threads(), on_progress)
+    with guest_disk(source, virtual_size) as disk, open(target, "r+b", buffering=1024**2) as out:
+        _Stream(out, capacity).write(disk, descriptor, virtual_size, threads or default_threads(), on_progress)
 
 
 def _cid() -> int:
@@ -86,15 +87,15 @@ class _Stream:
         self.out.write(data)
         self.sector += len(data) // SECTOR
 
-    def write(self, nbd: NbdClient, descriptor: bytes, size: int, threads: int, on_progress: Progress | None) -> None:
+    def write(self, disk: GuestDisk, descriptor: bytes, size: int, threads: int, on_progress: Progress | None) -> None:
         self._put(layout.header(self.capacity, layout.GD_AT_END))
         self._put(descriptor)
         self._put(bytes((layout.FIRST_GRAIN - self.sector) * SECTOR))
         pending: collections.deque[concurrent.futures.Future[list[tuple[int, bytes]]]] = collections.deque()
         pool = concurrent.futures.ThreadPoolExecutor(max_workers=threads, thread_name_prefix="imagepack-vmdk")
         try:
-            for offset in _chunks_with_data(nbd, size):
-                data = nbd.read(offset, min(CHUNK, size - offset))
+            for offset in _chunks_with_data(disk, size):
+                data = disk.read(offset, min(CHUNK, size - offset))
                 pending.append(pool.submit(_compress_chunk, data, offset // GRAIN))
                 while len(pending) >= threads * JOBS_PER_THREAD + 2:
                     self._grains(pending.popleft().result())
@@ -143,13 +144,13 @@ def _le32(values: list[int]) -> bytes:
     return b"".join(v.to_bytes(4, "little") for v in values)
 
 
-def _chunks_with_data(nbd: NbdClient, size: int) -> Iterator[int]:
-    """The offsets of the chunks that hold anything but zeroes, as the export's block status tells, in order; a
+def _chunks_with_data(disk: GuestDisk, size: int) -> Iterator[int]:
+    """The offsets of the chunks that hold anything but zeroes, as the source's allocation tells, in order; a
     chunk that is partly data is read whole, and its zero grains found by comparison."""
     offset = 0
     upcoming = 0  # the first chunk not yet given: two data extents can share one
     while offset < size:
-        for extent in nbd.extents(offset, min(BLOCK_STATUS_SPAN, size - offset)):
+        for extent in disk.extents(offset, min(BLOCK_STATUS_SPAN, size - offset)):
             end = extent.offset + extent.length
             if not extent.zero:
                 for chunk in range(max(upcoming, extent.offset - extent.offset % CHUNK), end, CHUNK):
