@@ -267,3 +267,18 @@ def test_a_raw_disk_inside_a_tar_is_read_in_place_at_its_offset(tmp_path: Path) 
     out = tmp_path / "disk.vmdk"
     convert_stream(tarball, out)
     assert read_guest_disk_libvmdk(out) == read_guest_disk(folder / "disk.raw", "raw")
+
+
+def test_without_qemu_nbd_a_qcow2_source_is_refused_in_one_line(tmp_path: Path) -> None:
+    raw = tmp_path / "disk.raw"
+    write_every_kind_of_grain(raw)
+    source = tmp_path / "disk.qcow2"
+    qemu_img("convert", "-f", "raw", "-O", "qcow2", str(raw), str(source))
+    out = tmp_path / "out.vmdk"
+    env = {**os.environ, "IMAGEPACK_QEMU_NBD": str(tmp_path / "no-such-qemu-nbd")}
+    done = run_cli("convert", *STREAM, str(source), str(out), env=env)
+    assert done.returncode == 1
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("imagepack: error: ") and "qemu-nbd" in lines[0], done.stderr
+    assert "--stream-writer qemu" in lines[0] or "IMAGEPACK_QEMU_NBD" in lines[0]
+    assert not out.exists() and not leftovers(tmp_path)
