@@ -26,6 +26,7 @@ class Remedy(StrEnum):
     STATE_TARGET_FORMAT = "to"  # say which format to write
     STATE_METADATA = "metadata"  # give the image metadata to start from
     REPLACE_OUTPUT = "force"  # replace an output that exists
+    QEMU_STREAM_WRITER = "stream-writer"  # have qemu-img write a stream-optimized vmdk (no qemu-nbd needed)
 
 
 @dataclass(frozen=True)

@@ -280,5 +280,6 @@ def test_without_qemu_nbd_a_qcow2_source_is_refused_in_one_line(tmp_path: Path) 
     assert done.returncode == 1
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("imagepack: error: ") and "qemu-nbd" in lines[0], done.stderr
-    assert "--stream-writer qemu" in lines[0] or "IMAGEPACK_QEMU_NBD" in lines[0]
+    assert f"IMAGEPACK_QEMU_NBD={tmp_path / 'no-such-qemu-nbd'} is not an executable" in lines[0]
+    assert lines[0].endswith("; pass --stream-writer qemu to have qemu-img write it")
     assert not out.exists() and not leftovers(tmp_path)

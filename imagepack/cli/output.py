@@ -33,6 +33,7 @@ REMEDY_TEXT = {
     Remedy.STATE_TARGET_FORMAT: "pass --to FORMAT",
     Remedy.STATE_METADATA: "pass --metadata FILE, or repack the archive",
     Remedy.REPLACE_OUTPUT: "pass --force to replace it",
+    Remedy.QEMU_STREAM_WRITER: "pass --stream-writer qemu to have qemu-img write it",
 }
 
 

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from imagepack.errors import QemuImgError
 from imagepack.nbd.client import NbdClient
+from imagepack.problems import Remedy
 from imagepack.process import serving
 from imagepack.qemu import ImageRef, find_qemu_img
 
@@ -24,9 +25,11 @@ def find_qemu_nbd() -> str:
     beside = str(Path(find_qemu_img().path).parent)
     path = shutil.which(wanted) if wanted else (shutil.which("qemu-nbd", path=beside) or shutil.which("qemu-nbd"))
     if not path:
+        where = f"IMAGEPACK_QEMU_NBD={wanted} is not an executable" if wanted else "qemu-nbd is not installed"
         raise QemuImgError(
-            "qemu-nbd is not installed (imagepack's stream-optimized vmdk writer reads the source through it); "
-            "install qemu-utils (Debian/Ubuntu) or qemu-img (Fedora/RHEL), or point IMAGEPACK_QEMU_NBD at it"
+            f"{where} (imagepack's stream-optimized vmdk writer reads the source through it); "
+            "install qemu-utils (Debian/Ubuntu) or qemu-img (Fedora/RHEL), or point IMAGEPACK_QEMU_NBD at it",
+            remedy=Remedy.QEMU_STREAM_WRITER,
         )
     return path
 
