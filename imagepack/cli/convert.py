@@ -20,6 +20,7 @@ from imagepack.cli.options import (
     MAX_SIZE,
     PART_SIZE,
     QUIET,
+    STREAM_WRITER,
     SYNC,
     THREADS,
     VERBOSE,
@@ -35,6 +36,8 @@ Examples:
   imagepack convert disk.raw disk.vmdk -o subformat=streamOptimized
   imagepack convert disk.qcow2 disk.vhd --for azure --resize-up
   imagepack convert disk.qcow2 disk.tar.gz --for gcp --resize-up
+  imagepack convert disk.qcow2 disk.vmdk -o subformat=streamOptimized --threads 4
+  imagepack convert disk.raw small.qcow2 --compress
   imagepack convert --for list"""
 
 
@@ -71,6 +74,7 @@ def convert_command(
     compress: bool = COMPRESS,
     level: int = LEVEL,
     threads: int = THREADS,
+    stream_writer: str = STREAM_WRITER,
     force: bool = FORCE,
     sync: bool = SYNC,
     allow_backing: bool = ALLOW_BACKING,
@@ -94,8 +98,16 @@ def convert_command(
     _require_arguments(ctx, source=source, target=target)
     with reported(verbose=verbose, json_output=json_output):
         from imagepack.build import ArchiveKind, Target, make, target_kind
-        from imagepack.cli.parse import metadata_request, parse_disk_format, parse_part_size, parse_policy, parse_target
+        from imagepack.cli.parse import (
+            metadata_request,
+            parse_choice,
+            parse_disk_format,
+            parse_part_size,
+            parse_policy,
+            parse_target,
+        )
         from imagepack.compression import codec_named
+        from imagepack.convert import StreamWriter
         from imagepack.errors import InvalidValueError
         from imagepack.options import parse_option_pairs
 
@@ -111,6 +123,7 @@ def convert_command(
             raise InvalidValueError("--resize-up applies with --for (azure or gcp), which says what size to reach")
         else:
             kind = target_kind(target, parse_target(to))
+        writer = parse_choice(StreamWriter, stream_writer, "--stream-writer") or StreamWriter.IMAGEPACK
         if kind is not ArchiveKind.OCI and pack.given():
             raise InvalidValueError(f"{pack.given()[0]} applies only to a .oci target, not {kind.value}")
         wanted = Target(
@@ -124,6 +137,7 @@ def convert_command(
             compression=codec_named(target),
             level=level,
             threads=threads,
+            stream_writer=writer,
             checksum=checksum,
             part_size=parse_part_size(part_size, checksum=checksum),
         )

@@ -11,7 +11,7 @@ from typing import Any
 
 from imagepack.atomic import atomic_outputs, check_free_space, check_target
 from imagepack.checksums import OBJECT_PUT_PART_SIZE, Checksums, checksum_file
-from imagepack.convert import plan_disk, write_planned
+from imagepack.convert import StreamWriter, plan_disk, write_planned
 from imagepack.errors import InvalidValueError, OutputError
 from imagepack.formats import ImageFormat, SafetyPolicy, spec
 from imagepack.oci.reader import open_archive
@@ -63,6 +63,8 @@ def unpack_archive(
     to: ImageFormat | None = None,
     name: str | None = None,
     options: Mapping[str, str] = {},
+    threads: int | None = None,
+    stream_writer: StreamWriter = StreamWriter.IMAGEPACK,
     force: bool = False,
     sync: bool = False,
     policy: SafetyPolicy = SafetyPolicy(),
@@ -89,7 +91,9 @@ def unpack_archive(
             check_target(target, force=force, inputs=(archive,))
         with open_archive(archive, policy=policy, scratch=directory) as opened:
             disk = opened.disk
-            plan = plan_disk(disk, fmt, options=options, copy_if_unchanged=True)
+            plan = plan_disk(
+                disk, fmt, options=options, copy_if_unchanged=True, threads=threads, stream_writer=stream_writer
+            )
             check_free_space(disk_target, plan.needed + len(opened.metadata_bytes))
             with atomic_outputs([disk_target, metadata_target], sync=sync) as (disk_temp, metadata_temp):
                 write_planned(disk, plan, disk_temp, on_progress=share(on_progress, 0.0, 0.8 if checksum else 1.0))
