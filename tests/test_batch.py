@@ -47,6 +47,7 @@ REPRODUCIBLE = """
   [[source.output]]
   path = "out/{name}-small.qcow2"
   compress = true
+  threads = 1  # in order: on more threads qemu-img -W writes the clusters in another order each run
   options = {{ cluster_size = "128k" }}
 
   [[source.output]]
