@@ -20,6 +20,7 @@ from imagepack.image import SourceImage, open_image, require_regular_file
 from imagepack.oci.reader import OpenedArchive, open_archive
 from imagepack.ova.archive import looks_like_ova
 from imagepack.ova.reader import OpenedOva, open_ova
+from imagepack.progress import Progress
 
 
 class SourceKind(StrEnum):
@@ -80,29 +81,40 @@ def open_source(
     policy: SafetyPolicy = SafetyPolicy(),
     scratch: Path | None = None,
     disk: int | None = None,
+    on_progress: Progress | None = None,
 ) -> Iterator[Source]:
     """Open `path` through every check. `claimed` states the disk format (never an archive). `scratch` is where a
     disk that cannot be read in place, or a compressed input's content, is written to, and removed from
     afterwards; it needs room for what the stream declares (see compression.decompressed). `disk` picks one of an
-    OVA's disks (from 1)."""
+    OVA's disks (from 1). `on_progress` follows the decompression of a compressed input (zstd, xz, bzip2 or a
+    gzip that is not a .oci archive), the only long step of opening one."""
     kind = compression_of(path)
     if claimed is None and kind in (None, Container.GZIP) and looks_like_ova(path):
         with open_ova(path, disk=disk, policy=policy, scratch=scratch) as ova:
             yield Source(path, SourceKind.OVA, ova.disk, ova=ova)
         return
-    if disk is not None:
-        raise InvalidValueError(f"--disk picks one of an OVA's disks; {path} is not an OVA", code="ova.not-an-ova")
-    if claimed is None and kind in (None, Container.GZIP) and is_archive(path) and is_gce_tarball(path):
+    plain_archive = claimed is None and kind in (None, Container.GZIP) and is_archive(path)
+    if disk is not None and (kind is None or plain_archive):
+        raise _not_an_ova(path)
+    if plain_archive and is_gce_tarball(path):
         with open_gce(path, policy=policy, scratch=scratch) as image:
             yield Source(path, SourceKind.GCE, image, compression=STREAMS[kind] if kind else None)
         return
-    if claimed is None and kind in (None, Container.GZIP) and is_archive(path):
+    if plain_archive:
         with open_archive(path, policy=policy, scratch=scratch) as opened:
             yield Source(path, SourceKind.OCI, opened.disk, opened)
         return
     if kind is not None:
-        with decompressed(path, kind, claimed=claimed, policy=policy, scratch=scratch) as content:
+        with decompressed(
+            path, kind, claimed=claimed, policy=policy, scratch=scratch, on_progress=on_progress
+        ) as content:
             name = STREAMS[kind]
+            if content.is_archive and looks_like_ova(content.path):
+                with open_ova(content.path, disk=disk, policy=policy, scratch=scratch) as ova:
+                    yield Source(path, SourceKind.OVA, ova.disk, compression=name, ova=ova)
+                return
+            if disk is not None:
+                raise _not_an_ova(path)
             if content.is_archive:
                 with open_archive(content.path, policy=policy, scratch=scratch) as opened:
                     yield Source(path, SourceKind.OCI, opened.disk, opened, compression=name)
@@ -111,3 +123,7 @@ def open_source(
             yield Source(path, SourceKind.COMPRESSED, image, compression=name)
         return
     yield Source(path, SourceKind.DISK, open_image(path, claimed=claimed, policy=policy))
+
+
+def _not_an_ova(path: Path) -> InvalidValueError:
+    return InvalidValueError(f"--disk picks one of an OVA's disks; {path} is not an OVA", code="ova.not-an-ova")

@@ -23,6 +23,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("oci.reader", "compression", "ova.reader", "gce"),
     ("convert", "oci.edit"),
     ("oci.pack", "inputs"),
+    ("onepass",),
     ("oci.unpack", "build", "info", "oci.verify"),
     ("_demo", "cli", "__main__"),
 )
