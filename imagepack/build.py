@@ -25,7 +25,7 @@ from imagepack.oci.metadata import ImageMetadata
 from imagepack.oci.pack import MetadataRequest, PackedArchive, make_metadata, pack_disk, with_descriptor
 from imagepack.onepass import NotOnePass, decompress_raw, one_pass_for, pack_compressed
 from imagepack.problems import Problem
-from imagepack.progress import Progress
+from imagepack.progress import Progress, share
 
 
 class ArchiveKind(StrEnum):
@@ -155,7 +155,7 @@ def build(
             metadata=target.metadata,
         )
         try:
-            built = _build_plain(source, inner, started, on_progress=_share(on_progress, 0.0, 0.5))
+            built = _build_plain(source, inner, started, on_progress=share(on_progress, 0.0, 0.5))
             with atomic_output(target.path, sync=target.sync) as out:
                 compress_into(
                     inner.path,
@@ -163,7 +163,7 @@ def build(
                     to=codec,
                     level=target.level,
                     threads=target.threads,
-                    on_progress=_share(on_progress, 0.5, 1.0),
+                    on_progress=share(on_progress, 0.5, 1.0),
                 )
         except ImagepackError as e:
             # The user named the compressed output and never sees the temporary's name.
@@ -216,14 +216,6 @@ def check_room_for_both(source: Source, target: Target, scratch: Path) -> None:
     else:
         check_free_space(temp, needed)
         check_free_space(target.path, needed)
-
-
-def _share(on_progress: Progress | None, start: float, end: float) -> Progress | None:
-    """Progress of one step of two, as a part of the whole."""
-    if on_progress is None:
-        return None
-    report = on_progress
-    return lambda fraction: report(start + (end - start) * fraction)
 
 
 def _build_plain(source: Source, target: Target, started: float, *, on_progress: Progress | None = None) -> BuildResult:
@@ -338,10 +330,10 @@ def make(
         policy=policy,
         scratch=where,
         disk=disk,
-        on_progress=_share(on_progress, 0.0, 0.5) if compressed else None,
+        on_progress=share(on_progress, 0.0, 0.5) if compressed else None,
     ) as opened:
         return build(
-            opened, target, scratch=where, on_progress=_share(on_progress, 0.5, 1.0) if compressed else on_progress
+            opened, target, scratch=where, on_progress=share(on_progress, 0.5, 1.0) if compressed else on_progress
         )
 
 

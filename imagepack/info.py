@@ -6,18 +6,16 @@ compressed one is described from the first few MiB of its content, never decompr
 from __future__ import annotations
 
 import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any
 
 from imagepack.compression import (
-    STREAM_ERRORS,
     STREAMS,
     compression_of,
-    damaged,
     declared_size,
-    open_decompressed,
+    inner_name,
+    peek,
     problems_before_the_end,
 )
 from imagepack.errors import InputError
@@ -30,7 +28,7 @@ from imagepack.formats import (
     inspect_source,
     not_a_disk,
 )
-from imagepack.formats.base import ByteSource, Inspection
+from imagepack.formats.base import ByteSource, Inspection, MemorySource
 from imagepack.image import SourceImage, inspect_file, open_image, partition_layout, require_regular_file
 from imagepack.inputs import SourceKind, is_archive, open_source
 from imagepack.oci.archive import OciLayout, disk_size_limit
@@ -39,6 +37,7 @@ from imagepack.oci.reader import OpenedArchive
 from imagepack.ova.archive import OvaLayout, looks_like_ova, read_ova_layout, verify_manifest
 from imagepack.partitions import HEAD_BYTES, PartitionLayout, read_partition_layout
 from imagepack.problems import Problem, Remedy
+from imagepack.progress import Progress
 
 
 @dataclass
@@ -133,24 +132,17 @@ def describe_compressed(
     """Both layers of a compressed disk: the stream, then what the header of the disk inside says, from the first
     INFO_BYTES of its content (`read_bytes` says how much was decompressed). qemu-img is not run: it would need
     the whole disk, so a raw disk's size is what the stream declares, or the least its partition table needs."""
-    with open_decompressed(path, compression) as stream:
-        try:
-            head = _read_up_to(stream, INFO_BYTES + 1)  # one byte more tells whether the content ends here
-        except STREAM_ERRORS as e:
-            raise damaged(path, compression, e) from None
+    head = peek(path, compression, INFO_BYTES + 1)  # one byte more tells whether the content ends here
     whole = len(head) <= INFO_BYTES
     declared = declared_size(path, compression)
-    with tempfile.TemporaryDirectory(prefix=".imagepack-") as tmp:
-        partial = Path(tmp, "head")
-        partial.write_bytes(head[:INFO_BYTES])
-        with ByteSource(partial) as src:
-            if claimed is None and detect(src).archive is Container.TAR:
-                raise InputError(
-                    f"{path}: this is a .oci archive (or another tar) compressed with {STREAMS[compression]}; "
-                    f"info describes it decompressed (imagepack decompress {path.name})",
-                    code="input.compressed-archive",
-                )
-            inspection = inspect_source(src, claimed=claimed, name=path, policy=policy)
+    with MemorySource(path, head[:INFO_BYTES]) as src:
+        if claimed is None and detect(src).archive is Container.TAR:
+            raise InputError(
+                f"{path}: this is a .oci archive (or another tar) compressed with {STREAMS[compression]}; "
+                f"info describes it decompressed (imagepack decompress {path.name})",
+                code="input.compressed-archive",
+            )
+        inspection = inspect_source(src, claimed=claimed, name=path, policy=policy)
     details: dict[str, Any] = {"compression": STREAMS[compression], "read_bytes": len(head), "content_size": declared}
     layout = None
     virtual_size = inspection.virtual_size
@@ -163,7 +155,7 @@ def describe_compressed(
             virtual_size = max(layout.table_end or 0, len(head))
             details["size_known"] = False
     details.update(inspection.details)
-    return ImageInfo(
+    result = ImageInfo(
         path=path,
         format=inspection.format,
         virtual_size=virtual_size,
@@ -172,15 +164,14 @@ def describe_compressed(
         cluster_size=inspection.cluster_size,
         layout=layout,
         details=details,
-        problems=inspection.problems if whole else problems_before_the_end(inspection),
+        problems=list(inspection.problems if whole else problems_before_the_end(inspection)),
     )
-
-
-def _read_up_to(stream: BinaryIO, size: int) -> bytes:
-    data = bytearray()
-    while len(data) < size and (chunk := stream.read(size - len(data))):
-        data += chunk
-    return bytes(data)
+    mismatch = None if claimed else _name_disagrees(Path(inner_name(path)), inspection)
+    if mismatch:
+        result.problems.append(
+            Problem("input.name-disagrees", mismatch, Remedy.STATE_FORMAT, value=inspection.format.value)
+        )
+    return result
 
 
 def add_qemu_facts(result: ImageInfo, image: SourceImage) -> None:
@@ -268,12 +259,12 @@ class OvaInfo:
         }
 
 
-def describe_ova(path: Path, *, disk: int | None, policy: SafetyPolicy) -> OvaInfo:
+def describe_ova(path: Path, *, disk: int | None, policy: SafetyPolicy, scratch: Path | None = None) -> OvaInfo:
     """An OVA's disks and manifest; the chosen disk (the only one, or --disk N) described through every check."""
     layout = read_ova_layout(path, max_disk_size=disk_size_limit(policy.max_size))
     if disk is None and len(layout.descriptor.disks) > 1:
         return OvaInfo(path, layout, verify_manifest(layout), None, None)
-    with open_source(path, policy=policy, disk=disk) as source:
+    with open_source(path, policy=policy, disk=disk, scratch=scratch) as source:
         assert source.ova is not None
         opened = source.ova
         member = layout.files[opened.chosen.file]
@@ -287,16 +278,18 @@ def describe(
     claimed: ImageFormat | None = None,
     policy: SafetyPolicy = SafetyPolicy(),
     disk: int | None = None,
+    scratch: Path | None = None,
+    on_progress: Progress | None = None,
 ) -> ImageInfo | ArchiveInfo | OvaInfo:
     """What `path` is: a .oci archive and its disk, an OVA and its disks, or a disk image (described even when it
     would be refused)."""
     if claimed is None and compression_of(path) in (None, Container.GZIP) and looks_like_ova(path):
-        return describe_ova(path, disk=disk, policy=policy)
+        return describe_ova(path, disk=disk, policy=policy, scratch=scratch)
     if disk is not None:
-        with open_source(path, policy=policy, disk=disk):
+        with open_source(path, policy=policy, disk=disk, scratch=scratch, on_progress=on_progress):
             pass  # refuses --disk for what is not an OVA
     if claimed is None and is_archive(path):
-        with open_source(path, policy=policy) as source:
+        with open_source(path, policy=policy, scratch=scratch) as source:
             if source.kind is SourceKind.GCE:
                 described = info_from_source(source.disk, Path(source.disk.label), os.stat(path).st_size)
                 described.details["container"] = "gce-tarball" + (" (gzip)" if source.compression else "")

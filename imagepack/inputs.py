@@ -13,7 +13,7 @@ from enum import StrEnum
 from pathlib import Path
 
 from imagepack.compression import STREAMS, compression_of, decompressed
-from imagepack.errors import InvalidValueError
+from imagepack.errors import InvalidValueError, UnreadableError
 from imagepack.formats import ByteSource, Container, ImageFormat, SafetyPolicy, detect
 from imagepack.gce import is_gce_tarball, open_gce
 from imagepack.image import SourceImage, open_image, require_regular_file
@@ -123,6 +123,27 @@ def open_source(
             yield Source(path, SourceKind.COMPRESSED, image, compression=name)
         return
     yield Source(path, SourceKind.DISK, open_image(path, claimed=claimed, policy=policy))
+
+
+@contextlib.contextmanager
+def open_oci(
+    path: Path,
+    *,
+    policy: SafetyPolicy = SafetyPolicy(),
+    scratch: Path | None = None,
+    on_progress: Progress | None = None,
+) -> Iterator[OpenedArchive]:
+    """A .oci archive, plain or compressed (zstd, xz, bzip2 or gzip), for the verbs that take nothing else."""
+    kind = compression_of(path)
+    if kind is None or (kind is Container.GZIP and is_archive(path)):
+        with open_archive(path, policy=policy, scratch=scratch) as opened:  # or says what the file is instead
+            yield opened
+        return
+    with decompressed(path, kind, policy=policy, scratch=scratch, on_progress=on_progress) as content:
+        if not content.is_archive:
+            raise UnreadableError(f"{path}: this is a {STREAMS[kind]}-compressed disk, not a .oci archive")
+        with open_archive(content.path, policy=policy, scratch=scratch) as opened:
+            yield opened
 
 
 def _not_an_ova(path: Path) -> InvalidValueError:

@@ -11,10 +11,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from imagepack.atomic import atomic_output, check_free_space
-from imagepack.compression import STREAM_ERRORS, compression_of, damaged, declared_size, open_decompressed
+from imagepack.compression import compression_of, declared_size, peek
 from imagepack.compression.bounded import decompress_into, first_bound
 from imagepack.errors import MetadataError
-from imagepack.formats import ByteSource, Container, Detection, ImageFormat, SafetyPolicy, detect
+from imagepack.formats import Container, Detection, ImageFormat, MemorySource, SafetyPolicy, detect
 from imagepack.image import SourceImage, open_image
 from imagepack.oci.archive import (
     BLOCK,
@@ -65,32 +65,9 @@ def one_pass_for(
     return None
 
 
-class _Head(ByteSource):
-    """The first bytes of a stream, held in memory, read as a file's would be."""
-
-    def __init__(self, path: Path, data: bytes) -> None:
-        self.path = path
-        self.offset = 0
-        self.size = len(data)
-        self._data = data
-
-    def read(self, offset: int, length: int) -> bytes:
-        return self._data[offset : offset + length] if offset >= 0 and length > 0 else b""
-
-    def close(self) -> None:
-        pass
-
-
 def _peek(source: Path, kind: Container) -> Detection:
     """What the first PEEK bytes of the content are. Only a hint: the stream is checked again as it is written."""
-    data = bytearray()
-    try:
-        with open_decompressed(source, kind) as stream:
-            while len(data) < PEEK and (chunk := stream.read(PEEK - len(data))):
-                data += chunk
-    except STREAM_ERRORS as e:
-        raise damaged(source, kind, e) from None
-    with _Head(source, bytes(data)) as head:
+    with MemorySource(source, peek(source, kind, PEEK)) as head:
         return detect(head)
 
 

@@ -6,3 +6,11 @@ from collections.abc import Callable
 
 Progress = Callable[[float], None]
 """Called with the fraction done, 0.0 to 1.0."""
+
+
+def share(on_progress: Progress | None, start: float, end: float) -> Progress | None:
+    """Progress of one step of several, as a part of the whole: `start` to `end` of it."""
+    if on_progress is None:
+        return None
+    report = on_progress
+    return lambda fraction: report(start + (end - start) * fraction)

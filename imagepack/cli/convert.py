@@ -17,6 +17,7 @@ from imagepack.cli.options import (
     LEVEL,
     MAX_SIZE,
     QUIET,
+    SCRATCH,
     SYNC,
     THREADS,
     VERBOSE,
@@ -56,6 +57,7 @@ def convert_command(
     max_size: str = MAX_SIZE,
     vhd_size: str = VHD_SIZE,
     disk: int | None = DISK,
+    scratch: Path | None = SCRATCH,
     json_output: bool = JSON,
     quiet: bool = QUIET,
     verbose: bool = VERBOSE,
@@ -67,7 +69,7 @@ def convert_command(
     setup_logging(quiet=quiet, verbose=verbose)
     with reported(verbose=verbose, json_output=json_output):
         from imagepack.build import ArchiveKind, Target, make, target_kind
-        from imagepack.cli.parse import metadata_request, parse_disk_format, parse_policy, parse_target
+        from imagepack.cli.parse import metadata_request, parse_disk_format, parse_policy, parse_scratch, parse_target
         from imagepack.compression import codec_named
         from imagepack.errors import InvalidValueError
         from imagepack.options import parse_option_pairs
@@ -94,5 +96,6 @@ def convert_command(
                 policy=parse_policy(max_size, allow_backing=allow_backing, vhd_size=vhd_size),
                 on_progress=on_progress,
                 disk=disk,
+                scratch=parse_scratch(scratch),
             )
         report_build(done, json_output=json_output, quiet=quiet)

@@ -7,8 +7,8 @@ from typing import TYPE_CHECKING
 
 import typer
 
-from imagepack.cli.options import DISK, FROM_FORMAT, JSON, MAX_SIZE, QUIET, VERBOSE, VHD_SIZE
-from imagepack.cli.output import describe_problem, human_size, print_json, reported, setup_logging
+from imagepack.cli.options import DISK, FROM_FORMAT, JSON, MAX_SIZE, QUIET, SCRATCH, VERBOSE, VHD_SIZE
+from imagepack.cli.output import describe_problem, human_size, print_json, progress_bar, reported, setup_logging
 
 if TYPE_CHECKING:
     from imagepack.info import ArchiveInfo, ImageInfo, OvaInfo
@@ -29,6 +29,7 @@ def info_command(
     max_size: str = MAX_SIZE,
     vhd_size: str = VHD_SIZE,
     disk: int | None = DISK,
+    scratch: Path | None = SCRATCH,
     json_output: bool = JSON,
     quiet: bool = QUIET,
     verbose: bool = VERBOSE,
@@ -36,11 +37,19 @@ def info_command(
     """Describe a disk image (format, sizes, partition table, firmware guess) or a .oci archive."""
     setup_logging(quiet=quiet, verbose=verbose)
     with reported(verbose=verbose, json_output=json_output):
-        from imagepack.cli.parse import parse_disk_format, parse_policy
+        from imagepack.cli.parse import parse_disk_format, parse_policy, parse_scratch
         from imagepack.info import ArchiveInfo, OvaInfo, describe
 
         policy = parse_policy(max_size, vhd_size=vhd_size)
-        found = describe(path, claimed=parse_disk_format(from_format), policy=policy, disk=disk)
+        with progress_bar(f"reading {path.name}", quiet=quiet) as on_progress:
+            found = describe(
+                path,
+                claimed=parse_disk_format(from_format),
+                policy=policy,
+                disk=disk,
+                scratch=parse_scratch(scratch),
+                on_progress=on_progress,
+            )
         if json_output:
             print_json(found.to_json())
         elif isinstance(found, ArchiveInfo):

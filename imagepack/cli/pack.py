@@ -17,6 +17,7 @@ from imagepack.cli.options import (
     LEVEL,
     MAX_SIZE,
     QUIET,
+    SCRATCH,
     SYNC,
     THREADS,
     VERBOSE,
@@ -54,6 +55,7 @@ def pack_command(
     max_size: str = MAX_SIZE,
     vhd_size: str = VHD_SIZE,
     disk: int | None = DISK,
+    scratch: Path | None = SCRATCH,
     json_output: bool = JSON,
     quiet: bool = QUIET,
     verbose: bool = VERBOSE,
@@ -64,7 +66,7 @@ def pack_command(
     setup_logging(quiet=quiet, verbose=verbose)
     with reported(verbose=verbose, json_output=json_output):
         from imagepack.build import ArchiveKind, Target, make
-        from imagepack.cli.parse import metadata_request, parse_disk_format, parse_policy
+        from imagepack.cli.parse import metadata_request, parse_disk_format, parse_policy, parse_scratch
         from imagepack.compression import codec_named
         from imagepack.errors import InvalidValueError
         from imagepack.options import parse_option_pairs
@@ -93,5 +95,6 @@ def pack_command(
                 policy=parse_policy(max_size, allow_backing=allow_backing, vhd_size=vhd_size),
                 on_progress=on_progress,
                 disk=disk,
+                scratch=parse_scratch(scratch),
             )
         report_build(done, json_output=json_output, quiet=quiet)

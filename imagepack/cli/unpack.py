@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from imagepack.cli.options import FORCE, FORMAT_OPTION, JSON, MAX_SIZE, QUIET, SYNC, VERBOSE
+from imagepack.cli.options import FORCE, FORMAT_OPTION, JSON, MAX_SIZE, QUIET, SCRATCH, SYNC, VERBOSE
 from imagepack.cli.output import print_json, progress_bar, reported, setup_logging
 
 EXAMPLES = """\b
@@ -34,6 +34,7 @@ def unpack_command(
     force: bool = FORCE,
     sync: bool = SYNC,
     max_size: str = MAX_SIZE,
+    scratch: Path | None = SCRATCH,
     json_output: bool = JSON,
     quiet: bool = QUIET,
     verbose: bool = VERBOSE,
@@ -41,7 +42,7 @@ def unpack_command(
     """Write an archive's disk (NAME.qcow2) and metadata (NAME.json) into a directory. -o KEY=VALUE takes --to."""
     setup_logging(quiet=quiet, verbose=verbose)
     with reported(verbose=verbose, json_output=json_output):
-        from imagepack.cli.parse import parse_disk_format, parse_policy
+        from imagepack.cli.parse import parse_disk_format, parse_policy, parse_scratch
         from imagepack.errors import InvalidValueError
         from imagepack.oci.unpack import unpack_archive
         from imagepack.options import parse_option_pairs
@@ -59,6 +60,7 @@ def unpack_command(
                 force=force,
                 sync=sync,
                 policy=parse_policy(max_size),
+                scratch=parse_scratch(scratch),
                 on_progress=on_progress,
             )
         if json_output:

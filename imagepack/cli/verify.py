@@ -6,8 +6,8 @@ from pathlib import Path
 
 import typer
 
-from imagepack.cli.options import DISK, JSON, MAX_SIZE, QUIET, STRICT, VERBOSE, VHD_SIZE
-from imagepack.cli.output import describe_problem, print_json, reported, setup_logging
+from imagepack.cli.options import DISK, JSON, MAX_SIZE, QUIET, SCRATCH, STRICT, VERBOSE, VHD_SIZE
+from imagepack.cli.output import describe_problem, print_json, progress_bar, reported, setup_logging
 from imagepack.errors import EXIT_PROBLEMS
 
 EXAMPLES = """\b
@@ -26,6 +26,7 @@ def verify_command(
     max_size: str = MAX_SIZE,
     vhd_size: str = VHD_SIZE,
     disk: int | None = DISK,
+    scratch: Path | None = SCRATCH,
     json_output: bool = JSON,
     quiet: bool = QUIET,
     verbose: bool = VERBOSE,
@@ -33,11 +34,14 @@ def verify_command(
     """Check that OCI's image import would take this file. Exit 0 ready, 3 problems found, 1 unreadable."""
     setup_logging(quiet=quiet, verbose=verbose)
     with reported(verbose=verbose, json_output=json_output):
-        from imagepack.cli.parse import parse_policy
+        from imagepack.cli.parse import parse_policy, parse_scratch
         from imagepack.oci.verify import verify_path
 
         policy = parse_policy(max_size, vhd_size=vhd_size)
-        report = verify_path(path, strict=strict, policy=policy, disk=disk)
+        with progress_bar(f"reading {path.name}", quiet=quiet) as on_progress:
+            report = verify_path(
+                path, strict=strict, policy=policy, disk=disk, scratch=parse_scratch(scratch), on_progress=on_progress
+            )
         if json_output:
             print_json(report.to_json())
         else:

@@ -139,6 +139,18 @@ def _decoder(raw: BinaryIO, kind: Container) -> BinaryIO:
     raise ValueError(f"not a stream imagepack reads: {kind}")
 
 
+def peek(path: Path, kind: Container, size: int) -> bytes:
+    """The first `size` bytes of the content (fewer if it is shorter), decompressed into memory."""
+    data = bytearray()
+    try:
+        with open_decompressed(path, kind) as stream:
+            while len(data) < size and (chunk := stream.read(size - len(data))):
+                data += chunk
+    except STREAM_ERRORS as e:
+        raise damaged(path, kind, e) from None
+    return bytes(data)
+
+
 def declared_size(path: Path, kind: Container) -> int | None:
     """The content size the stream's headers declare, where the format has them (zstd); None otherwise."""
     if kind is not Container.ZSTD:
