@@ -30,7 +30,8 @@ from imagepack.cli.output import progress_bar, report_build, reported, setup_log
 EXAMPLES = """\b
 Examples:
   imagepack convert disk.vmdk disk.qcow2
-  imagepack convert disk.raw disk.vmdk -o subformat=streamOptimized"""
+  imagepack convert disk.raw disk.vmdk -o subformat=streamOptimized
+  imagepack convert disk.qcow2.xz disk.vmdk --scratch /var/tmp"""
 
 
 def register(app: typer.Typer) -> None:

@@ -30,7 +30,8 @@ from imagepack.cli.output import progress_bar, report_build, reported, setup_log
 EXAMPLES = """\b
 Examples:
   imagepack pack disk.vmdk disk.oci --os 'Oracle Linux' --os-version 9
-  imagepack pack disk.raw disk.oci --os Ubuntu --os-version 22.04 --firmware UEFI_64 -o compat=1.1"""
+  imagepack pack disk.raw disk.oci --os Ubuntu --os-version 22.04 --firmware UEFI_64 -o compat=1.1
+  imagepack pack disk.qcow2.zst disk.oci --os 'Oracle Linux' --os-version 9"""
 
 
 def register(app: typer.Typer) -> None:
