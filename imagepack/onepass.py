@@ -50,7 +50,7 @@ def one_pass_for(
 ) -> OnePass | None:
     """Whether `source` can be written in one pass to a .oci (`oci`) or to a disk of `fmt`: a compressed qcow2 or
     raw disk, going out as the bytes it is (`plain`: no format option, no compression, no compressed output)."""
-    if not plain:
+    if not plain or not (oci or fmt is ImageFormat.RAW):
         return None
     kind = compression_of(source)
     if kind is None:

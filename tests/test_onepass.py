@@ -241,6 +241,23 @@ def test_a_qcow2_stream_that_goes_on_past_what_its_header_allows_is_cut_off(
     assert_nothing_left(out, system_tmp)
 
 
+def test_running_out_of_room_in_one_pass_is_one_line_and_leaves_nothing(
+    tmp_path: Path, mount_tmpfs: Callable[[str], Path]
+) -> None:
+    """gzip declares no content size, so nothing can be refused beforehand: the write itself fails."""
+    noise = tmp_path / "noise.raw"
+    noise.write_bytes(os.urandom(12 * MiB))
+    disk = tmp_path / "noise.qcow2"
+    qemu_img("convert", "-f", "raw", "-O", "qcow2", str(noise), str(disk))
+    source = compress(disk, "gzip")
+    small = mount_tmpfs("8M")
+    done = run_cli("pack", str(source), str(small / "image.oci"), *PACK_ARGS)
+    assert done.returncode == 1
+    line = one_error_line(done)
+    assert line.startswith(f"imagepack: error: {small}: writing the decompressed {source} failed: "), line
+    assert_nothing_left(small)
+
+
 @pytest.fixture(scope="module")
 def zeros_zst(tmp_path_factory: pytest.TempPathFactory) -> Path:
     source = tmp_path_factory.mktemp("zeros") / "zeros.raw.zst"
