@@ -14,11 +14,12 @@ from imagepack.compression import (
     STREAMS,
     compression_of,
     declared_size,
+    decompressed,
     inner_name,
     peek,
     problems_before_the_end,
 )
-from imagepack.errors import InputError
+from imagepack.errors import InputError, InvalidValueError
 from imagepack.formats import (
     Container,
     ImageFormat,
@@ -33,8 +34,9 @@ from imagepack.image import SourceImage, inspect_file, open_image, partition_lay
 from imagepack.inputs import SourceKind, is_archive, open_source
 from imagepack.oci.archive import OciLayout, disk_size_limit
 from imagepack.oci.metadata import ImageMetadata
-from imagepack.oci.reader import OpenedArchive
+from imagepack.oci.reader import OpenedArchive, open_archive
 from imagepack.ova.archive import OvaLayout, looks_like_ova, read_ova_layout, verify_manifest
+from imagepack.ova.reader import open_ova
 from imagepack.partitions import HEAD_BYTES, PartitionLayout, read_partition_layout
 from imagepack.problems import Problem, Remedy
 from imagepack.progress import Progress
@@ -205,6 +207,7 @@ class ArchiveInfo:
     layout: OciLayout
     metadata: ImageMetadata
     disk: ImageInfo
+    compression: str | None = None  # the stream the whole archive came in: "zstd", "xz", "bzip2"
 
     def to_json(self) -> dict[str, Any]:
         members = [self.layout.metadata, self.layout.disk]
@@ -215,6 +218,7 @@ class ArchiveInfo:
             "format": "oci",
             "virtual_size": self.disk.virtual_size,  # the archive's as much as its disk's, as for a plain image
             "compressed": self.layout.compressed,
+            "compression": self.compression or ("gzip" if self.layout.compressed else None),
             "disk_in_place": self.layout.disk_in_place,
             "members": [
                 {"name": m.name, "size": m.size, "header_offset": m.header_offset, "data_offset": m.data_offset}
@@ -226,7 +230,8 @@ class ArchiveInfo:
 
 
 def describe_archive(opened: OpenedArchive, path: Path) -> ArchiveInfo:
-    disk = info_from_source(opened.disk, Path(opened.layout.label), opened.layout.disk.size)
+    """`path`: the archive as the user named it (the layout may be of its decompressed copy)."""
+    disk = info_from_source(opened.disk, Path(f"{path}:{opened.layout.disk.name}"), opened.layout.disk.size)
     return ArchiveInfo(path, opened.layout, opened.metadata, disk)
 
 
@@ -237,6 +242,7 @@ class OvaInfo:
     verified: list[str]  # members whose manifest digest matched
     disk: ImageInfo | None  # the chosen disk; None when several and none was chosen
     index: int | None
+    compression: str | None = None  # the stream the whole OVA came in: "zstd", "xz", "bzip2"
 
     def to_json(self) -> dict[str, Any]:
         descriptor = self.layout.descriptor
@@ -245,6 +251,7 @@ class OvaInfo:
             "format": "ova",
             "virtual_size": self.disk.virtual_size if self.disk else None,
             "compressed": self.layout.compressed,
+            "compression": self.compression or ("gzip" if self.layout.compressed else None),
             "disks": [
                 {"index": n, "file": d.file, "capacity": d.capacity, "controller": d.controller}
                 for n, d in enumerate(descriptor.disks, 1)
@@ -259,17 +266,52 @@ class OvaInfo:
         }
 
 
-def describe_ova(path: Path, *, disk: int | None, policy: SafetyPolicy, scratch: Path | None = None) -> OvaInfo:
-    """An OVA's disks and manifest; the chosen disk (the only one, or --disk N) described through every check."""
+def describe_ova(
+    path: Path, *, disk: int | None, policy: SafetyPolicy, scratch: Path | None = None, shown: Path | None = None
+) -> OvaInfo:
+    """An OVA's disks and manifest; the chosen disk (the only one, or --disk N) described through every check.
+    `shown`: the OVA as the user named it, when `path` is its decompressed copy."""
+    shown = shown or path
     layout = read_ova_layout(path, max_disk_size=disk_size_limit(policy.max_size))
     if disk is None and len(layout.descriptor.disks) > 1:
-        return OvaInfo(path, layout, verify_manifest(layout), None, None)
-    with open_source(path, policy=policy, disk=disk, scratch=scratch) as source:
-        assert source.ova is not None
-        opened = source.ova
+        return OvaInfo(shown, layout, verify_manifest(layout), None, None)
+    with open_ova(path, disk=disk, policy=policy, scratch=scratch) as opened:
         member = layout.files[opened.chosen.file]
-        described = info_from_source(opened.disk, Path(opened.layout.label(member)), member.size)
-        return OvaInfo(path, opened.layout, opened.verified, described, opened.index)
+        described = info_from_source(opened.disk, Path(f"{shown}:{member.name}"), member.size)
+        return OvaInfo(shown, opened.layout, opened.verified, described, opened.index)
+
+
+def describe_compressed_tar(
+    path: Path,
+    kind: Container,
+    *,
+    disk: int | None,
+    policy: SafetyPolicy,
+    scratch: Path | None = None,
+    on_progress: Progress | None = None,
+) -> ArchiveInfo | OvaInfo:
+    """A .oci archive or an OVA in a zstd, xz or bzip2 stream: decompressed (bounded, into `scratch`), then
+    described as the plain one is, with the stream it came in."""
+    found: ArchiveInfo | OvaInfo
+    with decompressed(path, kind, policy=policy, scratch=scratch, on_progress=on_progress) as content:
+        if looks_like_ova(content.path):
+            found = describe_ova(content.path, disk=disk, policy=policy, scratch=scratch, shown=path)
+        else:
+            if disk is not None:
+                raise InvalidValueError(
+                    f"--disk picks one of an OVA's disks; {path} is not an OVA", code="ova.not-an-ova"
+                )
+            with open_archive(content.path, policy=policy, scratch=scratch) as opened:
+                found = describe_archive(opened, path)
+    found.compression = STREAMS[kind]
+    return found
+
+
+def _is_compressed_tar(path: Path, kind: Container | None) -> bool:
+    if kind not in (Container.ZSTD, Container.XZ, Container.BZIP2):
+        return False
+    with MemorySource(path, peek(path, kind, 1024)) as head:
+        return detect(head).archive is Container.TAR
 
 
 def describe(
@@ -283,8 +325,12 @@ def describe(
 ) -> ImageInfo | ArchiveInfo | OvaInfo:
     """What `path` is: a .oci archive and its disk, an OVA and its disks, or a disk image (described even when it
     would be refused)."""
-    if claimed is None and compression_of(path) in (None, Container.GZIP) and looks_like_ova(path):
+    kind = compression_of(path)
+    if claimed is None and kind in (None, Container.GZIP) and looks_like_ova(path):
         return describe_ova(path, disk=disk, policy=policy, scratch=scratch)
+    if claimed is None and _is_compressed_tar(path, kind):
+        assert kind is not None
+        return describe_compressed_tar(path, kind, disk=disk, policy=policy, scratch=scratch, on_progress=on_progress)
     if disk is not None:
         with open_source(path, policy=policy, disk=disk, scratch=scratch, on_progress=on_progress):
             pass  # refuses --disk for what is not an OVA

@@ -409,6 +409,10 @@ def test_a_compressed_ova_is_read_like_the_ova(kind: str, tmp_path: Path) -> Non
     assert packed.returncode == 0, packed.stderr  # the OS and firmware come from the descriptor
     verified = json.loads(run_cli("verify", "--json", str(source)).stdout)
     assert verified["format"] == "ova" and verified["facts"]["compression"] == kind
+    described = json.loads(run_cli("info", "--json", str(source)).stdout)
+    assert described["format"] == "ova" and described["compression"] == kind
+    assert described["manifest"] == {"verified": ["vm.ovf", "vm-disk1.vmdk"]}
+    assert described["disk"]["path"] == f"{source}:vm-disk1.vmdk" and described["virtual_size"] == 8 * MiB
     assert leftovers(tmp_path) == []
 
 

@@ -61,7 +61,8 @@ def info_command(
 
 
 def _print_archive(found: ArchiveInfo) -> None:
-    print(f"{found.path}: .oci archive{' (gzip)' if found.layout.compressed else ''}")
+    compression = found.to_json()["compression"]
+    print(f"{found.path}: .oci archive{f' ({compression})' if compression else ''}")
     for member in found.to_json()["members"]:
         print(f"  member {member['name']}: {member['size']} bytes at offset {member['data_offset']}")
     meta = found.metadata
@@ -76,7 +77,8 @@ def _print_archive(found: ArchiveInfo) -> None:
 
 def _print_ova(found: OvaInfo) -> None:
     data = found.to_json()
-    print(f"{found.path}: OVA{' (gzip)' if found.layout.compressed else ''}")
+    compression = data["compression"]
+    print(f"{found.path}: OVA{f' ({compression})' if compression else ''}")
     for disk in data["disks"]:
         chosen = " (read)" if disk["index"] == found.index else ""
         controller = disk["controller"] or "unknown controller"
