@@ -9,17 +9,19 @@ import os
 import tempfile
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
 from imagepack.atomic import atomic_output, check_free_space, check_target
+from imagepack.checksums import OBJECT_PUT_PART_SIZE, Checksums, Digester, check_part_size, checksum_file
 from imagepack.compression import STREAMS, Codec, check_settings, codec_named, compress_into, compression_of
 from imagepack.compression.files import CODEC_STREAMS
 from imagepack.convert import can_copy, output_format, plan_disk, write_disk
 from imagepack.errors import ImagepackError, InvalidValueError
 from imagepack.formats import ImageFormat, SafetyPolicy, format_claimed_by_name, parse_format
+from imagepack.gcetar import pack_gce_tarball
 from imagepack.inputs import Source, SourceKind, open_source
 from imagepack.oci.metadata import ImageMetadata
 from imagepack.oci.pack import MetadataRequest, PackedArchive, make_metadata, pack_disk, with_descriptor
@@ -30,6 +32,7 @@ from imagepack.progress import Progress, share
 
 class ArchiveKind(StrEnum):
     OCI = "oci"
+    GCE = "gce"  # disk.raw in a sparse GNU tar, as GCE's image import takes it (named .tar, or .tar.gz)
 
 
 TargetKind = ImageFormat | ArchiveKind
@@ -44,6 +47,12 @@ def target_kind(path: Path, to: TargetKind | None = None) -> TargetKind:
     """What to write at `path`: `to` when given, else what the name says; the two must not disagree. A name
     ending in a compression suffix (`disk.qcow2.zst`) is judged by the suffix before it."""
     inner = inner_path(path)
+    if to is ArchiveKind.GCE:
+        if inner.suffix.lower() != ".tar":
+            raise InvalidValueError(
+                f"{path}: a GCE image tarball is a tar; name it {inner.stem}.tar.gz", code="target.name-disagrees"
+            )
+        return ArchiveKind.GCE
     named = ArchiveKind.OCI if inner.suffix.lower() == ".oci" else format_claimed_by_name(inner)  # '.img': nothing
     if to is not None and named is not None and to != named:
         codec = codec_named(path)
@@ -76,6 +85,9 @@ class Target:
     compression: Codec | None = None  # the whole output compressed; its name must end in the codec's suffix
     level: int | None = None  # the codec's level (its default when None)
     threads: int | None = None  # zstd's threads (one per core when None)
+    grow_to: int | None = None  # the disk's virtual size when larger than the source's (raw, fixed VHD, GCE)
+    checksum: bool = False  # report the output's checksums, as Object Storage will show them
+    part_size: int = OBJECT_PUT_PART_SIZE  # for the multipart MD5 of those
 
 
 @dataclass(frozen=True)
@@ -93,9 +105,12 @@ class BuildResult:
     disk_size: int | None = None  # a .oci's disk member
     warnings: list[Problem] = field(default_factory=list)  # and notes
     compression: str | None = None  # the stream the output is, "zstd", "xz" or "gzip"
+    preset: str | None = None  # the platform it was made for (presets.PRESETS)
+    checksum: Checksums | None = None  # of the file written, when asked for
 
     def to_json(self) -> dict[str, Any]:
         data: dict[str, Any] = {
+            **({"preset": self.preset} if self.preset else {}),
             "source": str(self.source),
             "source_format": self.source_format,
             "target": str(self.target),
@@ -106,6 +121,7 @@ class BuildResult:
             "options": self.options,
             "copied": self.copied,
             "seconds": round(self.seconds, 3),
+            "checksum": self.checksum.to_json() if self.checksum else None,
         }
         if self.metadata is not None:
             data.update(disk_size=self.disk_size, metadata=self.metadata.to_json())
@@ -120,20 +136,34 @@ def build(
 
     A compressed target is built uncompressed into a temporary file in `scratch` (the target's directory by
     default), compressed into place and the temporary removed, whatever happens; a raw disk that is already
-    the bytes to write is compressed from the source without one."""
+    the bytes to write is compressed from the source without one.
+
+    With `target.checksum`, the output's checksums come from the bytes as they are written where they pass
+    through Python (the compressor), and from reading the file back once written where qemu-img or the kernel
+    (copy_file_range) wrote them."""
     started = time.monotonic()
     target_kind(target.path, target.kind)  # a name that says another format would mislabel the output
     check_compression(target)
     check_target(target.path, force=target.force, inputs=(source.path,))
+    if target.checksum:
+        check_part_size(target.part_size)  # before any writing, not once the output is made
     if target.compression is None:
-        return _build_plain(source, target, started, on_progress=on_progress)
+        if not target.checksum:
+            return _build_plain(source, target, started, on_progress=on_progress)
+        built = _build_plain(source, target, started, on_progress=share(on_progress, 0.0, 0.8))
+        read_back = checksum_file(target.path, part_size=target.part_size, on_progress=share(on_progress, 0.8, 1.0))
+        return replace(built, checksum=read_back, seconds=time.monotonic() - started)
     codec = target.compression
     image = source.disk
-    if target.kind is ImageFormat.RAW and can_copy(image, ImageFormat.RAW, options=target.options, compress=False):
+    if (
+        target.kind is ImageFormat.RAW
+        and target.grow_to is None
+        and can_copy(image, ImageFormat.RAW, options=target.options, compress=False)
+    ):
         length = image.ref.size if image.ref.size is not None else os.stat(image.ref.path).st_size - image.ref.offset
         check_free_space(target.path, length)
         with atomic_output(target.path, sync=target.sync) as out:
-            compress_into(
+            sums = compress_into(
                 image.ref.path,
                 out,
                 to=codec,
@@ -141,9 +171,18 @@ def build(
                 threads=target.threads,
                 offset=image.ref.offset,
                 length=length,
+                digester=_digester(target),
                 on_progress=on_progress,
             )
-        return _result(source, target, started, options={}, copied=True, compression=STREAMS[CODEC_STREAMS[codec]])
+        return _result(
+            source,
+            target,
+            started,
+            options={},
+            copied=True,
+            compression=STREAMS[CODEC_STREAMS[codec]],
+            checksum=sums,
+        )
     where = scratch or target.path.parent
     check_room_for_both(source, target, where)
     with tempfile.TemporaryDirectory(prefix=".imagepack-", dir=where) as tmp:
@@ -153,16 +192,18 @@ def build(
             options=target.options,
             compress=target.compress,
             metadata=target.metadata,
+            grow_to=target.grow_to,
         )
         try:
             built = _build_plain(source, inner, started, on_progress=share(on_progress, 0.0, 0.5))
             with atomic_output(target.path, sync=target.sync) as out:
-                compress_into(
+                sums = compress_into(
                     inner.path,
                     out,
                     to=codec,
                     level=target.level,
                     threads=target.threads,
+                    digester=_digester(target),
                     on_progress=share(on_progress, 0.5, 1.0),
                 )
         except ImagepackError as e:
@@ -180,7 +221,12 @@ def build(
         disk_size=built.disk_size,
         warnings=built.warnings,
         compression=STREAMS[CODEC_STREAMS[codec]],
+        checksum=sums,
     )
+
+
+def _digester(target: Target) -> Digester | None:
+    return Digester(target.part_size) if target.checksum else None
 
 
 def check_compression(target: Target) -> None:
@@ -206,8 +252,10 @@ def check_room_for_both(source: Source, target: Target, scratch: Path) -> None:
     """The uncompressed temporary and the compressed output exist together for a while; the output can need as
     much as the temporary (incompressible data), so both must fit, on one file system or on two."""
     image = source.disk
-    fmt = ImageFormat.QCOW2 if target.kind is ArchiveKind.OCI else target.kind
-    needed = plan_disk(image, fmt, options=target.options, compress=target.compress, copy_if_unchanged=True).needed
+    fmt = disk_format(target.kind)
+    needed = plan_disk(
+        image, fmt, options=target.options, compress=target.compress, copy_if_unchanged=True, grow_to=target.grow_to
+    ).needed
     if target.kind is ArchiveKind.OCI:
         needed += 1024**2  # the metadata member, headers and padding
     temp = scratch / target.path.name
@@ -218,8 +266,24 @@ def check_room_for_both(source: Source, target: Target, scratch: Path) -> None:
         check_free_space(target.path, needed)
 
 
+def disk_format(kind: TargetKind) -> ImageFormat:
+    """The format of the disk a target holds: a .oci's is qcow2, a GCE tarball's raw."""
+    if kind is ArchiveKind.OCI:
+        return ImageFormat.QCOW2
+    if kind is ArchiveKind.GCE:
+        return ImageFormat.RAW
+    return kind
+
+
 def _build_plain(source: Source, target: Target, started: float, *, on_progress: Progress | None = None) -> BuildResult:
     image = source.disk
+    if target.grow_to is not None and target.kind is ArchiveKind.OCI:
+        raise InvalidValueError(f"{target.path}: growing the disk works for raw and fixed VHD outputs, not a .oci")
+    if target.kind is ArchiveKind.GCE:
+        if target.metadata is not None:
+            raise InvalidValueError(f"{target.path}: image metadata applies only to a .oci target, not a GCE tarball")
+        pack_gce_tarball(image, target.path, grow_to=target.grow_to, sync=target.sync, on_progress=on_progress)
+        return _result(source, target, started, options={}, copied=False)
     if target.kind is ArchiveKind.OCI:
         inherited = source.archive.metadata if source.archive else None  # a .oci repacked keeps its metadata
         request = with_descriptor(
@@ -254,6 +318,7 @@ def _build_plain(source: Source, target: Target, started: float, *, on_progress:
         target.kind,
         options=target.options,
         compress=target.compress,
+        grow_to=target.grow_to,
         sync=target.sync,
         on_progress=on_progress,
     )
@@ -271,13 +336,14 @@ def _result(
     disk_size: int | None = None,
     warnings: list[Problem] | None = None,
     compression: str | None = None,
+    checksum: Checksums | None = None,
 ) -> BuildResult:
     return BuildResult(
         source=source.path,
         source_format=source.format,
         target=target.path,
         format=target.kind.value,
-        virtual_size=source.virtual_size,
+        virtual_size=max(source.virtual_size, target.grow_to or 0),
         size=os.stat(target.path).st_size,
         options=options,
         copied=copied,
@@ -286,6 +352,7 @@ def _result(
         disk_size=disk_size,
         warnings=warnings or [],
         compression=compression,
+        checksum=checksum,
     )
 
 
@@ -307,11 +374,19 @@ def make(
     target_kind(target.path, target.kind)
     check_compression(target)
     check_target(target.path, force=target.force, inputs=(source,))
+    if target.checksum:
+        check_part_size(target.part_size)  # before any writing, not once the output is made
     if disk is None:
         with contextlib.suppress(NotOnePass):
-            done = _make_in_one_pass(source, target, claimed=claimed, policy=policy, on_progress=on_progress)
+            writing = share(on_progress, 0.0, 0.8) if target.checksum else on_progress
+            done = _make_in_one_pass(source, target, claimed=claimed, policy=policy, on_progress=writing)
             if done is not None:
                 opened, packed = done
+                sums = None
+                if target.checksum:  # the bytes went through Python, but holes were skipped: read them back
+                    sums = checksum_file(
+                        target.path, part_size=target.part_size, on_progress=share(on_progress, 0.8, 1.0)
+                    )
                 return _result(
                     opened,
                     target,
@@ -321,6 +396,7 @@ def make(
                     metadata=packed.metadata if packed else None,
                     disk_size=packed.disk_size if packed else None,
                     warnings=packed.warnings if packed else None,
+                    checksum=sums,
                 )
     where = scratch or target.path.parent
     compressed = compression_of(source) is not None
@@ -343,7 +419,7 @@ def _make_in_one_pass(
     """The target written straight from a compressed source where it can be (None where it cannot): the source
     as opened (its disk now the target's bytes) and, for a .oci, the archive."""
     oci = target.kind is ArchiveKind.OCI
-    plain = not target.options and not target.compress and target.compression is None
+    plain = not target.options and not target.compress and target.compression is None and target.grow_to is None
     fmt = None if isinstance(target.kind, ArchiveKind) else target.kind
     plan = one_pass_for(source, oci=oci, fmt=fmt, claimed=claimed, plain=plain)
     if plan is None:

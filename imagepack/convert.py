@@ -11,6 +11,7 @@ from imagepack import qemu
 from imagepack.atomic import atomic_output, check_free_space
 from imagepack.errors import InvalidValueError
 from imagepack.formats import ImageFormat, format_claimed_by_name, format_for_output_name, spec
+from imagepack.gpt import move_gpt_to_end
 from imagepack.image import SourceImage
 from imagepack.options import create_options
 from imagepack.problems import Remedy
@@ -75,6 +76,7 @@ class DiskPlan:
     compress: bool
     copy: bool  # the source's bytes as they are, not a conversion
     needed: int
+    grow_to: int | None = None  # the output's virtual size, when larger than the source's
 
 
 def plan_disk(
@@ -84,27 +86,54 @@ def plan_disk(
     options: Mapping[str, str] = {},
     compress: bool = False,
     copy_if_unchanged: bool = False,
+    grow_to: int | None = None,
 ) -> DiskPlan:
     """With `copy_if_unchanged`, a source already in `fmt` that no option changes is copied in the kernel (holes
-    kept) instead of rewritten by qemu-img."""
+    kept) instead of rewritten by qemu-img. With `grow_to`, the output's virtual size is that (never less than
+    the source's); only a flat output (raw, a fixed VHD) can be grown, since its GPT is then moved in place."""
     checked = create_options(fmt, options, compress=compress)
-    copy = copy_if_unchanged and can_copy(image, fmt, options=options, compress=compress)
+    if grow_to is not None and grow_to <= image.virtual_size:
+        grow_to = None
+    if grow_to is not None and not (fmt is ImageFormat.RAW or checked.get("subformat") in spec(fmt).flat_subformats):
+        raise InvalidValueError(
+            f"growing the disk works for raw and fixed VHD outputs, not {fmt.value}; "
+            "grow a raw copy ('qemu-img resize -f raw COPY SIZE', then 'sgdisk -e COPY') and convert that"
+        )
+    copy = grow_to is None and copy_if_unchanged and can_copy(image, fmt, options=options, compress=compress)
     needed = _source_length(image) if copy else estimate_output_size(image, fmt, checked)
-    return DiskPlan(fmt, checked, compress, copy, needed)
+    if grow_to is not None and spec(fmt).allocates_whole_disk(checked):
+        needed += grow_to - image.virtual_size
+    return DiskPlan(fmt, checked, compress, copy, needed, grow_to)
 
 
 def _source_length(image: SourceImage) -> int:
     return image.ref.size if image.ref.size is not None else os.stat(image.ref.path).st_size
 
 
-def write_planned(image: SourceImage, plan: DiskPlan, temp: Path, *, on_progress: Progress | None = None) -> None:
-    """Write the disk into `temp`, a new empty file that an atomic output will give its name."""
+def write_planned(
+    image: SourceImage,
+    plan: DiskPlan,
+    temp: Path,
+    *,
+    shown: Path | None = None,
+    on_progress: Progress | None = None,
+) -> None:
+    """Write the disk into `temp`, a new empty file that an atomic output will give its name (`shown`: the name
+    errors give)."""
     if plan.copy:
         fd = os.open(temp, os.O_WRONLY | os.O_CLOEXEC)
         try:
             copy_file_range_from(image.ref.path, fd, image.ref.offset, 0, _source_length(image), on_progress)
         finally:
             os.close(fd)
+        return
+    if plan.grow_to is not None:
+        # Created at the grown size, then written into: one pass, the input untouched, the new end all zeroes.
+        qemu.create(temp, plan.format, plan.grow_to, plan.options)
+        qemu.convert_into(
+            image.ref, qemu.ImageRef(temp, plan.format), virtual_size=plan.grow_to, on_progress=on_progress
+        )
+        move_gpt_to_end(temp, old_size=image.virtual_size, new_size=plan.grow_to, shown=shown)
         return
     qemu.convert(
         image.ref,
@@ -125,12 +154,15 @@ def write_disk(
     options: Mapping[str, str] = {},
     compress: bool = False,
     copy_if_unchanged: bool = False,
+    grow_to: int | None = None,
     sync: bool = False,
     on_progress: Progress | None = None,
 ) -> WrittenDisk:
-    """Write `image` to `target` in `fmt`, whole or not at all."""
-    plan = plan_disk(image, fmt, options=options, compress=compress, copy_if_unchanged=copy_if_unchanged)
+    """Write `image` to `target` in `fmt`, whole or not at all (grown to `grow_to` bytes, see plan_disk)."""
+    plan = plan_disk(
+        image, fmt, options=options, compress=compress, copy_if_unchanged=copy_if_unchanged, grow_to=grow_to
+    )
     check_free_space(target, plan.needed)
     with atomic_output(target, sync=sync) as temp:
-        write_planned(image, plan, temp, on_progress=on_progress)
+        write_planned(image, plan, temp, shown=target, on_progress=on_progress)
     return WrittenDisk(target, fmt, plan.options, plan.copy)

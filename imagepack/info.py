@@ -40,6 +40,7 @@ from imagepack.ova.reader import open_ova
 from imagepack.partitions import HEAD_BYTES, PartitionLayout, read_partition_layout
 from imagepack.problems import Problem, Remedy
 from imagepack.progress import Progress
+from imagepack.seed import IsoInfo, read_iso
 
 
 @dataclass
@@ -322,9 +323,9 @@ def describe(
     disk: int | None = None,
     scratch: Path | None = None,
     on_progress: Progress | None = None,
-) -> ImageInfo | ArchiveInfo | OvaInfo:
-    """What `path` is: a .oci archive and its disk, an OVA and its disks, or a disk image (described even when it
-    would be refused)."""
+) -> ImageInfo | ArchiveInfo | OvaInfo | IsoInfo:
+    """What `path` is: a .oci archive and its disk, an OVA and its disks, an ISO 9660 image and its files (a
+    cloud-init seed), or a disk image (described even when it would be refused)."""
     kind = compression_of(path)
     if claimed is None and kind in (None, Container.GZIP) and looks_like_ova(path):
         return describe_ova(path, disk=disk, policy=policy, scratch=scratch)
@@ -342,4 +343,11 @@ def describe(
                 return described
             assert source.archive is not None
             return describe_archive(source.archive, path)
+    if claimed is None and compression_of(path) is None and _is_iso(path):
+        return read_iso(path)  # described, but every other verb still refuses it as a disk
     return describe_image(path, claimed=claimed, policy=policy)
+
+
+def _is_iso(path: Path) -> bool:
+    with ByteSource(path) as src:
+        return detect(src).iso

@@ -26,6 +26,9 @@ class Remedy(StrEnum):
     STATE_TARGET_FORMAT = "to"  # say which format to write
     STATE_METADATA = "metadata"  # give the image metadata to start from
     REPLACE_OUTPUT = "force"  # replace an output that exists
+    RESIZE_UP = "resize-up"  # grow the output's virtual size to what the platform takes (the value)
+    STATE_LAUNCH_MODE = "launch-mode"  # say which launch mode the image imports in
+    WINDOWS_CLOCK_FIX = "windows-rtc-fix"  # have the guest keep its hardware clock in UTC (RealTimeIsUniversal)
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,7 @@ Progress = Callable[[float], None]
 
 
 def share(on_progress: Progress | None, start: float, end: float) -> Progress | None:
-    """Progress of one step of several, as a part of the whole: `start` to `end` of it."""
+    """Progress of one step of several, as a part of the whole: from `start` to `end`."""
     if on_progress is None:
         return None
     report = on_progress

@@ -9,6 +9,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import BinaryIO
 
+from imagepack.checksums import Digester
 from imagepack.errors import InputError
 from imagepack.progress import Progress
 
@@ -90,16 +91,20 @@ def write_stream_sparse(
     limit: int,
     too_large: Callable[[int], Exception],
     after_first_chunk: Callable[[], int] | None = None,
+    digester: Digester | None = None,
 ) -> int:
     """Write what `stream` reads into `out_fd` at `out_offset`, leaving runs of zeroes as holes (a stream of
     zeroes costs no disk), and return the bytes written. Past `limit` bytes it raises `too_large(limit)`.
     Once the first STREAM_CHUNK bytes (or all, if fewer) are in place, `after_first_chunk` may check them
-    and return a tighter limit: what the disk's own header says it can need."""
+    and return a tighter limit: what the disk's own header says it can need. `digester` is fed every byte,
+    the zeroes left as holes included: they are what a reader of the file gets."""
     copied = 0
     while chunk := stream.read(STREAM_CHUNK):
         if copied + len(chunk) > limit:
             raise too_large(limit)
         _write_data(out_fd, chunk, out_offset + copied)
+        if digester is not None:
+            digester.update(chunk)
         copied += len(chunk)
         if after_first_chunk is not None and copied >= STREAM_CHUNK:
             limit = min(limit, _checked(out_fd, out_offset + copied, after_first_chunk))

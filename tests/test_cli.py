@@ -242,10 +242,12 @@ def test_every_error_class_has_a_stable_code_a_raise_site_can_refine() -> None:
     assert UnsafeImageError("y").code == "unsafe-image"
 
 
-def test_every_remedy_has_the_option_text_the_error_line_appends() -> None:
+def test_every_remedy_has_the_text_the_error_line_appends_naming_an_option() -> None:
     assert set(REMEDY_TEXT) == set(Remedy)
     for remedy in Remedy:
-        assert with_remedy("refused", remedy).startswith("refused; pass --"), remedy
+        # Each names the option (or the command) that does it.
+        assert with_remedy("refused", remedy).startswith("refused; "), remedy
+        assert "--" in REMEDY_TEXT[remedy], remedy
     assert with_remedy("plain", None) == "plain"
 
 
@@ -318,11 +320,14 @@ COMMANDS = [
     ["pack"],
     ["unpack"],
     ["verify"],
+    ["url"],
+    ["import-request"],
     ["meta", "show"],
     ["meta", "set"],
     ["meta", "shapes", "list"],
     ["meta", "shapes", "add"],
     ["meta", "shapes", "remove"],
+    ["seed-iso"],
 ]
 
 

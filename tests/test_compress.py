@@ -90,10 +90,10 @@ def test_an_interrupted_compress_or_decompress_leaves_nothing(verb: str, tmp_pat
     source = big
     if verb == "decompress":
         source = tmp_path / "zeros.raw.zst"
-        with open(source, "wb") as f, zstandard.ZstdCompressor(level=1).stream_writer(f) as writer:
-            zeros = bytes(64 * 1024**2)
-            for _ in range(64):  # 4 GiB of zeroes: seconds of decompressing
-                writer.write(zeros)
+        # 32 GiB of zeroes in 128 copies of one frame, a few hundred KiB: far more than the wait below, even on a
+        # machine that is slow to notice the temporary (4 GiB could end inside that window, under load).
+        frame = zstandard.ZstdCompressor(level=1).compress(bytes(256 * 1024**2))
+        source.write_bytes(frame * 128)
         big.unlink()
     out = tmp_path / "out"
     out.mkdir()

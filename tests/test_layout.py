@@ -12,19 +12,21 @@ PACKAGE = Path(__file__).parent.parent / "imagepack"
 # Lowest first. A module's layer is that of the longest prefix listed.
 LAYERS: tuple[tuple[str, ...], ...] = (
     ("__init__", "errors", "problems", "progress"),
-    ("signals", "sizes"),
+    ("signals", "sizes", "checksums"),
     ("process", "partitions"),
-    ("formats", "sample"),
+    ("formats", "sample", "gpt"),
     ("qemu", "atomic", "sparse", "options"),
+    ("seed",),
     ("image",),
     ("oci", "oci.tarscan", "oci.metadata", "ova", "ova.descriptor"),
-    ("tarmembers",),
+    ("tarmembers", "oci.objectstorage"),
     ("oci.archive", "ova.archive"),
     ("oci.reader", "compression", "ova.reader", "gce"),
     ("convert", "oci.edit"),
-    ("oci.pack", "inputs"),
+    ("oci.pack", "inputs", "gcetar"),
     ("onepass",),
-    ("oci.unpack", "build", "info", "oci.verify"),
+    ("oci.unpack", "build", "info", "oci.verify", "oci.importrequest"),
+    ("presets",),
     ("_demo", "cli", "__main__"),
 )
 

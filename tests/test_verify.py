@@ -1,7 +1,9 @@
-"""`imagepack verify` on files that are not what OCI imports: each refusal names what the file really is."""
+"""`imagepack verify` on files that are not what OCI imports: each refusal names what the file really is; and the
+notes it gives on what the import cannot check (the Windows clock and licence, X5/X6/X7 hosts)."""
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Callable
 from pathlib import Path
@@ -31,3 +33,53 @@ def test_verify_of_an_iso_file_names_it_and_does_not_call_it_a_bad_tar(
     said = errors[0].replace(str(container), "")
     assert re.search(rf"\b{kind}\b", said, re.IGNORECASE) and "not a disk image" in said
     assert "tar" not in said and done.stderr == ""
+
+
+def _verified(sample_raw: Path, tmp_path: Path, os_name: str, version: str) -> dict[str, object]:
+    archive = tmp_path / "guided.oci"
+    packed = run_cli("pack", str(sample_raw), str(archive), "--os", os_name, "--os-version", version, "-q")
+    assert packed.returncode == 0, packed.stderr
+    done = run_cli("verify", "--json", str(archive))
+    assert done.returncode == 0, done.stdout + done.stderr
+    report: dict[str, object] = json.loads(done.stdout)
+    return report
+
+
+def test_verify_of_a_windows_archive_notes_the_clock_fix_the_licence_and_the_host_generations(
+    sample_raw: Path, tmp_path: Path
+) -> None:
+    report = _verified(sample_raw, tmp_path, "Windows", "Server 2022 Datacenter")
+    notes = {p["code"]: p for p in report["problems"] if p["code"].startswith("guidance.")}  # type: ignore[attr-defined]
+    assert list(notes) == ["guidance.windows-clock", "guidance.windows-license", "guidance.host-generation"]
+    assert all(note["severity"] == "note" for note in notes.values())
+    clock = notes["guidance.windows-clock"]
+    assert "TimeZoneInformation\\RealTimeIsUniversal is a DWORD set to 1" in clock["message"]
+    assert clock["remedy"] == "windows-rtc-fix"
+    assert "Server 2022 Datacenter" in notes["guidance.windows-license"]["message"]
+    assert report["ready"] is True
+    text = run_cli("verify", str(tmp_path / "guided.oci"))
+    assert text.returncode == 0
+    assert "imagepack seed-iso --windows-rtc-fix" in text.stdout and "note: " in text.stdout
+
+
+@pytest.mark.parametrize(
+    ("os_name", "version", "command"),
+    [
+        ("Ubuntu", "22.04", "'apt-get update && apt-get dist-upgrade'"),
+        ("Oracle Linux", "8", "'yum update'"),
+        ("CentOS", "7", "'yum update'"),
+    ],
+)
+def test_verify_of_a_listed_linux_archive_notes_the_kernel_update_of_its_family(
+    os_name: str, version: str, command: str, sample_raw: Path, tmp_path: Path
+) -> None:
+    report = _verified(sample_raw, tmp_path, os_name, version)
+    notes = [p for p in report["problems"] if p["code"].startswith("guidance.")]  # type: ignore[attr-defined]
+    assert [(note["code"], note["severity"]) for note in notes] == [("guidance.host-generation", "note")]
+    assert "X5, X6 and X7" in notes[0]["message"] and notes[0]["message"].endswith(command)
+    assert report["ready"] is True
+
+
+def test_verify_gives_no_host_generation_note_for_a_system_off_the_list(sample_raw: Path, tmp_path: Path) -> None:
+    report = _verified(sample_raw, tmp_path, "Debian", "12")
+    assert not [p for p in report["problems"] if p["code"].startswith("guidance.")]  # type: ignore[attr-defined]

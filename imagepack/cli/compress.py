@@ -7,8 +7,8 @@ from typing import TYPE_CHECKING
 
 import typer
 
-from imagepack.cli.options import FORCE, JSON, LEVEL, QUIET, THREADS, VERBOSE
-from imagepack.cli.output import human_size, print_json, progress_bar, reported, setup_logging
+from imagepack.cli.options import CHECKSUM, FORCE, JSON, LEVEL, PART_SIZE, QUIET, THREADS, VERBOSE
+from imagepack.cli.output import human_size, print_checksums, print_json, progress_bar, reported, setup_logging
 
 if TYPE_CHECKING:
     from imagepack.compression import CompressionResult
@@ -38,6 +38,8 @@ def compress_command(
         None, metavar="[DST]", help="Where to write (default FILE.zst, .xz or .gz).", show_default=False
     ),
     force: bool = FORCE,
+    checksum: bool = CHECKSUM,
+    part_size: str = PART_SIZE,
     json_output: bool = JSON,
     quiet: bool = QUIET,
     verbose: bool = VERBOSE,
@@ -45,12 +47,22 @@ def compress_command(
     """Compress a file with zstd (multi-threaded, with a checksum), xz or gzip; the output appears whole."""
     setup_logging(quiet=quiet, verbose=verbose)
     with reported(verbose=verbose, json_output=json_output):
+        from imagepack.cli.parse import parse_part_size
         from imagepack.compression import compress_file, parse_codec
 
         codec = parse_codec(to)
+        size = parse_part_size(part_size, checksum=checksum)
         with progress_bar(f"compressing {source.name}", quiet=quiet) as on_progress:
             done = compress_file(
-                source, output, to=codec, level=level, threads=threads, force=force, on_progress=on_progress
+                source,
+                output,
+                to=codec,
+                level=level,
+                threads=threads,
+                force=force,
+                checksum=checksum,
+                part_size=size,
+                on_progress=on_progress,
             )
         _report(done, "compressed", json_output=json_output, quiet=quiet)
 
@@ -61,6 +73,8 @@ def decompress_command(
         None, metavar="[DST]", help="Where to write (default: FILE without its suffix).", show_default=False
     ),
     force: bool = FORCE,
+    checksum: bool = CHECKSUM,
+    part_size: str = PART_SIZE,
     json_output: bool = JSON,
     quiet: bool = QUIET,
     verbose: bool = VERBOSE,
@@ -68,10 +82,14 @@ def decompress_command(
     """Decompress a zstd, xz, gzip or bzip2 file (found by its bytes); runs of zeroes become holes."""
     setup_logging(quiet=quiet, verbose=verbose)
     with reported(verbose=verbose, json_output=json_output):
+        from imagepack.cli.parse import parse_part_size
         from imagepack.compression import decompress_file
 
+        size = parse_part_size(part_size, checksum=checksum)
         with progress_bar(f"decompressing {source.name}", quiet=quiet) as on_progress:
-            done = decompress_file(source, output, force=force, on_progress=on_progress)
+            done = decompress_file(
+                source, output, force=force, checksum=checksum, part_size=size, on_progress=on_progress
+            )
         _report(done, "decompressed", json_output=json_output, quiet=quiet)
 
 
@@ -83,3 +101,4 @@ def _report(done: CompressionResult, verb: str, *, json_output: bool, quiet: boo
             f"{verb} {done.source} ({human_size(done.source_size)}) to {done.target} "
             f"({done.compression}, {human_size(done.size)}) in {done.seconds:.1f} s"
         )
+        print_checksums(done.checksum)

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import typer
 
 from imagepack.cli.options import (
     ALLOW_BACKING,
+    CHECKSUM,
     COMPRESS,
     DISK,
     FORCE,
@@ -16,6 +18,7 @@ from imagepack.cli.options import (
     JSON,
     LEVEL,
     MAX_SIZE,
+    PART_SIZE,
     QUIET,
     SCRATCH,
     SYNC,
@@ -25,13 +28,16 @@ from imagepack.cli.options import (
     PackOptions,
     pack_options,
 )
-from imagepack.cli.output import progress_bar, report_build, reported, setup_logging
+from imagepack.cli.output import print_json, progress_bar, report_build, reported, setup_logging
 
 EXAMPLES = """\b
 Examples:
   imagepack convert disk.vmdk disk.qcow2
   imagepack convert disk.raw disk.vmdk -o subformat=streamOptimized
-  imagepack convert disk.qcow2.xz disk.vmdk --scratch /var/tmp"""
+  imagepack convert disk.qcow2 disk.vhd --for azure --resize-up
+  imagepack convert disk.qcow2 disk.tar.gz --for gcp --resize-up
+  imagepack convert disk.qcow2.xz disk.vmdk --scratch /var/tmp
+  imagepack convert --for list"""
 
 
 def register(app: typer.Typer) -> None:
@@ -40,12 +46,27 @@ def register(app: typer.Typer) -> None:
 
 @pack_options
 def convert_command(
-    source: Path = typer.Argument(..., metavar="SRC", help="Image to read (never modified)."),
+    ctx: typer.Context,
+    # Not required by typer, so that `--for list` needs neither; checked below with click's own message.
+    source: Path = typer.Argument(None, metavar="SRC", help="Image to read (never modified)."),
     target: Path = typer.Argument(
-        ..., metavar="DST", help="Image to write; its suffix picks the format unless --to is given."
+        None, metavar="DST", help="Image to write; its suffix picks the format unless --to or --for is given."
     ),
     to: str = typer.Option(
         None, "--to", metavar="FORMAT", help="Output format: raw, qcow2, vmdk, vdi, vhd, vhdx or oci."
+    ),
+    for_target: str = typer.Option(
+        None,
+        "--for",
+        metavar="TARGET",
+        help="Write what a platform imports: oci, azure, aws, esxi, vsphere, gcp, virtualbox, hyperv "
+        "('list' shows them).",
+    ),
+    resize_up: bool = typer.Option(
+        False,
+        "--resize-up",
+        help="With --for azure or gcp: grow the output's virtual size to the next whole MiB or GiB "
+        "(a GPT's backup moves to the new end).",
     ),
     from_format: str = FROM_FORMAT,
     option: list[str] = FORMAT_OPTION,
@@ -59,6 +80,8 @@ def convert_command(
     vhd_size: str = VHD_SIZE,
     disk: int | None = DISK,
     scratch: Path | None = SCRATCH,
+    checksum: bool = CHECKSUM,
+    part_size: str = PART_SIZE,
     json_output: bool = JSON,
     quiet: bool = QUIET,
     verbose: bool = VERBOSE,
@@ -68,16 +91,59 @@ def convert_command(
     """Convert a disk image between raw, qcow2, vmdk, vdi, vhd, vhdx and .oci (a .oci source works too; a .oci
     target takes the pack options)."""
     setup_logging(quiet=quiet, verbose=verbose)
+    if for_target is not None and for_target.strip().lower() == "list":
+        _print_presets(json_output=json_output)
+        return
+    _require_arguments(ctx, source=source, target=target)
     with reported(verbose=verbose, json_output=json_output):
         from imagepack.build import ArchiveKind, Target, make, target_kind
-        from imagepack.cli.parse import metadata_request, parse_disk_format, parse_policy, parse_scratch, parse_target
+        from imagepack.cli.parse import (
+            metadata_request,
+            parse_disk_format,
+            parse_part_size,
+            parse_policy,
+            parse_scratch,
+            parse_target,
+        )
         from imagepack.compression import codec_named
         from imagepack.errors import InvalidValueError
         from imagepack.options import parse_option_pairs
 
+        if for_target is not None:
+            from imagepack.presets import make_for, preset_named
+
+            if to is not None:
+                raise InvalidValueError("--to and --for cannot be used together: --for picks the format; drop --to")
+            preset = preset_named(for_target)
+            kind = preset.output_for(target).kind
+            if kind is not ArchiveKind.OCI and pack.given():
+                raise InvalidValueError(f"{pack.given()[0]} applies only to a .oci target, not {kind.value}")
+            with progress_bar(f"{source.name} → {target.name}", quiet=quiet) as on_progress:
+                done = make_for(
+                    preset,
+                    source,
+                    target,
+                    resize_up=resize_up,
+                    options=parse_option_pairs(option),
+                    compress=compress,
+                    metadata=metadata_request(pack) if kind is ArchiveKind.OCI else None,
+                    force=force,
+                    sync=sync,
+                    level=level,
+                    threads=threads,
+                    claimed=parse_disk_format(from_format),
+                    policy=parse_policy(max_size, allow_backing=allow_backing, vhd_size=vhd_size),
+                    on_progress=on_progress,
+                    disk=disk,
+                )
+            report_build(done, json_output=json_output, quiet=quiet)
+            return
+        if resize_up:
+            raise InvalidValueError("--resize-up applies with --for (azure or gcp), which says what size to reach")
         kind = target_kind(target, parse_target(to))
         if kind is not ArchiveKind.OCI and pack.given():
             raise InvalidValueError(f"{pack.given()[0]} applies only to a .oci target, not {kind.value}")
+        part_size_checked = parse_part_size(part_size, checksum=checksum)
         with progress_bar(f"{source.name} → {target.name}", quiet=quiet) as on_progress:
             done = make(
                 source,
@@ -92,6 +158,8 @@ def convert_command(
                     compression=codec_named(target),
                     level=level,
                     threads=threads,
+                    checksum=checksum,
+                    part_size=part_size_checked,
                 ),
                 claimed=parse_disk_format(from_format),
                 policy=parse_policy(max_size, allow_backing=allow_backing, vhd_size=vhd_size),
@@ -100,3 +168,31 @@ def convert_command(
                 scratch=parse_scratch(scratch),
             )
         report_build(done, json_output=json_output, quiet=quiet)
+
+
+# click's MissingParameter, reached through the name typer exports, whichever copy of click this typer uses.
+_MissingParameter: Callable[..., Exception] = next(
+    c for c in typer.BadParameter.__subclasses__() if c.__name__ == "MissingParameter"
+)
+
+
+def _require_arguments(ctx: typer.Context, **given: Path | None) -> None:
+    """SRC and DST are required unless `--for list` is asked: missing, they are the usage error click gives."""
+    for name, value in given.items():
+        if value is None:
+            param = next(p for p in ctx.command.params if p.name == name)
+            raise _MissingParameter(ctx=ctx, param=param)
+
+
+def _print_presets(*, json_output: bool) -> None:
+    from imagepack.presets import PRESETS
+
+    if json_output:
+        print_json({"presets": [preset.to_json() for preset in PRESETS.values()]})
+        return
+    for preset in PRESETS.values():
+        print(f"{preset.name:<11} {preset.platform}")
+        for output in preset.outputs:
+            print(f"{'':<11}   writes {output.describe()}")
+        if preset.checks != "—":
+            print(f"{'':<11}   checks {preset.checks}")

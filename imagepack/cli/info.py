@@ -12,11 +12,13 @@ from imagepack.cli.output import describe_problem, human_size, print_json, progr
 
 if TYPE_CHECKING:
     from imagepack.info import ArchiveInfo, ImageInfo, OvaInfo
+    from imagepack.seed import IsoInfo
 
 EXAMPLES = """\b
 Examples:
   imagepack info disk.vmdk
-  imagepack info --json disk.oci | jq .virtual_size"""
+  imagepack info --json disk.oci | jq .virtual_size
+  imagepack info seed.iso"""
 
 
 def register(app: typer.Typer) -> None:
@@ -34,11 +36,12 @@ def info_command(
     quiet: bool = QUIET,
     verbose: bool = VERBOSE,
 ) -> None:
-    """Describe a disk image (format, sizes, partition table, firmware guess) or a .oci archive."""
+    """Describe a disk image (format, sizes, partition table, firmware guess), a .oci archive, an OVA or an ISO."""
     setup_logging(quiet=quiet, verbose=verbose)
     with reported(verbose=verbose, json_output=json_output):
         from imagepack.cli.parse import parse_disk_format, parse_policy, parse_scratch
         from imagepack.info import ArchiveInfo, OvaInfo, describe
+        from imagepack.seed import IsoInfo
 
         policy = parse_policy(max_size, vhd_size=vhd_size)
         with progress_bar(f"reading {path.name}", quiet=quiet) as on_progress:
@@ -56,6 +59,8 @@ def info_command(
             _print_archive(found)
         elif isinstance(found, OvaInfo):
             _print_ova(found)
+        elif isinstance(found, IsoInfo):
+            _print_iso(found)
         else:
             _print_image(found)
 
@@ -92,6 +97,25 @@ def _print_ova(found: OvaInfo) -> None:
         return
     print("disk:")
     _print_image(found.disk, indent="  ")
+
+
+def _print_iso(found: IsoInfo) -> None:
+    extensions = [name for name, present in (("Rock Ridge", found.rock_ridge), ("Joliet", found.joliet)) if present]
+    print(f"{found.path}: ISO 9660 image ({', '.join(extensions) or 'no Rock Ridge or Joliet names'})")
+    print(
+        f"  label: {found.label}"
+        + (f" (Joliet: {found.joliet_label})" if found.joliet_label not in (None, found.label) else "")
+    )
+    for file in found.files:
+        plain = f"  [{file.iso_name}]" if file.iso_name.removesuffix(";1") != file.path.upper() else ""
+        print(f"  {file.path}: {file.size} bytes{plain}")
+    if found.truncated:
+        print(f"  (listing cut short after {len(found.files)} files)")
+    if found.nocloud_seed:
+        print("  cloud-init NoCloud seed: yes")
+    else:
+        reasons = "; ".join(p.message for p in found.problems)
+        print(f"  cloud-init NoCloud seed: no ({reasons})")
 
 
 def _print_image(found: ImageInfo, indent: str = "") -> None:

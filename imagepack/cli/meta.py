@@ -9,8 +9,8 @@ from typing import TYPE_CHECKING
 import typer
 from typer.core import TyperCommand
 
-from imagepack.cli.options import JSON, QUIET, SCRATCH, STRICT, VERBOSE
-from imagepack.cli.output import print_json, print_warnings, reported, setup_logging
+from imagepack.cli.options import CHECKSUM, JSON, PART_SIZE, QUIET, SCRATCH, STRICT, VERBOSE
+from imagepack.cli.output import print_checksums, print_json, print_warnings, reported, setup_logging
 
 if TYPE_CHECKING:
     from typer import _click as click
@@ -77,6 +77,8 @@ def meta_set(
     archive: Path = typer.Argument(..., metavar="ARCHIVE", help="The .oci archive (changed in place)."),
     assignments: list[str] = typer.Argument(..., metavar="KEY=VALUE...", help="Values to set, names in any case."),
     strict: bool = STRICT,
+    checksum: bool = CHECKSUM,
+    part_size: str = PART_SIZE,
     json_output: bool = JSON,
     quiet: bool = QUIET,
     verbose: bool = VERBOSE,
@@ -92,7 +94,15 @@ def meta_set(
         with typed_values():
             return set_values(meta, values)
 
-    _edit(archive, change, strict=strict, quiet=quiet, json_output=json_output, verbose=verbose)
+    _edit(
+        archive,
+        change,
+        strict=strict,
+        checksum=(checksum, part_size),
+        quiet=quiet,
+        json_output=json_output,
+        verbose=verbose,
+    )
 
 
 @shapes_app.command(
@@ -125,6 +135,8 @@ def shapes_list(
 def shapes_add(
     archive: Path = typer.Argument(..., metavar="ARCHIVE", help="The .oci archive (changed in place)."),
     shapes: list[str] = typer.Argument(..., metavar="SHAPE...", help="NAME[:OCPU_MIN-OCPU_MAX[:MEM_MIN-MEM_MAX]]"),
+    checksum: bool = CHECKSUM,
+    part_size: str = PART_SIZE,
     json_output: bool = JSON,
     quiet: bool = QUIET,
     verbose: bool = VERBOSE,
@@ -135,13 +147,22 @@ def shapes_add(
         from imagepack.oci.metadata import parse_shape
 
         added = [parse_shape(text) for text in shapes]
-    _edit(archive, lambda meta: add_shapes(meta, added), quiet=quiet, json_output=json_output, verbose=verbose)
+    _edit(
+        archive,
+        lambda meta: add_shapes(meta, added),
+        checksum=(checksum, part_size),
+        quiet=quiet,
+        json_output=json_output,
+        verbose=verbose,
+    )
 
 
 @shapes_app.command("remove", epilog="\b\nExample:\n  imagepack meta shapes remove disk.oci VM.Standard2.1")
 def shapes_remove(
     archive: Path = typer.Argument(..., metavar="ARCHIVE", help="The .oci archive (changed in place)."),
     names: list[str] = typer.Argument(..., metavar="NAME...", help="Shape names to remove."),
+    checksum: bool = CHECKSUM,
+    part_size: str = PART_SIZE,
     json_output: bool = JSON,
     quiet: bool = QUIET,
     verbose: bool = VERBOSE,
@@ -149,7 +170,14 @@ def shapes_remove(
     """Remove compatible shapes by name."""
     from imagepack.oci.edit import remove_shapes
 
-    _edit(archive, lambda meta: remove_shapes(meta, names), quiet=quiet, json_output=json_output, verbose=verbose)
+    _edit(
+        archive,
+        lambda meta: remove_shapes(meta, names),
+        checksum=(checksum, part_size),
+        quiet=quiet,
+        json_output=json_output,
+        verbose=verbose,
+    )
 
 
 def _edit(
@@ -157,18 +185,23 @@ def _edit(
     change: Callable[[ImageMetadata], ImageMetadata],
     *,
     strict: bool = False,
+    checksum: tuple[bool, str | None],  # --checksum and --part-size as typed
     quiet: bool,
     json_output: bool,
     verbose: bool,
 ) -> None:
     setup_logging(quiet=quiet, verbose=verbose)
     with reported(verbose=verbose, json_output=json_output):
+        from imagepack.cli.parse import parse_part_size
         from imagepack.oci.edit import edit_metadata
 
-        done = edit_metadata(archive, change, strict=strict)
+        wanted, part_size = checksum
+        size = parse_part_size(part_size, checksum=wanted)
+        done = edit_metadata(archive, change, strict=strict, checksum=wanted, part_size=size)
         if json_output:
             print_json(done.to_json())
             return
         print_warnings(done.warnings)
         if not quiet:
             print(f"updated the metadata of {done.archive} {done.how}")
+            print_checksums(done.checksum)

@@ -44,6 +44,12 @@ SCRATCH = typer.Option(
     "(default: beside the output; for verbs without one, the system's temporary directory).",
 )
 DISK = typer.Option(None, "--disk", metavar="N", min=1, help="Which of an OVA's disks to read (from 1).")
+CHECKSUM = typer.Option(
+    False, "--checksum", help="Report the SHA-256 and the MD5s Object Storage will show of the file written."
+)
+PART_SIZE = typer.Option(
+    None, "--part-size", metavar="SIZE", help="Part size oci os object put will use (default 128MiB, its own)."
+)
 STRICT = typer.Option(False, "--strict", help="Treat an operating system missing from OCI's list as an error.")
 
 

@@ -18,6 +18,7 @@ from imagepack.problems import Problem, Remedy
 
 if TYPE_CHECKING:
     from imagepack.build import BuildResult
+    from imagepack.checksums import Checksums
 
 
 INTERRUPTED = "interrupted; nothing was written"
@@ -33,6 +34,9 @@ REMEDY_TEXT = {
     Remedy.STATE_TARGET_FORMAT: "pass --to FORMAT",
     Remedy.STATE_METADATA: "pass --metadata FILE, or repack the archive",
     Remedy.REPLACE_OUTPUT: "pass --force to replace it",
+    Remedy.RESIZE_UP: "pass --resize-up to grow the output to {value} bytes (the input is not changed)",
+    Remedy.STATE_LAUNCH_MODE: "pass --launch-mode {value} if so",
+    Remedy.WINDOWS_CLOCK_FIX: "'imagepack seed-iso --windows-rtc-fix' makes a seed ISO with a .reg file that sets it",
 }
 
 
@@ -135,6 +139,27 @@ def report_build(done: BuildResult, *, json_output: bool, quiet: bool) -> None:
             f"({done.format}{', ' + done.compression if done.compression else ''}, {human_size(done.size)}) "
             f"in {done.seconds:.1f} s"
         )
+    print_checksums(done.checksum)
+
+
+def checksum_lines(checksums: Checksums) -> list[str]:
+    """What `checksum` and every --checksum print: the SHA-256, the Content-MD5 of a single-part upload, and the
+    opc-multipart-md5 of the multipart upload `oci os object put` makes with that part size, or that it makes none."""
+    mib = checksums.part_size // 1024**2
+    lines = [
+        f"sha256:            {checksums.sha256}",
+        f"Content-MD5:       {checksums.md5}  (single-part upload; md5sum prints {checksums.md5_hex})",
+    ]
+    if checksums.multipart_md5 is None:
+        lines.append(f"opc-multipart-md5: none: not larger than the part size, {mib} MiB, so uploaded in one part")
+    else:
+        lines.append(f"opc-multipart-md5: {checksums.multipart_md5}  ({checksums.parts} parts of {mib} MiB)")
+    return lines
+
+
+def print_checksums(checksums: Checksums | None) -> None:
+    for line in checksum_lines(checksums) if checksums is not None else []:
+        print(f"  {line}")
 
 
 @contextlib.contextmanager

@@ -8,6 +8,7 @@ import typer
 
 from imagepack.cli.options import (
     ALLOW_BACKING,
+    CHECKSUM,
     COMPRESS,
     DISK,
     FORCE,
@@ -16,6 +17,7 @@ from imagepack.cli.options import (
     JSON,
     LEVEL,
     MAX_SIZE,
+    PART_SIZE,
     QUIET,
     SCRATCH,
     SYNC,
@@ -57,6 +59,8 @@ def pack_command(
     vhd_size: str = VHD_SIZE,
     disk: int | None = DISK,
     scratch: Path | None = SCRATCH,
+    checksum: bool = CHECKSUM,
+    part_size: str = PART_SIZE,
     json_output: bool = JSON,
     quiet: bool = QUIET,
     verbose: bool = VERBOSE,
@@ -67,7 +71,13 @@ def pack_command(
     setup_logging(quiet=quiet, verbose=verbose)
     with reported(verbose=verbose, json_output=json_output):
         from imagepack.build import ArchiveKind, Target, make
-        from imagepack.cli.parse import metadata_request, parse_disk_format, parse_policy, parse_scratch
+        from imagepack.cli.parse import (
+            metadata_request,
+            parse_disk_format,
+            parse_part_size,
+            parse_policy,
+            parse_scratch,
+        )
         from imagepack.compression import codec_named
         from imagepack.errors import InvalidValueError
         from imagepack.options import parse_option_pairs
@@ -77,6 +87,7 @@ def pack_command(
         destination = target or output
         if destination is None:
             raise InvalidValueError("name the archive to write: imagepack pack SRC DST.oci")
+        part_size_checked = parse_part_size(part_size, checksum=checksum)
         with progress_bar(f"{source.name} → {destination.name}", quiet=quiet) as on_progress:
             done = make(
                 source,
@@ -91,6 +102,8 @@ def pack_command(
                     compression=codec_named(destination),
                     level=level,
                     threads=threads,
+                    checksum=checksum,
+                    part_size=part_size_checked,
                 ),
                 claimed=parse_disk_format(from_format),
                 policy=parse_policy(max_size, allow_backing=allow_backing, vhd_size=vhd_size),

@@ -56,6 +56,21 @@ def parse_policy(max_size: str | None, *, allow_backing: bool = False, vhd_size:
     )
 
 
+def parse_part_size(text: str | None, *, checksum: bool = True) -> int:
+    """The part size `--part-size` gives (Object Storage's limits checked), or the one oci os object put uses.
+    Without a checksum to compute, a part size has nothing to apply to."""
+    from imagepack.checksums import OBJECT_PUT_PART_SIZE, check_part_size
+    from imagepack.sizes import parse_size
+
+    if text is None:
+        return OBJECT_PUT_PART_SIZE
+    if not checksum:
+        raise InvalidValueError("--part-size applies to the checksums of the output; give --checksum too")
+    part_size = parse_size(text, what="--part-size")
+    check_part_size(part_size)
+    return part_size
+
+
 def parse_choice(kind: type[E], value: str | None, option: str) -> E | None:
     """The member of `kind` named by `value` in any case, so that `--firmware uefi_64` stores UEFI_64."""
     if value is None:

@@ -6,8 +6,19 @@ from pathlib import Path
 
 import typer
 
-from imagepack.cli.options import FORCE, FORMAT_OPTION, JSON, MAX_SIZE, QUIET, SCRATCH, SYNC, VERBOSE
-from imagepack.cli.output import print_json, progress_bar, reported, setup_logging
+from imagepack.cli.options import (
+    CHECKSUM,
+    FORCE,
+    FORMAT_OPTION,
+    JSON,
+    MAX_SIZE,
+    PART_SIZE,
+    QUIET,
+    SCRATCH,
+    SYNC,
+    VERBOSE,
+)
+from imagepack.cli.output import print_checksums, print_json, progress_bar, reported, setup_logging
 
 EXAMPLES = """\b
 Examples:
@@ -35,6 +46,8 @@ def unpack_command(
     sync: bool = SYNC,
     max_size: str = MAX_SIZE,
     scratch: Path | None = SCRATCH,
+    checksum: bool = CHECKSUM,
+    part_size: str = PART_SIZE,
     json_output: bool = JSON,
     quiet: bool = QUIET,
     verbose: bool = VERBOSE,
@@ -42,7 +55,7 @@ def unpack_command(
     """Write an archive's disk (NAME.qcow2) and metadata (NAME.json) into a directory. -o KEY=VALUE takes --to."""
     setup_logging(quiet=quiet, verbose=verbose)
     with reported(verbose=verbose, json_output=json_output):
-        from imagepack.cli.parse import parse_disk_format, parse_policy, parse_scratch
+        from imagepack.cli.parse import parse_disk_format, parse_part_size, parse_policy, parse_scratch
         from imagepack.errors import InvalidValueError
         from imagepack.oci.unpack import unpack_archive
         from imagepack.options import parse_option_pairs
@@ -50,6 +63,7 @@ def unpack_command(
         if option and to is None:
             # Without --to the qcow2 is written as archived, so there is nothing for a format option to change.
             raise InvalidValueError("-o applies to the disk written with --to FORMAT; give --to too, or drop -o")
+        size = parse_part_size(part_size, checksum=checksum)
         with progress_bar(archive.name, quiet=quiet) as on_progress:
             done = unpack_archive(
                 archive,
@@ -61,9 +75,12 @@ def unpack_command(
                 sync=sync,
                 policy=parse_policy(max_size),
                 scratch=parse_scratch(scratch),
+                checksum=checksum,
+                part_size=size,
                 on_progress=on_progress,
             )
         if json_output:
             print_json(done.to_json())
         elif not quiet:
             print(f"unpacked {done.archive} into {done.disk} ({done.disk_format.value}) and {done.metadata}")
+            print_checksums(done.checksum)

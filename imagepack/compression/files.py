@@ -3,6 +3,7 @@ verbs."""
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import lzma
 import os
@@ -16,6 +17,7 @@ from typing import BinaryIO
 import zstandard
 
 from imagepack.atomic import atomic_output, check_free_space, check_target
+from imagepack.checksums import OBJECT_PUT_PART_SIZE, Checksums, Digester, HashingWriter
 from imagepack.compression.bounded import expands_past
 from imagepack.compression.streams import (
     STREAM_ERRORS,
@@ -55,6 +57,7 @@ class CompressionResult:
     source_size: int
     size: int
     seconds: float
+    checksum: Checksums | None = None  # of the file written, when asked for
 
     def to_json(self) -> dict[str, object]:
         return {
@@ -64,6 +67,7 @@ class CompressionResult:
             "source_size": self.source_size,
             "size": self.size,
             "seconds": round(self.seconds, 3),
+            "checksum": self.checksum.to_json() if self.checksum else None,
         }
 
 
@@ -91,21 +95,27 @@ def compress_file(
     level: int | None = None,
     threads: int | None = None,
     force: bool = False,
+    checksum: bool = False,
+    part_size: int = OBJECT_PUT_PART_SIZE,
     on_progress: Progress | None = None,
 ) -> CompressionResult:
     """Write `source` compressed to `target` (`source` with the codec's suffix by default), whole or not at all.
     zstd runs on `threads` threads (all cores by default) and records the content size and a checksum; xz
-    records a CRC64, gzip its CRC32. `threads` applies to zstd only."""
+    records a CRC64, gzip its CRC32. `threads` applies to zstd only. With `checksum`, the output's checksums
+    (for uploads in parts of `part_size`) are computed from the compressed bytes as they are written."""
     started = time.monotonic()
     require_regular_file(source)
     target = target or source.with_name(f"{source.name}.{to.value}")
     check_settings(to, level=level, threads=threads)
     check_target(target, force=force, inputs=(source,))
     size = os.stat(source).st_size
+    digester = Digester(part_size) if checksum else None  # its part size checked before anything is written
     with atomic_output(target) as temp:
-        compress_into(source, temp, to=to, level=level, threads=threads, on_progress=on_progress)
+        sums = compress_into(
+            source, temp, to=to, level=level, threads=threads, digester=digester, on_progress=on_progress
+        )
     return CompressionResult(
-        source, target, STREAMS[CODEC_STREAMS[to]], size, os.stat(target).st_size, time.monotonic() - started
+        source, target, STREAMS[CODEC_STREAMS[to]], size, os.stat(target).st_size, time.monotonic() - started, sums
     )
 
 
@@ -129,15 +139,24 @@ def compress_into(
     threads: int | None = None,
     offset: int = 0,
     length: int | None = None,
+    digester: Digester | None = None,
     on_progress: Progress | None = None,
-) -> None:
+) -> Checksums | None:
     """Compress `length` bytes of `source` from `offset` (all of it by default) into the file `out`, which an
-    atomic output will give its name: the one compressor behind `compress` and compressed targets."""
+    atomic output will give its name: the one compressor behind `compress` and compressed targets. The
+    compressed bytes pass through `digester` on their way to the file; returns its checksums."""
     size = os.stat(source).st_size - offset if length is None else length
     with (
+        digester or contextlib.nullcontext(),  # its helper thread ends, whatever happens
         open(source, "rb") as src,
-        open(out, "wb") as sink_file,
-        _encoder(sink_file, to, level if level is not None else LEVELS[to][2], threads, size) as sink,
+        open(out, "wb") as out_file,
+        _encoder(
+            HashingWriter(out_file, digester) if digester else out_file,  # type: ignore[arg-type]
+            to,
+            level if level is not None else LEVELS[to][2],
+            threads,
+            size,
+        ) as sink,
     ):
         src.seek(offset)
         done = 0
@@ -148,6 +167,7 @@ def compress_into(
                 on_progress(done / max(size, 1))
     if done != size:
         raise InputError(f"{source}: ended after {done} of {size} bytes while it was compressed")
+    return digester.result() if digester else None
 
 
 def _encoder(out: BinaryIO, to: Codec, level: int, threads: int | None, size: int) -> BinaryIO:
@@ -170,11 +190,18 @@ def _encoder(out: BinaryIO, to: Codec, level: int, threads: int | None, size: in
 
 
 def decompress_file(
-    source: Path, target: Path | None = None, *, force: bool = False, on_progress: Progress | None = None
+    source: Path,
+    target: Path | None = None,
+    *,
+    force: bool = False,
+    checksum: bool = False,
+    part_size: int = OBJECT_PUT_PART_SIZE,
+    on_progress: Progress | None = None,
 ) -> CompressionResult:
     """Write what the compressed `source` holds to `target` (`source` without its suffix by default), whole or
     not at all, runs of zeroes left as holes. Where the stream declares its size, the room for it is checked
-    before anything is written."""
+    before anything is written. With `checksum`, the output's checksums are computed from the decompressed
+    bytes as they are written."""
     started = time.monotonic()
     require_regular_file(source)
     kind = compression_of(source)
@@ -192,6 +219,7 @@ def decompress_file(
     declared = declared_size(source, kind)
     if declared is not None:
         check_free_space(target, declared)
+    digester = Digester(part_size) if checksum else None
     with atomic_output(target) as temp:
         fd = os.open(temp, os.O_WRONLY | os.O_CLOEXEC)
         try:
@@ -202,13 +230,17 @@ def decompress_file(
                     0,
                     limit=sys.maxsize,
                     too_large=lambda n: expands_past(str(source), kind, n, by_policy=False),
+                    digester=digester,
                 )
+            sums = digester.result() if digester else None
         except STREAM_ERRORS as e:
             if isinstance(e, OSError) and e.errno is not None:
                 raise OutputError(f"{target}: writing failed: {e.strerror}; nothing was written") from None
             raise damaged(source, kind, e) from None
         finally:
             os.close(fd)
+            if digester is not None:
+                digester.close()
     return CompressionResult(
-        source, target, STREAMS[kind], os.stat(source).st_size, written, time.monotonic() - started
+        source, target, STREAMS[kind], os.stat(source).st_size, written, time.monotonic() - started, sums
     )

@@ -83,6 +83,11 @@ class Detection:
             return self.containers[0]
         return None
 
+    @property
+    def iso(self) -> bool:
+        """An ISO 9660 image and nothing else (no disk format in its system area)."""
+        return self.containers == (Container.ISO,) and not self.formats and not self.foreign
+
     def describe(self) -> str:
         """What the content is, for a message: a disk format by its name, anything else with its article."""
         if self.foreign:

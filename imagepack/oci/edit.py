@@ -9,11 +9,12 @@ import fcntl
 import os
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from imagepack.atomic import atomic_output, check_free_space
+from imagepack.checksums import OBJECT_PUT_PART_SIZE, Checksums, checksum_file
 from imagepack.compression import STREAMS, compression_of, decompressed
 from imagepack.errors import ArchiveError, InvalidValueError, MetadataError, OutputError, UnreadableError
 from imagepack.formats import Container
@@ -41,6 +42,7 @@ class EditResult:
     how: str  # what was rewritten, and why, in words for the user
     warnings: list[Problem]  # and notes
     seconds: float
+    checksum: Checksums | None = None  # of the archive as changed, when asked for
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -51,6 +53,7 @@ class EditResult:
             "metadata": self.metadata.to_json(),
             "problems": [problem.to_json() for problem in self.warnings],  # as BuildResult names them
             "seconds": round(self.seconds, 3),
+            "checksum": self.checksum.to_json() if self.checksum else None,
         }
 
 
@@ -85,14 +88,24 @@ def show_metadata(archive: Path, *, scratch: Path | None = None) -> ImageMetadat
 
 
 def edit_metadata(
-    archive: Path, change: Callable[[ImageMetadata], ImageMetadata], *, strict: bool = False
+    archive: Path,
+    change: Callable[[ImageMetadata], ImageMetadata],
+    *,
+    strict: bool = False,
+    checksum: bool = False,
+    part_size: int = OBJECT_PUT_PART_SIZE,
 ) -> EditResult:
+    """With `checksum`, the archive is read back once changed, still under the lock, for the checksums of an
+    upload: an edit in place writes a few KiB, so the checksums of the whole file can only come from a read."""
     started = time.monotonic()
     require_regular_file(archive)
     # Edit the file itself, not a symlink to it: the rewrite path must not replace the link with a copy.
     real = Path(os.path.realpath(archive))
     with _exclusive(real):
-        return _edit_locked(archive, real, change, strict=strict, started=started)
+        done = _edit_locked(archive, real, change, strict=strict, started=started)
+        if checksum:
+            done = replace(done, checksum=checksum_file(real, part_size=part_size))
+        return done
 
 
 @contextlib.contextmanager

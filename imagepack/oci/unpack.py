@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from imagepack.atomic import atomic_outputs, check_free_space, check_target
+from imagepack.checksums import OBJECT_PUT_PART_SIZE, Checksums, checksum_file
 from imagepack.compression import compression_of
 from imagepack.convert import plan_disk, write_planned
 from imagepack.errors import InvalidValueError, OutputError
@@ -28,6 +29,7 @@ class UnpackResult:
     virtual_size: int
     copied: bool
     seconds: float
+    checksum: Checksums | None = None  # of the disk written, when asked for
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -39,6 +41,7 @@ class UnpackResult:
             "virtual_size": self.virtual_size,
             "copied": self.copied,
             "seconds": round(self.seconds, 3),
+            "checksum": self.checksum.to_json() if self.checksum else None,
         }
 
 
@@ -66,11 +69,15 @@ def unpack_archive(
     sync: bool = False,
     policy: SafetyPolicy = SafetyPolicy(),
     scratch: Path | None = None,
+    checksum: bool = False,
+    part_size: int = OBJECT_PUT_PART_SIZE,
     on_progress: Progress | None = None,
 ) -> UnpackResult:
     """Write the archive's disk (as the qcow2 it holds, or converted to `to`) and its metadata, byte for byte as
     archived, into `directory` (created if missing). Both appear together or neither does. A compressed archive
-    is decompressed, and a disk that cannot be read in place extracted, into `scratch` (`directory` by default)."""
+    is decompressed, and a disk that cannot be read in place extracted, into `scratch` (`directory` by default).
+    With `checksum`, the disk is read back once written (qemu-img or the kernel wrote it) for the checksums of an
+    upload."""
     started = time.monotonic()
     fmt = to or ImageFormat.QCOW2
     create_options(fmt, options)  # a bad option fails before the directory is made or the archive read
@@ -96,9 +103,9 @@ def unpack_archive(
             plan = plan_disk(disk, fmt, options=options, copy_if_unchanged=True)
             check_free_space(disk_target, plan.needed + len(opened.metadata_bytes))
             with atomic_outputs([disk_target, metadata_target], sync=sync) as (disk_temp, metadata_temp):
-                write_planned(
-                    disk, plan, disk_temp, on_progress=share(on_progress, 0.5, 1.0) if compressed else on_progress
-                )
+                # A compressed archive's decompression is the first half of the work, the checksum the last fifth.
+                start = 0.5 if compressed else 0.0
+                write_planned(disk, plan, disk_temp, on_progress=share(on_progress, start, 0.8 if checksum else 1.0))
                 # As archived, byte for byte (our own archives' whitespace padding included): what was signed or
                 # checksummed as a member still matches once extracted, as with any tar tool.
                 metadata_temp.write_bytes(opened.metadata_bytes)
@@ -107,6 +114,9 @@ def unpack_archive(
             with contextlib.suppress(OSError):
                 directory.rmdir()  # only when empty: we made it, and nothing of ours is in it
         raise
+    sums = None
+    if checksum:
+        sums = checksum_file(disk_target, part_size=part_size, on_progress=share(on_progress, 0.8, 1.0))
     return UnpackResult(
-        archive, disk_target, fmt, metadata_target, disk.virtual_size, plan.copy, time.monotonic() - started
+        archive, disk_target, fmt, metadata_target, disk.virtual_size, plan.copy, time.monotonic() - started, sums
     )

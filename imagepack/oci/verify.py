@@ -14,7 +14,7 @@ from imagepack.formats import DEFAULT_MAX_SIZE, ImageFormat, SafetyPolicy, spec
 from imagepack.image import SourceImage, partition_layout
 from imagepack.inputs import is_archive, open_source
 from imagepack.oci.archive import DISK_NAME
-from imagepack.oci.metadata import ImageMetadata, check_metadata
+from imagepack.oci.metadata import ImageMetadata, check_metadata, import_guidance
 from imagepack.oci.reader import OpenedArchive
 from imagepack.ova.reader import OpenedOva
 from imagepack.partitions import PartitionTable
@@ -106,6 +106,7 @@ def _check_archive(report: VerifyReport, opened: OpenedArchive, *, strict: bool)
             "oci.disk-member-name", f"disk member is named '{layout.disk.name}'; OCI's own exports use '{DISK_NAME}'"
         )
     report.problems.extend(check_metadata(metadata, strict=strict))
+    report.problems.extend(import_guidance(metadata.operating_system, metadata.operating_system_version))
 
 
 def _check_ova(report: VerifyReport, opened: OpenedOva) -> None:

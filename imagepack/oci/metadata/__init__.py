@@ -27,7 +27,7 @@ from imagepack.oci.metadata.model import (
     ShapeCompatibility,
     VolumeType,
 )
-from imagepack.oci.metadata.rules import check_metadata, shape_architecture
+from imagepack.oci.metadata.rules import check_metadata, check_system, import_guidance, shape_architecture
 
 __all__ = [
     "CUSTOM_REQUIRED",
@@ -47,7 +47,9 @@ __all__ = [
     "VolumeType",
     "build_metadata",
     "check_metadata",
+    "check_system",
     "dump_metadata",
+    "import_guidance",
     "launch_options_for",
     "load_metadata",
     "parse_assignments",

@@ -19,6 +19,7 @@ class SupportedSystem:
     versions: tuple[str, ...]
     pattern: re.Pattern[str]  # full match against squash(operatingSystem + operatingSystemVersion)
     family: str  # the pattern's name part: followed by a release number, another release of this system
+    kernel_update: str | None = None  # what brings the kernel up to date in the guest (the seed's X5/X6/X7 notes)
 
     def describe(self) -> str:
         return f"{self.name} {', '.join(self.versions)}"
@@ -38,6 +39,8 @@ class SupportedSystem:
         return max(_release_number(version) for version in self.versions)
 
 
+YUM_UPDATE = "yum update"
+APT_UPGRADE = "apt-get update && apt-get dist-upgrade"
 WINDOWS_RELEASES = ("2012", "2012 R2", "2016", "2019", "2022")
 WINDOWS_EDITIONS = ("Standard", "Datacenter")
 
@@ -47,20 +50,25 @@ SUPPORTED_SYSTEMS: tuple[SupportedSystem, ...] = (
         ("6.x", "7.x", "8.x", "9.x"),
         re.compile(rf"(?:oraclelinux(?:server)?|ol)[6-9]{_MINOR}"),
         r"(?:oraclelinux(?:server)?|ol)",
+        YUM_UPDATE,
     ),
     SupportedSystem(
         "Oracle Linux Cloud Developer",
         ("8.x",),
         re.compile(rf"(?:oraclelinux|ol)clouddeveloper8{_MINOR}"),
         r"(?:oraclelinux|ol)clouddeveloper",
+        YUM_UPDATE,
     ),
-    SupportedSystem("CentOS", ("7",), re.compile(r"centos(?:linux)?7(?:\.\d+)*"), r"centos(?:linux)?"),
-    SupportedSystem("CentOS Stream", ("8",), re.compile(r"centos(?:linux)?stream8"), r"centos(?:linux)?stream"),
+    SupportedSystem("CentOS", ("7",), re.compile(r"centos(?:linux)?7(?:\.\d+)*"), r"centos(?:linux)?", YUM_UPDATE),
+    SupportedSystem(
+        "CentOS Stream", ("8",), re.compile(r"centos(?:linux)?stream8"), r"centos(?:linux)?stream", YUM_UPDATE
+    ),
     SupportedSystem(
         "Ubuntu",
         ("18.04", "20.04", "22.04", "24.04"),  # 24.04 comes from Oracle's newer pages, not the seed
         re.compile(r"(?:canonical)?ubuntu(?:server)?(?:18|20|22|24)\.04(?:\.\d+)?(?:lts)?"),
         r"(?:canonical)?ubuntu(?:server)?",
+        APT_UPGRADE,
     ),
     SupportedSystem(
         "Windows Server",
@@ -150,8 +158,13 @@ def standing(os_name: str, version: str) -> Standing:
 
 def is_supported(os_name: str, version: str) -> bool:
     """Whether OCI lists this system for import. Windows counts only with a supported edition named."""
+    return supported_system(os_name, version) is not None
+
+
+def supported_system(os_name: str, version: str) -> SupportedSystem | None:
+    """The line of OCI's list this system is on, if any."""
     key = _squash(f"{os_name}{version}")
-    return any(system.pattern.fullmatch(key) for system in SUPPORTED_SYSTEMS)
+    return next((system for system in SUPPORTED_SYSTEMS if system.pattern.fullmatch(key)), None)
 
 
 def is_windows(os_name: str) -> bool:

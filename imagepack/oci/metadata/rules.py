@@ -142,7 +142,7 @@ def check_metadata(meta: ImageMetadata, *, strict: bool = False) -> list[Problem
             )
 
     problems += _check_attachment(meta)
-    problems += _check_system(meta, strict)
+    problems += check_system(meta.operating_system, meta.operating_system_version, meta.launch_mode, strict=strict)
     problems += _check_shapes(meta)
     problems += _check_capabilities(meta)
     caps_version = meta.image_caps_format_version
@@ -203,8 +203,9 @@ def _check_attachment(meta: ImageMetadata) -> list[Problem]:
     return problems
 
 
-def _check_system(meta: ImageMetadata, strict: bool) -> list[Problem]:
-    name, version = meta.operating_system, meta.operating_system_version
+def check_system(name: str, version: str, launch_mode: LaunchMode, *, strict: bool = False) -> list[Problem]:
+    """The operating-system rules of check_metadata, for a system and launch mode given apart from an archive (a
+    CreateImage request's)."""
     if not name.strip():
         return [
             Problem(
@@ -224,11 +225,11 @@ def _check_system(meta: ImageMetadata, strict: bool) -> list[Problem]:
     if not oslist.is_windows(name):
         return _check_listed(name, version, strict)
     problems: list[Problem] = []
-    if meta.launch_mode is not LaunchMode.PARAVIRTUALIZED:
+    if launch_mode is not LaunchMode.PARAVIRTUALIZED:
         problems.append(
             Problem(
                 "metadata.windows-mode",
-                f"Windows images import in PARAVIRTUALIZED mode only, not {meta.launch_mode}; "
+                f"Windows images import in PARAVIRTUALIZED mode only, not {launch_mode}; "
                 "set launchMode=PARAVIRTUALIZED",
             )
         )
@@ -258,6 +259,51 @@ def _check_system(meta: ImageMetadata, strict: bool) -> list[Problem]:
     if len(releases) == 1 and len(editions) == 1:
         problems += _check_listed(name, version, strict)
     return problems
+
+
+def import_guidance(name: str, version: str) -> list[Problem]:
+    """Notes on what the import itself cannot check (the seed's advice): for Windows, the clock and the licence
+    the release and edition stand for; for a system on OCI's list, moving between X5, X6 and X7 hosts.
+
+    Notes:
+      guidance.windows-clock     Windows keeps local time in the hardware clock unless RealTimeIsUniversal is 1
+      guidance.windows-license   the release and edition given must be the ones the image holds
+      guidance.host-generation   X5/X6/X7 hosts differ in drivers: Windows images do not move between them, a
+                                 listed Linux may need its kernel updated (the command for its family)"""
+    if oslist.is_windows(name):
+        return [
+            Problem(
+                "guidance.windows-clock",
+                "Windows keeps local time in the hardware clock, so after a reboot the clock goes back to the "
+                "default time zone's time unless HKLM\\SYSTEM\\CurrentControlSet\\Control\\TimeZoneInformation"
+                "\\RealTimeIsUniversal is a DWORD set to 1 (OCI's platform images set it; a custom image must)",
+                remedy=Remedy.WINDOWS_CLOCK_FIX,
+                severity=Severity.NOTE,
+            ),
+            Problem(
+                "guidance.windows-license",
+                f"OCI licenses Windows by the release and edition given ({_short(name)} {_short(version)}): they "
+                "must be the ones the image holds: others may breach Microsoft's licence terms",
+                severity=Severity.NOTE,
+            ),
+            Problem(
+                "guidance.host-generation",
+                "Windows images do not move between X5, X6 and X7 hosts (their network, NVMe and GPU drivers "
+                "differ): run the image on the host generation it was made on",
+                severity=Severity.NOTE,
+            ),
+        ]
+    system = oslist.supported_system(name, version)
+    if system is None or system.kernel_update is None:
+        return []
+    return [
+        Problem(
+            "guidance.host-generation",
+            f"X5, X6 and X7 hosts differ in network, NVMe and GPU drivers: an image made on one may need the "
+            f"latest kernel on another; update it in the guest with '{system.kernel_update}'",
+            severity=Severity.NOTE,
+        )
+    ]
 
 
 def _check_listed(name: str, version: str, strict: bool) -> list[Problem]:

@@ -1,0 +1,46 @@
+"""`imagepack checksum FILE`: the SHA-256 and the MD5s Object Storage will show for the file once uploaded."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from imagepack.cli.options import JSON, PART_SIZE, QUIET, VERBOSE
+from imagepack.cli.output import checksum_lines, human_size, print_json, progress_bar, reported, setup_logging
+
+EXAMPLES = """\b
+Examples:
+  imagepack checksum disk.oci                   # as oci os object put uploads it, in parts of 128 MiB
+  imagepack checksum disk.qcow2 --part-size 256MiB --json"""
+
+
+def register(app: typer.Typer) -> None:
+    app.command("checksum", epilog=EXAMPLES)(checksum_command)
+
+
+def checksum_command(
+    path: Path = typer.Argument(..., metavar="FILE", help="File to checksum (never modified)."),
+    part_size: str = PART_SIZE,
+    json_output: bool = JSON,
+    quiet: bool = QUIET,
+    verbose: bool = VERBOSE,
+) -> None:
+    """Print the SHA-256, the Content-MD5 of a single-part upload and the opc-multipart-md5 Object Storage shows
+    for a multipart one, in one read of the file."""
+    setup_logging(quiet=quiet, verbose=verbose)
+    with reported(verbose=verbose, json_output=json_output):
+        from imagepack.checksums import checksum_file
+        from imagepack.cli.parse import parse_part_size
+        from imagepack.image import require_regular_file
+
+        size = parse_part_size(part_size)
+        require_regular_file(path)
+        with progress_bar(f"checksumming {path.name}", quiet=quiet) as on_progress:
+            done = checksum_file(path, part_size=size, on_progress=on_progress)
+        if json_output:
+            print_json({"source": str(path), **done.to_json()})
+            return
+        print(f"{path} ({human_size(done.size)}, {done.size} bytes)")
+        for line in checksum_lines(done):
+            print(f"  {line}")
