@@ -12,15 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from imagepack.atomic import check_free_space
-from imagepack.compression.streams import (
-    STREAM_ERRORS,
-    STREAMS,
-    damaged,
-    declared_size,
-    inner_name,
-    open_decompressed,
-    read_ahead,
-)
+from imagepack.compression.streams import STREAM_ERRORS, STREAMS, damaged, declared_size, inner_name, open_decompressed
 from imagepack.errors import ImagepackError, InputError, OutputError
 from imagepack.formats import (
     ByteSource,
@@ -36,7 +28,7 @@ from imagepack.formats import (
 from imagepack.oci.archive import MAX_METADATA, disk_size_limit
 from imagepack.problems import Problem, Remedy
 from imagepack.progress import Progress
-from imagepack.sparse import STREAM_CHUNK, write_stream_sparse
+from imagepack.sparse import write_stream_sparse
 
 ARCHIVE_SLACK = MAX_METADATA + 64 * 1024  # a .oci's tar: its disk member, the metadata, headers and padding
 
@@ -113,10 +105,7 @@ def decompress_into(
         return disk_size_limit(inspection.virtual_size)
 
     try:
-        with (
-            open_decompressed(path, kind, label=label, on_progress=on_progress) as decoder,
-            read_ahead(decoder, STREAM_CHUNK) as stream,
-        ):
+        with open_decompressed(path, kind, label=label, on_progress=on_progress) as stream:
             size = write_stream_sparse(
                 stream,
                 fd,

@@ -8,8 +8,6 @@ import contextlib
 import gzip
 import lzma
 import os
-import queue
-import threading
 import zlib
 from collections.abc import Iterator
 from pathlib import Path
@@ -111,61 +109,6 @@ def open_decompressed(
         source: BinaryIO = raw if on_progress is None else _ProgressReader(raw, on_progress)  # type: ignore[assignment]
         with _decoder(source, kind) as stream:
             yield stream
-
-
-@contextlib.contextmanager
-def read_ahead(stream: BinaryIO, chunk: int) -> Iterator[BinaryIO]:
-    """`stream` read `chunk` bytes at a time in a thread of its own, two chunks ahead: every decoder here lets go
-    of the interpreter while it works, so the next chunk is decoded while the caller writes this one (on two
-    cores, a decompression costs the longer of the two rather than their sum). A decoder's error is raised to the
-    caller as itself, at the read where it happened; the thread is stopped and joined however the block ends."""
-    pending: queue.Queue[bytes | BaseException] = queue.Queue(maxsize=2)
-    stop = threading.Event()
-
-    def put(item: bytes | BaseException) -> None:
-        while not stop.is_set():
-            with contextlib.suppress(queue.Full):
-                pending.put(item, timeout=0.05)
-                return
-
-    def run() -> None:
-        try:
-            while not stop.is_set():
-                data = stream.read(chunk)
-                put(data)
-                if not data:
-                    return
-        except BaseException as e:  # handed to the reader, which raises it
-            put(e)
-
-    thread = threading.Thread(target=run, name="imagepack-decoder", daemon=True)
-    thread.start()
-    try:
-        yield _Queued(pending)  # type: ignore[misc]
-    finally:
-        stop.set()
-        thread.join()
-
-
-class _Queued:
-    """The reading end of `read_ahead`: each read returns the next chunk, whatever size was asked for."""
-
-    def __init__(self, pending: queue.Queue[bytes | BaseException]) -> None:
-        self.pending = pending
-        self.done = False
-
-    def read(self, n: int = -1) -> bytes:
-        if self.done:
-            return b""
-        item = self.pending.get()
-        if isinstance(item, BaseException):
-            self.done = True
-            raise item
-        self.done = not item
-        return item
-
-    def readable(self) -> bool:
-        return True
 
 
 class _ProgressReader:
