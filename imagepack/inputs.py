@@ -13,6 +13,7 @@ from enum import StrEnum
 from pathlib import Path
 
 from imagepack.compression import STREAMS, compression_of, decompressed
+from imagepack.compression.bounded import require_inner_name_agrees
 from imagepack.errors import InvalidValueError, UnreadableError
 from imagepack.formats import ByteSource, Container, ImageFormat, SafetyPolicy, detect
 from imagepack.gce import is_gce_tarball, open_gce
@@ -120,6 +121,8 @@ def open_source(
                     yield Source(path, SourceKind.OCI, opened.disk, opened, compression=name)
                 return
             image = open_image(content.path, claimed=claimed, policy=policy, label=str(path))
+            if claimed is None:
+                require_inner_name_agrees(path, image.format)  # the whole file now: a fixed VHD's footer too
             yield Source(path, SourceKind.COMPRESSED, image, compression=name)
         return
     yield Source(path, SourceKind.DISK, open_image(path, claimed=claimed, policy=policy))

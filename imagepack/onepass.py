@@ -12,7 +12,7 @@ from pathlib import Path
 
 from imagepack.atomic import atomic_output, check_free_space
 from imagepack.compression import compression_of, declared_size, peek
-from imagepack.compression.bounded import decompress_into, first_bound
+from imagepack.compression.bounded import decompress_into, first_bound, require_inner_name_agrees
 from imagepack.errors import MetadataError
 from imagepack.formats import Container, Detection, ImageFormat, MemorySource, SafetyPolicy, detect
 from imagepack.image import SourceImage, open_image
@@ -160,4 +160,6 @@ def decompress_raw(
         image = open_image(temp, claimed=claimed, policy=policy, label=str(source))
         if image.format is not ImageFormat.RAW:
             raise NotOnePass  # a fixed VHD: its footer is its last 512 bytes
+        if claimed is None:
+            require_inner_name_agrees(source, image.format)
     return image

@@ -372,6 +372,26 @@ def test_a_compressed_name_that_says_qcow2_over_other_content_is_refused_as_a_pl
     assert qemu_compare(sample_raw, "raw", out / "stated.qcow2", "qcow2").returncode == 0
 
 
+def test_a_compressed_fixed_vhd_is_read_as_a_vhd_though_its_start_looks_raw(
+    sample_raw: Path, tmp_path: Path, dirs: tuple[Path, Path, dict[str, str]]
+) -> None:
+    """A fixed VHD is its guest bytes then a 512-byte footer: the first chunk reads as raw, the name (checked
+    once the footer is there) says vhd, and the raw target is converted from the VHD rather than copied."""
+    out, system_tmp, env = dirs
+    vhd = tmp_path / "fixed.vhd"
+    qemu_img("convert", "-f", "raw", "-O", "vpc", "-o", "subformat=fixed,force_size=on", str(sample_raw), str(vhd))
+    source = compress(vhd, "zstd")
+    done = run_cli("convert", str(source), str(out / "disk.raw"), env=env)
+    assert done.returncode == 0, done.stderr
+    assert (out / "disk.raw").read_bytes() == sample_raw.read_bytes()
+    lying = tmp_path / "lying.vhd"
+    lying.write_bytes(sample_raw.read_bytes())
+    refused = run_cli("convert", str(compress(lying, "zstd")), str(out / "lying.raw"), env=env)
+    assert refused.returncode == 1
+    assert "the name says vhd but the content is raw" in one_error_line(refused)
+    assert sorted(p.name for p in out.iterdir()) == ["disk.raw"] and leftovers(system_tmp) == []
+
+
 # --- progress ------------------------------------------------------------------------------------------------------
 
 

@@ -95,7 +95,7 @@ def decompress_into(
                 return disk_size_limit(policy.max_size) + ARCHIVE_SLACK
             inspection = inspect_source(src, claimed=claimed, name=path, policy=policy)
         if claimed is None:
-            require_inner_name_agrees(path, inspection.format)
+            require_inner_name_agrees(path, inspection.format, partial=True)
         if want is not None and inspection.format is not want:
             raise InputError(f"{label}: the content changed while it was read; it is now {inspection.format.value}")
         require_safe(problems_before_the_end(inspection), label)
@@ -122,10 +122,13 @@ def decompress_into(
     return Written(size, archive)
 
 
-def require_inner_name_agrees(path: Path, content: ImageFormat) -> None:
+def require_inner_name_agrees(path: Path, content: ImageFormat, *, partial: bool = False) -> None:
     """`disk.qcow2.zst` holding a raw disk is refused as `disk.qcow2` holding one is: the name under the
-    compression suffix claims a format as a plain name does."""
+    compression suffix claims a format as a plain name does. `partial`: only the first chunk is there, and a
+    fixed VHD looks raw until its footer, its last 512 bytes, is written (then it is checked again)."""
     by_name = format_claimed_by_name(Path(inner_name(path)))
+    if partial and content is ImageFormat.RAW and by_name is ImageFormat.VHD:
+        return
     if by_name is not None and by_name is not content:
         raise InputError(
             f"{path}: the name says {by_name.value} but the content is {content.value}",
