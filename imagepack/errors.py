@@ -120,3 +120,10 @@ class UnreadableError(InputError):
     """The input cannot be parsed at all (not the container it should be, truncated): verify exits 1, not 3."""
 
     code = "unreadable"
+
+
+class BootError(ImagepackError):
+    """A boot test could not run at all: no qemu-system, no firmware for the launch, qemu refused the machine.
+    (A machine that ran and did not boot is a result, not this error.)"""
+
+    code = "boot"

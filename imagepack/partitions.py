@@ -3,6 +3,7 @@ partition (which decides whether the image boots with BIOS or UEFI firmware)."""
 
 from __future__ import annotations
 
+import dataclasses
 import struct
 import uuid
 from dataclasses import dataclass
@@ -35,6 +36,9 @@ class PartitionLayout:
     # The byte just past the last sector the table claims (GPT: its backup header, last usable LBA and
     # partitions; MBR: the furthest partition); a disk shorter than this has lost its end.
     table_end: int | None = None
+    # Whether the MBR holds boot code (its first 440 bytes are not all zero) behind a valid signature: what a
+    # BIOS runs. A GPT disk made for UEFI only has an empty protective MBR.
+    mbr_boot_code: bool = False
 
     @property
     def firmware_guess(self) -> Firmware | None:
@@ -52,13 +56,16 @@ def read_partition_layout(head: bytes) -> PartitionLayout:
         return PartitionLayout(PartitionTable.NONE)
     entries = [head[446 + 16 * i : 462 + 16 * i] for i in range(4)]
     types = [entry[4] for entry in entries]
+    boot_code = any(head[:440])
     if MBR_PROTECTIVE in types:
         for sector in (512, 4096):
             gpt = _read_gpt(head, sector)
             if gpt is not None:
-                return gpt
+                return dataclasses.replace(gpt, mbr_boot_code=boot_code)
     used = [t for t in types if t != 0]
-    return PartitionLayout(PartitionTable.MBR, len(used), has_esp=MBR_EFI in used, table_end=_mbr_end(entries))
+    return PartitionLayout(
+        PartitionTable.MBR, len(used), has_esp=MBR_EFI in used, table_end=_mbr_end(entries), mbr_boot_code=boot_code
+    )
 
 
 def _mbr_end(entries: list[bytes]) -> int | None:

@@ -134,45 +134,30 @@ class Preset:
         unit = _human(self.align or 1).removeprefix("1 ")
         return f"not a whole number of {unit}, which {self.platform} needs"
 
-    def target_for(
-        self,
-        path: Path,
-        source: Source | None = None,
-        *,
-        resize_up: bool = False,
-        options: Mapping[str, str] = {},
-        compress: bool = False,
-        metadata: MetadataRequest | None = None,
-        force: bool = False,
-        sync: bool = False,
-        level: int | None = None,
-        threads: int | None = None,
-    ) -> Target:
-        """The build.Target that writes `path` for this platform (from `source`, whose size decides how far
-        `resize_up` grows the output). `options` may add format options, not change the preset's own."""
-        output = self.output_for(path)
-        for key, value in options.items():
+    def target_for(self, target: Target, source: Source | None = None, *, resize_up: bool = False) -> Target:
+        """`target` as this platform takes it: the kind its name asks of the preset, the preset's options over the
+        target's own (which may add options, not change the preset's), grown to the size the platform needs
+        (from `source`'s) with `resize_up`. The target's other settings (force, level, checksum...) are kept."""
+        output = self.output_for(target.path)
+        for key, value in target.options.items():
             if key in output.options and output.options[key].casefold() != value.casefold():
                 raise InvalidValueError(
                     f"-o {key}={value}: {self.platform} needs {key}={output.options[key]}",
                     code="preset.option-conflicts",
                 )
-        if metadata is not None and output.kind is not ArchiveKind.OCI:
-            raise InvalidValueError(f"{path}: image metadata applies only to a .oci target, not {output.kind.value}")
+        if target.metadata is not None and output.kind is not ArchiveKind.OCI:
+            raise InvalidValueError(
+                f"{target.path}: image metadata applies only to a .oci target, not {output.kind.value}"
+            )
         grow_to = None
         if resize_up and source is not None and self.needed_size(source.virtual_size) != source.virtual_size:
             grow_to = self.needed_size(source.virtual_size)
-        return Target(
-            path,
-            output.kind,
-            options={**output.defaults, **options, **output.options},
-            compress=compress,
-            metadata=(metadata or MetadataRequest()) if output.kind is ArchiveKind.OCI else None,
-            force=force,
-            sync=sync,
-            compression=codec_named(path) if output.kind is ArchiveKind.GCE else None,
-            level=level,
-            threads=threads,
+        return dataclasses.replace(
+            target,
+            kind=output.kind,
+            options={**output.defaults, **target.options, **output.options},
+            metadata=(target.metadata or MetadataRequest()) if output.kind is ArchiveKind.OCI else None,
+            compression=codec_named(target.path) if output.kind is ArchiveKind.GCE else None,
             grow_to=grow_to,
         )
 
@@ -266,16 +251,9 @@ def preset_named(name: str) -> Preset:
 def make_for(
     preset: Preset,
     source: Path,
-    target: Path,
+    target: Target,
     *,
     resize_up: bool = False,
-    options: Mapping[str, str] = {},
-    compress: bool = False,
-    metadata: MetadataRequest | None = None,
-    force: bool = False,
-    sync: bool = False,
-    level: int | None = None,
-    threads: int | None = None,
     claimed: ImageFormat | None = None,
     policy: SafetyPolicy = SafetyPolicy(),
     scratch: Path | None = None,
@@ -283,13 +261,11 @@ def make_for(
     disk: int | None = None,
 ) -> BuildResult:
     """build.make for a platform: the name checked first (a refusal costs no reading), then the source against
-    what the platform refuses (every error in one refusal), then the target built; the preset's notes and
-    warnings come back with the result's."""
-    check_compression(
-        preset.target_for(target, options=options, compress=compress, metadata=metadata, level=level, threads=threads)
-    )
-    check_target(target, force=force, inputs=(source,))
-    where = scratch or target.parent
+    what the platform refuses (every error in one refusal), then `target` built as the platform takes it
+    (target_for); the preset's notes and warnings come back with the result's."""
+    check_compression(preset.target_for(target))
+    check_target(target.path, force=target.force, inputs=(source,))
+    where = scratch or target.path.parent
     with open_source(source, claimed=claimed, policy=policy, scratch=where, disk=disk) as opened:
         problems = preset.check(opened, resize_up=resize_up)
         errors = [problem for problem in problems if problem.severity is Severity.ERROR]
@@ -301,17 +277,6 @@ def make_for(
                 remedy=first.remedy,
                 value=first.value,
             )
-        built = preset.target_for(
-            target,
-            opened,
-            resize_up=resize_up,
-            options=options,
-            compress=compress,
-            metadata=metadata,
-            force=force,
-            sync=sync,
-            level=level,
-            threads=threads,
-        )
+        built = preset.target_for(target, opened, resize_up=resize_up)
         done = build(opened, built, scratch=where, on_progress=on_progress)
     return dataclasses.replace(done, preset=preset.name, warnings=[*problems, *done.warnings])

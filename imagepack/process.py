@@ -1,4 +1,5 @@
-"""The one place that starts external programs: limits, timeouts, progress lines, signals and error mapping."""
+"""The one place that starts external programs: limits, timeouts, progress lines, signals and error mapping;
+`run` waits for a program to finish, `spawn` starts one for the caller to watch (a virtual machine)."""
 
 from __future__ import annotations
 
@@ -11,8 +12,9 @@ import signal
 import subprocess
 import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
+from typing import IO
 
 from imagepack.signals import signals_held
 
@@ -132,3 +134,62 @@ def run(
         stderr = err.read(1024 * 1024).decode("utf-8", "replace")
     log.debug("exit %s: %s", returncode, stderr.strip()[-500:])
     return Completed(argv, returncode, "\n".join(out), stderr, timed_out)
+
+
+class Running:
+    """A child started by `spawn`: whether it is still running, and what it has written to stderr so far."""
+
+    def __init__(self, proc: subprocess.Popen[bytes], err: IO[bytes]) -> None:
+        self._proc = proc
+        self._err = err
+
+    @property
+    def argv(self) -> tuple[str, ...]:
+        return tuple(str(a) for a in self._proc.args)  # type: ignore[union-attr]
+
+    def poll(self) -> int | None:
+        """The exit status once the child has ended, else None."""
+        return self._proc.poll()
+
+    def stderr(self, limit: int = 1024 * 1024) -> str:
+        self._err.seek(0)
+        return self._err.read(limit).decode("utf-8", "replace")
+
+    def kill(self) -> None:
+        _kill_group(self._proc)
+
+
+@contextlib.contextmanager
+def spawn(argv: Sequence[str]) -> Iterator[Running]:
+    """Start argv for the caller to watch (a virtual machine, whose output goes to files it names itself), and
+    kill its whole process group when the block ends, however it ends: a timeout, an exception, Ctrl-C or
+    SIGTERM never leave it running. stdout and stderr go to an unlinked temporary file."""
+    argv = tuple(argv)
+    log.debug("spawn: %s", " ".join(argv))
+    with tempfile.TemporaryFile() as err:
+        proc: subprocess.Popen[bytes] | None = None
+        try:
+            with signals_held():  # as in run(): a signal now is raised below, where the child is known
+                proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=err, stderr=err, start_new_session=True)
+            yield Running(proc, err)
+        finally:
+            if proc is not None:
+                _kill_group(proc)
+                log.debug("exit %s: %s", proc.returncode, Running(proc, err).stderr().strip()[-500:])
+
+
+def start_worker(argv: Sequence[str], *, pass_fds: Sequence[int] = ()) -> subprocess.Popen[bytes]:
+    """Start a long-lived child (one of our own worker processes) that the caller talks to and must wait for.
+
+    It gets its own session, so that Ctrl-C at the terminal reaches only the caller, which decides how its
+    children stop; signals are held while it starts (the caller holds them too, to record the child before one is
+    raised), and the child inherits them held: it unblocks them once its handlers are installed."""
+    argv = tuple(argv)
+    log.debug("start: %s", " ".join(argv))
+    with signals_held():
+        return subprocess.Popen(
+            argv,
+            stdin=subprocess.DEVNULL,
+            pass_fds=tuple(pass_fds),
+            start_new_session=True,
+        )

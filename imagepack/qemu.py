@@ -127,6 +127,16 @@ class ImageRef:
         ]
         return ",".join(parts)
 
+    def blockdev(self, node_name: str) -> dict[str, Any]:
+        """This image as a read-only qemu block node (qemu-system's -blockdev JSON): the same driver, region and
+        driver options as image_opts(), nothing writable, so a virtual machine cannot change the input."""
+        file: dict[str, Any] = {"driver": "file", "filename": str(self.path), "read-only": True}
+        if self.is_region:
+            region = {"offset": self.offset, **({"size": self.size} if self.size is not None else {})}
+            file = {"driver": "raw", **region, "read-only": True, "file": file}
+        node: dict[str, Any] = {"driver": spec(self.format).driver, "node-name": node_name, "read-only": True}
+        return {**node, **dict(self.driver_options), "file": file}
+
     def args(self, *, opts: bool = False) -> list[str]:
         """How a qemu-img subcommand names this image as its input."""
         if opts or self.needs_image_opts:

@@ -25,8 +25,10 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("convert", "oci.edit"),
     ("oci.pack", "inputs", "gcetar"),
     ("onepass",),
+    ("boot",),
     ("oci.unpack", "build", "info", "oci.verify", "oci.importrequest"),
     ("presets",),
+    ("batch",),
     ("_demo", "cli", "__main__"),
 )
 

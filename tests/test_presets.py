@@ -4,6 +4,7 @@ GNU tar and bsdtar, sgdisk), and the refusals of what a platform would not take.
 from __future__ import annotations
 
 import gzip
+import hashlib
 import json
 import os
 import shutil
@@ -124,6 +125,13 @@ def test_for_azure_writes_a_fixed_vhd_whose_file_is_the_virtual_size_plus_a_foot
     assert (footer.disk_type, footer.current_size) == (VHD_FIXED, AZURE_SIZE)
     assert read_guest_disk(out, "vhd") == read_guest_disk(source, "raw")
     assert qemu_compare(source, "raw", out, "vhd").returncode == 0
+
+
+def test_for_with_checksum_reports_the_sha256_of_the_file_written(tmp_path: Path) -> None:
+    source = sample(tmp_path, AZURE_SIZE)
+    out = tmp_path / "disk.vhd"
+    result = json_of(run_cli("convert", str(source), str(out), "--for", "azure", "--checksum", "--json"))
+    assert result["checksum"]["sha256"] == hashlib.sha256(out.read_bytes()).hexdigest()
 
 
 def test_for_azure_refuses_a_size_not_a_whole_mib_and_names_the_size_it_would_need(tmp_path: Path) -> None:

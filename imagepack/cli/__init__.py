@@ -9,7 +9,21 @@ import sys
 
 import typer
 
-from imagepack.cli import checksum, compress, convert, import_request, info, meta, pack, seed_iso, unpack, url, verify
+from imagepack.cli import (
+    batch,
+    boot,
+    checksum,
+    compress,
+    convert,
+    import_request,
+    info,
+    meta,
+    pack,
+    seed_iso,
+    unpack,
+    url,
+    verify,
+)
 from imagepack.errors import Interrupted
 
 app = typer.Typer(
@@ -25,7 +39,7 @@ app = typer.Typer(
     "\n\n\b\nExamples:\n  imagepack pack disk.vmdk disk.oci --os 'Oracle Linux' --os-version 9\n"
     "  imagepack convert disk.oci disk.vmdk",
 )
-for verb in (info, convert, pack, unpack, verify, meta, compress, checksum, url, import_request, seed_iso):
+for verb in (info, convert, pack, unpack, verify, meta, compress, checksum, url, import_request, seed_iso, boot, batch):
     verb.register(app)
 
 

@@ -109,64 +109,61 @@ def convert_command(
         from imagepack.errors import InvalidValueError
         from imagepack.options import parse_option_pairs
 
+        preset = None
         if for_target is not None:
-            from imagepack.presets import make_for, preset_named
+            from imagepack.presets import preset_named
 
             if to is not None:
                 raise InvalidValueError("--to and --for cannot be used together: --for picks the format; drop --to")
             preset = preset_named(for_target)
             kind = preset.output_for(target).kind
-            if kind is not ArchiveKind.OCI and pack.given():
-                raise InvalidValueError(f"{pack.given()[0]} applies only to a .oci target, not {kind.value}")
-            with progress_bar(f"{source.name} → {target.name}", quiet=quiet) as on_progress:
+        elif resize_up:
+            raise InvalidValueError("--resize-up applies with --for (azure or gcp), which says what size to reach")
+        else:
+            kind = target_kind(target, parse_target(to))
+        if kind is not ArchiveKind.OCI and pack.given():
+            raise InvalidValueError(f"{pack.given()[0]} applies only to a .oci target, not {kind.value}")
+        wanted = Target(
+            target,
+            kind,
+            options=parse_option_pairs(option),
+            compress=compress,
+            metadata=metadata_request(pack) if kind is ArchiveKind.OCI else None,
+            force=force,
+            sync=sync,
+            compression=codec_named(target),
+            level=level,
+            threads=threads,
+            checksum=checksum,
+            part_size=parse_part_size(part_size, checksum=checksum),
+        )
+        claimed = parse_disk_format(from_format)
+        policy = parse_policy(max_size, allow_backing=allow_backing, vhd_size=vhd_size)
+        with progress_bar(f"{source.name} → {target.name}", quiet=quiet) as on_progress:
+            if preset is None:
+                done = make(
+                    source,
+                    wanted,
+                    claimed=claimed,
+                    policy=policy,
+                    disk=disk,
+                    scratch=parse_scratch(scratch),
+                    on_progress=on_progress,
+                )
+            else:
+                from imagepack.presets import make_for
+
                 done = make_for(
                     preset,
                     source,
-                    target,
+                    wanted,
                     resize_up=resize_up,
-                    options=parse_option_pairs(option),
-                    compress=compress,
-                    metadata=metadata_request(pack) if kind is ArchiveKind.OCI else None,
-                    force=force,
-                    sync=sync,
-                    level=level,
-                    threads=threads,
-                    claimed=parse_disk_format(from_format),
-                    policy=parse_policy(max_size, allow_backing=allow_backing, vhd_size=vhd_size),
-                    on_progress=on_progress,
+                    claimed=claimed,
+                    policy=policy,
                     disk=disk,
+                    scratch=parse_scratch(scratch),
+                    on_progress=on_progress,
                 )
-            report_build(done, json_output=json_output, quiet=quiet)
-            return
-        if resize_up:
-            raise InvalidValueError("--resize-up applies with --for (azure or gcp), which says what size to reach")
-        kind = target_kind(target, parse_target(to))
-        if kind is not ArchiveKind.OCI and pack.given():
-            raise InvalidValueError(f"{pack.given()[0]} applies only to a .oci target, not {kind.value}")
-        part_size_checked = parse_part_size(part_size, checksum=checksum)
-        with progress_bar(f"{source.name} → {target.name}", quiet=quiet) as on_progress:
-            done = make(
-                source,
-                Target(
-                    target,
-                    kind,
-                    options=parse_option_pairs(option),
-                    compress=compress,
-                    metadata=metadata_request(pack) if kind is ArchiveKind.OCI else None,
-                    force=force,
-                    sync=sync,
-                    compression=codec_named(target),
-                    level=level,
-                    threads=threads,
-                    checksum=checksum,
-                    part_size=part_size_checked,
-                ),
-                claimed=parse_disk_format(from_format),
-                policy=parse_policy(max_size, allow_backing=allow_backing, vhd_size=vhd_size),
-                on_progress=on_progress,
-                disk=disk,
-                scratch=parse_scratch(scratch),
-            )
         report_build(done, json_output=json_output, quiet=quiet)
 
 

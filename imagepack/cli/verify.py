@@ -13,7 +13,15 @@ from imagepack.errors import EXIT_PROBLEMS
 EXAMPLES = """\b
 Examples:
   imagepack verify disk.oci
-  imagepack verify --strict --json disk.oci | jq .problems"""
+  imagepack verify --strict --json disk.oci | jq .problems
+  imagepack verify --boot --expect 'login:' disk.oci"""
+
+BOOT = typer.Option(False, "--boot", help="Also boot the disk as OCI would launch it (see boot-test).")
+EXPECT = typer.Option(
+    None, "--expect", metavar="REGEX", help="With --boot: success is this on the console (default: the seed's marker)."
+)
+TIMEOUT = typer.Option(None, "--timeout", metavar="S", min=1, help="With --boot: seconds to wait (default 300).")
+ACCEL = typer.Option(None, "--accel", metavar="kvm|tcg", help="With --boot: the accelerator (default: KVM if usable).")
 
 
 def register(app: typer.Typer) -> None:
@@ -27,26 +35,47 @@ def verify_command(
     vhd_size: str = VHD_SIZE,
     disk: int | None = DISK,
     scratch: Path | None = SCRATCH,
+    boot: bool = BOOT,
+    expect: str | None = EXPECT,
+    timeout: float | None = TIMEOUT,
+    accel: str | None = ACCEL,
     json_output: bool = JSON,
     quiet: bool = QUIET,
     verbose: bool = VERBOSE,
 ) -> None:
-    """Check that OCI's image import would take this file. Exit 0 ready, 3 problems found, 1 unreadable."""
+    """Check that OCI's image import would take this file (--boot: and that it boots). Exit 0 ready, 3 problems
+    found, 1 unreadable (or the boot test could not run)."""
     setup_logging(quiet=quiet, verbose=verbose)
     with reported(verbose=verbose, json_output=json_output):
+        from imagepack.cli.boot import boot_request
         from imagepack.cli.parse import parse_policy, parse_scratch
+        from imagepack.errors import InvalidValueError
         from imagepack.oci.verify import verify_path
 
         policy = parse_policy(max_size, vhd_size=vhd_size)
+        given = [flag for flag, value in (("--expect", expect), ("--timeout", timeout), ("--accel", accel)) if value]
+        if given and not boot:
+            raise InvalidValueError(f"{', '.join(given)} applies only with --boot")
+        request = boot_request(expect=expect, timeout=timeout, accel=accel) if boot else None
         with progress_bar(f"reading {path.name}", quiet=quiet) as on_progress:
             report = verify_path(
-                path, strict=strict, policy=policy, disk=disk, scratch=parse_scratch(scratch), on_progress=on_progress
+                path,
+                strict=strict,
+                policy=policy,
+                disk=disk,
+                scratch=parse_scratch(scratch),
+                on_progress=on_progress,
+                boot=request,
             )
         if json_output:
             print_json(report.to_json())
         else:
             for problem in report.problems:
                 print(f"{problem.severity.value}: {describe_problem(problem)}")
+            booted = report.facts.get("boot")
+            if booted and booted["booted"] and not quiet:
+                seconds = booted["seconds_to"]["marker"]
+                print(f"boot test: {booted['message']}, marker after {seconds:.1f} s ({booted['accelerator']})")
             if not quiet:
                 verdict = "ready for import" if report.ready else "NOT ready for import"
                 print(f"{path}: {verdict} ({report.kind})")

@@ -8,11 +8,12 @@ from pathlib import Path
 from typing import Any
 
 from imagepack import qemu
+from imagepack.boot.run import BootRequest, boot_source
 from imagepack.compression import compression_of
 from imagepack.errors import InputError, UnreadableError
 from imagepack.formats import DEFAULT_MAX_SIZE, ImageFormat, SafetyPolicy, spec
 from imagepack.image import SourceImage, partition_layout
-from imagepack.inputs import is_archive, open_source
+from imagepack.inputs import Source, is_archive, open_source
 from imagepack.oci.archive import DISK_NAME
 from imagepack.oci.metadata import ImageMetadata, check_metadata, import_guidance
 from imagepack.oci.reader import OpenedArchive
@@ -59,9 +60,11 @@ def verify_path(
     disk: int | None = None,
     scratch: Path | None = None,
     on_progress: Progress | None = None,
+    boot: BootRequest | None = None,
 ) -> VerifyReport:
-    """Check `path` (`disk`: which of an OVA's disks); raises only when an archive cannot be read at all. Refusals
-    become problems. `scratch`: where a compressed input is decompressed to (see open_source)."""
+    """Check `path` (`disk`: which of an OVA's disks); raises only when an archive cannot be read at all, or a
+    boot test (`boot`) cannot run. Refusals, and a boot that fails, become problems. `scratch`: where a
+    compressed input is decompressed to (see open_source)."""
     archive = is_archive(path)
     compressed = compression_of(path) is not None
     report = VerifyReport(path, "oci" if archive else "unknown")
@@ -83,11 +86,21 @@ def verify_path(
                 report.kind = source.disk.format.value
                 _check_importable(report, source.disk)
                 _check_disk(report, source.disk)
+            if boot is not None:
+                _check_boot(report, source, boot)
     except InputError as e:
         if (archive or compressed) and isinstance(e, UnreadableError):
             raise  # an archive or a stream that cannot be parsed is not a list of problems: exit 1
         report.problems.append(Problem(e.code, e.message, e.remedy, value=e.value))
     return report
+
+
+def _check_boot(report: VerifyReport, source: Source, request: BootRequest) -> None:
+    """One more check: the disk boots, as OCI would launch it, to the marker."""
+    booted = boot_source(source, request)
+    report.facts["boot"] = booted.to_json()
+    if not booted.booted:
+        report.error(f"boot.{booted.outcome.value}", f"boot test: {booted.message}")
 
 
 def _check_archive(report: VerifyReport, opened: OpenedArchive, *, strict: bool) -> None:

@@ -1,0 +1,254 @@
+"""`imagepack batch MANIFEST`: every output a manifest names, built in parallel, skipped when unchanged, split
+into shards for CI matrices; `imagepack batch-merge` joins the shards' reports."""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import typer
+
+from imagepack.cli.options import FORCE, JSON, QUIET, VERBOSE
+from imagepack.cli.output import human_size, print_json, reported, setup_logging, with_remedy
+from imagepack.errors import Interrupted
+
+if TYPE_CHECKING:
+    from imagepack.batch.plan import Plan, Shard
+    from imagepack.batch.report import BatchReport, OutputReport
+    from imagepack.batch.run import Decision, Event
+
+BATCH_EXAMPLES = """\b
+Examples:
+  imagepack batch release.toml --jobs 4 --report report.json
+  imagepack batch release.toml --shard 2/8 --report report-2.json
+  imagepack batch release.toml --shard auto --shards 8   # Kubernetes Indexed Job
+  imagepack batch release.toml --dry-run --shard auto    # GitLab parallel: which outputs are mine"""
+
+BATCH_INTERRUPTED = "interrupted; the outputs finished before it are kept, no partial one is left"
+
+MERGE_EXAMPLES = """\b
+Examples:
+  imagepack batch-merge report-*.json --output report.json   # and SHA256SUMS beside it"""
+
+
+def register(app: typer.Typer) -> None:
+    app.command("batch", epilog=BATCH_EXAMPLES)(batch_command)
+    app.command("batch-merge", epilog=MERGE_EXAMPLES)(merge_command)
+
+
+def batch_command(
+    manifest: Path = typer.Argument(..., metavar="MANIFEST", help="TOML manifest of sources and their outputs."),
+    jobs: int = typer.Option(None, "--jobs", "-j", min=1, metavar="N", help="Outputs built at once (default: cores)."),
+    shard: str = typer.Option(
+        None, "--shard", metavar="I/N|auto", help="Build only shard I of N (from 0); auto reads the CI's variables."
+    ),
+    shards: int = typer.Option(
+        None, "--shards", min=1, metavar="N", help="The shard count, with --shard auto under a Kubernetes Indexed Job."
+    ),
+    report: Path = typer.Option(None, "--report", metavar="FILE", help="Write the JSON report to FILE."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Print the plan (build or skip, shard); touch nothing."),
+    keep_going: bool = typer.Option(False, "--keep-going", "-k", help="Go on after a failed output."),
+    force: bool = typer.Option(
+        False, "--force", "-f", help="Rebuild every output, even unchanged ones, and replace files not made by a batch."
+    ),
+    json_output: bool = JSON,
+    quiet: bool = QUIET,
+    verbose: bool = VERBOSE,
+) -> None:
+    """Build every output of a manifest, in parallel; outputs whose record says nothing changed are skipped. Writes
+    a SHA256SUMS beside the outputs; exits 1 when an output failed."""
+    setup_logging(quiet=quiet, verbose=verbose)
+    with reported(verbose=verbose, json_output=json_output):
+        from imagepack.batch.manifest import load_manifest
+        from imagepack.batch.plan import make_plan
+        from imagepack.batch.report import write_report, write_sums_beside_outputs
+        from imagepack.batch.run import decide, run_plan
+
+        which = _parse_shard(shard, shards)
+        loaded = load_manifest(manifest)
+        plan = make_plan(loaded, which.count if which else 1)
+        if dry_run:
+            _print_plan(plan, decide(plan, None, force=force), which, json_output=json_output)
+            return
+        total = sum(len(unit.outputs) for unit in plan.units_of(which))
+        if report is not None:
+            report.parent.mkdir(parents=True, exist_ok=True)  # as the outputs' directories are: before the work
+        try:
+            with _display(total, quiet=quiet or json_output) as on_event:
+                done = run_plan(
+                    loaded, plan, shard=which, jobs=jobs, keep_going=keep_going, force=force, on_event=on_event
+                )
+        except Interrupted as e:
+            # Unlike a single command's, a batch's finished outputs stay: each is whole and recorded.
+            print(f"imagepack: {BATCH_INTERRUPTED}", file=sys.stderr)
+            if json_output:
+                print_json({"error": {"code": Interrupted.code, "message": BATCH_INTERRUPTED}})
+            raise typer.Exit(e.exit_code) from None
+        if report is not None:
+            write_report(report, done)
+        sums = write_sums_beside_outputs(done, loaded.root)
+        if json_output:
+            print_json(done.to_json())
+        elif not quiet:
+            _print_summary(done, sums)
+        if done.failed:
+            raise typer.Exit(1)
+
+
+def merge_command(
+    reports: list[Path] = typer.Argument(..., metavar="REPORT...", help="The shards' reports, of one manifest."),
+    output: Path = typer.Option(
+        None, "--output", metavar="FILE", help="Write the merged report here (default: stdout)."
+    ),
+    sums: Path = typer.Option(
+        None, "--sums", metavar="FILE", help="Write the SHA256SUMS here (default: beside --output, else ./SHA256SUMS)."
+    ),
+    force: bool = FORCE,
+    json_output: bool = JSON,
+    quiet: bool = QUIET,
+    verbose: bool = VERBOSE,
+) -> None:
+    """Join the reports of a manifest's shards into the report one run would have written, and one SHA256SUMS of
+    every output, named from the manifest's directory. Exits 1 when an output failed."""
+    setup_logging(quiet=quiet, verbose=verbose)
+    with reported(verbose=verbose, json_output=json_output):
+        from imagepack.atomic import check_target
+        from imagepack.batch.report import SUMS_NAME, merge_reports, merged_sums, write_report, write_text
+
+        merged = merge_reports(reports)
+        sums_path = sums or (output.parent if output else Path(".")) / SUMS_NAME
+        for path in (output, sums_path):
+            if path is not None:
+                check_target(path, force=force, inputs=tuple(reports))
+        if output is not None:
+            write_report(output, merged)
+        write_text(sums_path, merged_sums(merged))
+        if output is None or json_output:
+            print_json(merged.to_json())
+        elif not quiet:
+            _print_summary(merged, [sums_path])
+        if merged.failed:
+            raise typer.Exit(1)
+
+
+def _parse_shard(text: str | None, count: int | None) -> Shard | None:
+    from imagepack.batch.plan import parse_shard, shard_from_environment
+    from imagepack.errors import InvalidValueError
+
+    if text is None:
+        if count is not None:
+            raise InvalidValueError("--shards goes with --shard auto (or give --shard I/N)")
+        return None
+    if text.strip().lower() == "auto":
+        return shard_from_environment(os.environ, count)
+    if count is not None:
+        raise InvalidValueError("--shards goes with --shard auto; --shard I/N names the count itself")
+    return parse_shard(text)
+
+
+def _print_plan(plan: Plan, decisions: list[Decision], shard: Shard | None, *, json_output: bool) -> None:
+    shard_of = {id(unit): index for unit, index in zip(plan.units, plan.shards, strict=True)}
+    rows: list[dict[str, Any]] = [
+        {
+            "path": d.output.name,
+            "source": d.unit.source.name,
+            "action": "skip" if d.written is not None else "build",
+            "shard": shard_of[id(d.unit)],
+            "mine": shard is None or shard_of[id(d.unit)] == shard.index,
+            "estimate": d.estimate,
+        }
+        for d in decisions
+    ]
+    if json_output:
+        print_json(
+            {"shard": str(shard) if shard else None, "shards": plan.count, "loads": plan.loads(), "outputs": rows}
+        )
+        return
+    for row in rows:
+        where = f"shard {row['shard']}/{plan.count}" + ("" if row["mine"] else " (not this one)")
+        print(f"{row['action']:5}  {row['path']}  from {row['source']}, {where}, ~{human_size(row['estimate'])}")
+    if plan.count > 1:
+        print("estimated per shard: " + ", ".join(human_size(load) for load in plan.loads()))
+
+
+def _print_summary(done: BatchReport, sums: list[Path]) -> None:
+    counts = done.to_json()["summary"]
+    told = ", ".join(f"{n} {status}" for status, n in counts.items() if n or status in ("built", "failed"))
+    where = f"; checksums in {', '.join(str(p) for p in sums)}" if sums else ""
+    print(f"batch {done.shard + ' ' if done.shard else ''}done: {told} in {done.seconds:.1f} s{where}")
+
+
+def _line(report: OutputReport) -> str:
+    if report.status == "built":
+        return f"built {report.name} ({human_size(report.size)}) in {report.seconds or 0:.1f} s"
+    if report.status == "skipped":
+        return f"skipped {report.name} (unchanged)"
+    return f"cancelled {report.name}"
+
+
+def _failure(report: OutputReport) -> str:
+    from imagepack.problems import Remedy
+
+    error = report.error or {}
+    remedy = Remedy(error["remedy"]) if error.get("remedy") else None
+    return f"imagepack: error: {report.name}: {with_remedy(str(error.get('message')), remedy, error.get('value'))}"
+
+
+@contextmanager
+def _display(total: int, *, quiet: bool) -> Iterator[Callable[[Event], None]]:
+    """One bar per running output and one for the batch on a terminal; a plain line per output otherwise.
+    Failures and warnings always reach stderr."""
+    from imagepack.batch.run import EventKind
+
+    bars: dict[str, Any] = {}
+    overall: Any = None
+    if not quiet and sys.stderr.isatty():
+        from tqdm import tqdm
+
+        overall = tqdm(total=total, desc="batch", unit="output", file=sys.stderr, position=0)
+
+    def say(line: str, *, error: bool = False) -> None:
+        stream = sys.stderr if error else sys.stdout
+        if overall is not None:
+            overall.write(line, file=stream)
+        else:
+            print(line, file=stream, flush=True)
+
+    def on_event(event: Event) -> None:
+        if overall is not None and event.kind is EventKind.STARTED:
+            from tqdm import tqdm
+
+            bars[event.name] = tqdm(
+                total=100,
+                desc=event.name,
+                unit="%",
+                file=sys.stderr,
+                leave=False,
+                bar_format="{desc}: {percentage:3.0f}%|{bar}| {elapsed}<{remaining}",
+            )
+        elif event.kind is EventKind.PROGRESS and event.name in bars:
+            bar = bars[event.name]
+            bar.update(max(event.fraction * 100 - bar.n, 0))
+        elif event.kind is EventKind.FINISHED and event.report is not None:
+            if event.name in bars:
+                bars.pop(event.name).close()
+            if overall is not None:
+                overall.update(1)
+            for problem in event.report.problems:
+                say(f"imagepack: {problem['severity']}: {event.name}: {problem['message']}", error=True)
+            if event.report.status == "failed":
+                say(_failure(event.report), error=True)
+            elif not quiet:
+                say(_line(event.report))
+
+    try:
+        yield on_event
+    finally:
+        for bar in bars.values():
+            bar.close()
+        if overall is not None:
+            overall.close()

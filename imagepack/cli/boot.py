@@ -1,0 +1,135 @@
+"""`imagepack boot-test IMAGE_OR_ARCHIVE`: boot the disk in a local virtual machine as OCI would launch it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import typer
+
+from imagepack.cli.options import FORCE, JSON, MAX_SIZE, QUIET, VERBOSE
+from imagepack.cli.output import print_json, reported, setup_logging
+from imagepack.errors import EXIT_PROBLEMS
+
+if TYPE_CHECKING:
+    from imagepack.boot.run import BootReport, BootRequest
+
+EXAMPLES = """\b
+Examples:
+  imagepack boot-test disk.oci                  # mode and firmware from its metadata
+  imagepack boot-test disk.qcow2 --firmware UEFI_64 --launch-mode emulated
+  imagepack boot-test disk.oci --expect 'login:' --timeout 120 --console-log console.txt"""
+
+LAUNCH_MODE = typer.Option(
+    None, "--launch-mode", metavar="MODE", help="NATIVE, PARAVIRTUALIZED or EMULATED (default: the .oci's)."
+)
+FIRMWARE = typer.Option(
+    None, "--firmware", metavar="BIOS|UEFI_64", help="Default: the .oci's, or the disk's partition table."
+)
+SEED = typer.Option(None, "--seed", metavar="SEED.ISO", help="Attach this cloud-init seed ISO (NoCloud).")
+TIMEOUT = typer.Option(None, "--timeout", metavar="S", min=1, help="Seconds to wait for the marker (default 300).")
+EXPECT = typer.Option(
+    None, "--expect", metavar="REGEX", help="Success is this on the console (default: the default seed's marker)."
+)
+CONSOLE_LOG = typer.Option(None, "--console-log", metavar="FILE", help="Keep the serial console's output here.")
+ACCEL = typer.Option(None, "--accel", metavar="kvm|tcg", help="Default: KVM when /dev/kvm is usable, else TCG.")
+
+
+def register(app: typer.Typer) -> None:
+    app.command("boot-test", epilog=EXAMPLES)(boot_test_command)
+
+
+def boot_request(
+    *,
+    launch_mode: str | None = None,
+    firmware: str | None = None,
+    seed: Path | None = None,
+    timeout: float | None = None,
+    expect: str | None = None,
+    console_log: Path | None = None,
+    force: bool = False,
+    accel: str | None = None,
+) -> BootRequest:
+    """The boot options as the library's request, every typed value checked (a usage error if wrong)."""
+    from imagepack.boot.machine import Accelerator
+    from imagepack.boot.run import DEFAULT_TIMEOUT, BootRequest
+    from imagepack.cli.parse import parse_choice
+    from imagepack.oci.metadata import LaunchMode
+    from imagepack.partitions import Firmware
+
+    request = BootRequest(
+        launch_mode=parse_choice(LaunchMode, launch_mode, "--launch-mode"),
+        firmware=parse_choice(Firmware, firmware, "--firmware"),
+        seed=seed,
+        expect=expect,
+        timeout=DEFAULT_TIMEOUT if timeout is None else timeout,
+        console_log=console_log,
+        replace_console_log=force,
+        accelerator=parse_choice(Accelerator, accel, "--accel"),
+    )
+    request.pattern()
+    return request
+
+
+def boot_test_command(
+    path: Path = typer.Argument(..., metavar="IMAGE_OR_ARCHIVE", help="A .oci archive or a disk image (not modified)."),
+    launch_mode: str | None = LAUNCH_MODE,
+    firmware: str | None = FIRMWARE,
+    seed: Path | None = SEED,
+    timeout: float | None = TIMEOUT,
+    expect: str | None = EXPECT,
+    console_log: Path | None = CONSOLE_LOG,
+    force: bool = FORCE,
+    accel: str | None = ACCEL,
+    max_size: str = MAX_SIZE,
+    json_output: bool = JSON,
+    quiet: bool = QUIET,
+    verbose: bool = VERBOSE,
+) -> None:
+    """Boot the disk read-only in qemu as OCI would launch it and watch its console. Exit 0 booted, 3 did not
+    boot, 1 could not run."""
+    setup_logging(quiet=quiet, verbose=verbose)
+    with reported(verbose=verbose, json_output=json_output):
+        from imagepack.boot.run import boot_test
+        from imagepack.cli.parse import parse_policy
+
+        request = boot_request(
+            launch_mode=launch_mode,
+            firmware=firmware,
+            seed=seed,
+            timeout=timeout,
+            expect=expect,
+            console_log=console_log,
+            force=force,
+            accel=accel,
+        )
+        report = boot_test(path, request, policy=parse_policy(max_size))
+        if json_output:
+            print_json(report.to_json())
+        else:
+            print_boot_report(report, quiet=quiet)
+        if not report.booted:
+            raise typer.Exit(EXIT_PROBLEMS)
+
+
+def print_boot_report(report: BootReport, *, quiet: bool, indent: str = "") -> None:
+    import sys
+
+    from imagepack.boot.console import Stage
+
+    if report.accelerator_note and not quiet:
+        print(f"imagepack: note: {report.accelerator_note}", file=sys.stderr)
+    verdict = "booted" if report.booted else "did NOT boot"
+    print(f"{indent}{report.source}: {verdict} under {report.accelerator.value.upper()}: {report.message}")
+    if quiet:
+        return
+    for stage in Stage:
+        seconds = report.times.get(stage)
+        shown = f"{seconds:.1f} s" if seconds is not None else "not reached"
+        print(f"{indent}  {stage.value.replace('_', ' ') + ':':14}{shown}")
+    if report.console_log is not None:
+        print(f"{indent}  console log:  {report.console_log}")
+    if not report.booted and report.last_lines:
+        print(f"{indent}  last console lines:")
+        for line in report.last_lines[-8:]:
+            print(f"{indent}    {line}")
