@@ -18,7 +18,7 @@ from imagepack.atomic import atomic_output, check_free_space, check_target
 from imagepack.checksums import OBJECT_PUT_PART_SIZE, Checksums, Digester, check_part_size, checksum_file
 from imagepack.compression import STREAMS, Codec, check_settings, codec_named, compress_into, compression_of
 from imagepack.compression.files import CODEC_STREAMS
-from imagepack.convert import can_copy, output_format, plan_disk, write_disk
+from imagepack.convert import StreamWriter, can_copy, output_format, plan_disk, uses_threads, write_disk
 from imagepack.errors import ImagepackError, InvalidValueError
 from imagepack.formats import ImageFormat, SafetyPolicy, format_claimed_by_name, parse_format
 from imagepack.gcetar import pack_gce_tarball
@@ -26,6 +26,7 @@ from imagepack.inputs import Source, SourceKind, open_source
 from imagepack.oci.metadata import ImageMetadata
 from imagepack.oci.pack import MetadataRequest, PackedArchive, make_metadata, pack_disk, with_descriptor
 from imagepack.onepass import NotOnePass, decompress_raw, one_pass_for, pack_compressed
+from imagepack.options import create_options
 from imagepack.problems import Problem
 from imagepack.progress import Progress, share
 
@@ -84,7 +85,8 @@ class Target:
     sync: bool = False
     compression: Codec | None = None  # the whole output compressed; its name must end in the codec's suffix
     level: int | None = None  # the codec's level (its default when None)
-    threads: int | None = None  # zstd's threads (one per core when None)
+    threads: int | None = None  # compressing threads, zstd's and the disk's (one per core when None)
+    stream_writer: StreamWriter = StreamWriter.IMAGEPACK  # who writes a stream-optimized vmdk
     grow_to: int | None = None  # the disk's virtual size when larger than the source's (raw, fixed VHD, GCE)
     checksum: bool = False  # report the output's checksums, as Object Storage will show them
     part_size: int = OBJECT_PUT_PART_SIZE  # for the multipart MD5 of those
@@ -168,7 +170,7 @@ def build(
                 out,
                 to=codec,
                 level=target.level,
-                threads=target.threads,
+                threads=_codec_threads(target),
                 offset=image.ref.offset,
                 length=length,
                 digester=_digester(target),
@@ -193,6 +195,8 @@ def build(
             compress=target.compress,
             metadata=target.metadata,
             grow_to=target.grow_to,
+            threads=target.threads,
+            stream_writer=target.stream_writer,
         )
         try:
             built = _build_plain(source, inner, started, on_progress=share(on_progress, 0.0, 0.5))
@@ -202,7 +206,7 @@ def build(
                     out,
                     to=codec,
                     level=target.level,
-                    threads=target.threads,
+                    threads=_codec_threads(target),
                     digester=_digester(target),
                     on_progress=share(on_progress, 0.5, 1.0),
                 )
@@ -230,8 +234,8 @@ def _digester(target: Target) -> Digester | None:
 
 
 def check_compression(target: Target) -> None:
-    """The name and the compression must agree (a zstd stream named .qcow2 is read as what it is not), and the
-    level and threads must be the codec's."""
+    """The name and the compression must agree (a zstd stream named .qcow2 is read as what it is not), the level
+    must be the codec's, and threads must have something to run: zstd, a compressed qcow2 or a stream vmdk."""
     named = codec_named(target.path)
     if named != target.compression:
         said = f"{named.value}-compressed" if named else "not compressed"
@@ -240,12 +244,26 @@ def check_compression(target: Target) -> None:
             f"{target.path}: the name says {said}, but the output asked for is {asked}",
             code="target.name-disagrees",
         )
+    if target.threads is not None:
+        if target.threads < 1:
+            raise InvalidValueError(f"threads {target.threads}: give at least one")
+        fmt = disk_format(target.kind)
+        options = create_options(fmt, target.options, compress=target.compress)
+        if not uses_threads(fmt, options, compress=target.compress) and target.compression is not Codec.ZST:
+            raise InvalidValueError(
+                "threads apply to a compressed output: a zstd stream, a compressed qcow2 (or .oci) or a "
+                "stream-optimized vmdk"
+            )
     if target.compression is None:
-        if target.level is not None or target.threads is not None:
-            flag = "--level" if target.level is not None else "--threads"
-            raise InvalidValueError(f"{flag} applies only to a compressed target (name it .zst, .xz or .gz)")
+        if target.level is not None:
+            raise InvalidValueError("--level applies only to a compressed target (name it .zst, .xz or .gz)")
         return
-    check_settings(target.compression, level=target.level, threads=target.threads)
+    check_settings(target.compression, level=target.level, threads=_codec_threads(target))
+
+
+def _codec_threads(target: Target) -> int | None:
+    """The threads the output's codec gets: zstd's; xz and gzip run on one (the disk may still use them)."""
+    return target.threads if target.compression is Codec.ZST else None
 
 
 def check_room_for_both(source: Source, target: Target, scratch: Path) -> None:
@@ -297,6 +315,7 @@ def _build_plain(source: Source, target: Target, started: float, *, on_progress:
             warnings,
             options=target.options,
             compress=target.compress,
+            threads=target.threads,
             sync=target.sync,
             on_progress=on_progress,
         )
@@ -319,6 +338,8 @@ def _build_plain(source: Source, target: Target, started: float, *, on_progress:
         options=target.options,
         compress=target.compress,
         grow_to=target.grow_to,
+        threads=target.threads,
+        stream_writer=target.stream_writer,
         sync=target.sync,
         on_progress=on_progress,
     )

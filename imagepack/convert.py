@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
+from enum import StrEnum
 from pathlib import Path
 
 from imagepack import qemu
@@ -17,6 +18,14 @@ from imagepack.options import create_options
 from imagepack.problems import Remedy
 from imagepack.progress import Progress
 from imagepack.sparse import copy_file_range_from
+from imagepack.vmdkstream import write_stream_vmdk
+
+
+class StreamWriter(StrEnum):
+    """Who writes a stream-optimized vmdk: imagepack's own parallel writer, or qemu-img's (one core)."""
+
+    IMAGEPACK = "imagepack"
+    QEMU = "qemu"
 
 
 @dataclass(frozen=True)
@@ -77,6 +86,18 @@ class DiskPlan:
     copy: bool  # the source's bytes as they are, not a conversion
     needed: int
     grow_to: int | None = None  # the output's virtual size, when larger than the source's
+    own_stream: bool = False  # a stream-optimized vmdk that imagepack writes itself
+    threads: int | None = None  # compressing threads (one per core when None)
+
+
+def is_stream_vmdk(fmt: ImageFormat, options: Mapping[str, str]) -> bool:
+    return fmt is ImageFormat.VMDK and options.get("subformat") == "streamOptimized"
+
+
+def uses_threads(fmt: ImageFormat, options: Mapping[str, str], *, compress: bool) -> bool:
+    """Whether writing this disk compresses on several threads: a compressed qcow2 (qemu-img -m) or a stream
+    vmdk (imagepack's writer; qemu-img's runs on one)."""
+    return (compress and fmt is ImageFormat.QCOW2) or is_stream_vmdk(fmt, options)
 
 
 def plan_disk(
@@ -87,11 +108,16 @@ def plan_disk(
     compress: bool = False,
     copy_if_unchanged: bool = False,
     grow_to: int | None = None,
+    threads: int | None = None,
+    stream_writer: StreamWriter = StreamWriter.IMAGEPACK,
 ) -> DiskPlan:
     """With `copy_if_unchanged`, a source already in `fmt` that no option changes is copied in the kernel (holes
     kept) instead of rewritten by qemu-img. With `grow_to`, the output's virtual size is that (never less than
-    the source's); only a flat output (raw, a fixed VHD) can be grown, since its GPT is then moved in place."""
+    the source's); only a flat output (raw, a fixed VHD) can be grown, since its GPT is then moved in place. A
+    stream-optimized vmdk is written by imagepack's own writer unless `stream_writer` asks for qemu-img's."""
     checked = create_options(fmt, options, compress=compress)
+    if threads is not None and threads < 1:
+        raise InvalidValueError(f"threads {threads}: give at least one")
     if grow_to is not None and grow_to <= image.virtual_size:
         grow_to = None
     if grow_to is not None and not (fmt is ImageFormat.RAW or checked.get("subformat") in spec(fmt).flat_subformats):
@@ -103,7 +129,8 @@ def plan_disk(
     needed = _source_length(image) if copy else estimate_output_size(image, fmt, checked)
     if grow_to is not None and spec(fmt).allocates_whole_disk(checked):
         needed += grow_to - image.virtual_size
-    return DiskPlan(fmt, checked, compress, copy, needed, grow_to)
+    own_stream = not copy and stream_writer is StreamWriter.IMAGEPACK and is_stream_vmdk(fmt, checked)
+    return DiskPlan(fmt, checked, compress, copy, needed, grow_to, own_stream, threads)
 
 
 def _source_length(image: SourceImage) -> int:
@@ -135,6 +162,16 @@ def write_planned(
         )
         move_gpt_to_end(temp, old_size=image.virtual_size, new_size=plan.grow_to, shown=shown)
         return
+    if plan.own_stream:
+        write_stream_vmdk(
+            image.ref,
+            temp,
+            virtual_size=image.virtual_size,
+            options=plan.options,
+            threads=plan.threads,
+            on_progress=on_progress,
+        )
+        return
     qemu.convert(
         image.ref,
         temp,
@@ -142,6 +179,7 @@ def write_planned(
         virtual_size=image.virtual_size,
         options=plan.options,
         compress=plan.compress,
+        threads=plan.threads,
         on_progress=on_progress,
     )
 
@@ -155,12 +193,21 @@ def write_disk(
     compress: bool = False,
     copy_if_unchanged: bool = False,
     grow_to: int | None = None,
+    threads: int | None = None,
+    stream_writer: StreamWriter = StreamWriter.IMAGEPACK,
     sync: bool = False,
     on_progress: Progress | None = None,
 ) -> WrittenDisk:
     """Write `image` to `target` in `fmt`, whole or not at all (grown to `grow_to` bytes, see plan_disk)."""
     plan = plan_disk(
-        image, fmt, options=options, compress=compress, copy_if_unchanged=copy_if_unchanged, grow_to=grow_to
+        image,
+        fmt,
+        options=options,
+        compress=compress,
+        copy_if_unchanged=copy_if_unchanged,
+        grow_to=grow_to,
+        threads=threads,
+        stream_writer=stream_writer,
     )
     check_free_space(target, plan.needed)
     with atomic_output(target, sync=sync) as temp:

@@ -29,6 +29,7 @@ class Remedy(StrEnum):
     RESIZE_UP = "resize-up"  # grow the output's virtual size to what the platform takes (the value)
     STATE_LAUNCH_MODE = "launch-mode"  # say which launch mode the image imports in
     WINDOWS_CLOCK_FIX = "windows-rtc-fix"  # have the guest keep its hardware clock in UTC (RealTimeIsUniversal)
+    QEMU_STREAM_WRITER = "stream-writer"  # have qemu-img write a stream-optimized vmdk (no qemu-nbd needed)
 
 
 @dataclass(frozen=True)

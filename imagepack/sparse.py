@@ -19,7 +19,7 @@ _ZEROS = bytes(HOLE_BLOCK)
 _ZERO_CHUNK = bytes(STREAM_CHUNK)
 
 
-def _data_segments(fd: int, start: int, length: int) -> Iterator[tuple[int, int]]:
+def data_segments(fd: int, start: int, length: int) -> Iterator[tuple[int, int]]:
     """The (offset, length) runs of `fd` in [start, start+length) that hold data; holes are skipped."""
     end = start + length
     offset = start
@@ -47,7 +47,7 @@ def copy_range(
     sparse source stays sparse, and falling back to read/write where the kernel refuses. `on_progress` gets
     the fraction done."""
     use_kernel = True
-    for segment_offset, segment_length in _data_segments(src_fd, src_offset, length):
+    for segment_offset, segment_length in data_segments(src_fd, src_offset, length):
         done = 0
         while done < segment_length:
             count = min(64 * 1024 * 1024, segment_length - done)

@@ -208,3 +208,35 @@ def read_vhd_footer(path: Path) -> VhdFooter:
 def read_vdi_image_type(path: Path) -> int:
     with open(path, "rb") as f:
         return int(vdi.VDI(f).type)
+
+
+def read_guest_disk_libvmdk(path: Path) -> GuestDisk:
+    """Every byte of a vmdk's guest disk, read by libvmdk (C, no qemu or dissect code)."""
+    import pyvmdk  # type: ignore[import-not-found]
+
+    handle = pyvmdk.handle()
+    handle.open(str(path))
+    handle.open_extent_data_files()
+    try:
+        size = handle.get_media_size()
+        h = hashlib.sha256()
+        done = 0
+        while done < size:
+            chunk = handle.read_buffer_at_offset(min(CHUNK, size - done), done)
+            if not chunk:
+                raise AssertionError(f"libvmdk stopped at byte {done} of {size}")
+            h.update(chunk)
+            done += len(chunk)
+        return GuestDisk(size, h.hexdigest())
+    finally:
+        handle.close()
+
+
+def read_guest_disk_7zip(path: Path, work: Path) -> GuestDisk:
+    """The guest disk as 7-Zip extracts it (`7zz x`): one file, the disk's bytes."""
+    out = work / f"7z-{path.name}"
+    subprocess.run(["7zz", "x", "-y", f"-o{out}", str(path)], capture_output=True, check=True)
+    (extracted,) = list(out.iterdir())
+    size = extracted.stat().st_size
+    with open(extracted, "rb") as f:
+        return GuestDisk(size, _digest(_chunks_of_stream(f, size)))

@@ -148,9 +148,10 @@ def test_convert_interrupted_with_json_prints_the_interrupted_error_object(busy_
 
 
 def test_convert_to_vmdk_interrupted_midway_leaves_nothing_behind(busy_disk: Path, tmp_path: Path) -> None:
-    """A vmdk is written under its final name inside a hidden directory: the signal must take the directory too."""
+    """A vmdk is written under its final name inside a hidden directory: the signal must take the directory too.
+    qemu-img's writer here (it names the temporary); imagepack's own is interrupted in test_stream_vmdk."""
     target = tmp_path / "busy.vmdk"
-    proc, temp = interrupt_a_conversion(busy_disk, target, signal.SIGTERM)
+    proc, temp = interrupt_a_conversion(busy_disk, target, signal.SIGTERM, "--stream-writer", "qemu")
     assert proc.returncode == EXIT_SIGTERM, proc.stderr
     assert proc.stderr.strip().splitlines() == ["imagepack: interrupted; nothing was written"]
     assert not target.exists()

@@ -21,6 +21,7 @@ from imagepack.cli.options import (
     PART_SIZE,
     QUIET,
     SCRATCH,
+    STREAM_WRITER,
     SYNC,
     THREADS,
     VERBOSE,
@@ -37,6 +38,8 @@ Examples:
   imagepack convert disk.qcow2 disk.vhd --for azure --resize-up
   imagepack convert disk.qcow2 disk.tar.gz --for gcp --resize-up
   imagepack convert disk.qcow2.xz disk.vmdk --scratch /var/tmp
+  imagepack convert disk.qcow2 disk.vmdk -o subformat=streamOptimized --threads 4
+  imagepack convert disk.raw small.qcow2 --compress
   imagepack convert --for list"""
 
 
@@ -73,6 +76,7 @@ def convert_command(
     compress: bool = COMPRESS,
     level: int = LEVEL,
     threads: int = THREADS,
+    stream_writer: str = STREAM_WRITER,
     force: bool = FORCE,
     sync: bool = SYNC,
     allow_backing: bool = ALLOW_BACKING,
@@ -99,6 +103,7 @@ def convert_command(
         from imagepack.build import ArchiveKind, Target, make, target_kind
         from imagepack.cli.parse import (
             metadata_request,
+            parse_choice,
             parse_disk_format,
             parse_part_size,
             parse_policy,
@@ -106,6 +111,7 @@ def convert_command(
             parse_target,
         )
         from imagepack.compression import codec_named
+        from imagepack.convert import StreamWriter
         from imagepack.errors import InvalidValueError
         from imagepack.options import parse_option_pairs
 
@@ -121,6 +127,7 @@ def convert_command(
             raise InvalidValueError("--resize-up applies with --for (azure or gcp), which says what size to reach")
         else:
             kind = target_kind(target, parse_target(to))
+        writer = parse_choice(StreamWriter, stream_writer, "--stream-writer") or StreamWriter.IMAGEPACK
         if kind is not ArchiveKind.OCI and pack.given():
             raise InvalidValueError(f"{pack.given()[0]} applies only to a .oci target, not {kind.value}")
         wanted = Target(
@@ -134,6 +141,7 @@ def convert_command(
             compression=codec_named(target),
             level=level,
             threads=threads,
+            stream_writer=writer,
             checksum=checksum,
             part_size=parse_part_size(part_size, checksum=checksum),
         )

@@ -29,7 +29,18 @@ FORMAT_OPTION = typer.Option(
 )
 COMPRESS = typer.Option(False, "--compress", "-c", help="Compress the output (qcow2, vmdk, a .oci's disk).")
 LEVEL = typer.Option(None, "--level", metavar="N", help="Compression level (zst 1-22, xz 0-9, gz 1-9).")
-THREADS = typer.Option(None, "--threads", metavar="N", help="zstd threads (default: all cores).")
+THREADS = typer.Option(
+    None,
+    "--threads",
+    metavar="N",
+    help="Compressing threads: zstd, a compressed qcow2, a stream-optimized vmdk (default: all cores).",
+)
+STREAM_WRITER = typer.Option(
+    None,
+    "--stream-writer",
+    metavar="imagepack|qemu",
+    help="Who writes a stream-optimized vmdk: imagepack's parallel writer (default) or qemu-img's.",
+)
 VHD_SIZE = typer.Option(
     None,
     "--vhd-size",

@@ -37,6 +37,7 @@ REMEDY_TEXT = {
     Remedy.RESIZE_UP: "pass --resize-up to grow the output to {value} bytes (the input is not changed)",
     Remedy.STATE_LAUNCH_MODE: "pass --launch-mode {value} if so",
     Remedy.WINDOWS_CLOCK_FIX: "'imagepack seed-iso --windows-rtc-fix' makes a seed ISO with a .reg file that sets it",
+    Remedy.QEMU_STREAM_WRITER: "pass --stream-writer qemu to have qemu-img write it",
 }
 
 

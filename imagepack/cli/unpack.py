@@ -15,7 +15,9 @@ from imagepack.cli.options import (
     PART_SIZE,
     QUIET,
     SCRATCH,
+    STREAM_WRITER,
     SYNC,
+    THREADS,
     VERBOSE,
 )
 from imagepack.cli.output import print_checksums, print_json, progress_bar, reported, setup_logging
@@ -42,6 +44,8 @@ def unpack_command(
     name: str = typer.Option(
         None, "--name", metavar="NAME", help="Name the outputs NAME.qcow2 and NAME.json (default: the archive's name)."
     ),
+    threads: int = THREADS,
+    stream_writer: str = STREAM_WRITER,
     force: bool = FORCE,
     sync: bool = SYNC,
     max_size: str = MAX_SIZE,
@@ -55,7 +59,8 @@ def unpack_command(
     """Write an archive's disk (NAME.qcow2) and metadata (NAME.json) into a directory. -o KEY=VALUE takes --to."""
     setup_logging(quiet=quiet, verbose=verbose)
     with reported(verbose=verbose, json_output=json_output):
-        from imagepack.cli.parse import parse_disk_format, parse_part_size, parse_policy, parse_scratch
+        from imagepack.cli.parse import parse_choice, parse_disk_format, parse_part_size, parse_policy, parse_scratch
+        from imagepack.convert import StreamWriter
         from imagepack.errors import InvalidValueError
         from imagepack.oci.unpack import unpack_archive
         from imagepack.options import parse_option_pairs
@@ -71,6 +76,8 @@ def unpack_command(
                 to=parse_disk_format(to),
                 name=name,
                 options=parse_option_pairs(option),
+                threads=threads,
+                stream_writer=parse_choice(StreamWriter, stream_writer, "--stream-writer") or StreamWriter.IMAGEPACK,
                 force=force,
                 sync=sync,
                 policy=parse_policy(max_size),

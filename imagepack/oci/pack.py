@@ -152,6 +152,7 @@ def pack_disk(
     *,
     options: Mapping[str, str] = {},
     compress: bool = False,
+    threads: int | None = None,
     sync: bool = False,
     on_progress: Progress | None = None,
 ) -> PackedArchive:
@@ -177,7 +178,7 @@ def pack_disk(
                     copy_file_range_from(image.ref.path, fd, image.ref.offset, data_offset, source_length, on_progress)
                     return
                 try:
-                    _convert_in_place(image, temp, fd, data_offset, qcow2_options, compress, on_progress)
+                    _convert_in_place(image, temp, fd, data_offset, qcow2_options, compress, threads, on_progress)
                 except QemuImgError as e:
                     e.message = f"{target}: {e.message}"  # qemu-img wrote through an offset into our temporary
                     raise
@@ -195,6 +196,7 @@ def _convert_in_place(
     data_offset: int,
     options: Mapping[str, str],
     compress: bool,
+    threads: int | None,
     on_progress: Progress | None,
 ) -> None:
     """Place an empty qcow2 at the member's offset, then let qemu-img convert into it through the raw driver."""
@@ -206,4 +208,11 @@ def _convert_in_place(
         qemu.create(empty, ImageFormat.QCOW2, image.virtual_size, {"compat": "1.1", **options})
         copy_file_range_from(empty, fd, 0, data_offset, empty.stat().st_size)
     target = qemu.ImageRef(archive, ImageFormat.QCOW2, offset=data_offset)
-    qemu.convert_into(image.ref, target, virtual_size=image.virtual_size, compress=compress, on_progress=on_progress)
+    qemu.convert_into(
+        image.ref,
+        target,
+        virtual_size=image.virtual_size,
+        compress=compress,
+        threads=threads,
+        on_progress=on_progress,
+    )

@@ -12,7 +12,7 @@ from typing import Any
 from imagepack.atomic import atomic_outputs, check_free_space, check_target
 from imagepack.checksums import OBJECT_PUT_PART_SIZE, Checksums, checksum_file
 from imagepack.compression import compression_of
-from imagepack.convert import plan_disk, write_planned
+from imagepack.convert import StreamWriter, plan_disk, write_planned
 from imagepack.errors import InvalidValueError, OutputError
 from imagepack.formats import Container, ImageFormat, SafetyPolicy, spec
 from imagepack.inputs import open_oci
@@ -65,6 +65,8 @@ def unpack_archive(
     to: ImageFormat | None = None,
     name: str | None = None,
     options: Mapping[str, str] = {},
+    threads: int | None = None,
+    stream_writer: StreamWriter = StreamWriter.IMAGEPACK,
     force: bool = False,
     sync: bool = False,
     policy: SafetyPolicy = SafetyPolicy(),
@@ -100,7 +102,9 @@ def unpack_archive(
             on_progress=share(on_progress, 0.0, 0.5) if compressed else None,
         ) as opened:
             disk = opened.disk
-            plan = plan_disk(disk, fmt, options=options, copy_if_unchanged=True)
+            plan = plan_disk(
+                disk, fmt, options=options, copy_if_unchanged=True, threads=threads, stream_writer=stream_writer
+            )
             check_free_space(disk_target, plan.needed + len(opened.metadata_bytes))
             with atomic_outputs([disk_target, metadata_target], sync=sync) as (disk_temp, metadata_temp):
                 # A compressed archive's decompression is the first half of the work, the checksum the last fifth.
