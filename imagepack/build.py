@@ -4,6 +4,7 @@ and whatever comes next (presets, batches) are calls of it."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import tempfile
 import time
@@ -15,15 +16,16 @@ from typing import Any
 
 from imagepack.atomic import atomic_output, check_free_space, check_target
 from imagepack.checksums import OBJECT_PUT_PART_SIZE, Checksums, Digester, check_part_size, checksum_file
-from imagepack.compression import STREAMS, Codec, check_settings, codec_named, compress_into
+from imagepack.compression import STREAMS, Codec, check_settings, codec_named, compress_into, compression_of
 from imagepack.compression.files import CODEC_STREAMS
 from imagepack.convert import StreamWriter, can_copy, output_format, plan_disk, uses_threads, write_disk
 from imagepack.errors import ImagepackError, InvalidValueError
 from imagepack.formats import ImageFormat, SafetyPolicy, format_claimed_by_name, parse_format
 from imagepack.gcetar import pack_gce_tarball
-from imagepack.inputs import Source, open_source
+from imagepack.inputs import Source, SourceKind, open_source
 from imagepack.oci.metadata import ImageMetadata
-from imagepack.oci.pack import MetadataRequest, make_metadata, pack_disk, with_descriptor
+from imagepack.oci.pack import MetadataRequest, PackedArchive, make_metadata, pack_disk, with_descriptor
+from imagepack.onepass import NotOnePass, decompress_raw, one_pass_for, pack_compressed
 from imagepack.options import create_options
 from imagepack.problems import Problem
 from imagepack.progress import Progress, share
@@ -387,10 +389,79 @@ def make(
 ) -> BuildResult:
     """Open `source` and build `target` from it (`disk`: which of an OVA's disks). The target is checked first, so
     a refusal costs no reading; a disk that must be extracted, and the uncompressed temporary of a compressed
-    target, go in `scratch` (beside the target by default)."""
+    target, go in `scratch` (beside the target by default). A compressed qcow2 packed into a .oci, and a
+    compressed raw disk written as raw, need no temporary (onepass.py)."""
+    started = time.monotonic()
     target_kind(target.path, target.kind)
     check_compression(target)
     check_target(target.path, force=target.force, inputs=(source,))
+    if target.checksum:
+        check_part_size(target.part_size)  # before any writing, not once the output is made
+    if disk is None:
+        with contextlib.suppress(NotOnePass):
+            writing = share(on_progress, 0.0, 0.8) if target.checksum else on_progress
+            done = _make_in_one_pass(source, target, claimed=claimed, policy=policy, on_progress=writing)
+            if done is not None:
+                opened, packed = done
+                sums = None
+                if target.checksum:  # the bytes went through Python, but holes were skipped: read them back
+                    sums = checksum_file(
+                        target.path, part_size=target.part_size, on_progress=share(on_progress, 0.8, 1.0)
+                    )
+                return _result(
+                    opened,
+                    target,
+                    started,
+                    options={},
+                    copied=True,
+                    metadata=packed.metadata if packed else None,
+                    disk_size=packed.disk_size if packed else None,
+                    warnings=packed.warnings if packed else None,
+                    checksum=sums,
+                )
     where = scratch or target.path.parent
-    with open_source(source, claimed=claimed, policy=policy, scratch=where, disk=disk) as opened:
-        return build(opened, target, scratch=where, on_progress=on_progress)
+    compressed = compression_of(source) is not None
+    with open_source(
+        source,
+        claimed=claimed,
+        policy=policy,
+        scratch=where,
+        disk=disk,
+        on_progress=share(on_progress, 0.0, 0.5) if compressed else None,
+    ) as opened:
+        return build(
+            opened, target, scratch=where, on_progress=share(on_progress, 0.5, 1.0) if compressed else on_progress
+        )
+
+
+def _make_in_one_pass(
+    source: Path, target: Target, *, claimed: ImageFormat | None, policy: SafetyPolicy, on_progress: Progress | None
+) -> tuple[Source, PackedArchive | None] | None:
+    """The target written straight from a compressed source where it can be (None where it cannot): the source
+    as opened (its disk now the target's bytes) and, for a .oci, the archive."""
+    oci = target.kind is ArchiveKind.OCI
+    plain = not target.options and not target.compress and target.compression is None and target.grow_to is None
+    fmt = None if isinstance(target.kind, ArchiveKind) else target.kind
+    plan = one_pass_for(source, oci=oci, fmt=fmt, claimed=claimed, plain=plain)
+    if plan is None:
+        return None
+    name = STREAMS[plan.kind]
+    if oci:
+        request = with_descriptor(target.metadata or MetadataRequest(), None)
+        packed, image = pack_compressed(
+            source,
+            plan,
+            target.path,
+            request,
+            claimed=claimed,
+            policy=policy,
+            sync=target.sync,
+            on_progress=on_progress,
+        )
+        return Source(source, SourceKind.COMPRESSED, image, compression=name), packed
+    if target.metadata is not None:
+        return None  # refused with its own message by the general path
+    image = decompress_raw(
+        source, plan, target.path, claimed=claimed, policy=policy, sync=target.sync, on_progress=on_progress
+    )
+    return Source(source, SourceKind.COMPRESSED, image, compression=name), None

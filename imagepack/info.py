@@ -6,21 +6,20 @@ compressed one is described from the first few MiB of its content, never decompr
 from __future__ import annotations
 
 import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any
 
 from imagepack.compression import (
-    STREAM_ERRORS,
     STREAMS,
     compression_of,
-    damaged,
     declared_size,
-    open_decompressed,
+    decompressed,
+    inner_name,
+    peek,
     problems_before_the_end,
 )
-from imagepack.errors import InputError
+from imagepack.errors import InputError, InvalidValueError
 from imagepack.formats import (
     Container,
     ImageFormat,
@@ -30,15 +29,17 @@ from imagepack.formats import (
     inspect_source,
     not_a_disk,
 )
-from imagepack.formats.base import ByteSource, Inspection
+from imagepack.formats.base import ByteSource, Inspection, MemorySource
 from imagepack.image import SourceImage, inspect_file, open_image, partition_layout, require_regular_file
 from imagepack.inputs import SourceKind, is_archive, open_source
 from imagepack.oci.archive import OciLayout, disk_size_limit
 from imagepack.oci.metadata import ImageMetadata
-from imagepack.oci.reader import OpenedArchive
+from imagepack.oci.reader import OpenedArchive, open_archive
 from imagepack.ova.archive import OvaLayout, looks_like_ova, read_ova_layout, verify_manifest
+from imagepack.ova.reader import open_ova
 from imagepack.partitions import HEAD_BYTES, PartitionLayout, read_partition_layout
 from imagepack.problems import Problem, Remedy
+from imagepack.progress import Progress
 from imagepack.seed import IsoInfo, read_iso
 
 
@@ -134,24 +135,17 @@ def describe_compressed(
     """Both layers of a compressed disk: the stream, then what the header of the disk inside says, from the first
     INFO_BYTES of its content (`read_bytes` says how much was decompressed). qemu-img is not run: it would need
     the whole disk, so a raw disk's size is what the stream declares, or the least its partition table needs."""
-    with open_decompressed(path, compression) as stream:
-        try:
-            head = _read_up_to(stream, INFO_BYTES + 1)  # one byte more tells whether the content ends here
-        except STREAM_ERRORS as e:
-            raise damaged(path, compression, e) from None
+    head = peek(path, compression, INFO_BYTES + 1)  # one byte more tells whether the content ends here
     whole = len(head) <= INFO_BYTES
     declared = declared_size(path, compression)
-    with tempfile.TemporaryDirectory(prefix=".imagepack-") as tmp:
-        partial = Path(tmp, "head")
-        partial.write_bytes(head[:INFO_BYTES])
-        with ByteSource(partial) as src:
-            if claimed is None and detect(src).archive is Container.TAR:
-                raise InputError(
-                    f"{path}: this is a .oci archive (or another tar) compressed with {STREAMS[compression]}; "
-                    f"info describes it decompressed (imagepack decompress {path.name})",
-                    code="input.compressed-archive",
-                )
-            inspection = inspect_source(src, claimed=claimed, name=path, policy=policy)
+    with MemorySource(path, head[:INFO_BYTES]) as src:
+        if claimed is None and detect(src).archive is Container.TAR:
+            raise InputError(
+                f"{path}: this is a .oci archive (or another tar) compressed with {STREAMS[compression]}; "
+                f"info describes it decompressed (imagepack decompress {path.name})",
+                code="input.compressed-archive",
+            )
+        inspection = inspect_source(src, claimed=claimed, name=path, policy=policy)
     details: dict[str, Any] = {"compression": STREAMS[compression], "read_bytes": len(head), "content_size": declared}
     layout = None
     virtual_size = inspection.virtual_size
@@ -164,7 +158,7 @@ def describe_compressed(
             virtual_size = max(layout.table_end or 0, len(head))
             details["size_known"] = False
     details.update(inspection.details)
-    return ImageInfo(
+    result = ImageInfo(
         path=path,
         format=inspection.format,
         virtual_size=virtual_size,
@@ -173,15 +167,14 @@ def describe_compressed(
         cluster_size=inspection.cluster_size,
         layout=layout,
         details=details,
-        problems=inspection.problems if whole else problems_before_the_end(inspection),
+        problems=list(inspection.problems if whole else problems_before_the_end(inspection)),
     )
-
-
-def _read_up_to(stream: BinaryIO, size: int) -> bytes:
-    data = bytearray()
-    while len(data) < size and (chunk := stream.read(size - len(data))):
-        data += chunk
-    return bytes(data)
+    mismatch = None if claimed else _name_disagrees(Path(inner_name(path)), inspection)
+    if mismatch:
+        result.problems.append(
+            Problem("input.name-disagrees", mismatch, Remedy.STATE_FORMAT, value=inspection.format.value)
+        )
+    return result
 
 
 def add_qemu_facts(result: ImageInfo, image: SourceImage) -> None:
@@ -215,6 +208,7 @@ class ArchiveInfo:
     layout: OciLayout
     metadata: ImageMetadata
     disk: ImageInfo
+    compression: str | None = None  # the stream the whole archive came in: "zstd", "xz", "bzip2"
 
     def to_json(self) -> dict[str, Any]:
         members = [self.layout.metadata, self.layout.disk]
@@ -225,6 +219,7 @@ class ArchiveInfo:
             "format": "oci",
             "virtual_size": self.disk.virtual_size,  # the archive's as much as its disk's, as for a plain image
             "compressed": self.layout.compressed,
+            "compression": self.compression or ("gzip" if self.layout.compressed else None),
             "disk_in_place": self.layout.disk_in_place,
             "members": [
                 {"name": m.name, "size": m.size, "header_offset": m.header_offset, "data_offset": m.data_offset}
@@ -236,7 +231,8 @@ class ArchiveInfo:
 
 
 def describe_archive(opened: OpenedArchive, path: Path) -> ArchiveInfo:
-    disk = info_from_source(opened.disk, Path(opened.layout.label), opened.layout.disk.size)
+    """`path`: the archive as the user named it (the layout may be of its decompressed copy)."""
+    disk = info_from_source(opened.disk, Path(f"{path}:{opened.layout.disk.name}"), opened.layout.disk.size)
     return ArchiveInfo(path, opened.layout, opened.metadata, disk)
 
 
@@ -247,6 +243,7 @@ class OvaInfo:
     verified: list[str]  # members whose manifest digest matched
     disk: ImageInfo | None  # the chosen disk; None when several and none was chosen
     index: int | None
+    compression: str | None = None  # the stream the whole OVA came in: "zstd", "xz", "bzip2"
 
     def to_json(self) -> dict[str, Any]:
         descriptor = self.layout.descriptor
@@ -255,6 +252,7 @@ class OvaInfo:
             "format": "ova",
             "virtual_size": self.disk.virtual_size if self.disk else None,
             "compressed": self.layout.compressed,
+            "compression": self.compression or ("gzip" if self.layout.compressed else None),
             "disks": [
                 {"index": n, "file": d.file, "capacity": d.capacity, "controller": d.controller}
                 for n, d in enumerate(descriptor.disks, 1)
@@ -269,17 +267,52 @@ class OvaInfo:
         }
 
 
-def describe_ova(path: Path, *, disk: int | None, policy: SafetyPolicy) -> OvaInfo:
-    """An OVA's disks and manifest; the chosen disk (the only one, or --disk N) described through every check."""
+def describe_ova(
+    path: Path, *, disk: int | None, policy: SafetyPolicy, scratch: Path | None = None, shown: Path | None = None
+) -> OvaInfo:
+    """An OVA's disks and manifest; the chosen disk (the only one, or --disk N) described through every check.
+    `shown`: the OVA as the user named it, when `path` is its decompressed copy."""
+    shown = shown or path
     layout = read_ova_layout(path, max_disk_size=disk_size_limit(policy.max_size))
     if disk is None and len(layout.descriptor.disks) > 1:
-        return OvaInfo(path, layout, verify_manifest(layout), None, None)
-    with open_source(path, policy=policy, disk=disk) as source:
-        assert source.ova is not None
-        opened = source.ova
+        return OvaInfo(shown, layout, verify_manifest(layout), None, None)
+    with open_ova(path, disk=disk, policy=policy, scratch=scratch) as opened:
         member = layout.files[opened.chosen.file]
-        described = info_from_source(opened.disk, Path(opened.layout.label(member)), member.size)
-        return OvaInfo(path, opened.layout, opened.verified, described, opened.index)
+        described = info_from_source(opened.disk, Path(f"{shown}:{member.name}"), member.size)
+        return OvaInfo(shown, opened.layout, opened.verified, described, opened.index)
+
+
+def describe_compressed_tar(
+    path: Path,
+    kind: Container,
+    *,
+    disk: int | None,
+    policy: SafetyPolicy,
+    scratch: Path | None = None,
+    on_progress: Progress | None = None,
+) -> ArchiveInfo | OvaInfo:
+    """A .oci archive or an OVA in a zstd, xz or bzip2 stream: decompressed (bounded, into `scratch`), then
+    described as the plain one is, with the stream it came in."""
+    found: ArchiveInfo | OvaInfo
+    with decompressed(path, kind, policy=policy, scratch=scratch, on_progress=on_progress) as content:
+        if looks_like_ova(content.path):
+            found = describe_ova(content.path, disk=disk, policy=policy, scratch=scratch, shown=path)
+        else:
+            if disk is not None:
+                raise InvalidValueError(
+                    f"--disk picks one of an OVA's disks; {path} is not an OVA", code="ova.not-an-ova"
+                )
+            with open_archive(content.path, policy=policy, scratch=scratch) as opened:
+                found = describe_archive(opened, path)
+    found.compression = STREAMS[kind]
+    return found
+
+
+def _is_compressed_tar(path: Path, kind: Container | None) -> bool:
+    if kind not in (Container.ZSTD, Container.XZ, Container.BZIP2):
+        return False
+    with MemorySource(path, peek(path, kind, 1024)) as head:
+        return detect(head).archive is Container.TAR
 
 
 def describe(
@@ -288,16 +321,22 @@ def describe(
     claimed: ImageFormat | None = None,
     policy: SafetyPolicy = SafetyPolicy(),
     disk: int | None = None,
+    scratch: Path | None = None,
+    on_progress: Progress | None = None,
 ) -> ImageInfo | ArchiveInfo | OvaInfo | IsoInfo:
     """What `path` is: a .oci archive and its disk, an OVA and its disks, an ISO 9660 image and its files (a
     cloud-init seed), or a disk image (described even when it would be refused)."""
-    if claimed is None and compression_of(path) in (None, Container.GZIP) and looks_like_ova(path):
-        return describe_ova(path, disk=disk, policy=policy)
+    kind = compression_of(path)
+    if claimed is None and kind in (None, Container.GZIP) and looks_like_ova(path):
+        return describe_ova(path, disk=disk, policy=policy, scratch=scratch)
+    if claimed is None and _is_compressed_tar(path, kind):
+        assert kind is not None
+        return describe_compressed_tar(path, kind, disk=disk, policy=policy, scratch=scratch, on_progress=on_progress)
     if disk is not None:
-        with open_source(path, policy=policy, disk=disk):
+        with open_source(path, policy=policy, disk=disk, scratch=scratch, on_progress=on_progress):
             pass  # refuses --disk for what is not an OVA
     if claimed is None and is_archive(path):
-        with open_source(path, policy=policy) as source:
+        with open_source(path, policy=policy, scratch=scratch) as source:
             if source.kind is SourceKind.GCE:
                 described = info_from_source(source.disk, Path(source.disk.label), os.stat(path).st_size)
                 described.details["container"] = "gce-tarball" + (" (gzip)" if source.compression else "")

@@ -13,13 +13,15 @@ from enum import StrEnum
 from pathlib import Path
 
 from imagepack.compression import STREAMS, compression_of, decompressed
-from imagepack.errors import InvalidValueError
+from imagepack.compression.bounded import require_inner_name_agrees
+from imagepack.errors import InvalidValueError, UnreadableError
 from imagepack.formats import ByteSource, Container, ImageFormat, SafetyPolicy, detect
 from imagepack.gce import is_gce_tarball, open_gce
 from imagepack.image import SourceImage, open_image, require_regular_file
 from imagepack.oci.reader import OpenedArchive, open_archive
 from imagepack.ova.archive import looks_like_ova
 from imagepack.ova.reader import OpenedOva, open_ova
+from imagepack.progress import Progress
 
 
 class SourceKind(StrEnum):
@@ -80,34 +82,72 @@ def open_source(
     policy: SafetyPolicy = SafetyPolicy(),
     scratch: Path | None = None,
     disk: int | None = None,
+    on_progress: Progress | None = None,
 ) -> Iterator[Source]:
     """Open `path` through every check. `claimed` states the disk format (never an archive). `scratch` is where a
     disk that cannot be read in place, or a compressed input's content, is written to, and removed from
     afterwards; it needs room for what the stream declares (see compression.decompressed). `disk` picks one of an
-    OVA's disks (from 1)."""
+    OVA's disks (from 1). `on_progress` follows the decompression of a compressed input (zstd, xz, bzip2 or a
+    gzip that is not a .oci archive), the only long step of opening one."""
     kind = compression_of(path)
     if claimed is None and kind in (None, Container.GZIP) and looks_like_ova(path):
         with open_ova(path, disk=disk, policy=policy, scratch=scratch) as ova:
             yield Source(path, SourceKind.OVA, ova.disk, ova=ova)
         return
-    if disk is not None:
-        raise InvalidValueError(f"--disk picks one of an OVA's disks; {path} is not an OVA", code="ova.not-an-ova")
-    if claimed is None and kind in (None, Container.GZIP) and is_archive(path) and is_gce_tarball(path):
+    plain_archive = claimed is None and kind in (None, Container.GZIP) and is_archive(path)
+    if disk is not None and (kind is None or plain_archive):
+        raise _not_an_ova(path)
+    if plain_archive and is_gce_tarball(path):
         with open_gce(path, policy=policy, scratch=scratch) as image:
             yield Source(path, SourceKind.GCE, image, compression=STREAMS[kind] if kind else None)
         return
-    if claimed is None and kind in (None, Container.GZIP) and is_archive(path):
+    if plain_archive:
         with open_archive(path, policy=policy, scratch=scratch) as opened:
             yield Source(path, SourceKind.OCI, opened.disk, opened)
         return
     if kind is not None:
-        with decompressed(path, kind, claimed=claimed, policy=policy, scratch=scratch) as content:
+        with decompressed(
+            path, kind, claimed=claimed, policy=policy, scratch=scratch, on_progress=on_progress
+        ) as content:
             name = STREAMS[kind]
+            if content.is_archive and looks_like_ova(content.path):
+                with open_ova(content.path, disk=disk, policy=policy, scratch=scratch) as ova:
+                    yield Source(path, SourceKind.OVA, ova.disk, compression=name, ova=ova)
+                return
+            if disk is not None:
+                raise _not_an_ova(path)
             if content.is_archive:
                 with open_archive(content.path, policy=policy, scratch=scratch) as opened:
                     yield Source(path, SourceKind.OCI, opened.disk, opened, compression=name)
                 return
             image = open_image(content.path, claimed=claimed, policy=policy, label=str(path))
+            if claimed is None:
+                require_inner_name_agrees(path, image.format)  # the whole file now: a fixed VHD's footer too
             yield Source(path, SourceKind.COMPRESSED, image, compression=name)
         return
     yield Source(path, SourceKind.DISK, open_image(path, claimed=claimed, policy=policy))
+
+
+@contextlib.contextmanager
+def open_oci(
+    path: Path,
+    *,
+    policy: SafetyPolicy = SafetyPolicy(),
+    scratch: Path | None = None,
+    on_progress: Progress | None = None,
+) -> Iterator[OpenedArchive]:
+    """A .oci archive, plain or compressed (zstd, xz, bzip2 or gzip), for the verbs that take nothing else."""
+    kind = compression_of(path)
+    if kind is None or (kind is Container.GZIP and is_archive(path)):
+        with open_archive(path, policy=policy, scratch=scratch) as opened:  # or says what the file is instead
+            yield opened
+        return
+    with decompressed(path, kind, policy=policy, scratch=scratch, on_progress=on_progress) as content:
+        if not content.is_archive:
+            raise UnreadableError(f"{path}: this is a {STREAMS[kind]}-compressed disk, not a .oci archive")
+        with open_archive(content.path, policy=policy, scratch=scratch) as opened:
+            yield opened
+
+
+def _not_an_ova(path: Path) -> InvalidValueError:
+    return InvalidValueError(f"--disk picks one of an OVA's disks; {path} is not an OVA", code="ova.not-an-ova")

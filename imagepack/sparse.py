@@ -122,6 +122,9 @@ def _write_data(out_fd: int, chunk: bytes, at: int) -> None:
     """Write the blocks of `chunk` that hold data, each run of them in one write; zero blocks stay holes."""
     if len(chunk) <= len(_ZERO_CHUNK) and chunk == _ZERO_CHUNK[: len(chunk)]:  # a compare stops at the first data
         return
+    if _ZEROS not in chunk:  # no block of zeroes at any offset (a search in C): all data, one write
+        os.pwrite(out_fd, chunk, at)
+        return
     view = memoryview(chunk)  # slices of it are not copies
     start: int | None = None  # where the current run of data blocks began
     for offset in range(0, len(chunk), HOLE_BLOCK):

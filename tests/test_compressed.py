@@ -253,17 +253,22 @@ def test_verify_of_a_damaged_stream_says_it_is_unreadable(disk_of: Callable[[str
     assert "the gzip stream is damaged or cut short" in one_error_line(done)
 
 
-def test_info_of_a_compressed_archive_says_what_it_is_without_decompressing_it(
+def test_info_of_a_compressed_archive_describes_both_layers_and_leaves_nothing(
     disk_of: Callable[[str], Path], tmp_path: Path
 ) -> None:
     archive = tmp_path / "image.oci"
     packed = run_cli("pack", str(disk_of("raw")), str(archive), *PACK_ARGS)
     assert packed.returncode == 0, packed.stderr
     source = compress(archive, "xz")
-    done = run_cli("info", str(source))
-    assert done.returncode == 1
-    line = one_error_line(done)
-    assert ".oci archive" in line and "compressed with xz" in line and leftovers(tmp_path) == []
+    done = run_cli("info", "--json", str(source))
+    assert done.returncode == 0, done.stderr
+    found, plain = json.loads(done.stdout), json.loads(run_cli("info", "--json", str(archive)).stdout)
+    assert found["format"] == "oci" and found["compression"] == "xz" and plain["compression"] is None
+    assert found["path"] == str(source) and found["disk"]["path"] == f"{source}:output.QCOW2"
+    assert found["metadata"] == plain["metadata"] and found["members"] == plain["members"]
+    text = run_cli("info", str(source))
+    assert text.stdout.startswith(f"{source}: .oci archive (xz)\n") and ".imagepack-" not in text.stdout
+    assert leftovers(tmp_path) == []
 
 
 def test_a_damaged_disk_inside_a_sound_stream_is_refused_naming_the_compressed_file(

@@ -24,6 +24,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("oci.reader", "compression", "ova.reader", "gce"),
     ("convert", "oci.edit"),
     ("oci.pack", "inputs", "gcetar"),
+    ("onepass",),
     ("boot",),
     ("oci.unpack", "build", "info", "oci.verify", "oci.importrequest"),
     ("presets",),

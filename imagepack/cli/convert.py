@@ -20,6 +20,7 @@ from imagepack.cli.options import (
     MAX_SIZE,
     PART_SIZE,
     QUIET,
+    SCRATCH,
     STREAM_WRITER,
     SYNC,
     THREADS,
@@ -36,6 +37,7 @@ Examples:
   imagepack convert disk.raw disk.vmdk -o subformat=streamOptimized
   imagepack convert disk.qcow2 disk.vhd --for azure --resize-up
   imagepack convert disk.qcow2 disk.tar.gz --for gcp --resize-up
+  imagepack convert disk.qcow2.xz disk.vmdk --scratch /var/tmp
   imagepack convert disk.qcow2 disk.vmdk -o subformat=streamOptimized --threads 4
   imagepack convert disk.raw small.qcow2 --compress
   imagepack convert --for list"""
@@ -81,6 +83,7 @@ def convert_command(
     max_size: str = MAX_SIZE,
     vhd_size: str = VHD_SIZE,
     disk: int | None = DISK,
+    scratch: Path | None = SCRATCH,
     checksum: bool = CHECKSUM,
     part_size: str = PART_SIZE,
     json_output: bool = JSON,
@@ -104,6 +107,7 @@ def convert_command(
             parse_disk_format,
             parse_part_size,
             parse_policy,
+            parse_scratch,
             parse_target,
         )
         from imagepack.compression import codec_named
@@ -145,7 +149,15 @@ def convert_command(
         policy = parse_policy(max_size, allow_backing=allow_backing, vhd_size=vhd_size)
         with progress_bar(f"{source.name} → {target.name}", quiet=quiet) as on_progress:
             if preset is None:
-                done = make(source, wanted, claimed=claimed, policy=policy, disk=disk, on_progress=on_progress)
+                done = make(
+                    source,
+                    wanted,
+                    claimed=claimed,
+                    policy=policy,
+                    disk=disk,
+                    scratch=parse_scratch(scratch),
+                    on_progress=on_progress,
+                )
             else:
                 from imagepack.presets import make_for
 
@@ -157,6 +169,7 @@ def convert_command(
                     claimed=claimed,
                     policy=policy,
                     disk=disk,
+                    scratch=parse_scratch(scratch),
                     on_progress=on_progress,
                 )
         report_build(done, json_output=json_output, quiet=quiet)

@@ -7,8 +7,8 @@ from typing import TYPE_CHECKING
 
 import typer
 
-from imagepack.cli.options import DISK, FROM_FORMAT, JSON, MAX_SIZE, QUIET, VERBOSE, VHD_SIZE
-from imagepack.cli.output import describe_problem, human_size, print_json, reported, setup_logging
+from imagepack.cli.options import DISK, FROM_FORMAT, JSON, MAX_SIZE, QUIET, SCRATCH, VERBOSE, VHD_SIZE
+from imagepack.cli.output import describe_problem, human_size, print_json, progress_bar, reported, setup_logging
 
 if TYPE_CHECKING:
     from imagepack.info import ArchiveInfo, ImageInfo, OvaInfo
@@ -31,6 +31,7 @@ def info_command(
     max_size: str = MAX_SIZE,
     vhd_size: str = VHD_SIZE,
     disk: int | None = DISK,
+    scratch: Path | None = SCRATCH,
     json_output: bool = JSON,
     quiet: bool = QUIET,
     verbose: bool = VERBOSE,
@@ -38,12 +39,20 @@ def info_command(
     """Describe a disk image (format, sizes, partition table, firmware guess), a .oci archive, an OVA or an ISO."""
     setup_logging(quiet=quiet, verbose=verbose)
     with reported(verbose=verbose, json_output=json_output):
-        from imagepack.cli.parse import parse_disk_format, parse_policy
+        from imagepack.cli.parse import parse_disk_format, parse_policy, parse_scratch
         from imagepack.info import ArchiveInfo, OvaInfo, describe
         from imagepack.seed import IsoInfo
 
         policy = parse_policy(max_size, vhd_size=vhd_size)
-        found = describe(path, claimed=parse_disk_format(from_format), policy=policy, disk=disk)
+        with progress_bar(f"reading {path.name}", quiet=quiet) as on_progress:
+            found = describe(
+                path,
+                claimed=parse_disk_format(from_format),
+                policy=policy,
+                disk=disk,
+                scratch=parse_scratch(scratch),
+                on_progress=on_progress,
+            )
         if json_output:
             print_json(found.to_json())
         elif isinstance(found, ArchiveInfo):
@@ -57,7 +66,8 @@ def info_command(
 
 
 def _print_archive(found: ArchiveInfo) -> None:
-    print(f"{found.path}: .oci archive{' (gzip)' if found.layout.compressed else ''}")
+    compression = found.to_json()["compression"]
+    print(f"{found.path}: .oci archive{f' ({compression})' if compression else ''}")
     for member in found.to_json()["members"]:
         print(f"  member {member['name']}: {member['size']} bytes at offset {member['data_offset']}")
     meta = found.metadata
@@ -72,7 +82,8 @@ def _print_archive(found: ArchiveInfo) -> None:
 
 def _print_ova(found: OvaInfo) -> None:
     data = found.to_json()
-    print(f"{found.path}: OVA{' (gzip)' if found.layout.compressed else ''}")
+    compression = data["compression"]
+    print(f"{found.path}: OVA{f' ({compression})' if compression else ''}")
     for disk in data["disks"]:
         chosen = " (read)" if disk["index"] == found.index else ""
         controller = disk["controller"] or "unknown controller"

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 import typer
 from typer.core import TyperCommand
 
-from imagepack.cli.options import CHECKSUM, JSON, PART_SIZE, QUIET, STRICT, VERBOSE
+from imagepack.cli.options import CHECKSUM, JSON, PART_SIZE, QUIET, SCRATCH, STRICT, VERBOSE
 from imagepack.cli.output import print_checksums, print_json, print_warnings, reported, setup_logging
 
 if TYPE_CHECKING:
@@ -53,6 +53,7 @@ class _SetCommand(TyperCommand):
 )
 def meta_show(
     archive: Path = typer.Argument(..., metavar="ARCHIVE", help="The .oci archive."),
+    scratch: Path | None = SCRATCH,
     json_output: bool = typer.Option(False, "--json", help="The output is JSON anyway; with --json a failure is too."),
     quiet: bool = QUIET,
     verbose: bool = VERBOSE,
@@ -60,9 +61,10 @@ def meta_show(
     """Print image_metadata.json (as JSON, without the padding our archives carry)."""
     setup_logging(quiet=quiet, verbose=verbose)
     with reported(verbose=verbose, json_output=json_output):
+        from imagepack.cli.parse import parse_scratch
         from imagepack.oci.edit import show_metadata
 
-        print_json(show_metadata(archive).to_json())
+        print_json(show_metadata(archive, scratch=parse_scratch(scratch)).to_json())
 
 
 @meta_app.command(

@@ -47,6 +47,13 @@ VHD_SIZE = typer.Option(
     metavar="current|chs",
     help="A VHD whose footer size and CHS geometry differ: use which (default current, as Hyper-V and VirtualBox).",
 )
+SCRATCH = typer.Option(
+    None,
+    "--scratch",
+    metavar="DIR",
+    help="Where a compressed input is decompressed to, or an archive's disk extracted to, when it must be "
+    "(default: beside the output; for verbs without one, the system's temporary directory).",
+)
 DISK = typer.Option(None, "--disk", metavar="N", min=1, help="Which of an OVA's disks to read (from 1).")
 CHECKSUM = typer.Option(
     False, "--checksum", help="Report the SHA-256 and the MD5s Object Storage will show of the file written."

@@ -19,6 +19,7 @@ from imagepack.cli.options import (
     MAX_SIZE,
     PART_SIZE,
     QUIET,
+    SCRATCH,
     SYNC,
     THREADS,
     VERBOSE,
@@ -31,7 +32,8 @@ from imagepack.cli.output import progress_bar, report_build, reported, setup_log
 EXAMPLES = """\b
 Examples:
   imagepack pack disk.vmdk disk.oci --os 'Oracle Linux' --os-version 9
-  imagepack pack disk.raw disk.oci --os Ubuntu --os-version 22.04 --firmware UEFI_64 -o compat=1.1"""
+  imagepack pack disk.raw disk.oci --os Ubuntu --os-version 22.04 --firmware UEFI_64 -o compat=1.1
+  imagepack pack disk.qcow2.zst disk.oci --os 'Oracle Linux' --os-version 9"""
 
 
 def register(app: typer.Typer) -> None:
@@ -56,6 +58,7 @@ def pack_command(
     max_size: str = MAX_SIZE,
     vhd_size: str = VHD_SIZE,
     disk: int | None = DISK,
+    scratch: Path | None = SCRATCH,
     checksum: bool = CHECKSUM,
     part_size: str = PART_SIZE,
     json_output: bool = JSON,
@@ -68,7 +71,13 @@ def pack_command(
     setup_logging(quiet=quiet, verbose=verbose)
     with reported(verbose=verbose, json_output=json_output):
         from imagepack.build import ArchiveKind, Target, make
-        from imagepack.cli.parse import metadata_request, parse_disk_format, parse_part_size, parse_policy
+        from imagepack.cli.parse import (
+            metadata_request,
+            parse_disk_format,
+            parse_part_size,
+            parse_policy,
+            parse_scratch,
+        )
         from imagepack.compression import codec_named
         from imagepack.errors import InvalidValueError
         from imagepack.options import parse_option_pairs
@@ -100,5 +109,6 @@ def pack_command(
                 policy=parse_policy(max_size, allow_backing=allow_backing, vhd_size=vhd_size),
                 on_progress=on_progress,
                 disk=disk,
+                scratch=parse_scratch(scratch),
             )
         report_build(done, json_output=json_output, quiet=quiet)

@@ -4,8 +4,10 @@ policy and the metadata request. A mistake in what was typed is a usage error (e
 from __future__ import annotations
 
 import contextlib
+import os
 from collections.abc import Iterator
 from enum import Enum
+from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
 
 from imagepack.errors import InvalidValueError, MetadataError
@@ -23,6 +25,17 @@ def parse_disk_format(name: str | None) -> ImageFormat | None:
     from imagepack.formats import parse_format
 
     return parse_format(name) if name else None
+
+
+def parse_scratch(path: Path | None) -> Path | None:
+    """--scratch DIR: a directory imagepack can write its temporaries in."""
+    if path is None:
+        return None
+    if not path.is_dir():
+        raise InvalidValueError(f"--scratch {path}: no such directory")
+    if not os.access(path, os.W_OK | os.X_OK):
+        raise InvalidValueError(f"--scratch {path}: the directory is not writable")
+    return path
 
 
 def parse_target(name: str | None) -> TargetKind | None:

@@ -14,6 +14,7 @@ from imagepack.cli.options import (
     MAX_SIZE,
     PART_SIZE,
     QUIET,
+    SCRATCH,
     STREAM_WRITER,
     SYNC,
     THREADS,
@@ -48,6 +49,7 @@ def unpack_command(
     force: bool = FORCE,
     sync: bool = SYNC,
     max_size: str = MAX_SIZE,
+    scratch: Path | None = SCRATCH,
     checksum: bool = CHECKSUM,
     part_size: str = PART_SIZE,
     json_output: bool = JSON,
@@ -57,7 +59,7 @@ def unpack_command(
     """Write an archive's disk (NAME.qcow2) and metadata (NAME.json) into a directory. -o KEY=VALUE takes --to."""
     setup_logging(quiet=quiet, verbose=verbose)
     with reported(verbose=verbose, json_output=json_output):
-        from imagepack.cli.parse import parse_choice, parse_disk_format, parse_part_size, parse_policy
+        from imagepack.cli.parse import parse_choice, parse_disk_format, parse_part_size, parse_policy, parse_scratch
         from imagepack.convert import StreamWriter
         from imagepack.errors import InvalidValueError
         from imagepack.oci.unpack import unpack_archive
@@ -79,6 +81,7 @@ def unpack_command(
                 force=force,
                 sync=sync,
                 policy=parse_policy(max_size),
+                scratch=parse_scratch(scratch),
                 checksum=checksum,
                 part_size=size,
                 on_progress=on_progress,

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import typer
 
-from imagepack.cli.options import DISK, JSON, MAX_SIZE, QUIET, STRICT, VERBOSE, VHD_SIZE
-from imagepack.cli.output import describe_problem, print_json, reported, setup_logging
+from imagepack.cli.options import DISK, JSON, MAX_SIZE, QUIET, SCRATCH, STRICT, VERBOSE, VHD_SIZE
+from imagepack.cli.output import describe_problem, print_json, progress_bar, reported, setup_logging
 from imagepack.errors import EXIT_PROBLEMS
 
 EXAMPLES = """\b
@@ -34,6 +34,7 @@ def verify_command(
     max_size: str = MAX_SIZE,
     vhd_size: str = VHD_SIZE,
     disk: int | None = DISK,
+    scratch: Path | None = SCRATCH,
     boot: bool = BOOT,
     expect: str | None = EXPECT,
     timeout: float | None = TIMEOUT,
@@ -47,7 +48,7 @@ def verify_command(
     setup_logging(quiet=quiet, verbose=verbose)
     with reported(verbose=verbose, json_output=json_output):
         from imagepack.cli.boot import boot_request
-        from imagepack.cli.parse import parse_policy
+        from imagepack.cli.parse import parse_policy, parse_scratch
         from imagepack.errors import InvalidValueError
         from imagepack.oci.verify import verify_path
 
@@ -56,7 +57,16 @@ def verify_command(
         if given and not boot:
             raise InvalidValueError(f"{', '.join(given)} applies only with --boot")
         request = boot_request(expect=expect, timeout=timeout, accel=accel) if boot else None
-        report = verify_path(path, strict=strict, policy=policy, disk=disk, boot=request)
+        with progress_bar(f"reading {path.name}", quiet=quiet) as on_progress:
+            report = verify_path(
+                path,
+                strict=strict,
+                policy=policy,
+                disk=disk,
+                scratch=parse_scratch(scratch),
+                on_progress=on_progress,
+                boot=request,
+            )
         if json_output:
             print_json(report.to_json())
         else:

@@ -21,6 +21,7 @@ from imagepack.compression.streams import (
     declared_size,
     inner_name,
     open_decompressed,
+    peek,
 )
 
 __all__ = [
@@ -41,5 +42,6 @@ __all__ = [
     "inner_name",
     "open_decompressed",
     "parse_codec",
+    "peek",
     "problems_before_the_end",
 ]

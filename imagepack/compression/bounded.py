@@ -1,5 +1,6 @@
-"""A compressed input decompressed once into a sparse temporary file, bounded by what the disk inside says it can
-need: how `open_source` reads a compressed disk or .oci archive."""
+"""A compressed input decompressed once, bounded by what the disk inside says it can need: into a sparse
+temporary file (how `open_source` reads a compressed disk or .oci archive), or straight into its place in an
+output (onepass.py)."""
 
 from __future__ import annotations
 
@@ -20,11 +21,13 @@ from imagepack.formats import (
     Inspection,
     SafetyPolicy,
     detect,
+    format_claimed_by_name,
     inspect_source,
     require_safe,
 )
 from imagepack.oci.archive import MAX_METADATA, disk_size_limit
 from imagepack.problems import Problem, Remedy
+from imagepack.progress import Progress
 from imagepack.sparse import write_stream_sparse
 
 ARCHIVE_SLACK = MAX_METADATA + 64 * 1024  # a .oci's tar: its disk member, the metadata, headers and padding
@@ -32,11 +35,107 @@ ARCHIVE_SLACK = MAX_METADATA + 64 * 1024  # a .oci's tar: its disk member, the m
 
 @dataclass(frozen=True)
 class Decompressed:
-    """A compressed input, decompressed: where its content is, and whether that is a .oci archive's tar."""
+    """A compressed input, decompressed: where its content is, and whether that is a tar (a .oci archive's,
+    an OVA's)."""
 
     path: Path
     compression: Container
     is_archive: bool
+
+
+@dataclass(frozen=True)
+class Written:
+    """What `decompress_into` wrote: how many bytes, and whether they are a tar."""
+
+    size: int
+    is_archive: bool
+
+
+def first_bound(policy: SafetyPolicy, claimed: ImageFormat | None, *, archive_ok: bool) -> int:
+    """How far a stream may expand before its header is read: the largest raw disk or qcow2 file the policy
+    allows, or the largest .oci archive where the content may be one."""
+    base = policy.max_size if claimed in (None, ImageFormat.RAW) else disk_size_limit(policy.max_size)
+    if claimed is None and archive_ok:
+        base = max(base, disk_size_limit(policy.max_size) + ARCHIVE_SLACK)
+    return base
+
+
+def decompress_into(
+    path: Path,
+    kind: Container,
+    fd: int,
+    offset: int,
+    *,
+    written: Path,
+    claimed: ImageFormat | None = None,
+    want: ImageFormat | None = None,
+    archive_ok: bool = True,
+    policy: SafetyPolicy = SafetyPolicy(),
+    where: Path | None = None,
+    on_progress: Progress | None = None,
+) -> Written:
+    """Decompress `path` into `fd` (the file `written`) at `offset`, runs of zeroes left as holes, bounded.
+
+    A hostile stream is bounded: once its first chunk is written, the disk inside is detected and its header
+    checked (an unsafe one, or one the inner name contradicts, is refused before the rest is read), and the
+    rest may expand only as far as that header says it can need: the policy's largest size for a raw disk, a
+    qcow2 (or other format's) file for its virtual size, a .oci archive for the largest disk member the policy
+    allows. `want`: the only disk format to accept (the one a one-pass output was chosen for). `where`: the
+    directory named when writing fails."""
+    label = str(path)
+    archive = False
+    by_policy = True  # whether the bound is the policy's (a larger --max-size lifts it) or the header's
+
+    def check_header() -> int:
+        """Refuse an unsafe disk before the rest of it is written, and bound it by its own header."""
+        nonlocal archive, by_policy
+        with ByteSource(written, offset=offset) as src:
+            if claimed is None and archive_ok and detect(src).archive is Container.TAR:
+                archive = True
+                return disk_size_limit(policy.max_size) + ARCHIVE_SLACK
+            inspection = inspect_source(src, claimed=claimed, name=path, policy=policy)
+        if claimed is None:
+            require_inner_name_agrees(path, inspection.format, partial=True)
+        if want is not None and inspection.format is not want:
+            raise InputError(f"{label}: the content changed while it was read; it is now {inspection.format.value}")
+        require_safe(problems_before_the_end(inspection), label)
+        if inspection.format is ImageFormat.RAW:
+            return policy.max_size
+        by_policy = False
+        return disk_size_limit(inspection.virtual_size)
+
+    try:
+        with open_decompressed(path, kind, label=label, on_progress=on_progress) as stream:
+            size = write_stream_sparse(
+                stream,
+                fd,
+                offset,
+                limit=first_bound(policy, claimed, archive_ok=archive_ok),
+                too_large=lambda n: expands_past(label, kind, n, by_policy=by_policy),
+                after_first_chunk=check_header,
+            )
+    except STREAM_ERRORS as e:
+        if isinstance(e, OSError) and e.errno is not None:
+            shown = where or written.parent
+            raise OutputError(f"{shown}: writing the decompressed {label} failed: {e.strerror}") from None
+        raise damaged(label, kind, e) from None
+    return Written(size, archive)
+
+
+def require_inner_name_agrees(path: Path, content: ImageFormat, *, partial: bool = False) -> None:
+    """`disk.qcow2.zst` holding a raw disk is refused as `disk.qcow2` holding one is: the name under the
+    compression suffix claims a format as a plain name does. `partial`: only the first chunk is there, and a
+    fixed VHD looks raw until its footer, its last 512 bytes, is written (then it is checked again)."""
+    by_name = format_claimed_by_name(Path(inner_name(path)))
+    if partial and content is ImageFormat.RAW and by_name is ImageFormat.VHD:
+        return
+    if by_name is not None and by_name is not content:
+        raise InputError(
+            f"{path}: the name says {by_name.value} but the content is {content.value}",
+            code="input.name-disagrees",
+            remedy=Remedy.STATE_FORMAT,
+            value=content.value,
+        )
 
 
 @contextlib.contextmanager
@@ -47,64 +146,39 @@ def decompressed(
     claimed: ImageFormat | None = None,
     policy: SafetyPolicy = SafetyPolicy(),
     scratch: Path | None = None,
+    on_progress: Progress | None = None,
 ) -> Iterator[Decompressed]:
     """Decompress `path` into a temporary file in `scratch` (the system's temporary directory by default),
-    removed afterwards whatever happens (an error, Ctrl-C, a damaged stream).
-
-    A hostile stream is bounded: once its first chunk is written, the disk inside is detected and its header
-    checked (an unsafe one is refused before the rest is read), and the rest may expand only as far as that
-    header says it can need: the policy's largest size for a raw disk, a qcow2 (or other format's) file for its
-    virtual size, a .oci archive for the largest disk member the policy allows.
+    removed afterwards whatever happens (an error, Ctrl-C, a damaged stream), bounded as `decompress_into`
+    says. `on_progress` gets the fraction of the compressed file read.
 
     Free space: where the stream declares its content size (zstd does), `scratch` must have room for it (or the
     bound, if smaller) before anything is written; the others declare nothing in their headers, and running out
     of room while writing is refused as cleanly. Holes cost nothing, so a sparse disk usually needs less."""
     label = str(path)
     declared = declared_size(path, kind)
-    base = policy.max_size if claimed in (None, ImageFormat.RAW) else disk_size_limit(policy.max_size)
-    if claimed is None:
-        base = max(base, disk_size_limit(policy.max_size) + ARCHIVE_SLACK)
     if declared is not None:
-        check_free_space(Path(scratch or tempfile.gettempdir(), inner_name(path)), min(declared, base))
+        bound = first_bound(policy, claimed, archive_ok=True)
+        check_free_space(Path(scratch or tempfile.gettempdir(), inner_name(path)), min(declared, bound))
     with tempfile.TemporaryDirectory(prefix=".imagepack-", dir=scratch) as tmp:
         content = Path(tmp, inner_name(path))
-        archive = False
-        by_policy = True  # whether the bound is the policy's (a larger --max-size lifts it) or the header's
-
-        def check_header() -> int:
-            """Refuse an unsafe disk before the rest of it is written, and bound it by its own header."""
-            nonlocal archive, by_policy
-            with ByteSource(content) as src:
-                if claimed is None and detect(src).archive is Container.TAR:
-                    archive = True
-                    return disk_size_limit(policy.max_size) + ARCHIVE_SLACK
-                inspection = inspect_source(src, claimed=claimed, name=path, policy=policy)
-            require_safe(problems_before_the_end(inspection), label)
-            if inspection.format is ImageFormat.RAW:
-                return policy.max_size
-            by_policy = False
-            return disk_size_limit(inspection.virtual_size)
-
         fd = os.open(content, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
         try:
-            with open_decompressed(path, kind, label=label) as stream:
-                write_stream_sparse(
-                    stream,
-                    fd,
-                    0,
-                    limit=base,
-                    too_large=lambda n: expands_past(label, kind, n, by_policy=by_policy),
-                    after_first_chunk=check_header,
-                )
-        except STREAM_ERRORS as e:
-            if isinstance(e, OSError) and e.errno is not None:
-                where = scratch or Path(tempfile.gettempdir())
-                raise OutputError(f"{where}: writing the decompressed {label} failed: {e.strerror}") from None
-            raise damaged(label, kind, e) from None
+            done = decompress_into(
+                path,
+                kind,
+                fd,
+                0,
+                written=content,
+                claimed=claimed,
+                policy=policy,
+                where=scratch or Path(tempfile.gettempdir()),
+                on_progress=on_progress,
+            )
         finally:
             os.close(fd)
         try:
-            yield Decompressed(content, kind, archive)
+            yield Decompressed(content, kind, done.is_archive)
         except ImagepackError as e:
             # The user gave the compressed file and never sees the temporary's name.
             e.message = e.message.replace(str(content), label)

@@ -14,6 +14,7 @@ from imagepack.formats.base import (
     Container,
     ImageFormat,
     Inspection,
+    MemorySource,
     SafetyPolicy,
     check_virtual_size,
 )
@@ -38,6 +39,7 @@ __all__ = [
     "FormatSpec",
     "ImageFormat",
     "Inspection",
+    "MemorySource",
     "Problem",
     "SafetyPolicy",
     "detect",

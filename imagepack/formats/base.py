@@ -92,6 +92,23 @@ class ByteSource:
         self.close()
 
 
+class MemorySource(ByteSource):
+    """Bytes already in memory (the first MiBs of a compressed stream) read as a file's would be: detection and
+    header checks need no temporary file."""
+
+    def __init__(self, path: Path, data: bytes) -> None:  # no super().__init__: there is no file to open
+        self.path = path
+        self.offset = 0
+        self.size = len(data)
+        self._data = data
+
+    def read(self, offset: int, length: int) -> bytes:
+        return self._data[offset : offset + length] if offset >= 0 and length > 0 else b""
+
+    def close(self) -> None:
+        pass
+
+
 @dataclass
 class Inspection:
     """Facts one inspector derived from the header bytes alone."""

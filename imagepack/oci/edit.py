@@ -15,7 +15,9 @@ from typing import Any
 
 from imagepack.atomic import atomic_output, check_free_space
 from imagepack.checksums import OBJECT_PUT_PART_SIZE, Checksums, checksum_file
-from imagepack.errors import ArchiveError, InvalidValueError, MetadataError, OutputError
+from imagepack.compression import STREAMS, compression_of, decompressed
+from imagepack.errors import ArchiveError, InvalidValueError, MetadataError, OutputError, UnreadableError
+from imagepack.formats import Container
 from imagepack.image import require_regular_file
 from imagepack.oci.archive import (
     BLOCK,
@@ -72,9 +74,17 @@ def remove_shapes(meta: ImageMetadata, names: Iterable[str]) -> ImageMetadata:
     return meta
 
 
-def show_metadata(archive: Path) -> ImageMetadata:
+def show_metadata(archive: Path, *, scratch: Path | None = None) -> ImageMetadata:
+    """The metadata of a .oci archive, plain or compressed (a zstd, xz or bzip2 one is decompressed into
+    `scratch` first, the system's temporary directory by default)."""
     require_regular_file(archive)
-    return read_metadata(read_layout(archive))
+    kind = compression_of(archive)
+    if kind in (None, Container.GZIP):
+        return read_metadata(read_layout(archive))
+    with decompressed(archive, kind, scratch=scratch) as content:
+        if not content.is_archive:
+            raise UnreadableError(f"{archive}: this is a {STREAMS[kind]}-compressed disk, not a .oci archive")
+        return read_metadata(read_layout(content.path))
 
 
 def edit_metadata(

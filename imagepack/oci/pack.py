@@ -76,10 +76,11 @@ class PackedArchive:
 
 
 def make_metadata(
-    request: MetadataRequest, image: SourceImage, *, inherited: ImageMetadata | None = None
+    request: MetadataRequest, image: SourceImage | None, *, inherited: ImageMetadata | None = None
 ) -> tuple[ImageMetadata, list[Problem]]:
-    """The metadata for `image`: firmware from the request, else from the disk's partition table. `inherited`
-    is the metadata of a .oci being repacked; a --metadata file wins over it. Returns the warnings and notes."""
+    """The metadata for `image`: firmware from the request, else from the disk's partition table (None: a disk
+    not yet written, whose firmware must then be stated). `inherited` is the metadata of a .oci being repacked;
+    a --metadata file wins over it. Returns the warnings and notes."""
     base = inherited
     if request.base is not None:
         if request.base.stat().st_size > 1024 * 1024:
@@ -89,7 +90,7 @@ def make_metadata(
     stated: list[Problem] = []
     if firmware is None and request.stated_firmware is not None:
         firmware = request.stated_firmware
-        guess = partition_layout(image).firmware_guess
+        guess = partition_layout(image).firmware_guess if image is not None else None
         if guess is not None and guess is not firmware:
             stated.append(
                 Problem(
@@ -102,10 +103,11 @@ def make_metadata(
                 )
             )
     if firmware is None:
-        firmware = partition_layout(image).firmware_guess
+        firmware = partition_layout(image).firmware_guess if image is not None else None
         if firmware is None:
             raise MetadataError(
-                f"{image.label}: no partition table at the start of the disk, so its firmware is unknown",
+                f"{image.label if image else 'the disk'}: no partition table at the start of the disk, "
+                "so its firmware is unknown",
                 code="metadata.firmware-unknown",
                 remedy=Remedy.STATE_FIRMWARE,
             )
@@ -131,6 +133,15 @@ def make_metadata(
     if problems and problems[0].severity is Severity.ERROR:  # errors come first
         raise MetadataError(problems[0].message)
     return metadata, [*stated, *problems]
+
+
+def metadata_room(request: MetadataRequest, *, inherited: ImageMetadata | None = None) -> int:
+    """The longest image_metadata.json `request` can give whatever the disk's partition table says: where a disk
+    written before its metadata can start. Refuses a request that no disk could satisfy (no OS) at once."""
+    return max(
+        len(dump_metadata(make_metadata(replace(request, firmware=firmware), None, inherited=inherited)[0]))
+        for firmware in ([request.firmware] if request.firmware else list(Firmware))
+    )
 
 
 def pack_disk(

@@ -11,10 +11,11 @@ from typing import Any
 
 from imagepack.atomic import atomic_outputs, check_free_space, check_target
 from imagepack.checksums import OBJECT_PUT_PART_SIZE, Checksums, checksum_file
+from imagepack.compression import compression_of
 from imagepack.convert import StreamWriter, plan_disk, write_planned
 from imagepack.errors import InvalidValueError, OutputError
-from imagepack.formats import ImageFormat, SafetyPolicy, spec
-from imagepack.oci.reader import open_archive
+from imagepack.formats import Container, ImageFormat, SafetyPolicy, spec
+from imagepack.inputs import open_oci
 from imagepack.options import create_options
 from imagepack.progress import Progress, share
 
@@ -46,10 +47,11 @@ class UnpackResult:
 
 def output_names(archive: Path, fmt: ImageFormat, name: str | None = None) -> tuple[str, str]:
     """The disk's and the metadata's file names: NAME.qcow2 (or the format's suffix) and NAME.json, NAME being
-    the archive's own name without .oci (and .gz) unless given, so that two archives unpack into one directory."""
+    the archive's own name without .oci (and its compression suffix) unless given, so that two archives unpack
+    into one directory."""
     if name is None:
         name = archive.name
-        for suffix in (".gz", ".tgz", ".oci", ".tar"):
+        for suffix in (".zst", ".zstd", ".xz", ".bz2", ".gz", ".tgz", ".oci", ".tar"):
             name = name.removesuffix(suffix) if name.lower().endswith(suffix) else name
     if not name or "/" in name or name in (".", ".."):
         raise InvalidValueError(f"'{name}' cannot name the outputs; give a plain file name without its suffix")
@@ -68,13 +70,16 @@ def unpack_archive(
     force: bool = False,
     sync: bool = False,
     policy: SafetyPolicy = SafetyPolicy(),
+    scratch: Path | None = None,
     checksum: bool = False,
     part_size: int = OBJECT_PUT_PART_SIZE,
     on_progress: Progress | None = None,
 ) -> UnpackResult:
     """Write the archive's disk (as the qcow2 it holds, or converted to `to`) and its metadata, byte for byte as
-    archived, into `directory` (created if missing). Both appear together or neither does. With `checksum`,
-    the disk is read back once written (qemu-img or the kernel wrote it) for the checksums of an upload."""
+    archived, into `directory` (created if missing). Both appear together or neither does. A compressed archive
+    is decompressed, and a disk that cannot be read in place extracted, into `scratch` (`directory` by default).
+    With `checksum`, the disk is read back once written (qemu-img or the kernel wrote it) for the checksums of an
+    upload."""
     started = time.monotonic()
     fmt = to or ImageFormat.QCOW2
     create_options(fmt, options)  # a bad option fails before the directory is made or the archive read
@@ -89,14 +94,22 @@ def unpack_archive(
     try:
         for target in (disk_target, metadata_target):
             check_target(target, force=force, inputs=(archive,))
-        with open_archive(archive, policy=policy, scratch=directory) as opened:
+        compressed = compression_of(archive) not in (None, Container.GZIP)
+        with open_oci(
+            archive,
+            policy=policy,
+            scratch=scratch or directory,
+            on_progress=share(on_progress, 0.0, 0.5) if compressed else None,
+        ) as opened:
             disk = opened.disk
             plan = plan_disk(
                 disk, fmt, options=options, copy_if_unchanged=True, threads=threads, stream_writer=stream_writer
             )
             check_free_space(disk_target, plan.needed + len(opened.metadata_bytes))
             with atomic_outputs([disk_target, metadata_target], sync=sync) as (disk_temp, metadata_temp):
-                write_planned(disk, plan, disk_temp, on_progress=share(on_progress, 0.0, 0.8 if checksum else 1.0))
+                # A compressed archive's decompression is the first half of the work, the checksum the last fifth.
+                start = 0.5 if compressed else 0.0
+                write_planned(disk, plan, disk_temp, on_progress=share(on_progress, start, 0.8 if checksum else 1.0))
                 # As archived, byte for byte (our own archives' whitespace padding included): what was signed or
                 # checksummed as a member still matches once extracted, as with any tar tool.
                 metadata_temp.write_bytes(opened.metadata_bytes)

@@ -20,6 +20,7 @@ from imagepack.oci.reader import OpenedArchive
 from imagepack.ova.reader import OpenedOva
 from imagepack.partitions import PartitionTable
 from imagepack.problems import Problem, Severity
+from imagepack.progress import Progress
 
 
 @dataclass
@@ -57,15 +58,18 @@ def verify_path(
     strict: bool = False,
     policy: SafetyPolicy = SafetyPolicy(),
     disk: int | None = None,
+    scratch: Path | None = None,
+    on_progress: Progress | None = None,
     boot: BootRequest | None = None,
 ) -> VerifyReport:
     """Check `path` (`disk`: which of an OVA's disks); raises only when an archive cannot be read at all, or a
-    boot test (`boot`) cannot run. Refusals, and a boot that fails, become problems."""
+    boot test (`boot`) cannot run. Refusals, and a boot that fails, become problems. `scratch`: where a
+    compressed input is decompressed to (see open_source)."""
     archive = is_archive(path)
     compressed = compression_of(path) is not None
     report = VerifyReport(path, "oci" if archive else "unknown")
     try:
-        with open_source(path, policy=policy, disk=disk) as source:
+        with open_source(path, policy=policy, disk=disk, scratch=scratch, on_progress=on_progress) as source:
             if source.compression is not None:
                 report.facts["compression"] = source.compression
             if source.archive is not None:
