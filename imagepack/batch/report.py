@@ -3,7 +3,6 @@ and the checksums as SHA256SUMS files that `sha256sum -c` reads; shard reports m
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from collections import defaultdict
@@ -92,15 +91,6 @@ class BatchReport:
             # By path, so reports of the same manifest compare equal however the work was split.
             "outputs": [output.to_json() for output in sorted(self.outputs, key=lambda o: o.name)],
         }
-
-
-def sha256_of(path: Path) -> str:
-    """The output's SHA-256, read once after it is written."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(1 << 20):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def write_report(path: Path, report: BatchReport) -> None:

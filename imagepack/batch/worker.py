@@ -19,7 +19,7 @@ from typing import Any
 from imagepack import signals
 from imagepack.batch.manifest import OutputEntry, SourceEntry
 from imagepack.batch.record import Written, write_record
-from imagepack.batch.report import error_json, sha256_of
+from imagepack.batch.report import error_json
 from imagepack.build import BuildResult, build, make
 from imagepack.errors import ImagepackError, Interrupted
 from imagepack.inputs import open_source
@@ -111,10 +111,8 @@ def _build_each(conn: Connection, job: Job, build_one: Callable[[OutputEntry, Pr
         started = time.monotonic()
         try:
             done = build_one(output, _progress_sender(conn, index))
-            # Hashed as it was written where the build can; an output without a checksum asked is read once more.
-            sha256 = (
-                done.checksum.sha256 if done.checksum else sha256_of(output.target.path) if output.checksum else None
-            )
+            # The build reports the checksum an entry asks for (its Target's), hashed as written or read back once.
+            sha256 = done.checksum.sha256 if done.checksum else None
             stat = os.stat(output.target.path)
             write_record(output.target.path, inputs, Written(stat.st_size, stat.st_mtime_ns, sha256))
         except ImagepackError as e:
