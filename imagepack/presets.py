@@ -267,16 +267,32 @@ def make_for(
     check_target(target.path, force=target.force, inputs=(source,))
     where = scratch or target.path.parent
     with open_source(source, claimed=claimed, policy=policy, scratch=where, disk=disk) as opened:
-        problems = preset.check(opened, resize_up=resize_up)
-        errors = [problem for problem in problems if problem.severity is Severity.ERROR]
-        if errors:
-            first = next((error for error in errors if error.remedy), errors[0])
-            raise InputError(
-                f"{source}: {'; '.join(error.message for error in errors)}",
-                code=errors[0].code,
-                remedy=first.remedy,
-                value=first.value,
-            )
-        built = preset.target_for(target, opened, resize_up=resize_up)
-        done = build(opened, built, scratch=where, on_progress=on_progress)
+        return build_for(preset, opened, target, resize_up=resize_up, scratch=where, on_progress=on_progress)
+
+
+def build_for(
+    preset: Preset,
+    opened: Source,
+    target: Target,
+    *,
+    resize_up: bool = False,
+    scratch: Path | None = None,
+    on_progress: Progress | None = None,
+) -> BuildResult:
+    """make_for from a source already open (a batch's compressed source, decoded once for all its outputs):
+    the source checked against what the platform refuses, then `target` built as the platform takes it."""
+    check_compression(preset.target_for(target))
+    check_target(target.path, force=target.force, inputs=(opened.path,))
+    problems = preset.check(opened, resize_up=resize_up)
+    errors = [problem for problem in problems if problem.severity is Severity.ERROR]
+    if errors:
+        first = next((error for error in errors if error.remedy), errors[0])
+        raise InputError(
+            f"{opened.path}: {'; '.join(error.message for error in errors)}",
+            code=errors[0].code,
+            remedy=first.remedy,
+            value=first.value,
+        )
+    built = preset.target_for(target, opened, resize_up=resize_up)
+    done = build(opened, built, scratch=scratch or target.path.parent, on_progress=on_progress)
     return dataclasses.replace(done, preset=preset.name, warnings=[*problems, *done.warnings])

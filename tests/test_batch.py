@@ -7,6 +7,7 @@ import json
 import os
 import signal
 import subprocess
+import tarfile
 import uuid
 from pathlib import Path
 from typing import Any
@@ -19,6 +20,7 @@ from imagepack.errors import EXIT_SIGINT, InvalidValueError
 from imagepack.sample import write_data_disk, write_sample_disk
 from tests.conftest import interrupt_when, leftovers, qemu_img, run_cli
 from tests.readers import VHD_FIXED, qemu_compare, read_guest_disk, read_vhd_footer
+from tests.test_onepass import created_in
 
 MiB = 1024**2
 NAMES = ("alpha", "beta", "gamma")
@@ -428,3 +430,65 @@ def test_an_output_for_a_preset_is_built_as_convert_for_builds_it(tmp_path: Path
     assert (footer.disk_type, footer.current_size) == (VHD_FIXED, 20 * MiB)
     assert (tmp_path / "out" / "grown.vhd").stat().st_size == 20 * MiB + 512
     assert not (tmp_path / "out" / "refused.vhd").exists()
+
+
+def decoding_temporaries(names: list[str]) -> list[str]:
+    """The temporaries a decoding writes in the output directory (an output's own are `.NAME.imagepack-...`)."""
+    return [name for name in names if name.startswith(".imagepack-")]
+
+
+def test_a_compressed_source_is_decoded_once_for_all_its_outputs_presets_among_them(tmp_path: Path) -> None:
+    write_sample_disk(tmp_path / "web.raw", 6 * MiB)
+    plain = tmp_path / "web.plain"
+    plain.write_bytes((tmp_path / "web.raw").read_bytes())
+    subprocess.run(["zstd", "-q", "--rm", str(tmp_path / "web.raw")], check=True)
+    manifest = tmp_path / "m.toml"
+    manifest.write_text(
+        '[[source]]\npath = "web.raw.zst"\n'
+        '  [[source.output]]\n  path = "out/web.qcow2"\n'
+        '  [[source.output]]\n  path = "out/web-azure.vhd"\n  for = "azure"\n  resize_up = true\n'
+        '  [[source.output]]\n  path = "out/web-aws.vmdk"\n  for = "aws"\n'
+    )
+    out = tmp_path / "out"
+    out.mkdir()
+    with created_in(out) as names:
+        done = batch(manifest, "--jobs", "1")
+    assert done.returncode == 0, done.stderr
+    assert len(decoding_temporaries(names)) == 1, names
+    assert qemu_compare(plain, "raw", out / "web.qcow2", "qcow2").returncode == 0
+    assert read_vhd_footer(out / "web-azure.vhd").disk_type == VHD_FIXED  # the preset's own checks ran
+    assert read_guest_disk(out / "web-aws.vmdk", "vmdk") == read_guest_disk(plain, "raw")
+    assert leftovers(out) == []
+
+
+def test_a_compressed_qcow2_with_one_oci_output_goes_into_the_archive_in_one_pass(
+    tmp_path: Path, make_image: Any
+) -> None:
+    source = make_image("qcow2", name="web.qcow2")
+    subprocess.run(["zstd", "-q", str(source)], check=True)
+    manifest = tmp_path / "m.toml"
+    manifest.write_text(
+        '[[source]]\npath = "web.qcow2.zst"\n  [[source.output]]\n  path = "out/web.oci"\n'
+        '  [source.output.oci]\n  os = "Oracle Linux"\n  os_version = "9"\n  firmware = "UEFI_64"\n'
+    )
+    out = tmp_path / "out"
+    out.mkdir()
+    with created_in(out) as names:
+        done = batch(manifest)
+    assert done.returncode == 0, done.stderr
+    assert decoding_temporaries(names) == [], names  # no decoded copy: straight into the member's place
+    single = tmp_path / "single.oci"
+    packed = run_cli(
+        "pack", str(source), str(single), "--os", "Oracle Linux", "--os-version", "9", "--firmware", "UEFI_64"
+    )
+    assert packed.returncode == 0, packed.stderr
+    members = []
+    for archive in (out / "web.oci", single):
+        with tarfile.open(archive) as tar:
+            member = tar.extractfile("output.QCOW2")
+            assert member is not None
+            members.append(member.read())
+    assert members[0] == members[1]  # the disk member pack writes from the same compressed qcow2
+    disk = tmp_path / "member.qcow2"
+    disk.write_bytes(members[0])
+    assert qemu_compare(source, "qcow2", disk, "qcow2").returncode == 0

@@ -232,9 +232,8 @@ def _jobs(batch: _Batch, plan: Plan, shard: Shard | None, *, force: bool, keep_g
             target = dataclasses.replace(d.output.target, force=force or has_record(d.output.target.path))
             os.makedirs(target.path.parent, exist_ok=True)
             outputs.append(dataclasses.replace(d.output, target=target))
-        yield Job(
-            unit.source, tuple(outputs), tuple(d.inputs for d in decisions), needs_decoding(unit.source), keep_going
-        )
+        shared = len(outputs) > 1 and needs_decoding(unit.source)  # one output decodes as `convert` would
+        yield Job(unit.source, tuple(outputs), tuple(d.inputs for d in decisions), shared, keep_going)
 
 
 def _reservation(job: Job, estimates: dict[str, int]) -> dict[int, tuple[Path, int]]:

@@ -23,7 +23,7 @@ from imagepack.batch.report import error_json
 from imagepack.build import BuildResult, build, make
 from imagepack.errors import ImagepackError, Interrupted
 from imagepack.inputs import open_source
-from imagepack.presets import make_for, preset_named
+from imagepack.presets import build_for, make_for, preset_named
 from imagepack.progress import Progress
 
 PR_SET_PDEATHSIG = 1  # prctl(2): the signal a Linux child gets when its parent dies
@@ -31,7 +31,9 @@ PR_SET_PDEATHSIG = 1  # prctl(2): the signal a Linux child gets when its parent 
 
 @dataclass(frozen=True)
 class Job:
-    """What a worker builds: outputs of one source, in order; `shared` opens the source once for all of them."""
+    """What a worker builds: outputs of one source, in order; `shared` opens the source once for all of them (a
+    compressed source with several outputs, decoded once; a single output takes `make`'s way, one pass where the
+    target allows it)."""
 
     source: SourceEntry
     outputs: tuple[OutputEntry, ...]
@@ -76,7 +78,14 @@ def work(conn: Connection, job: Job) -> None:
                 conn,
                 job,
                 lambda output, progress: (
-                    _make(job.source, output, progress)  # a preset checks the source as it opens it
+                    build_for(
+                        preset_named(output.preset),
+                        opened,
+                        output.target,
+                        resize_up=output.resize_up,
+                        scratch=where,
+                        on_progress=progress,
+                    )
                     if output.preset
                     else build(opened, output.target, scratch=where, on_progress=progress)
                 ),
