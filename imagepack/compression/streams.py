@@ -15,6 +15,7 @@ from typing import BinaryIO
 
 import zstandard
 
+from imagepack.compression.xzblocks import NotParallel, ParallelXzReader, total_size, xz_blocks
 from imagepack.errors import UnreadableError
 from imagepack.formats import ByteSource, Container, detect
 from imagepack.image import require_regular_file
@@ -98,14 +99,30 @@ def zstd_content_size(fd: int, label: object) -> int | None:
 
 @contextlib.contextmanager
 def open_decompressed(
-    path: Path, kind: Container, *, label: object = None, on_progress: Progress | None = None
+    path: Path,
+    kind: Container,
+    *,
+    label: object = None,
+    on_progress: Progress | None = None,
+    parallel: bool = True,
 ) -> Iterator[BinaryIO]:
     """The content of a compressed file, read forward in bounded pieces. Every decoder here checks its stream's
     own checksum (gzip's CRC, xz's and zstd's when the stream carries one) and reads multi-member files.
-    `on_progress` gets the fraction of the compressed file read."""
+    `on_progress` gets the fraction of the compressed file read. An xz file of several blocks is decoded on
+    every core, unless `parallel` is off (for a look at the first bytes only, which would not wait for the
+    blocks decoded ahead)."""
     with open(path, "rb") as raw:
         if kind is Container.ZSTD:
             zstd_content_size(raw.fileno(), label or path)
+        if parallel and kind is Container.XZ and (threads := len(os.sched_getaffinity(0))) > 1:
+            try:
+                blocks = xz_blocks(raw.fileno())
+            except NotParallel:
+                pass  # one block, or not a file the walk takes as whole: the sequential decoder reads it
+            else:
+                with ParallelXzReader(raw.fileno(), blocks, threads, on_progress) as reader:
+                    yield reader  # type: ignore[misc]
+                return
         source: BinaryIO = raw if on_progress is None else _ProgressReader(raw, on_progress)  # type: ignore[assignment]
         with _decoder(source, kind) as stream:
             yield stream
@@ -147,7 +164,7 @@ def peek(path: Path, kind: Container, size: int) -> bytes:
     """The first `size` bytes of the content (fewer if it is shorter), decompressed into memory."""
     data = bytearray()
     try:
-        with open_decompressed(path, kind) as stream:
+        with open_decompressed(path, kind, parallel=False) as stream:
             while len(data) < size and (chunk := stream.read(size - len(data))):
                 data += chunk
     except STREAM_ERRORS as e:
@@ -156,11 +173,12 @@ def peek(path: Path, kind: Container, size: int) -> bytes:
 
 
 def declared_size(path: Path, kind: Container) -> int | None:
-    """The content size the stream's headers declare, where the format has them (zstd); None otherwise."""
-    if kind is not Container.ZSTD:
+    """The content size the stream's headers declare, where the format has them (zstd's frame headers, xz's
+    index at the end of each stream); None otherwise."""
+    if kind not in (Container.ZSTD, Container.XZ):
         return None
     fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
     try:
-        return zstd_content_size(fd, path)
+        return zstd_content_size(fd, path) if kind is Container.ZSTD else total_size(fd)
     finally:
         os.close(fd)

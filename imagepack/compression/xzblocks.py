@@ -1,0 +1,242 @@
+"""An xz file's blocks, decoded on several threads. `xz -T` (and every multi-threaded encoder) cuts the stream
+into independent blocks and lists them in the index at the end of each stream; a single-threaded decoder reads
+them one after another, which makes xz the slowest step of converting a `.raw.xz` by far. Each block here is
+decoded by liblzma as a stream of its own (the file's stream header, the block, an index of that one block and a
+footer), so liblzma still checks the block's own check (CRC64, SHA-256...) and its sizes against the index; the
+file's index, headers and footers are checked here first. Python's lzma lets go of the interpreter while it
+decodes, so the threads run in parallel.
+
+Anything this walk does not take to be a whole, well-formed file (a single block, a block too large to hold in
+memory a few times over, a file cut short, trailing bytes that are not padding) is left to the sequential
+decoder, which reads it or says what is wrong with it."""
+
+from __future__ import annotations
+
+import lzma
+import os
+import struct
+import zlib
+from collections import deque
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+
+from imagepack.progress import Progress
+
+HEADER_MAGIC = b"\xfd7zXZ\x00"
+FOOTER_MAGIC = b"YZ"
+MAX_PARALLEL_BLOCK = 64 * 1024**2  # a larger block (xz -9's are 192 MiB) is decoded by the sequential decoder
+AHEAD_BYTES = 256 * 1024**2  # decoded blocks held ahead of the reader, at most (unless threads + 1 need more)
+MAX_INDEX = 16 * 1024**2  # some 1.5 million blocks; an index larger than this is left to the sequential decoder
+_CHECK_SIZES = (0, 4, 4, 4, 8, 8, 8, 16, 16, 16, 32, 32, 32, 64, 64, 64)  # by the check's ID, per the format
+
+
+@dataclass(frozen=True)
+class Block:
+    offset: int  # of its header in the file
+    unpadded: int  # header, compressed data and check, without the padding
+    size: int  # the uncompressed size the index records
+    header: bytes  # the stream header of the stream it belongs to
+    flags: bytes  # that stream's flags (for the footer of the one-block stream it is decoded as)
+
+
+class NotParallel(Exception):
+    """The file is not one the parallel decoder takes; the sequential one reads it."""
+
+
+def xz_blocks(fd: int) -> list[Block]:
+    """The blocks of every stream in the xz file `fd`, in order, from the indexes; raises NotParallel when the
+    file is not a whole, well-formed xz file of several blocks, each small enough."""
+    end = os.fstat(fd).st_size
+    streams: list[list[Block]] = []
+    while end > 0:
+        end = _skip_padding(fd, end)
+        if end == 0:
+            break
+        blocks, end = _stream_ending_at(fd, end)
+        streams.append(blocks)
+    blocks = [block for stream in reversed(streams) for block in stream]
+    if len(blocks) < 2 or max(block.size for block in blocks) > MAX_PARALLEL_BLOCK:
+        raise NotParallel("too few or too large blocks to share out")
+    return blocks
+
+
+def total_size(fd: int) -> int | None:
+    """The uncompressed size an xz file's indexes record, when the file is well-formed enough to walk."""
+    end = os.fstat(fd).st_size
+    total = 0
+    try:
+        while end > 0:
+            end = _skip_padding(fd, end)
+            if end == 0:
+                break
+            blocks, end = _stream_ending_at(fd, end)
+            total += sum(block.size for block in blocks)
+    except NotParallel:
+        return None
+    return total
+
+
+def _skip_padding(fd: int, end: int) -> int:
+    """Stream padding: groups of four zero bytes after a stream."""
+    while end >= 4 and os.pread(fd, 4, end - 4) == bytes(4):
+        end -= 4
+    return end
+
+
+def _stream_ending_at(fd: int, end: int) -> tuple[list[Block], int]:
+    """The blocks of the stream whose footer ends at `end`, and where that stream begins."""
+    if end < 24 or end % 4:
+        raise NotParallel("no stream footer")
+    footer = os.pread(fd, 12, end - 12)
+    crc, backward, flags, magic = footer[:4], footer[4:8], footer[8:10], footer[10:]
+    if magic != FOOTER_MAGIC or _crc(backward + flags) != crc or flags[0] != 0 or flags[1] > 15:
+        raise NotParallel("no valid stream footer")
+    index_size = (struct.unpack("<I", backward)[0] + 1) * 4
+    index_at = end - 12 - index_size
+    if index_size > MAX_INDEX or index_at < 12:
+        raise NotParallel("the index is too large or out of the file")
+    index = os.pread(fd, index_size, index_at)
+    records = _records(index)
+    blocks_size = sum(_padded(unpadded) for unpadded, _ in records)
+    start = index_at - blocks_size - 12
+    if start < 0:
+        raise NotParallel("the index lists more than the file holds")
+    header = os.pread(fd, 12, start)
+    if header[:6] != HEADER_MAGIC or header[6:8] != flags or _crc(header[6:8]) != header[8:12]:
+        raise NotParallel("no stream header where the index says the stream begins")
+    check = _CHECK_SIZES[flags[1]]
+    blocks = []
+    offset = start + 12
+    for unpadded, size in records:
+        if unpadded < 5 + check:  # a block header is at least 8 bytes; this catches nonsense early only
+            raise NotParallel("a block smaller than its header")
+        blocks.append(Block(offset, unpadded, size, header, flags))
+        offset += _padded(unpadded)
+    return blocks, start
+
+
+def _records(index: bytes) -> list[tuple[int, int]]:
+    """The (unpadded size, uncompressed size) records of an index, checked against its CRC32."""
+    if index[0] != 0 or _crc(index[:-4]) != index[-4:]:
+        raise NotParallel("the index is damaged")
+    count, at = _varint(index, 1)
+    if count > len(index):  # each record takes at least two bytes
+        raise NotParallel("the index claims more records than it holds")
+    records = []
+    for _ in range(count):
+        unpadded, at = _varint(index, at)
+        size, at = _varint(index, at)
+        records.append((unpadded, size))
+    if _padded(at) != len(index) - 4 or any(index[at:-4]):
+        raise NotParallel("the index's padding is wrong")
+    return records
+
+
+def _varint(data: bytes, at: int) -> tuple[int, int]:
+    """xz's multibyte integer: seven bits a byte, least significant first, at most nine bytes."""
+    value = 0
+    for i in range(9):
+        if at + i >= len(data) - 4:
+            break
+        byte = data[at + i]
+        value |= (byte & 0x7F) << (7 * i)
+        if not byte & 0x80:
+            if byte == 0 and i:
+                break  # not the shortest form, which the format requires
+            return value, at + i + 1
+    raise NotParallel("a malformed number in the index")
+
+
+def _padded(n: int) -> int:
+    return (n + 3) & ~3
+
+
+def _crc(data: bytes) -> bytes:
+    return struct.pack("<I", zlib.crc32(data))
+
+
+def _encode_varint(n: int) -> bytes:
+    out = bytearray()
+    while n >= 0x80:
+        out.append(n & 0x7F | 0x80)
+        n >>= 7
+    out.append(n)
+    return bytes(out)
+
+
+def decode_block(fd: int, block: Block) -> bytes:
+    """One block, decoded by liblzma as a one-block stream of its own; raises lzma.LZMAError when the block's
+    data, check or sizes are wrong, or EOFError when it is cut short."""
+    data = os.pread(fd, _padded(block.unpadded), block.offset)
+    index = b"\0" + _encode_varint(1) + _encode_varint(block.unpadded) + _encode_varint(block.size)
+    index += bytes(_padded(len(index)) - len(index))
+    index += _crc(index)
+    backward = struct.pack("<I", len(index) // 4 - 1)
+    footer = _crc(backward + block.flags) + backward + block.flags + FOOTER_MAGIC
+    decoder = lzma.LZMADecompressor(format=lzma.FORMAT_XZ)
+    out = decoder.decompress(block.header + data + index + footer)
+    if not decoder.eof:
+        raise EOFError("a block ends before its end")
+    if len(out) != block.size:
+        raise lzma.LZMAError(f"a block decodes to {len(out)} bytes where the index says {block.size}")
+    return out
+
+
+class ParallelXzReader:
+    """The content of an xz file's blocks, read forward, decoded `threads` blocks at a time ahead of the
+    reader. `read` returns at most one block's bytes at a time (fewer than asked is not the end; b"" is)."""
+
+    def __init__(self, fd: int, blocks: list[Block], threads: int, on_progress: Progress | None = None) -> None:
+        self.fd = fd
+        self.blocks = blocks
+        self.pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="imagepack-xz")
+        # Blocks cost unevenly (a block of zeroes decodes at once, one of random bytes slowly): a window of about
+        # two blocks a thread keeps every thread busy, as long as it fits in AHEAD_BYTES.
+        largest = max(block.size for block in blocks)
+        self.ahead = max(threads + 1, min(2 * threads + 2, AHEAD_BYTES // max(largest, 1)))
+        self.pending: deque[tuple[Block, Future[bytes]]] = deque()
+        self.queued = 0
+        self.current = b""
+        self.at = 0
+        self.size = max(os.fstat(fd).st_size, 1)
+        self.on_progress: Callable[[float], None] | None = on_progress
+
+    def _fill(self) -> None:
+        while len(self.pending) < self.ahead and self.queued < len(self.blocks):
+            block = self.blocks[self.queued]
+            self.pending.append((block, self.pool.submit(decode_block, self.fd, block)))
+            self.queued += 1
+
+    def read(self, n: int = -1) -> bytes:
+        while self.at >= len(self.current):
+            self._fill()
+            if not self.pending:
+                return b""
+            block, future = self.pending.popleft()
+            self.current, self.at = future.result(), 0
+            self._fill()
+            if self.on_progress is not None:
+                self.on_progress(min((block.offset + block.unpadded) / self.size, 1.0))
+        if self.at == 0 and (n < 0 or n >= len(self.current)):
+            self.at = len(self.current)
+            return self.current  # the whole block, not a copy of it
+        stop = len(self.current) if n < 0 else min(self.at + n, len(self.current))
+        data = self.current[self.at : stop]
+        self.at = stop
+        return data
+
+    def readable(self) -> bool:
+        return True
+
+    def close(self) -> None:
+        """Stop: blocks not started are dropped, those being decoded are waited for (each takes a moment)."""
+        self.pool.shutdown(wait=True, cancel_futures=True)
+        self.pending.clear()
+        self.current = b""
+
+    def __enter__(self) -> ParallelXzReader:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
