@@ -30,6 +30,7 @@ from imagepack.formats import (
     not_a_disk,
 )
 from imagepack.formats.base import ByteSource, Inspection, MemorySource
+from imagepack.gce import starts_gce_tarball
 from imagepack.image import SourceImage, inspect_file, open_image, partition_layout, require_regular_file
 from imagepack.inputs import SourceKind, is_archive, open_source
 from imagepack.oci.archive import OciLayout, disk_size_limit
@@ -308,11 +309,14 @@ def describe_compressed_tar(
     return found
 
 
-def _is_compressed_tar(path: Path, kind: Container | None) -> bool:
+def _compressed_tar_head(path: Path, kind: Container | None) -> bytes | None:
+    """The first bytes of a tar in a zstd, xz or bzip2 stream (None for anything else): enough to tell a GCE
+    image tarball (described through open_source) from a .oci archive or an OVA."""
     if kind not in (Container.ZSTD, Container.XZ, Container.BZIP2):
-        return False
-    with MemorySource(path, peek(path, kind, 1024)) as head:
-        return detect(head).archive is Container.TAR
+        return None
+    head = peek(path, kind, 1024)
+    with MemorySource(path, head) as src:
+        return head if detect(src).archive is Container.TAR else None
 
 
 def describe(
@@ -329,17 +333,22 @@ def describe(
     kind = compression_of(path)
     if claimed is None and kind in (None, Container.GZIP) and looks_like_ova(path):
         return describe_ova(path, disk=disk, policy=policy, scratch=scratch)
-    if claimed is None and _is_compressed_tar(path, kind):
+    tar_head = _compressed_tar_head(path, kind) if claimed is None else None
+    gce = tar_head is not None and starts_gce_tarball(tar_head)
+    if tar_head is not None and not gce:
         assert kind is not None
         return describe_compressed_tar(path, kind, disk=disk, policy=policy, scratch=scratch, on_progress=on_progress)
     if disk is not None:
         with open_source(path, policy=policy, disk=disk, scratch=scratch, on_progress=on_progress):
             pass  # refuses --disk for what is not an OVA
-    if claimed is None and is_archive(path):
-        with open_source(path, policy=policy, scratch=scratch) as source:
+    if gce or (claimed is None and is_archive(path)):
+        with open_source(path, policy=policy, scratch=scratch, on_progress=on_progress) as source:
             if source.kind is SourceKind.GCE:
                 described = info_from_source(source.disk, Path(source.disk.label), os.stat(path).st_size)
-                described.details["container"] = "gce-tarball" + (" (gzip)" if source.compression else "")
+                # The layers outside in, before the disk's own details: the stream, then the tarball.
+                layers: dict[str, Any] = {"compression": source.compression} if source.compression else {}
+                layers["container"] = "gce-tarball" + (f" ({source.compression})" if source.compression else "")
+                described.details = {**layers, **described.details}
                 return described
             assert source.archive is not None
             return describe_archive(source.archive, path)

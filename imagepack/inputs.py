@@ -1,6 +1,6 @@
-"""What the user gave as an input, whatever wraps it: a plain disk image, a .oci archive whose disk is read
-in place (or extracted once, bounded), or either of them compressed (decompressed once, bounded). Every verb
-opens its input here, so a new kind of input is one branch."""
+"""What the user gave as an input, whatever wraps it: a plain disk image, a .oci archive, an OVA or a GCE image
+tarball whose disk is read in place (or extracted once, bounded), or any of them compressed (decompressed once,
+bounded). Every verb opens its input here, so a new kind of input is one branch."""
 
 from __future__ import annotations
 
@@ -116,6 +116,10 @@ def open_source(
                 return
             if disk is not None:
                 raise _not_an_ova(path)
+            if content.is_archive and is_gce_tarball(content.path):
+                with open_gce(content.path, policy=policy, scratch=scratch, shown=path) as image:
+                    yield Source(path, SourceKind.GCE, image, compression=name)
+                return
             if content.is_archive:
                 with open_archive(content.path, policy=policy, scratch=scratch) as opened:
                     yield Source(path, SourceKind.OCI, opened.disk, opened, compression=name)
