@@ -99,7 +99,7 @@ def write_stream_sparse(
     and return a tighter limit: what the disk's own header says it can need. `digester` is fed every byte,
     the zeroes left as holes included: they are what a reader of the file gets."""
     copied = 0
-    while chunk := stream.read(STREAM_CHUNK):
+    for chunk in _chunks(stream):
         if copied + len(chunk) > limit:
             raise too_large(limit)
         _write_data(out_fd, chunk, out_offset + copied)
@@ -118,7 +118,20 @@ def write_stream_sparse(
     return copied
 
 
-def _write_data(out_fd: int, chunk: bytes, at: int) -> None:
+def _chunks(stream: BinaryIO) -> Iterator[bytes | bytearray]:
+    """What `stream` reads, STREAM_CHUNK at a time; into one buffer, reused, where the stream can read into one
+    (zstd's reader can): a new 4 MiB buffer a chunk costs a thousand page faults each time."""
+    readinto = getattr(stream, "readinto", None)
+    if readinto is None:
+        while chunk := stream.read(STREAM_CHUNK):
+            yield chunk
+        return
+    buffer = bytearray(STREAM_CHUNK)
+    while n := readinto(buffer):
+        yield buffer if n == len(buffer) else buffer[:n]
+
+
+def _write_data(out_fd: int, chunk: bytes | bytearray, at: int) -> None:
     """Write the blocks of `chunk` that hold data, each run of them in one write; zero blocks stay holes."""
     if len(chunk) <= len(_ZERO_CHUNK) and chunk == _ZERO_CHUNK[: len(chunk)]:  # a compare stops at the first data
         return
