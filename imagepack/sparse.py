@@ -4,8 +4,11 @@ writing a decompressed stream the same way, bounded: a gzip archive's member, a 
 
 from __future__ import annotations
 
+import contextlib
 import os
-from collections.abc import Callable, Iterator
+import queue
+import threading
+from collections.abc import Callable, Generator, Iterator
 from pathlib import Path
 from typing import BinaryIO
 
@@ -14,6 +17,7 @@ from imagepack.errors import InputError
 from imagepack.progress import Progress
 
 STREAM_CHUNK = 4 * 1024 * 1024  # also how much of a stream is written before its header is checked
+READ_AHEAD_BUFFERS = 3  # one being written, one decoded and waiting, one being decoded
 HOLE_BLOCK = 4096  # a file system block: the smallest run of zeroes worth leaving as a hole
 _ZEROS = bytes(HOLE_BLOCK)
 _ZERO_CHUNK = bytes(STREAM_CHUNK)
@@ -99,18 +103,19 @@ def write_stream_sparse(
     and return a tighter limit: what the disk's own header says it can need. `digester` is fed every byte,
     the zeroes left as holes included: they are what a reader of the file gets."""
     copied = 0
-    for chunk in _chunks(stream):
-        if copied + len(chunk) > limit:
-            raise too_large(limit)
-        _write_data(out_fd, chunk, out_offset + copied)
-        if digester is not None:
-            digester.update(chunk)
-        copied += len(chunk)
-        if after_first_chunk is not None and copied >= STREAM_CHUNK:
-            limit = min(limit, _checked(out_fd, out_offset + copied, after_first_chunk))
-            after_first_chunk = None
-            if copied > limit:
+    with contextlib.closing(_chunks(stream)) as chunks:  # closed here, on an error too: its thread is joined
+        for chunk in chunks:
+            if copied + len(chunk) > limit:
                 raise too_large(limit)
+            _write_data(out_fd, chunk, out_offset + copied)
+            if digester is not None:
+                digester.update(chunk)
+            copied += len(chunk)
+            if after_first_chunk is not None and copied >= STREAM_CHUNK:
+                limit = min(limit, _checked(out_fd, out_offset + copied, after_first_chunk))
+                after_first_chunk = None
+                if copied > limit:
+                    raise too_large(limit)
     if os.fstat(out_fd).st_size < out_offset + copied:
         os.ftruncate(out_fd, out_offset + copied)
     if after_first_chunk is not None:
@@ -118,17 +123,52 @@ def write_stream_sparse(
     return copied
 
 
-def _chunks(stream: BinaryIO) -> Iterator[bytes | bytearray]:
-    """What `stream` reads, STREAM_CHUNK at a time; into one buffer, reused, where the stream can read into one
-    (zstd's reader can): a new 4 MiB buffer a chunk costs a thousand page faults each time."""
+def _chunks(stream: BinaryIO) -> Generator[bytes | bytearray, None, None]:
+    """What `stream` reads, STREAM_CHUNK at a time. A stream that reads into a buffer (every decoder does) is
+    read ahead in a thread of its own, into a few buffers used in turn: the decoders let go of the interpreter,
+    so the next chunk is decoded while this one is written (a zstd disk into tmpfs: 0.37 s against 0.5-0.65 s),
+    and reusing the buffers spares the thousand page faults a fresh 4 MiB one costs. The decoder's error is
+    raised here, as itself; the thread is stopped and joined however the caller stops reading (close it)."""
     readinto = getattr(stream, "readinto", None)
-    if readinto is None:
+    if readinto is None:  # the parallel xz reader, which has threads of its own
         while chunk := stream.read(STREAM_CHUNK):
             yield chunk
         return
-    buffer = bytearray(STREAM_CHUNK)
-    while n := readinto(buffer):
-        yield buffer if n == len(buffer) else buffer[:n]
+    free: queue.SimpleQueue[bytearray] = queue.SimpleQueue()
+    filled: queue.SimpleQueue[tuple[bytearray, int] | BaseException] = queue.SimpleQueue()
+    for _ in range(READ_AHEAD_BUFFERS):
+        free.put(bytearray(STREAM_CHUNK))
+    stop = threading.Event()
+
+    def decode() -> None:
+        try:
+            while not stop.is_set():
+                buffer = free.get()
+                if stop.is_set():
+                    return
+                n = readinto(buffer)
+                filled.put((buffer, n))
+                if not n:
+                    return
+        except BaseException as e:  # handed to the reader, which raises it
+            filled.put(e)
+
+    thread = threading.Thread(target=decode, name="imagepack-decoder", daemon=True)
+    thread.start()
+    try:
+        while True:
+            item = filled.get()
+            if isinstance(item, BaseException):
+                raise item
+            buffer, n = item
+            if not n:
+                return
+            yield buffer if n == len(buffer) else buffer[:n]
+            free.put(buffer)  # written (and hashed) by now: the decoder may fill it again
+    finally:
+        stop.set()
+        free.put(bytearray())  # wakes the decoder if it waits for a buffer
+        thread.join()
 
 
 def _write_data(out_fd: int, chunk: bytes | bytearray, at: int) -> None:
