@@ -26,7 +26,8 @@ from imagepack.progress import Progress
 HEADER_MAGIC = b"\xfd7zXZ\x00"
 FOOTER_MAGIC = b"YZ"
 MAX_PARALLEL_BLOCK = 64 * 1024**2  # a larger block (xz -9's are 192 MiB) is decoded by the sequential decoder
-AHEAD_BYTES = 256 * 1024**2  # decoded blocks held ahead of the reader, at most (unless threads + 1 need more)
+AHEAD_BYTES = 256 * 1024**2  # decoded blocks held ahead of the reader, at most
+MAX_THREADS = 16  # past this, writing the output is the slower side; each thread holds a dictionary of its own
 MAX_INDEX = 16 * 1024**2  # some 1.5 million blocks; an index larger than this is left to the sequential decoder
 _CHECK_SIZES = (0, 4, 4, 4, 8, 8, 8, 16, 16, 16, 32, 32, 32, 64, 64, 64)  # by the check's ID, per the format
 
@@ -190,11 +191,13 @@ class ParallelXzReader:
     def __init__(self, fd: int, blocks: list[Block], threads: int, on_progress: Progress | None = None) -> None:
         self.fd = fd
         self.blocks = blocks
-        self.pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="imagepack-xz")
         # Blocks cost unevenly (a block of zeroes decodes at once, one of random bytes slowly): a window of about
-        # two blocks a thread keeps every thread busy, as long as it fits in AHEAD_BYTES.
-        largest = max(block.size for block in blocks)
-        self.ahead = max(threads + 1, min(2 * threads + 2, AHEAD_BYTES // max(largest, 1)))
+        # two blocks a thread keeps every thread busy. It holds AHEAD_BYTES at most, and a thread needs a block
+        # of it to decode while the reader takes another.
+        largest = max(max(block.size for block in blocks), 1)
+        self.ahead = min(2 * threads + 2, max(2, AHEAD_BYTES // largest))
+        threads = min(threads, MAX_THREADS, self.ahead - 1)
+        self.pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="imagepack-xz")
         self.pending: deque[tuple[Block, Future[bytes]]] = deque()
         self.queued = 0
         self.current = b""
