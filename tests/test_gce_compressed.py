@@ -4,11 +4,9 @@ be refused, in one line, with nothing left behind."""
 
 from __future__ import annotations
 
-import io
 import json
 import os
 import subprocess
-import tarfile
 from collections.abc import Callable
 from pathlib import Path
 
@@ -19,6 +17,7 @@ from imagepack.sample import write_sample_disk
 from tests.conftest import file_digest, leftovers, qemu_img, run_cli
 from tests.readers import qemu_compare, read_guest_disk
 from tests.test_detect import one_error_line
+from tests.test_ova import python_tar
 
 MIB = 1024**2
 SIZE = 8 * MIB
@@ -169,19 +168,6 @@ def test_a_plain_member_is_read_in_place_in_the_decompressed_tar_and_a_sparse_on
 
 
 # --- refusals ------------------------------------------------------------------------------------------------------
-
-
-def python_tar(path: Path, entries: list[tarfile.TarInfo | tuple[str, bytes]]) -> Path:
-    with tarfile.open(path, "w", format=tarfile.GNU_FORMAT) as archive:
-        for entry in entries:
-            if isinstance(entry, tarfile.TarInfo):
-                archive.addfile(entry)
-            else:
-                name, data = entry
-                info = tarfile.TarInfo(name)
-                info.size = len(data)
-                archive.addfile(info, io.BytesIO(data))
-    return path
 
 
 def with_another_member(tmp_path: Path, raw_disk: Path) -> Path:
