@@ -109,11 +109,13 @@ class Digester:
         """Bytes given so far."""
         return self._size
 
-    def update(self, data: bytes | bytearray | memoryview) -> None:
+    def update(self, data: bytes | bytearray | memoryview, *, held: bool = False) -> None:
+        """Hash `data`. A mutable buffer is hashed before this returns, unless the caller says it is `held`:
+        left unchanged until the next update (or result), so its MD5 may go on while the caller does more."""
         view = memoryview(data).cast("B")
         while view:
             take = min(len(view), self.part_size - self._in_part)
-            self._feed(view[:take], keep=isinstance(data, bytes))
+            self._feed(view[:take], keep=held or isinstance(data, bytes))
             view = view[take:]
             self._in_part += take
             self._size += take

@@ -17,7 +17,7 @@ from imagepack.errors import InputError
 from imagepack.progress import Progress
 
 STREAM_CHUNK = 4 * 1024 * 1024  # also how much of a stream is written before its header is checked
-READ_AHEAD_BUFFERS = 3  # one being written, one decoded and waiting, one being decoded
+READ_AHEAD_BUFFERS = 4  # one being decoded, one waiting, one being written, one still being hashed
 HOLE_BLOCK = 4096  # a file system block: the smallest run of zeroes worth leaving as a hole
 _ZEROS = bytes(HOLE_BLOCK)
 _ZERO_CHUNK = bytes(STREAM_CHUNK)
@@ -109,7 +109,7 @@ def write_stream_sparse(
                 raise too_large(limit)
             _write_data(out_fd, chunk, out_offset + copied)
             if digester is not None:
-                digester.update(chunk)
+                digester.update(chunk, held=True)  # _chunks leaves it alone until the next chunk is done
             copied += len(chunk)
             if after_first_chunk is not None and copied >= STREAM_CHUNK:
                 limit = min(limit, _checked(out_fd, out_offset + copied, after_first_chunk))
@@ -135,6 +135,7 @@ def _chunks(stream: BinaryIO) -> Generator[bytes | bytearray, None, None]:
             yield chunk
         return
     free: queue.SimpleQueue[bytearray] = queue.SimpleQueue()
+    held: bytearray | None = None  # the chunk before the one yielded: a digester may still be hashing it
     filled: queue.SimpleQueue[tuple[bytearray, int] | BaseException] = queue.SimpleQueue()
     for _ in range(READ_AHEAD_BUFFERS):
         free.put(bytearray(STREAM_CHUNK))
@@ -164,7 +165,9 @@ def _chunks(stream: BinaryIO) -> Generator[bytes | bytearray, None, None]:
             if not n:
                 return
             yield buffer if n == len(buffer) else buffer[:n]
-            free.put(buffer)  # written (and hashed) by now: the decoder may fill it again
+            if held is not None:
+                free.put(held)  # written, and hashed: the caller has gone on past another chunk since
+            held = buffer
     finally:
         stop.set()
         free.put(bytearray())  # wakes the decoder if it waits for a buffer

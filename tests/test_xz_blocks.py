@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import resource
 import signal
 import struct
 import subprocess
@@ -14,12 +15,14 @@ from pathlib import Path
 
 import pytest
 
-from imagepack.compression.xzblocks import NotParallel, xz_blocks
+from imagepack.compression.xzblocks import MAX_BLOCKS, NotParallel, xz_blocks
 from tests.conftest import file_digest, interrupt_when, leftovers, run_cli
 from tests.readers import qemu_compare, read_guest_disk
 from tests.test_detect import one_error_line
+from tests.xzbytes import index, one_block, stream, stream_footer, stream_header
 
 BLOCK = 256 * 1024
+MiB = 1024**2
 
 
 def xz_in_blocks(source: Path, out: Path, *, block: int = BLOCK) -> Path:
@@ -162,3 +165,69 @@ def test_an_interrupted_parallel_decode_stops_its_threads_and_leaves_nothing(tmp
     assert code == 128 + signal.SIGTERM, stderr
     assert stderr.strip().splitlines() == ["imagepack: interrupted; nothing was written"]
     assert list(out.iterdir()) == []
+
+
+@pytest.mark.parametrize("blocks", ["several", "one"])
+def test_streams_with_padding_between_them_are_all_read_and_anything_else_after_one_is_refused(
+    blocks: str, sample_raw: Path, tmp_path: Path
+) -> None:
+    """lzma.LZMAFile stops without a word at padding after a stream and leaves the rest out; xz reads on."""
+    options = ["-T2", f"--block-size={BLOCK}"] if blocks == "several" else ["-T1"]
+    first = subprocess.run(["xz", *options, "-c", str(sample_raw)], capture_output=True, check=True).stdout
+    joined = tmp_path / "joined.raw.xz"
+    joined.write_bytes(first + bytes(4) + first + bytes(12))
+    out = tmp_path / "joined.raw"
+    done = run_cli("decompress", str(joined), str(out))
+    assert done.returncode == 0, done.stderr
+    assert file_digest(out)[0] == xz_dc(joined) and out.stat().st_size == 2 * sample_raw.stat().st_size
+    for after in (bytes(3), b"not a stream"):  # padding not in fours, and bytes that are no stream
+        bad = tmp_path / "bad.raw.xz"
+        bad.write_bytes(first + after + first)
+        done = run_cli("decompress", str(bad), str(tmp_path / "bad.raw"))
+        assert done.returncode == 1
+        assert "the xz stream is damaged or cut short" in one_error_line(done)
+        assert not (tmp_path / "bad.raw").exists() and leftovers(tmp_path) == []
+
+
+def test_a_block_that_decodes_to_more_than_its_index_says_stops_there(tmp_path: Path) -> None:
+    """Three 1 GiB blocks of zeroes (150 KiB each), each listed as 1 MiB, decoded under a 700 MiB address-space
+    limit: each thread stops one byte past what the index says, rather than decoding the whole block first."""
+    block, unpadded, _ = one_block(bytes(16 * MiB) for _ in range(64))
+    source = tmp_path / "bomb.raw.xz"
+    source.write_bytes(stream([block] * 3, [(unpadded, MiB)] * 3))
+    assert blocks_found(source) == 3  # taken by the parallel decoder
+
+    def limit_memory() -> None:
+        resource.setrlimit(resource.RLIMIT_AS, (700 * MiB, 700 * MiB))
+
+    done = run_cli("decompress", str(source), str(tmp_path / "bomb.raw"), preexec_fn=limit_memory)
+    assert done.returncode == 1
+    assert "the xz stream is damaged or cut short" in one_error_line(done)
+    assert leftovers(tmp_path) == []
+
+
+def test_an_index_of_blocks_too_many_or_too_large_for_their_size_is_left_to_the_sequential_reader(
+    tmp_path: Path,
+) -> None:
+    """Neither is read in parallel (nor walked for long): the blocks are holes of the file, and the sequential
+    reader refuses the first one it meets."""
+    many = tmp_path / "many.raw.xz"
+    records = [(12, 1)] * (MAX_BLOCKS + 1)
+    with open(many, "wb") as f:
+        f.write(stream_header())
+        f.seek(12 * len(records), os.SEEK_CUR)  # blocks of 12 bytes, never written
+        listed = index(records)
+        f.write(listed + stream_footer(listed))
+    large = tmp_path / "large.raw.xz"
+    with open(large, "wb") as f:
+        f.write(stream_header())
+        f.seek(2 * 64 * MiB, os.SEEK_CUR)
+        listed = index([(64 * MiB, 1)] * 2)  # 64 MiB read for a byte each
+        f.write(listed + stream_footer(listed))
+    for source in (many, large):
+        with pytest.raises(NotParallel):
+            blocks_found(source)
+        done = run_cli("decompress", str(source), str(tmp_path / "out.raw"), timeout=30)
+        assert done.returncode == 1
+        assert "the xz stream is damaged or cut short" in one_error_line(done)
+        assert leftovers(tmp_path) == []

@@ -238,7 +238,7 @@ def _jobs(batch: _Batch, plan: Plan, shard: Shard | None, *, force: bool, keep_g
 
 def _reservation(job: Job, estimates: dict[str, int]) -> dict[int, tuple[Path, int]]:
     """Bytes the job can need on each file system: each output's estimate (twice for a compressed output, whose
-    uncompressed temporary exists beside it for a while), and a shared decoding's content."""
+    uncompressed temporary exists beside it for a while), and a compressed source's decoded content."""
     needs: dict[int, tuple[Path, int]] = {}
 
     def add(path: Path, amount: int) -> None:
@@ -248,7 +248,7 @@ def _reservation(job: Job, estimates: dict[str, int]) -> dict[int, tuple[Path, i
 
     for output in job.outputs:
         add(output.target.path, estimates[output.name] * (2 if output.target.compression else 1))
-    if job.shared:
+    if job.shared or needs_decoding(job.source):  # a single output decodes beside itself, unless in one pass
         add(job.outputs[0].target.path, max(estimates[output.name] for output in job.outputs))
     return needs
 

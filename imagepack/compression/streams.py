@@ -15,7 +15,7 @@ from typing import BinaryIO
 
 import zstandard
 
-from imagepack.compression.xzblocks import NotParallel, ParallelXzReader, total_size, xz_blocks
+from imagepack.compression.xzblocks import NotParallel, ParallelXzReader, XzStreams, total_size, xz_blocks
 from imagepack.errors import UnreadableError
 from imagepack.formats import ByteSource, Container, detect
 from imagepack.image import require_regular_file
@@ -152,7 +152,7 @@ def _decoder(raw: BinaryIO, kind: Container) -> BinaryIO:
             raw, read_size=ZSTD_READ, read_across_frames=True, closefd=False
         )
     if kind is Container.XZ:
-        return lzma.LZMAFile(raw)  # type: ignore[return-value]
+        return XzStreams(raw)  # type: ignore[return-value]
     if kind is Container.GZIP:
         return gzip.GzipFile(fileobj=raw, mode="rb")  # type: ignore[return-value]
     if kind is Container.BZIP2:

@@ -1,14 +1,14 @@
-"""An xz file's blocks, decoded on several threads. `xz -T` (and every multi-threaded encoder) cuts the stream
-into independent blocks and lists them in the index at the end of each stream; a single-threaded decoder reads
-them one after another, which makes xz the slowest step of converting a `.raw.xz` by far. Each block here is
-decoded by liblzma as a stream of its own (the file's stream header, the block, an index of that one block and a
-footer), so liblzma still checks the block's own check (CRC64, SHA-256...) and its sizes against the index; the
-file's index, headers and footers are checked here first. Python's lzma lets go of the interpreter while it
-decodes, so the threads run in parallel.
+"""Reading xz files. `xz -T` (and every multi-threaded encoder) cuts the stream into independent blocks and
+lists them in the index at the end of each stream; a single-threaded decoder reads them one after another,
+which makes xz the slowest step of converting a `.raw.xz` by far. ParallelXzReader decodes each block as a
+stream of its own (the file's stream header, the block, an index of that one block and a footer), so liblzma
+still checks the block's own check (CRC64, SHA-256...) and its sizes against the index; the file's index,
+headers and footers are checked here first. Python's lzma lets go of the interpreter while it decodes, so the
+threads run in parallel.
 
 Anything this walk does not take to be a whole, well-formed file (a single block, a block too large to hold in
-memory a few times over, a file cut short, trailing bytes that are not padding) is left to the sequential
-decoder, which reads it or says what is wrong with it."""
+memory a few times over, a file cut short, bytes after a stream that are not padding) is left to XzStreams,
+the sequential reader, which reads it or says what is wrong with it."""
 
 from __future__ import annotations
 
@@ -20,6 +20,7 @@ from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import BinaryIO
 
 from imagepack.progress import Progress
 
@@ -28,7 +29,11 @@ FOOTER_MAGIC = b"YZ"
 MAX_PARALLEL_BLOCK = 64 * 1024**2  # a larger block (xz -9's are 192 MiB) is decoded by the sequential decoder
 AHEAD_BYTES = 256 * 1024**2  # decoded blocks held ahead of the reader, at most
 MAX_THREADS = 16  # past this, writing the output is the slower side; each thread holds a dictionary of its own
-MAX_INDEX = 16 * 1024**2  # some 1.5 million blocks; an index larger than this is left to the sequential decoder
+MAX_INDEX = 8 * 1024**2  # an index larger than this is left to the sequential decoder
+MAX_BLOCKS = 2**18  # in all streams: 768 GiB in xz -T0 -1's 3 MiB blocks; a file of more is decoded in sequence
+MAX_STREAMS = 2**16
+SEQUENTIAL_READ = 1024**2  # of the compressed file at a time, and of output at most, by the sequential reader
+MAX_PADDING = 1024**2  # of zero bytes after a stream; encoders write none, or a few
 _CHECK_SIZES = (0, 4, 4, 4, 8, 8, 8, 16, 16, 16, 32, 32, 32, 64, 64, 64)  # by the check's ID, per the format
 
 
@@ -48,15 +53,7 @@ class NotParallel(Exception):
 def xz_blocks(fd: int) -> list[Block]:
     """The blocks of every stream in the xz file `fd`, in order, from the indexes; raises NotParallel when the
     file is not a whole, well-formed xz file of several blocks, each small enough."""
-    end = os.fstat(fd).st_size
-    streams: list[list[Block]] = []
-    while end > 0:
-        end = _skip_padding(fd, end)
-        if end == 0:
-            break
-        blocks, end = _stream_ending_at(fd, end)
-        streams.append(blocks)
-    blocks = [block for stream in reversed(streams) for block in stream]
+    blocks = [block for stream in reversed(_walk(fd)) for block in stream]
     if len(blocks) < 2 or max(block.size for block in blocks) > MAX_PARALLEL_BLOCK:
         raise NotParallel("too few or too large blocks to share out")
     return blocks
@@ -64,29 +61,43 @@ def xz_blocks(fd: int) -> list[Block]:
 
 def total_size(fd: int) -> int | None:
     """The uncompressed size an xz file's indexes record, when the file is well-formed enough to walk."""
-    end = os.fstat(fd).st_size
-    total = 0
     try:
-        while end > 0:
-            end = _skip_padding(fd, end)
-            if end == 0:
-                break
-            blocks, end = _stream_ending_at(fd, end)
-            total += sum(block.size for block in blocks)
+        return sum(block.size for stream in _walk(fd) for block in stream)
     except NotParallel:
         return None
-    return total
+
+
+def _walk(fd: int) -> list[list[Block]]:
+    """Every stream's blocks, the last stream first, walking back from the end of the file: its padding, its
+    footer, its index, its header. Bounded for a hostile file: MAX_BLOCKS blocks, MAX_STREAMS streams and
+    MAX_PADDING bytes of padding in all, each read in one piece."""
+    end = os.fstat(fd).st_size
+    streams: list[list[Block]] = []
+    count = 0
+    while end > 0:  # the first stream begins at 0
+        end = _skip_padding(fd, end)
+        if end == 0:
+            raise NotParallel("zero bytes before the first stream")
+        if len(streams) == MAX_STREAMS:
+            raise NotParallel("too many streams")
+        blocks, end = _stream_ending_at(fd, end, MAX_BLOCKS - count)
+        count += len(blocks)
+        streams.append(blocks)
+    return streams
 
 
 def _skip_padding(fd: int, end: int) -> int:
-    """Stream padding: groups of four zero bytes after a stream."""
-    while end >= 4 and os.pread(fd, 4, end - 4) == bytes(4):
-        end -= 4
-    return end
+    """Stream padding: groups of four zero bytes after a stream, MAX_PADDING at most."""
+    tail = os.pread(fd, min(end, MAX_PADDING + 4), max(0, end - MAX_PADDING - 4))
+    zeros = len(tail) - len(tail.rstrip(b"\0"))
+    if zeros > MAX_PADDING:
+        raise NotParallel("more stream padding than any encoder writes")
+    return end - zeros // 4 * 4
 
 
-def _stream_ending_at(fd: int, end: int) -> tuple[list[Block], int]:
-    """The blocks of the stream whose footer ends at `end`, and where that stream begins."""
+def _stream_ending_at(fd: int, end: int, most: int) -> tuple[list[Block], int]:
+    """The blocks of the stream whose footer ends at `end` (`most` of them at the most), and where that stream
+    begins."""
     if end < 24 or end % 4:
         raise NotParallel("no stream footer")
     footer = os.pread(fd, 12, end - 12)
@@ -98,7 +109,7 @@ def _stream_ending_at(fd: int, end: int) -> tuple[list[Block], int]:
     if index_size > MAX_INDEX or index_at < 12:
         raise NotParallel("the index is too large or out of the file")
     index = os.pread(fd, index_size, index_at)
-    records = _records(index)
+    records = _records(index, most)
     blocks_size = sum(_padded(unpadded) for unpadded, _ in records)
     start = index_at - blocks_size - 12
     if start < 0:
@@ -110,20 +121,23 @@ def _stream_ending_at(fd: int, end: int) -> tuple[list[Block], int]:
     blocks = []
     offset = start + 12
     for unpadded, size in records:
-        if unpadded < 5 + check:  # a block header is at least 8 bytes; this catches nonsense early only
-            raise NotParallel("a block smaller than its header")
+        # At least a block header (8 bytes), LZMA2's end marker and the check; at most what LZMA2 writes for
+        # data it cannot compress (3 bytes per 64 KiB chunk) and the largest header: no more is read for it.
+        if not 9 + check <= unpadded <= size + size // 1024 + 4096:
+            raise NotParallel("a block's compressed size does not fit its size")
         blocks.append(Block(offset, unpadded, size, header, flags))
         offset += _padded(unpadded)
     return blocks, start
 
 
-def _records(index: bytes) -> list[tuple[int, int]]:
-    """The (unpadded size, uncompressed size) records of an index, checked against its CRC32."""
+def _records(index: bytes, most: int) -> list[tuple[int, int]]:
+    """The (unpadded size, uncompressed size) records of an index (`most` of them at the most), checked against
+    its CRC32."""
     if index[0] != 0 or _crc(index[:-4]) != index[-4:]:
         raise NotParallel("the index is damaged")
     count, at = _varint(index, 1)
-    if count > len(index):  # each record takes at least two bytes
-        raise NotParallel("the index claims more records than it holds")
+    if count > len(index) // 2 or count > most:  # each record takes at least two bytes
+        raise NotParallel("the index claims more records than it holds, or than are worth sharing out")
     records = []
     for _ in range(count):
         unpadded, at = _varint(index, at)
@@ -176,11 +190,13 @@ def decode_block(fd: int, block: Block) -> bytes:
     backward = struct.pack("<I", len(index) // 4 - 1)
     footer = _crc(backward + block.flags) + backward + block.flags + FOOTER_MAGIC
     decoder = lzma.LZMADecompressor(format=lzma.FORMAT_XZ)
-    out = decoder.decompress(block.header + data + index + footer)
+    # One byte more than the index says: a block that would decode to more (a bomb whose header states no
+    # size) stops there, and is refused, rather than filling memory first.
+    out = decoder.decompress(b"".join((block.header, data, index, footer)), max_length=block.size + 1)
+    if len(out) != block.size:
+        raise lzma.LZMAError(f"a block decodes to more or fewer bytes than the index says ({block.size})")
     if not decoder.eof:
         raise EOFError("a block ends before its end")
-    if len(out) != block.size:
-        raise lzma.LZMAError(f"a block decodes to {len(out)} bytes where the index says {block.size}")
     return out
 
 
@@ -243,3 +259,61 @@ class ParallelXzReader:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+class XzStreams:
+    """An xz file's streams read one after another, as `xz -d` reads them: the stream padding after a stream
+    (zero bytes, a multiple of four) is skipped, and anything else after a stream is refused. lzma.LZMAFile
+    instead stops without a word at a stream followed by padding, or by anything that is not a stream, and
+    leaves the rest out. Each read returns at most what was asked for; b"" is the end."""
+
+    def __init__(self, raw: BinaryIO) -> None:
+        self.raw = raw
+        self.decoder = lzma.LZMADecompressor(format=lzma.FORMAT_XZ)
+        self.feed = b""  # read from the file, for the next decoder
+        self.done = False
+
+    def read(self, n: int = -1) -> bytes:
+        limit = n if n > 0 else SEQUENTIAL_READ
+        while not self.done:
+            if self.decoder.eof:
+                self._next_stream()
+                continue
+            data = b""
+            if self.decoder.needs_input:
+                data, self.feed = self.feed or self.raw.read(SEQUENTIAL_READ), b""
+                if not data:
+                    raise EOFError("it ends inside a stream")
+            if out := self.decoder.decompress(data, max_length=limit):
+                return out
+        return b""
+
+    def readinto(self, buffer: bytearray) -> int:
+        data = self.read(len(buffer))
+        buffer[: len(data)] = data
+        return len(data)
+
+    def readable(self) -> bool:
+        return True
+
+    def __enter__(self) -> XzStreams:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.done = True  # the file is the caller's to close
+
+    def _next_stream(self) -> None:
+        rest = self.decoder.unused_data
+        zeros = 0
+        while True:
+            stripped = rest.lstrip(b"\0")
+            zeros += len(rest) - len(stripped)
+            if stripped or not (rest := self.raw.read(SEQUENTIAL_READ)):
+                break
+        if zeros % 4:
+            raise lzma.LZMAError("stream padding of a length that is not a multiple of four")
+        if not stripped:
+            self.done = True
+            return
+        self.decoder = lzma.LZMADecompressor(format=lzma.FORMAT_XZ)  # refuses what is not a stream
+        self.feed = stripped
