@@ -65,7 +65,7 @@ def main() -> None:
     signals.install()
     try:
         # Not standalone, so that a command line that does not parse is reported here, in --json too.
-        status = app(standalone_mode=False)
+        status = app(args=batch.spelled(sys.argv[1:]), prog_name="imagepack", standalone_mode=False)
     except _CommandLineError as e:
         sys.exit(report_unparsed(e, json_output=_asks_for_json(sys.argv[1:])))
     except typer.Abort:

@@ -1,5 +1,5 @@
 """`imagepack batch MANIFEST`: every output a manifest names, built in parallel, skipped when unchanged, split
-into shards for CI matrices; `imagepack batch-merge` joins the shards' reports."""
+into shards for CI matrices; `imagepack batch merge-reports` joins the shards' reports."""
 
 from __future__ import annotations
 
@@ -26,18 +26,29 @@ Examples:
   imagepack batch release.toml --jobs 4 --report report.json
   imagepack batch release.toml --shard 2/8 --report report-2.json
   imagepack batch release.toml --shard auto --shards 8   # Kubernetes Indexed Job
-  imagepack batch release.toml --dry-run --shard auto    # GitLab parallel: which outputs are mine"""
+  imagepack batch release.toml --dry-run --shard auto    # GitLab parallel: which outputs are mine
+  imagepack batch merge-reports report-*.json --output report.json   # the shards' reports joined"""
 
 BATCH_INTERRUPTED = "interrupted; the outputs finished before it are kept, no partial one is left"
 
 MERGE_EXAMPLES = """\b
 Examples:
-  imagepack batch-merge report-*.json --output report.json   # and SHA256SUMS beside it"""
+  imagepack batch merge-reports report-*.json --output report.json   # and SHA256SUMS beside it"""
+MERGE = "batch merge-reports"  # a command of its own: `batch` takes a manifest where this takes its second word
 
 
 def register(app: typer.Typer) -> None:
     app.command("batch", epilog=BATCH_EXAMPLES)(batch_command)
-    app.command("batch-merge", epilog=MERGE_EXAMPLES)(merge_command)
+    app.command(MERGE, epilog=MERGE_EXAMPLES)(merge_command)
+    app.command("batch-merge", hidden=True, epilog=MERGE_EXAMPLES)(merge_command)  # the name it first had
+
+
+def spelled(args: list[str]) -> list[str]:
+    """The command line with `batch merge-reports` as the one word click knows it by (unless a manifest is
+    called so)."""
+    if args[:2] == ["batch", "merge-reports"] and not os.path.exists("merge-reports"):
+        return [MERGE, *args[2:]]
+    return args
 
 
 def batch_command(
