@@ -231,3 +231,21 @@ def test_an_index_of_blocks_too_many_or_too_large_for_their_size_is_left_to_the_
         assert done.returncode == 1
         assert "the xz stream is damaged or cut short" in one_error_line(done)
         assert leftovers(tmp_path) == []
+
+
+@pytest.mark.parametrize(
+    "options",
+    [["-C", "none"], ["-C", "crc32"], ["-C", "sha256"], ["--x86", "--lzma2=preset=1"], ["--delta=dist=4", "--lzma2"]],
+    ids=["no-check", "crc32", "sha256", "bcj-x86", "delta"],
+)
+def test_every_check_and_filter_chain_decodes_in_parallel_to_what_xz_gives(
+    options: list[str], sample_raw: Path, tmp_path: Path
+) -> None:
+    source = tmp_path / "disk.raw.xz"
+    with open(source, "wb") as f:
+        subprocess.run(["xz", "-T2", f"--block-size={BLOCK}", *options, "-c", str(sample_raw)], stdout=f, check=True)
+    assert blocks_found(source) == listed(source)[0] > 4
+    out = tmp_path / "back.raw"
+    done = run_cli("decompress", str(source), str(out))
+    assert done.returncode == 0, done.stderr
+    assert file_digest(out)[0] == xz_dc(source) == file_digest(sample_raw)[0]
