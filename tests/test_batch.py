@@ -180,7 +180,8 @@ def test_three_shards_cover_every_output_once_and_their_merged_report_is_the_sin
     }
     assert len(gamma_shards) == 1  # a compressed source's outputs share one decoding, so one shard
     merged_path = sharded_dir / "report.json"
-    merged = run_cli("batch", "merge-reports", *reports, "--output", str(merged_path))
+    (tmp_path / "merge-reports").mkdir()  # a folder of that name where it runs changes nothing
+    merged = run_cli("batch", "merge-reports", *reports, "--output", str(merged_path), cwd=tmp_path)
     assert merged.returncode == 0, merged.stderr
     assert without_timings(json.loads(merged_path.read_text())) == without_timings(json.loads(single.stdout))
     sums = subprocess.run(
@@ -188,7 +189,7 @@ def test_three_shards_cover_every_output_once_and_their_merged_report_is_the_sin
     )
     assert sums.returncode == 0, sums.stdout + sums.stderr
     assert len(sums.stdout.splitlines()) == 9
-    twice = run_cli("batch", "merge-reports", reports[0], reports[0], "--output", str(sharded_dir / "twice.json"))
+    twice = run_cli("batch-merge", reports[0], reports[0], "--output", str(sharded_dir / "twice.json"))  # first name
     assert twice.returncode == 1
     assert twice.stderr.startswith("imagepack: error: ") and "give each shard's report once" in twice.stderr
     assert not (sharded_dir / "twice.json").exists()

@@ -5,6 +5,7 @@ interrupted decode leaves nothing."""
 from __future__ import annotations
 
 import json
+import lzma
 import os
 import resource
 import signal
@@ -249,3 +250,16 @@ def test_every_check_and_filter_chain_decodes_in_parallel_to_what_xz_gives(
     done = run_cli("decompress", str(source), str(out))
     assert done.returncode == 0, done.stderr
     assert file_digest(out)[0] == xz_dc(source) == file_digest(sample_raw)[0]
+
+
+def test_a_stream_stating_a_reserved_check_is_refused_not_read_unchecked(tmp_path: Path) -> None:
+    """Check ID 2 is reserved (4 bytes, like CRC32's 1): liblzma decodes such a stream without checking it, and
+    xz itself warns that it cannot verify it."""
+    block, unpadded, size = one_block([bytes(4096) + b"data" * 4096], check=lzma.CHECK_CRC32)
+    source = tmp_path / "disk.raw.xz"
+    source.write_bytes(stream([block], [(unpadded, size)], check=2) * 2)  # two streams: the parallel walk's case
+    assert subprocess.run(["xz", "-t", str(source)], capture_output=True).returncode != 0
+    done = run_cli("decompress", str(source), str(tmp_path / "back.raw"))
+    assert done.returncode == 1
+    assert "an integrity check of a kind xz does not know (ID 2)" in one_error_line(done)
+    assert leftovers(tmp_path) == [] and not (tmp_path / "back.raw").exists()

@@ -45,10 +45,10 @@ def stream_footer(index_bytes: bytes, check: int = CHECK_CRC64) -> bytes:
     return crc(backward + flags) + backward + flags + b"YZ"
 
 
-def one_block(pieces: Iterable[bytes], *, preset: int = 0) -> tuple[bytes, int, int]:
+def one_block(pieces: Iterable[bytes], *, preset: int = 0, check: int = CHECK_CRC64) -> tuple[bytes, int, int]:
     """(the block's bytes with its padding, its unpadded size, its uncompressed size) of `pieces` joined, as
     liblzma writes it in a one-block stream (its header states no sizes)."""
-    encoder = lzma.LZMACompressor(format=lzma.FORMAT_XZ, check=lzma.CHECK_CRC64, preset=preset)
+    encoder = lzma.LZMACompressor(format=lzma.FORMAT_XZ, check=check, preset=preset)
     whole = b"".join([*(encoder.compress(piece) for piece in pieces), encoder.flush()])
     index_size = (struct.unpack("<I", whole[-8:-4])[0] + 1) * 4
     block = whole[12 : -12 - index_size]
@@ -69,7 +69,8 @@ def read_varint(data: bytes, at: int) -> tuple[int, int]:
             return value, at
 
 
-def stream(blocks: list[bytes], records: list[tuple[int, int]]) -> bytes:
-    """A stream of these blocks (each with its padding) and an index of these records, true or not."""
+def stream(blocks: list[bytes], records: list[tuple[int, int]], *, check: int = CHECK_CRC64) -> bytes:
+    """A stream of these blocks (each with its padding) and an index of these records, true or not; `check`
+    the check ID its header and footer state."""
     listed = index(records)
-    return stream_header() + b"".join(blocks) + listed + stream_footer(listed)
+    return stream_header(check) + b"".join(blocks) + listed + stream_footer(listed, check)

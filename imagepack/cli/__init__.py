@@ -6,8 +6,10 @@ from __future__ import annotations
 
 import os
 import sys
+from typing import Any
 
 import typer
+from typer.core import TyperGroup
 
 from imagepack.cli import (
     batch,
@@ -26,8 +28,21 @@ from imagepack.cli import (
 )
 from imagepack.errors import Interrupted
 
+
+class _Commands(TyperGroup):
+    """The verbs. `imagepack batch merge-reports REPORT...` is a command of its own, named by both words: `batch`
+    takes a manifest where a subcommand would be, so the pair is resolved here (a manifest called
+    merge-reports is `batch ./merge-reports`). Completion resolves commands the same way."""
+
+    def resolve_command(self, ctx: Any, args: list[str]) -> tuple[str | None, Any, list[str]]:
+        if args[:2] == ["batch", "merge-reports"]:
+            args = [batch.MERGE, *args[2:]]
+        return super().resolve_command(ctx, args)
+
+
 app = typer.Typer(
     name="imagepack",
+    cls=_Commands,
     help="Prepare virtual-machine disk images offline: convert, inspect, and build Oracle Cloud .oci archives.",
     no_args_is_help=True,
     add_completion=True,
@@ -65,7 +80,7 @@ def main() -> None:
     signals.install()
     try:
         # Not standalone, so that a command line that does not parse is reported here, in --json too.
-        status = app(args=batch.spelled(sys.argv[1:]), prog_name="imagepack", standalone_mode=False)
+        status = app(standalone_mode=False)
     except _CommandLineError as e:
         sys.exit(report_unparsed(e, json_output=_asks_for_json(sys.argv[1:])))
     except typer.Abort:

@@ -34,21 +34,13 @@ BATCH_INTERRUPTED = "interrupted; the outputs finished before it are kept, no pa
 MERGE_EXAMPLES = """\b
 Examples:
   imagepack batch merge-reports report-*.json --output report.json   # and SHA256SUMS beside it"""
-MERGE = "batch merge-reports"  # a command of its own: `batch` takes a manifest where this takes its second word
+MERGE = "batch merge-reports"  # one command name of two words: the CLI's group resolves them (cli/__init__.py)
 
 
 def register(app: typer.Typer) -> None:
     app.command("batch", epilog=BATCH_EXAMPLES)(batch_command)
     app.command(MERGE, epilog=MERGE_EXAMPLES)(merge_command)
     app.command("batch-merge", hidden=True, epilog=MERGE_EXAMPLES)(merge_command)  # the name it first had
-
-
-def spelled(args: list[str]) -> list[str]:
-    """The command line with `batch merge-reports` as the one word click knows it by (unless a manifest is
-    called so)."""
-    if args[:2] == ["batch", "merge-reports"] and not os.path.exists("merge-reports"):
-        return [MERGE, *args[2:]]
-    return args
 
 
 def batch_command(

@@ -34,6 +34,7 @@ MAX_BLOCKS = 2**18  # in all streams: 768 GiB in xz -T0 -1's 3 MiB blocks; a fil
 MAX_STREAMS = 2**16
 SEQUENTIAL_READ = 1024**2  # of the compressed file at a time, and of output at most, by the sequential reader
 MAX_PADDING = 1024**2  # of zero bytes after a stream; encoders write none, or a few
+KNOWN_CHECKS = (0, 1, 4, 10)  # none, CRC32, CRC64, SHA-256: the others are reserved, and liblzma skips them
 _CHECK_SIZES = (0, 4, 4, 4, 8, 8, 8, 16, 16, 16, 32, 32, 32, 64, 64, 64)  # by the check's ID, per the format
 
 
@@ -102,8 +103,8 @@ def _stream_ending_at(fd: int, end: int, most: int) -> tuple[list[Block], int]:
         raise NotParallel("no stream footer")
     footer = os.pread(fd, 12, end - 12)
     crc, backward, flags, magic = footer[:4], footer[4:8], footer[8:10], footer[10:]
-    if magic != FOOTER_MAGIC or _crc(backward + flags) != crc or flags[0] != 0 or flags[1] > 15:
-        raise NotParallel("no valid stream footer")
+    if magic != FOOTER_MAGIC or _crc(backward + flags) != crc or flags[0] != 0 or flags[1] not in KNOWN_CHECKS:
+        raise NotParallel("no valid stream footer, or a check liblzma does not verify")
     index_size = (struct.unpack("<I", backward)[0] + 1) * 4
     index_at = end - 12 - index_size
     if index_size > MAX_INDEX or index_at < 12:
@@ -273,8 +274,11 @@ class XzStreams:
         self.feed = b""  # read from the file, for the next decoder
         self.done = False
 
-    def read(self, n: int = -1) -> bytes:
-        limit = n if n > 0 else SEQUENTIAL_READ
+    def read(self, n: int | None = -1) -> bytes:
+        if n is None or n < 0:
+            return b"".join(iter(lambda: self.read(SEQUENTIAL_READ), b""))
+        if n == 0:
+            return b""
         while not self.done:
             if self.decoder.eof:
                 self._next_stream()
@@ -284,12 +288,12 @@ class XzStreams:
                 data, self.feed = self.feed or self.raw.read(SEQUENTIAL_READ), b""
                 if not data:
                     raise EOFError("it ends inside a stream")
-            if out := self.decoder.decompress(data, max_length=limit):
+            if out := self.decoder.decompress(data, max_length=n):
                 return out
         return b""
 
-    def readinto(self, buffer: bytearray) -> int:
-        data = self.read(len(buffer))
+    def readinto(self, buffer: bytearray | memoryview) -> int:
+        data = self.read(len(buffer)) if len(buffer) else b""
         buffer[: len(data)] = data
         return len(data)
 
@@ -303,6 +307,8 @@ class XzStreams:
         self.done = True  # the file is the caller's to close
 
     def _next_stream(self) -> None:
+        if self.decoder.check not in KNOWN_CHECKS:  # liblzma decodes such a stream without checking it
+            raise lzma.LZMAError(f"an integrity check of a kind xz does not know (ID {self.decoder.check})")
         rest = self.decoder.unused_data
         zeros = 0
         while True:
