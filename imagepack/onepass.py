@@ -6,7 +6,6 @@ their final place, before the output takes its name (a hostile stream never prod
 from __future__ import annotations
 
 import os
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,7 +25,7 @@ from imagepack.oci.archive import (
     trailer,
 )
 from imagepack.oci.metadata import dump_metadata
-from imagepack.oci.pack import MetadataRequest, PackedArchive, make_metadata, metadata_room
+from imagepack.oci.pack import MetadataRequest, PackedArchive, archive_mtime, make_metadata, metadata_room
 from imagepack.progress import Progress
 
 PEEK = 1024**2  # what is decompressed (into memory) to tell a qcow2 or a raw disk from anything else
@@ -90,7 +89,7 @@ def pack_compressed(
     declared = declared_size(source, plan.kind)
     if declared is not None:
         check_free_space(target, data_offset + min(declared, disk_size_limit(policy.max_size)))
-    mtime = int(os.environ.get("SOURCE_DATE_EPOCH", time.time()))  # reproducible builds may pin it
+    mtime = archive_mtime()
     with atomic_output(target, sync=sync) as temp:
         fd = os.open(temp, os.O_RDWR | os.O_CLOEXEC)
         try:

@@ -135,6 +135,11 @@ def make_metadata(
     return metadata, [*stated, *problems]
 
 
+def archive_mtime() -> int:
+    """The time a new archive's tar headers carry: now, or SOURCE_DATE_EPOCH, which reproducible builds pin."""
+    return int(os.environ.get("SOURCE_DATE_EPOCH", time.time()))
+
+
 def metadata_room(request: MetadataRequest, *, inherited: ImageMetadata | None = None) -> int:
     """The longest image_metadata.json `request` can give whatever the disk's partition table says: where a disk
     written before its metadata can start. Refuses a request that no disk could satisfy (no OS) at once."""
@@ -168,7 +173,7 @@ def pack_disk(
         estimate = qemu.measure(image.ref, ImageFormat.QCOW2, qcow2_options) or image.virtual_size
     check_free_space(target, disk_data_offset(len(metadata_bytes)) + estimate)
 
-    mtime = int(os.environ.get("SOURCE_DATE_EPOCH", time.time()))  # reproducible builds may pin it
+    mtime = archive_mtime()
     with atomic_output(target, sync=sync) as temp:
         fd = os.open(temp, os.O_RDWR | os.O_CLOEXEC)
         try:
