@@ -280,9 +280,8 @@ def build_for(
     on_progress: Progress | None = None,
 ) -> BuildResult:
     """make_for from a source already open (a batch's compressed source, decoded once for all its outputs):
-    the source checked against what the platform refuses, then `target` built as the platform takes it."""
-    check_compression(preset.target_for(target))
-    check_target(target.path, force=target.force, inputs=(opened.path,))
+    the source checked against what the platform refuses, then `target` built as the platform takes it (build
+    checks that target before it writes)."""
     problems = preset.check(opened, resize_up=resize_up)
     errors = [problem for problem in problems if problem.severity is Severity.ERROR]
     if errors:
