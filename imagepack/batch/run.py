@@ -26,7 +26,7 @@ from typing import Any
 from imagepack import qemu
 from imagepack.atomic import TEMP_MARK, check_free_space
 from imagepack.batch.manifest import Manifest, OutputEntry, SourceEntry
-from imagepack.batch.plan import Plan, Shard, Unit, needs_decoding
+from imagepack.batch.plan import Plan, Shard, Unit
 from imagepack.batch.record import Written, has_record, inputs_of, recorded
 from imagepack.batch.report import BatchReport, OutputReport, Status, error_json
 from imagepack.batch.worker import Job
@@ -232,8 +232,7 @@ def _jobs(batch: _Batch, plan: Plan, shard: Shard | None, *, force: bool, keep_g
             target = dataclasses.replace(d.output.target, force=force or has_record(d.output.target.path))
             os.makedirs(target.path.parent, exist_ok=True)
             outputs.append(dataclasses.replace(d.output, target=target))
-        shared = len(outputs) > 1 and needs_decoding(unit.source)  # one output decodes as `convert` would
-        yield Job(unit.source, tuple(outputs), tuple(d.inputs for d in decisions), shared, keep_going)
+        yield Job(unit.source, tuple(outputs), tuple(d.inputs for d in decisions), keep_going, unit.decoding)
 
 
 def _reservation(job: Job, estimates: dict[str, int]) -> dict[int, tuple[Path, int]]:
@@ -248,8 +247,8 @@ def _reservation(job: Job, estimates: dict[str, int]) -> dict[int, tuple[Path, i
 
     for output in job.outputs:
         add(output.target.path, estimates[output.name] * (2 if output.target.compression else 1))
-    if job.shared or needs_decoding(job.source):  # a single output decodes beside itself, unless in one pass
-        add(job.outputs[0].target.path, max(estimates[output.name] for output in job.outputs))
+    if job.decoding:  # shared, or a single output's, beside itself (unless it goes in one pass)
+        add(job.outputs[0].target.path, job.decoding)
     return needs
 
 

@@ -31,15 +31,19 @@ PR_SET_PDEATHSIG = 1  # prctl(2): the signal a Linux child gets when its parent 
 
 @dataclass(frozen=True)
 class Job:
-    """What a worker builds: outputs of one source, in order; `shared` opens the source once for all of them (a
-    compressed source with several outputs, decoded once; a single output takes `make`'s way, one pass where the
-    target allows it)."""
+    """What a worker builds: outputs of one source, in order."""
 
     source: SourceEntry
     outputs: tuple[OutputEntry, ...]
     inputs: tuple[dict[str, Any], ...]  # each output's record of what it is made from
-    shared: bool
     keep_going: bool
+    decoding: int  # bytes the source's decoding writes beside the outputs (the plan's estimate; 0: none)
+
+    @property
+    def shared(self) -> bool:
+        """Whether the source is opened once for all the outputs: a compressed source with several, decoded
+        once; a single output takes `make`'s way, one pass where the target allows it."""
+        return len(self.outputs) > 1 and self.decoding > 0
 
 
 def main() -> None:
