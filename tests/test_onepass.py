@@ -67,6 +67,17 @@ def dirs(tmp_path: Path) -> tuple[Path, Path, dict[str, str]]:
     return out, system_tmp, {**os.environ, "TMPDIR": str(system_tmp), "SOURCE_DATE_EPOCH": "1700000000"}
 
 
+def pack_refused(source: Path, dirs: tuple[Path, Path, dict[str, str]], *options: str) -> str:
+    """`pack` of `source` into the output directory, refused: its one error line, once nothing is left behind in
+    the output directory or the system's temporary one."""
+    out, system_tmp, env = dirs
+    done = run_cli("pack", *options, str(source), str(out / "image.oci"), *PACK_ARGS, env=env, timeout=60)
+    assert done.returncode == 1
+    line = one_error_line(done)
+    assert_nothing_left(out, system_tmp)
+    return line
+
+
 def only_the_output_appeared(names: list[str], target: Path) -> bool:
     """The output's own hidden directory (atomic.py's, renamed from) and the output: nothing else was written."""
     return len(names) == 2 and names[0].startswith(f".{target.name}.imagepack-") and names[1] == target.name
@@ -170,75 +181,54 @@ def test_a_target_that_needs_a_conversion_decompresses_into_a_temporary_that_is_
 def test_a_damaged_stream_packed_in_one_pass_leaves_no_archive(
     kind: str, damage: Callable[[Path], None], qcow2_disk: Path, dirs: tuple[Path, Path, dict[str, str]]
 ) -> None:
-    out, system_tmp, env = dirs
     source = compress(qcow2_disk, kind)
     damage(source)
-    done = run_cli("pack", str(source), str(out / "image.oci"), *PACK_ARGS, env=env)
-    assert done.returncode == 1
-    line = one_error_line(done)
+    line = pack_refused(source, dirs)
     assert f"{source}: " in line and ("damaged or cut short" in line or "damaged or truncated" in line), line
-    assert_nothing_left(out, system_tmp)
 
 
 def test_a_qcow2_cut_short_inside_a_sound_stream_is_refused_by_qemu_img_check_on_the_member(
     qcow2_disk: Path, dirs: tuple[Path, Path, dict[str, str]]
 ) -> None:
-    out, system_tmp, env = dirs
     subprocess.run(["truncate", "-s", str(qcow2_disk.stat().st_size // 2), str(qcow2_disk)], check=True)
     source = compress(qcow2_disk, "zstd")
-    done = run_cli("pack", str(source), str(out / "image.oci"), *PACK_ARGS, env=env)
-    assert done.returncode == 1
-    line = one_error_line(done)
+    line = pack_refused(source, dirs)
     assert line.startswith(f"imagepack: error: {source}: ") and "damaged or truncated" in line, line
     assert ".imagepack-" not in line
-    assert_nothing_left(out, system_tmp)
 
 
 def test_a_qcow2_naming_a_backing_file_is_refused_from_its_first_chunk_in_one_pass(
     tmp_path: Path, dirs: tuple[Path, Path, dict[str, str]]
 ) -> None:
-    out, system_tmp, env = dirs
     base = tmp_path / "base.qcow2"
     qemu_img("create", "-q", "-f", "qcow2", str(base), "8M")
     overlay = tmp_path / "overlay.qcow2"
     qemu_img("create", "-q", "-f", "qcow2", "-b", str(base), "-F", "qcow2", str(overlay))
     source = compress(overlay, "xz")
-    done = run_cli("pack", str(source), str(out / "image.oci"), *PACK_ARGS, env=env)
-    assert done.returncode == 1
-    assert "backing file" in one_error_line(done)
-    assert_nothing_left(out, system_tmp)
+    assert "backing file" in pack_refused(source, dirs)
 
 
 def test_a_qcow2_header_above_the_size_limit_is_refused_before_the_rest_is_read(
     tmp_path: Path, dirs: tuple[Path, Path, dict[str, str]]
 ) -> None:
-    out, system_tmp, env = dirs
     huge = tmp_path / "huge.qcow2"
     qemu_img("create", "-q", "-f", "qcow2", str(huge), "1T")
-    source = compress(huge, "zstd")
-    done = run_cli("pack", "--max-size", "1G", str(source), str(out / "image.oci"), *PACK_ARGS, env=env)
-    assert done.returncode == 1
-    line = one_error_line(done)
+    line = pack_refused(compress(huge, "zstd"), dirs, "--max-size", "1G")
     assert "above the limit" in line and "--max-size" in line
-    assert_nothing_left(out, system_tmp)
 
 
 def test_a_qcow2_stream_that_goes_on_past_what_its_header_allows_is_cut_off(
     tmp_path: Path, dirs: tuple[Path, Path, dict[str, str]]
 ) -> None:
     """An 8 MiB disk's qcow2 file cannot need 300 MiB more; the bound is the header's, so no --max-size lifts it."""
-    out, system_tmp, env = dirs
     small = tmp_path / "small.qcow2"
     qemu_img("create", "-q", "-f", "qcow2", str(small), "8M")
     with open(small, "ab") as f:
         f.truncate(small.stat().st_size + 300 * MiB)
     source = compress(small, "zstd")
     small.unlink()
-    done = run_cli("pack", str(source), str(out / "image.oci"), *PACK_ARGS, env=env, timeout=60)
-    assert done.returncode == 1
-    line = one_error_line(done)
+    line = pack_refused(source, dirs)
     assert "stream expands past" in line and "--max-size" not in line
-    assert_nothing_left(out, system_tmp)
 
 
 def test_running_out_of_room_in_one_pass_is_one_line_and_leaves_nothing(
