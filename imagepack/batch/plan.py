@@ -77,9 +77,7 @@ def estimate_source(source: SourceEntry) -> tuple[list[int], int]:
     """Bytes each output of `source` needs, and the bytes a decoding of it writes. A plain input is opened (its
     headers, qemu-img info and measure; nothing is written beside the outputs). A compressed one is not decoded
     to estimate it: its declared content size stands for each output, else its own size."""
-    if needs_decoding(source):
-        kind = compression_of(source.path)
-        assert kind is not None
+    if (kind := compression_of(source.path)) is not None:  # needs_decoding, with the kind it needs
         size = declared_size(source.path, kind) or os.stat(source.path).st_size
         return [size for _ in source.outputs], size
     try:
