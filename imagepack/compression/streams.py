@@ -3,7 +3,6 @@ stream's own checksum), and the errors a damaged one raises."""
 
 from __future__ import annotations
 
-import bz2
 import contextlib
 import gzip
 import lzma
@@ -15,32 +14,66 @@ from typing import BinaryIO
 
 import zstandard
 
-from imagepack.compression.xzblocks import NotParallel, ParallelXzReader, XzStreams, total_size, xz_blocks
-from imagepack.errors import UnreadableError
-from imagepack.formats import ByteSource, Container, detect
+from imagepack.compression.memory import (
+    MAX_XZ_MEMORY,
+    MAX_ZSTD_WINDOW,
+    require_xz_memory,
+    require_zstd_window,
+    too_much_xz_memory,
+    zstd_window,
+)
+from imagepack.compression.multistream import bzip2_streams, xz_streams
+from imagepack.compression.xzblocks import NotParallel, ParallelXzReader, total_size, xz_blocks
+from imagepack.errors import InputError, UnreadableError
+from imagepack.formats import ByteSource, Container, Detection, ImageFormat, detect, not_a_disk
 from imagepack.image import require_regular_file
 from imagepack.progress import Progress
 
 # The streams imagepack reads, by the name it reports. lz4 is not among them: no lz4 module is a dependency, so
 # an lz4 file keeps its refusal with the command that decompresses it.
 STREAMS = {Container.ZSTD: "zstd", Container.XZ: "xz", Container.GZIP: "gzip", Container.BZIP2: "bzip2"}
-SUFFIXES = (".zst", ".zstd", ".xz", ".gz", ".bz2")
+# The suffixes that name a stream: a file called so must be that stream.
+NAMED = {".zst": Container.ZSTD, ".zstd": Container.ZSTD, ".xz": Container.XZ, ".gz": Container.GZIP}
+NAMED[".bz2"] = Container.BZIP2
+SUFFIXES = tuple(NAMED)
 
 ZSTD_READ = 1024**2
 _ZSTD_FRAME = 0xFD2FB528
 _ZSTD_SKIPPABLE = 0x184D2A50  # the low four bits are free
-# What a damaged stream raises from the decoders; OSError with an errno is the temporary's write failing.
-STREAM_ERRORS = (EOFError, OSError, zlib.error, lzma.LZMAError, zstandard.ZstdError, ValueError)
+# What a damaged stream raises from the decoders; OSError with an errno is the temporary's write failing, and
+# MemoryError a decoder's allocation failing (under a memory limit: the stream's own demands are bounded first).
+STREAM_ERRORS = (EOFError, OSError, zlib.error, lzma.LZMAError, zstandard.ZstdError, ValueError, MemoryError)
 
 
 def compression_of(path: Path) -> Container | None:
-    """The stream `path` is, if it is nothing but one we read (by its bytes)."""
+    """The stream `path` is, if it is nothing but one we read (by its bytes). A name that says a stream
+    (`disk.raw.xz`) over content that is not that stream is refused, never read as what the content looks like:
+    the stream's own tool refuses it too."""
     require_regular_file(path)
     with ByteSource(path) as src:
         found = detect(src)
-    if found.formats or found.foreign or len(found.containers) != 1 or found.containers[0] not in STREAMS:
-        return None
-    return found.containers[0]
+    kind = None
+    if not found.formats and not found.foreign and len(found.containers) == 1 and found.containers[0] in STREAMS:
+        kind = found.containers[0]
+    named = NAMED.get(path.suffix.lower())
+    if named is not None and kind is not named:
+        raise _not_the_named_stream(path, named, found)
+    return kind
+
+
+def _not_the_named_stream(path: Path, named: Container, found: Detection) -> InputError:
+    if found.ambiguous:
+        return not_a_disk(found, path)
+    what = "data in no format imagepack knows" if found.content is ImageFormat.RAW else found.describe()
+    if found.content not in (None, ImageFormat.RAW):
+        what = f"a {what} disk image"
+    name = STREAMS[named]
+    article = "an" if name == "xz" else "a"
+    return InputError(
+        f"{path}: the name says {name} but the content is not {article} {name} stream (it is {what}); "
+        "refusing it rather than reading it as something else: rename it to what it holds",
+        code="input.name-disagrees",
+    )
 
 
 def inner_name(path: Path) -> str:
@@ -49,8 +82,17 @@ def inner_name(path: Path) -> str:
 
 
 def damaged(label: object, kind: Container, why: object) -> UnreadableError:
+    if isinstance(why, MemoryError) or "Memory usage limit" in str(why):
+        return too_much_xz_memory(label, None) if kind is Container.XZ else _no_memory(label, kind)
     return UnreadableError(
         f"{label}: the {STREAMS[kind]} stream is damaged or cut short ({why})", code="input.compressed-damaged"
+    )
+
+
+def _no_memory(label: object, kind: Container) -> UnreadableError:
+    return UnreadableError(
+        f"{label}: decoding this {STREAMS[kind]} stream needs more memory than is available to imagepack",
+        code="input.compressed-memory",
     )
 
 
@@ -74,11 +116,10 @@ def zstd_content_size(fd: int, label: object) -> int | None:
         single_segment = descriptor >> 5 & 1
         at = 5 + (0 if single_segment else 1) + (0, 1, 2, 4)[descriptor & 3]
         size_bytes = (1 if single_segment else 0, 2, 4, 8)[descriptor >> 6]
-        if size_bytes:
-            declared = int.from_bytes(head[at : at + size_bytes], "little")
-            total += declared + (256 if size_bytes == 2 else 0)
-        else:
-            known = False
+        declared = int.from_bytes(head[at : at + size_bytes], "little") + (256 if size_bytes == 2 else 0)
+        require_zstd_window(zstd_window(descriptor, head[5], declared), label, pos)
+        total += declared
+        known = known and size_bytes > 0
         pos += at + size_bytes
         while True:
             block = os.pread(fd, 3, pos)
@@ -107,13 +148,16 @@ def open_decompressed(
     parallel: bool = True,
 ) -> Iterator[BinaryIO]:
     """The content of a compressed file, read forward in bounded pieces. Every decoder here checks its stream's
-    own checksum (gzip's CRC, xz's and zstd's when the stream carries one) and reads multi-member files.
+    own checksum (gzip's CRC, bzip2's, xz's and zstd's when the stream carries one) and reads multi-member
+    files whole, refusing what the format's own tool refuses (anything after the last stream but padding).
     `on_progress` gets the fraction of the compressed file read. An xz file of several blocks is decoded on
     every core, unless `parallel` is off (for a look at the first bytes only, which would not wait for the
     blocks decoded ahead)."""
     with open(path, "rb") as raw:
         if kind is Container.ZSTD:
             zstd_content_size(raw.fileno(), label or path)
+        if kind is Container.XZ:
+            require_xz_memory(raw.fileno(), label or path)
         if parallel and kind is Container.XZ and (threads := len(os.sched_getaffinity(0))) > 1:
             try:
                 blocks = xz_blocks(raw.fileno())
@@ -148,15 +192,15 @@ class _ProgressReader:
 def _decoder(raw: BinaryIO, kind: Container) -> BinaryIO:
     if kind is Container.ZSTD:
         # Reading the compressed file in MiBs rather than the library's 128 KiB costs some 15% less time per byte.
-        return zstandard.ZstdDecompressor().stream_reader(
+        return zstandard.ZstdDecompressor(max_window_size=MAX_ZSTD_WINDOW).stream_reader(
             raw, read_size=ZSTD_READ, read_across_frames=True, closefd=False
         )
     if kind is Container.XZ:
-        return XzStreams(raw)  # type: ignore[return-value]
+        return xz_streams(raw, memlimit=MAX_XZ_MEMORY)  # type: ignore[return-value]
     if kind is Container.GZIP:
         return gzip.GzipFile(fileobj=raw, mode="rb")  # type: ignore[return-value]
     if kind is Container.BZIP2:
-        return bz2.BZ2File(raw)  # type: ignore[return-value]
+        return bzip2_streams(raw)  # type: ignore[return-value]
     raise ValueError(f"not a stream imagepack reads: {kind}")
 
 

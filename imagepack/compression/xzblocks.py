@@ -7,8 +7,8 @@ headers and footers are checked here first. Python's lzma lets go of the interpr
 threads run in parallel.
 
 Anything this walk does not take to be a whole, well-formed file (a single block, a block too large to hold in
-memory a few times over, a file cut short, bytes after a stream that are not padding) is left to XzStreams,
-the sequential reader, which reads it or says what is wrong with it."""
+memory a few times over or declaring a dictionary larger than it needs, a file cut short, bytes after a stream
+that are not padding) is left to the sequential reader (multistream.py), which reads it or says what is wrong."""
 
 from __future__ import annotations
 
@@ -20,7 +20,6 @@ from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import BinaryIO
 
 from imagepack.progress import Progress
 
@@ -32,7 +31,10 @@ MAX_THREADS = 16  # past this, writing the output is the slower side; each threa
 MAX_INDEX = 8 * 1024**2  # an index larger than this is left to the sequential decoder
 MAX_BLOCKS = 2**18  # in all streams: 768 GiB in xz -T0 -1's 3 MiB blocks; a file of more is decoded in sequence
 MAX_STREAMS = 2**16
-SEQUENTIAL_READ = 1024**2  # of the compressed file at a time, and of output at most, by the sequential reader
+MAX_PARALLEL_DICTIONARY = 2 * MAX_PARALLEL_BLOCK  # a block declaring more is decoded by the sequential decoder
+PARALLEL_MEMLIMIT = MAX_PARALLEL_DICTIONARY + 16 * 1024**2  # the dictionary, and what the decoder holds beside it
+MAX_BLOCK_HEADER = 1024
+LZMA2 = 0x21
 MAX_PADDING = 1024**2  # of zero bytes after a stream; encoders write none, or a few
 KNOWN_CHECKS = (0, 1, 4, 10)  # none, CRC32, CRC64, SHA-256: the others are reserved, and liblzma skips them
 _CHECK_SIZES = (0, 4, 4, 4, 8, 8, 8, 16, 16, 16, 32, 32, 32, 64, 64, 64)  # by the check's ID, per the format
@@ -54,10 +56,44 @@ class NotParallel(Exception):
 def xz_blocks(fd: int) -> list[Block]:
     """The blocks of every stream in the xz file `fd`, in order, from the indexes; raises NotParallel when the
     file is not a whole, well-formed xz file of several blocks, each small enough."""
-    blocks = [block for stream in reversed(_walk(fd)) for block in stream]
+    blocks = all_blocks(fd)
     if len(blocks) < 2 or max(block.size for block in blocks) > MAX_PARALLEL_BLOCK:
         raise NotParallel("too few or too large blocks to share out")
+    # Each thread's decoder holds the dictionary its block declares, whatever the block's size.
+    if any((block_dictionary(fd, block.offset) or 0) > MAX_PARALLEL_DICTIONARY for block in blocks):
+        raise NotParallel("a block declares a larger dictionary than is worth holding in every thread")
     return blocks
+
+
+def all_blocks(fd: int) -> list[Block]:
+    """The blocks of every stream in the xz file `fd`, in order, from the indexes; raises NotParallel when the
+    file is not a whole, well-formed xz file."""
+    return [block for stream in reversed(_walk(fd)) for block in stream]
+
+
+def block_dictionary(fd: int, offset: int) -> int | None:
+    """The LZMA2 dictionary size the block header at `offset` declares (what decoding the block holds in
+    memory), or None when the header is not well-formed or declares no LZMA2 filter."""
+    head = os.pread(fd, MAX_BLOCK_HEADER, offset)
+    if not head or head[0] == 0 or len(head) < (head[0] + 1) * 4:
+        return None
+    header = head[: (head[0] + 1) * 4]
+    if _crc(header[:-4]) != header[-4:]:
+        return None
+    flags, at = header[1], 2
+    try:
+        for present in (flags & 0x40, flags & 0x80):  # the compressed and the uncompressed size
+            if present:
+                at = _varint(header, at)[1]
+        for _ in range((flags & 3) + 1):
+            filter_id, at = _varint(header, at)
+            props_size, at = _varint(header, at)
+            props, at = header[at : at + props_size], at + props_size
+            if filter_id == LZMA2 and props_size == 1 and props[0] <= 40:
+                return 0xFFFFFFFF if props[0] == 40 else (2 | props[0] & 1) << (props[0] // 2 + 11)
+    except NotParallel:
+        return None
+    return None
 
 
 def total_size(fd: int) -> int | None:
@@ -190,7 +226,7 @@ def decode_block(fd: int, block: Block) -> bytes:
     index += _crc(index)
     backward = struct.pack("<I", len(index) // 4 - 1)
     footer = _crc(backward + block.flags) + backward + block.flags + FOOTER_MAGIC
-    decoder = lzma.LZMADecompressor(format=lzma.FORMAT_XZ)
+    decoder = lzma.LZMADecompressor(format=lzma.FORMAT_XZ, memlimit=PARALLEL_MEMLIMIT)
     # One byte more than the index says: a block that would decode to more (a bomb whose header states no
     # size) stops there, and is refused, rather than filling memory first.
     out = decoder.decompress(b"".join((block.header, data, index, footer)), max_length=block.size + 1)
@@ -260,66 +296,3 @@ class ParallelXzReader:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
-
-
-class XzStreams:
-    """An xz file's streams read one after another, as `xz -d` reads them: the stream padding after a stream
-    (zero bytes, a multiple of four) is skipped, and anything else after a stream is refused. lzma.LZMAFile
-    instead stops without a word at a stream followed by padding, or by anything that is not a stream, and
-    leaves the rest out. Each read returns at most what was asked for; b"" is the end."""
-
-    def __init__(self, raw: BinaryIO) -> None:
-        self.raw = raw
-        self.decoder = lzma.LZMADecompressor(format=lzma.FORMAT_XZ)
-        self.feed = b""  # read from the file, for the next decoder
-        self.done = False
-
-    def read(self, n: int | None = -1) -> bytes:
-        if n is None or n < 0:
-            return b"".join(iter(lambda: self.read(SEQUENTIAL_READ), b""))
-        if n == 0:
-            return b""
-        while not self.done:
-            if self.decoder.eof:
-                self._next_stream()
-                continue
-            data = b""
-            if self.decoder.needs_input:
-                data, self.feed = self.feed or self.raw.read(SEQUENTIAL_READ), b""
-                if not data:
-                    raise EOFError("it ends inside a stream")
-            if out := self.decoder.decompress(data, max_length=n):
-                return out
-        return b""
-
-    def readinto(self, buffer: bytearray | memoryview) -> int:
-        data = self.read(len(buffer)) if len(buffer) else b""
-        buffer[: len(data)] = data
-        return len(data)
-
-    def readable(self) -> bool:
-        return True
-
-    def __enter__(self) -> XzStreams:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.done = True  # the file is the caller's to close
-
-    def _next_stream(self) -> None:
-        if self.decoder.check not in KNOWN_CHECKS:  # liblzma decodes such a stream without checking it
-            raise lzma.LZMAError(f"an integrity check of a kind xz does not know (ID {self.decoder.check})")
-        rest = self.decoder.unused_data
-        zeros = 0
-        while True:
-            stripped = rest.lstrip(b"\0")
-            zeros += len(rest) - len(stripped)
-            if stripped or not (rest := self.raw.read(SEQUENTIAL_READ)):
-                break
-        if zeros % 4:
-            raise lzma.LZMAError("stream padding of a length that is not a multiple of four")
-        if not stripped:
-            self.done = True
-            return
-        self.decoder = lzma.LZMADecompressor(format=lzma.FORMAT_XZ)  # refuses what is not a stream
-        self.feed = stripped
