@@ -114,8 +114,9 @@ def test_a_compressed_oci_archive_is_read_as_the_archive(
     assert qemu_compare(sample_raw, "raw", target, "raw").returncode == 0
     verified = run_cli("verify", "--json", str(source))
     report = json.loads(verified.stdout)
-    assert verified.returncode == 0, verified.stdout
+    assert verified.returncode == 3, verified.stdout  # read and checked; OCI imports it only decompressed
     assert report["format"] == "oci" and report["facts"]["compression"] == kind
+    assert [p["code"] for p in report["problems"] if p["severity"] == "error"] == ["oci.compressed"]
 
 
 def cut_short(path: Path) -> None:
@@ -212,8 +213,9 @@ def test_verify_checks_the_disk_inside_a_compressed_qcow2(disk_of: Callable[[str
     source = compress(disk_of("qcow2"), "zstd")
     done = run_cli("verify", "--json", str(source))
     report = json.loads(done.stdout)
-    assert done.returncode == 0, done.stdout
+    assert done.returncode == 3, done.stdout  # the disk is checked; the file is not what OCI imports
     assert report["format"] == "qcow2" and report["facts"]["compression"] == "zstd"
+    assert [p["code"] for p in report["problems"] if p["severity"] == "error"] == ["oci.compressed"]
     assert report["facts"]["partition_table"] == "gpt" and leftovers(tmp_path) == []
 
 

@@ -78,6 +78,8 @@ def verify_command(
                 print(f"boot test: {booted['message']}, marker after {seconds:.1f} s ({booted['accelerator']})")
             if not quiet:
                 verdict = "ready for import" if report.ready else "NOT ready for import"
-                print(f"{path}: {verdict} ({report.kind})")
+                compressed = report.facts.get("compression")
+                kind = f"{report.kind}, {compressed}-compressed" if compressed else report.kind
+                print(f"{path}: {verdict} ({kind})")
         if not report.ready:
             raise typer.Exit(EXIT_PROBLEMS)

@@ -9,7 +9,7 @@ from typing import Any
 
 from imagepack import qemu
 from imagepack.boot.run import BootRequest, boot_source
-from imagepack.compression import compression_of
+from imagepack.compression import compression_of, inner_name
 from imagepack.errors import InputError, UnreadableError
 from imagepack.formats import DEFAULT_MAX_SIZE, ImageFormat, SafetyPolicy, spec
 from imagepack.image import SourceImage, partition_layout
@@ -72,6 +72,7 @@ def verify_path(
         with open_source(path, policy=policy, disk=disk, scratch=scratch, on_progress=on_progress) as source:
             if source.compression is not None:
                 report.facts["compression"] = source.compression
+                _check_compressed(report, source)
             if source.archive is not None:
                 report.kind = "oci"
                 _check_archive(report, source.archive, strict=strict)
@@ -101,6 +102,26 @@ def _check_boot(report: VerifyReport, source: Source, request: BootRequest) -> N
     report.facts["boot"] = booted.to_json()
     if not booted.booted:
         report.error(f"boot.{booted.outcome.value}", f"boot test: {booted.message}")
+
+
+def _check_compressed(report: VerifyReport, source: Source) -> None:
+    """OCI imports the file exactly as it is uploaded: a compressed one is not ready, whatever it holds."""
+    if source.ova is not None:
+        fix = f"'imagepack pack {report.path} DST.oci' builds an archive of its disk"
+    elif source.archive is not None or spec(source.disk.format).oci_imports(source.disk.inspection):
+        fix = f"'imagepack decompress {report.path}' writes {inner_name(report.path)}, the file to upload"
+    else:
+        fix = f"'imagepack convert {report.path} {_converted_name(report.path)}' writes a disk OCI imports"
+    article = "an" if source.compression == "xz" else "a"
+    report.error(
+        "oci.compressed",
+        f"this is {article} {source.compression} stream, and OCI imports the file exactly as it is uploaded; {fix}",
+    )
+
+
+def _converted_name(path: Path) -> Path:
+    """Where `convert` would write a qcow2 of `path`: its name without any compression suffix, as .qcow2."""
+    return path.with_name(inner_name(path)).with_suffix(".qcow2")
 
 
 def _check_archive(report: VerifyReport, opened: OpenedArchive, *, strict: bool) -> None:
@@ -168,7 +189,7 @@ def _check_importable(report: VerifyReport, disk: SourceImage) -> None:
     report.error(
         "oci.format",
         f"OCI imports qcow2, vmdk and .oci, not {disk.format.value}; "
-        f"convert it with 'imagepack convert {report.path} {report.path.with_suffix('.qcow2')}'",
+        f"convert it with 'imagepack convert {report.path} {_converted_name(report.path)}'",
     )
 
 
