@@ -74,3 +74,35 @@ def test_the_guest_sees_the_seed_cd_under_each_firmware_and_launch_mode(
     seen = "\n".join(report["last_lines"])
     assert bootdisks.GUEST_ROOT_MARKER in seen  # the boot disk, on the launch mode's controller
     assert bootdisks.GUEST_SEED_MARKER in seen, seen  # and the seed CD, with its label read
+
+
+def test_a_guest_whose_network_comes_up_boots_and_the_report_names_its_address(guests: dict[str, Path]) -> None:
+    report = _boot(str(guests["UEFI_64"]), "--launch-mode", "PARAVIRTUALIZED", "--timeout", "240")
+    assert report["seed"] == "default" and report["outcome"] == "booted", report["last_lines"]
+    assert report["network"] == "10.0.2.15" and report["network_checked"] is True  # qemu's DHCP lease
+    assert report["seconds_to"]["network"] <= report["seconds_to"]["marker"]
+    assert "network up (10.0.2.15)" in report["message"]
+
+
+def test_a_guest_without_a_driver_for_its_nic_did_not_boot_though_it_printed_the_marker(
+    guests: dict[str, Path],
+) -> None:
+    """The cloud kernel has no e1000 driver: in EMULATED mode the guest reads its seed and prints the marker, and
+    an instance of it would still be unreachable."""
+    report = _boot(str(guests["UEFI_64"]), "--launch-mode", "EMULATED", "--timeout", "240")
+    assert report["seconds_to"]["marker"] is not None, report["last_lines"]
+    assert report["outcome"] == "no-network" and report["booted"] is False
+    assert report["network"] is None and report["network_checked"] is True
+    assert "no driver for the e1000 network device" in report["message"]
+
+
+def test_with_expect_a_boot_without_network_says_the_network_was_not_checked(guests: dict[str, Path]) -> None:
+    args = [str(guests["BIOS"]), "--launch-mode", "EMULATED", "--expect", bootdisks.GUEST_DONE]
+    done = run_cli("boot-test", *args, *TCG, "--timeout", "240", timeout=400)
+    assert done.returncode == 0, done.stderr
+    assert "network NOT checked" in done.stdout
+    assert "network:      NOT checked" in done.stdout
+    # What it waits for, said at the start, and the stages as they pass.
+    assert f"waiting up to 240 s for '{bootdisks.GUEST_DONE}' on the serial console" in done.stderr
+    for passed in ("the boot loader started", "the kernel started", "user space started", "the marker appeared"):
+        assert passed in done.stderr
