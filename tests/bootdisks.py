@@ -8,6 +8,11 @@ on the serial console, so the tests do not depend on cloud-init.
 - `write_virtio_disk`: an MBR disk with GRUB for BIOS (grub-pc-bin) in the gap after the MBR, and a FAT partition
   holding Debian's cloud kernel and a busybox initramfs that loads only the virtio drivers and prints the marker
   when /dev/vda appears, or the lines initramfs-tools prints when the root device never shows up.
+- `write_guest_disk`: the same kernel booted by GRUB under BIOS (as above) or UEFI (a GPT whose EFI system
+  partition holds GRUB, the kernel and the initramfs), with an initramfs that loads every driver a launch mode's
+  devices need (virtio, IDE, SCSI, CD-ROM, virtio-net: what the cloud kernel has as modules), then says what a
+  guest sees: the root disk, the seed CD's label, the network's DHCP lease (busybox udhcpc), as a cloud guest's
+  cloud-init would (its marker once the seed CD was read).
 """
 
 from __future__ import annotations
@@ -218,14 +223,32 @@ VIRTIO_MODULES = (
 )
 
 
-def find_kernel() -> Kernel | None:
-    """Debian's cloud kernel as scripts/setup unpacks it, or an installed one whose virtio drivers are modules."""
+# Every driver the launch modes' devices need that Debian's cloud kernel builds as a module (NVMe is built in; it
+# has no e1000 or e1000e driver at all), in dependency order.
+GUEST_MODULES = (
+    *VIRTIO_MODULES,
+    "drivers/scsi/scsi_common.ko",
+    "drivers/scsi/scsi_mod.ko",
+    "drivers/scsi/sd_mod.ko",
+    "drivers/scsi/virtio_scsi.ko",
+    "drivers/ata/libata.ko",
+    "drivers/ata/ata_piix.ko",
+    "drivers/cdrom/cdrom.ko",
+    "drivers/scsi/sr_mod.ko",
+    "net/core/failover.ko",
+    "drivers/net/net_failover.ko",
+    "drivers/net/virtio_net.ko",
+)
+
+
+def find_kernel(modules: tuple[str, ...] = VIRTIO_MODULES) -> Kernel | None:
+    """Debian's cloud kernel as scripts/setup unpacks it, or an installed one, that has `modules` as modules."""
     for root in (KERNEL_DIR, Path("/")):
         for vmlinuz in sorted(glob.glob(str(root / "boot" / "vmlinuz-*")), reverse=True):
             version = Path(vmlinuz).name.removeprefix("vmlinuz-")
-            modules = root / "lib" / "modules" / version / "kernel"
-            if os.access(vmlinuz, os.R_OK) and all((modules / m).exists() for m in VIRTIO_MODULES):
-                return Kernel(Path(vmlinuz), modules)
+            found = root / "lib" / "modules" / version / "kernel"
+            if os.access(vmlinuz, os.R_OK) and all((found / m).exists() for m in modules):
+                return Kernel(Path(vmlinuz), found)
     return None
 
 
@@ -264,7 +287,50 @@ def _cpio(entries: list[tuple[str, int, bytes]]) -> bytes:
     return out.getvalue()
 
 
-def _initramfs(kernel: Kernel) -> bytes:
+GUEST_ROOT_MARKER = "imagepack-fixture: root disk found"
+GUEST_SEED_MARKER = "imagepack-fixture: seed CD label cidata"
+GUEST_NO_SEED = "imagepack-fixture: no seed CD"
+GUEST_DONE = "imagepack-fixture: init done"
+
+
+def guest_init(marker: str) -> str:
+    """The guest disk's init: every driver, then what a cloud guest would see, and `marker` (what cloud-init
+    prints when the seed's user-data tells it to) only when the seed CD was there to read."""
+    return f"""\
+#!/bin/busybox sh
+/bin/busybox mount -t devtmpfs devtmpfs /dev
+/bin/busybox mount -t proc proc /proc
+/bin/busybox mount -t sysfs sysfs /sys
+for m in /lib/modules/*.ko; do /bin/busybox insmod $m; done
+root=""
+i=0
+while [ $i -lt 100 ]; do
+    for d in vda sda nvme0n1; do [ -b /dev/$d ] && root=$d; done
+    [ -n "$root" ] && [ -b /dev/sr0 ] && break
+    /bin/busybox sleep 0.1
+    i=$((i + 1))
+done
+if [ -z "$root" ]; then
+    echo "Gave up waiting for root file system device."
+    /bin/busybox poweroff -f
+fi
+echo "{GUEST_ROOT_MARKER}: /dev/$root"
+label=""
+[ -b /dev/sr0 ] && label=$(/bin/busybox dd if=/dev/sr0 bs=1 skip=32808 count=32 2>/dev/null | /bin/busybox tr -d ' ')
+if [ "$label" = cidata ]; then echo "{GUEST_SEED_MARKER}"; else echo "{GUEST_NO_SEED}"; fi
+for n in /sys/class/net/*; do
+    n=${{n##*/}}
+    [ "$n" = lo ] && continue
+    /bin/busybox ip link set "$n" up
+    /bin/busybox udhcpc -i "$n" -n -q -t 5 -T 1 -s /bin/true
+done
+[ "$label" = cidata ] && echo "{marker}"
+echo "{GUEST_DONE}"
+/bin/busybox poweroff -f
+"""
+
+
+def _initramfs(kernel: Kernel, init: str = INIT, modules: tuple[str, ...] = VIRTIO_MODULES) -> bytes:
     busybox = shutil.which("busybox")
     assert busybox, "busybox-static is needed for the virtio fixture"
     entries: list[tuple[str, int, bytes]] = [
@@ -272,15 +338,16 @@ def _initramfs(kernel: Kernel) -> bytes:
         ("proc", 0o040755, b""),
         ("bin", 0o040755, b""),
         ("bin/busybox", 0o100755, Path(busybox).read_bytes()),
-        ("init", 0o100755, INIT.encode()),
+        ("sys", 0o040755, b""),
+        ("init", 0o100755, init.encode()),
         ("lib", 0o040755, b""),
         ("lib/modules", 0o040755, b""),
     ]
-    for i, module in enumerate(VIRTIO_MODULES):
+    for i, module in enumerate(modules):
         data = (kernel.modules / module).read_bytes()
         if data[:6] == b"\xfd7zXZ\0":
             data = lzma.decompress(data)  # a kernel built with xz-compressed modules; busybox insmod wants them plain
-        entries.append((f"lib/modules/{i}-{Path(module).name}", 0o100644, data))  # the glob loads them in order
+        entries.append((f"lib/modules/{i:02d}-{Path(module).name}", 0o100644, data))  # the glob loads them in order
     return _cpio(entries)
 
 
@@ -299,6 +366,10 @@ boot
 def write_virtio_disk(path: Path, workdir: Path, kernel: Kernel, *, size: int = 40 * MIB) -> None:
     initrd = workdir / "initrd.img"
     initrd.write_bytes(_initramfs(kernel))
+    _write_bios_kernel_disk(path, workdir, kernel, initrd, size=size)
+
+
+def _write_bios_kernel_disk(path: Path, workdir: Path, kernel: Kernel, initrd: Path, *, size: int) -> None:
     cfg = workdir / "core.cfg"
     cfg.write_text(GRUB_PC_CFG)
     core = workdir / "core.img"
@@ -339,3 +410,58 @@ def write_virtio_disk(path: Path, workdir: Path, kernel: Kernel, *, size: int = 
         f.write(mbr)
         f.write(core_bytes)
     _place(path, first * SECTOR, fat)
+
+
+UEFI_KERNEL_CFG = """\
+serial --unit=0 --speed=115200
+terminal_input serial
+terminal_output serial
+search --file --set=root /vmlinuz
+echo "GRUB: loading the kernel"
+linux /vmlinuz console=ttyS0 panic=-1
+initrd /initrd.img
+boot
+"""
+
+
+def _write_uefi_kernel_disk(path: Path, workdir: Path, kernel: Kernel, initrd: Path, *, size: int) -> None:
+    cfg = workdir / "grub.cfg"
+    cfg.write_text(UEFI_KERNEL_CFG)
+    loader = workdir / "BOOTX64.EFI"
+    modules = "part_gpt fat search search_fs_file linux serial terminal echo normal"
+    subprocess.run(
+        [
+            "grub-mkstandalone",
+            "--format=x86_64-efi",
+            f"--output={loader}",
+            f"--install-modules={modules}",
+            f"--modules={modules}",
+            "--locales=",
+            "--fonts=",
+            "--themes=",
+            f"boot/grub/grub.cfg={cfg}",
+        ],
+        check=True,
+        capture_output=True,
+    )
+    first = 2048
+    sectors = size // SECTOR
+    esp_sectors = sectors - first - 34
+    esp = workdir / "esp.img"
+    files = {"EFI/BOOT/BOOTX64.EFI": loader, "vmlinuz": kernel.vmlinuz, "initrd.img": initrd}
+    _fat_image(esp, esp_sectors * SECTOR, files, label="ESP")
+    head, tail, _ = _gpt(sectors, [(ESP_TYPE, first, first + esp_sectors - 1, "EFI system partition")])
+    with open(path, "wb") as f:
+        f.truncate(size)
+        f.write(head)
+        f.seek(size - len(tail))
+        f.write(tail)
+    _place(path, first * SECTOR, esp)
+
+
+def write_guest_disk(path: Path, workdir: Path, kernel: Kernel, *, uefi: bool, marker: str) -> None:
+    """The guest disk (see the module's notes) for UEFI or BIOS; `marker`: what it prints once it read the seed."""
+    initrd = workdir / "initrd.img"
+    initrd.write_bytes(_initramfs(kernel, guest_init(marker), GUEST_MODULES))
+    write = _write_uefi_kernel_disk if uefi else _write_bios_kernel_disk
+    write(path, workdir, kernel, initrd, size=64 * MIB)

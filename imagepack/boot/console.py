@@ -1,6 +1,7 @@
 """Reading a booting machine's output as it comes: the serial console (OVMF, the boot loader, the kernel, the
-guest) and SeaBIOS's debug port. It notes when each stage is reached (boot loader, kernel, marker) and the
-messages that end a boot early (no boot loader, no root file system, a kernel panic)."""
+guest) and SeaBIOS's debug port. It notes when each stage is reached (firmware, boot loader, kernel, user space,
+cloud-init, network, marker) and the messages that end a boot early (no boot loader, no root file system, a kernel
+panic)."""
 
 from __future__ import annotations
 
@@ -10,8 +11,12 @@ from enum import StrEnum
 
 
 class Stage(StrEnum):
+    FIRMWARE = "firmware"  # the first output of the machine
     BOOT_LOADER = "boot_loader"
     KERNEL = "kernel"
+    USERSPACE = "userspace"  # the kernel started the first program (init, systemd)
+    CLOUD_INIT = "cloud_init"
+    NETWORK = "network"  # an interface other than loopback has an address
     MARKER = "marker"
 
 
@@ -50,6 +55,19 @@ _NO_ROOT = (
     re.compile(r"VFS: Cannot open root device"),
 )
 _PANIC = re.compile(r"Kernel panic - not syncing")
+_USERSPACE = re.compile(r"Run /\S* as init process|systemd\[1\]: |Welcome to .*!|INIT: version")
+_CLOUD_INIT = re.compile(r"cloud-init\[\d+\]: Cloud-init v\.|ci-info: ")
+_IPV4 = r"\d{1,3}(?:\.\d{1,3}){3}"
+# An interface with an address: a row of cloud-init's "Net device info" table (device, up, address, ..., scope),
+# which cloud-init writes on the console whatever its output settings, or a DHCP client's lease.
+_ROW = r"ci-info: \|\s*(?P<dev>(?!lo\s)[^|\s]+)\s*\|\s*True\s*\|\s*"  # an interface that is up, not loopback
+_NETWORK = (
+    re.compile(rf"{_ROW}(?P<addr>(?!127\.){_IPV4})\s*\|"),
+    re.compile(rf"{_ROW}(?P<addr>[0-9a-f]*:[0-9a-f:]+)\S*\s*\|.*\|\s*global\s*\|"),  # IPv6, global scope
+    re.compile(rf"udhcpc: lease of (?P<addr>{_IPV4}) obtained"),
+    re.compile(rf"dhclient.*: bound to (?P<addr>{_IPV4})"),
+    re.compile(rf"dhcp4 \((?P<dev>[^)]+)\):.*address (?P<addr>{_IPV4})"),  # NetworkManager
+)
 _ESCAPES = re.compile(r"\x1b\[[0-9;?=]*[A-Za-z]|\x1b[()][A-Z0-9]")  # terminal control sequences (OVMF, GRUB)
 
 
@@ -59,6 +77,7 @@ class Console:
 
     expect: re.Pattern[str]
     reached: dict[Stage, float] = field(default_factory=dict)
+    network: str | None = None  # the first interface seen with an address: "eth0 10.0.2.15"
     ending: Ending | None = None
     ending_line: str | None = None
     lines: list[str] = field(default_factory=list)  # the serial console's, for the report's last lines
@@ -99,6 +118,8 @@ class Console:
             del self.lines[:-200]
         if self.finished:
             return
+        if line.strip():
+            self._reach(Stage.FIRMWARE, seconds)  # the machine said something: its firmware at least has run
         if serial and self.expect.search(line):
             self._reach(Stage.MARKER, seconds)
             return
@@ -115,3 +136,20 @@ class Console:
             self._end(Ending.NO_ROOT, line)
         elif Stage.KERNEL in self.reached and _PANIC.search(line):
             self._end(Ending.KERNEL_PANIC, line)
+        elif Stage.KERNEL in self.reached:
+            self._guest(line, seconds)
+
+    def _guest(self, line: str, seconds: float) -> None:
+        """What the guest's own programs print: init, cloud-init, the network."""
+        if _USERSPACE.search(line):
+            self._reach(Stage.USERSPACE, seconds)
+        if _CLOUD_INIT.search(line):
+            self._reach(Stage.USERSPACE, seconds)
+            self._reach(Stage.CLOUD_INIT, seconds)
+        for pattern in _NETWORK:
+            found = pattern.search(line)
+            if found and self.network is None:
+                parts = found.groupdict()
+                self.network = " ".join(v for v in (parts.get("dev"), parts["addr"]) if v)
+                self._reach(Stage.USERSPACE, seconds)
+                self._reach(Stage.NETWORK, seconds)

@@ -152,8 +152,14 @@ def _escape(path: Path) -> str:
     return str(path).replace(",", ",,")  # qemu's option syntax doubles a literal comma
 
 
+# Every drive the guest must see has a place in the firmware's boot order, the boot disk first: OVMF connects
+# only the devices the boot order names when qemu gives it one, and leaves every other controller as it was.
+DISK_BOOTINDEX = 0
+SEED_BOOTINDEX = 1
+
+
 def _disk_args(bus: DiskBus) -> list[str]:
-    boot = "drive=disk,bootindex=0"
+    boot = f"drive=disk,bootindex={DISK_BOOTINDEX}"
     if bus is DiskBus.VIRTIO_BLK:
         return ["-device", f"virtio-blk-pci,{boot}"]
     if bus is DiskBus.IDE:
@@ -189,7 +195,10 @@ def command_line(machine: Machine, qemu_system: Path) -> list[str]:
         }
         # A CD-ROM on the second IDE channel whatever the launch mode: cloud-init finds it by its label, late in
         # the boot, when every driver is loaded; it is the test's, not part of how OCI attaches the boot disk.
-        seed = ["-blockdev", _json(node), "-device", "ide-cd,bus=ide.1,drive=seed"]
+        # It has a place in the boot order, after the disk: OVMF sets up only the devices of the boot order
+        # (with bootindex on any device, qemu hands it one), and a guest's IDE driver never finds a drive on a
+        # channel the firmware left alone. SeaBIOS would only try it after the disk, and it boots nothing.
+        seed = ["-blockdev", _json(node), "-device", f"ide-cd,bus=ide.1,drive=seed,bootindex={SEED_BOOTINDEX}"]
     return [
         str(qemu_system),
         "-nodefaults",  # only the devices listed here

@@ -10,7 +10,7 @@ import re
 import shutil
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
@@ -52,8 +52,14 @@ class Outcome(StrEnum):
     NO_BOOT_LOADER = Ending.NO_BOOT_LOADER.value
     NO_ROOT = Ending.NO_ROOT.value
     KERNEL_PANIC = Ending.KERNEL_PANIC.value
+    NO_NETWORK = "no-network"  # cloud-init ran, and no interface came up with an address
     STOPPED = "stopped"  # the machine powered off, rebooted or crashed before the marker
     TIMEOUT = "timeout"
+
+
+# Told as the boot goes: once with no stage when the machine starts (the report says how it boots and what it
+# waits for), then with each stage as the console first shows it, and the seconds since the start.
+BootWatcher = Callable[["BootReport", Stage | None, float], None]
 
 
 @dataclass(frozen=True)
@@ -69,6 +75,7 @@ class BootRequest:
     console_log: Path | None = None  # where to keep the serial console's output
     replace_console_log: bool = False
     accelerator: Accelerator | None = None
+    on_stage: BootWatcher | None = field(default=None, compare=False, repr=False)
 
     def pattern(self) -> re.Pattern[str]:
         text = self.expect if self.expect is not None else re.escape(DEFAULT_MARKER)
@@ -89,6 +96,10 @@ class BootReport:
     outcome: Outcome
     message: str
     times: dict[Stage, float] = field(default_factory=dict)  # seconds from the machine's start
+    timeout: float = DEFAULT_TIMEOUT
+    network: str | None = None  # the interface seen with an address ("eth0 10.0.2.15"), if any
+    network_checked: bool = False  # whether success required the network (cloud-init's marker) or it was seen
+    remedy: Remedy | None = None  # what may make the next run go further
     expect: str = ""  # the regular expression waited for, or the default seed's marker (plain text)
     seed: Path | None = None  # the seed given
     default_seed: bool = False  # whether the default seed was attached
@@ -118,6 +129,10 @@ class BootReport:
             "accelerator": self.accelerator.value,
             "accelerator_note": self.accelerator_note,
             "seconds_to": {stage.value: self.times.get(stage) for stage in Stage},
+            "network": self.network,
+            "network_checked": self.network_checked,
+            "remedy": self.remedy.value if self.remedy else None,
+            "timeout": self.timeout,
             "expect": self.expect,
             "seed": str(self.seed) if self.seed else "default" if self.default_seed else None,
             "console_log": str(self.console_log) if self.console_log else None,
@@ -182,6 +197,7 @@ def boot_source(source: Source, request: BootRequest) -> BootReport:
     accelerator, note = _accelerator(request.accelerator)
     expect = request.expect if request.expect is not None else DEFAULT_MARKER
     report = BootReport(source.path, mode, firmware, devices, accelerator, note, Outcome.TIMEOUT, "", expect=expect)
+    report.timeout = request.timeout
     layout = source.disk.layout or PartitionLayout(PartitionTable.NONE)
     if firmware is Firmware.BIOS and not layout.mbr_boot_code:
         # SeaBIOS would jump into a sector of zeroes (or refuse one without a signature): nothing to wait for.
@@ -216,8 +232,10 @@ def boot_source(source: Source, request: BootRequest) -> BootReport:
             seed=seed,
         )
         deadline = started + request.timeout
+        watch = _watcher(report, request.on_stage)
+        watch(None)
         while True:
-            console, ended = _run(machine, qemu_system, pattern, deadline)
+            console, ended = _run(machine, qemu_system, pattern, deadline, watch)
             if ended != "kvm-failed":
                 break
             # KVM that cannot run this guest (a nested hypervisor without some instruction) says so at once:
@@ -227,7 +245,8 @@ def boot_source(source: Source, request: BootRequest) -> BootReport:
             machine = dataclasses.replace(machine, accelerator=Accelerator.TCG)
         report.times = dict(console.reached)
         report.last_lines = [line for line in console.lines if line.strip()][-20:]
-        report.outcome, report.message = _verdict(console, ended, report, layout, request.timeout)
+        report.network = console.network
+        report.outcome, report.message = _verdict(console, ended, report, layout, request)
         report.console_log = request.console_log
     report.seconds = time.monotonic() - started
     return report
@@ -255,7 +274,33 @@ def _accelerator(wanted: Accelerator | None) -> tuple[Accelerator, str | None]:
     return Accelerator.KVM, None
 
 
-def _run(machine: Machine, qemu_system: Path, pattern: re.Pattern[str], deadline: float) -> tuple[Console, str]:
+def _watcher(report: BootReport, on_stage: BootWatcher | None) -> Callable[[Console | None], None]:
+    """Tells the request's watcher the start (no console yet), then each stage the console has reached, once
+    (a run again under TCG does not tell them twice)."""
+    told: set[Stage] = set()
+
+    def watch(console: Console | None) -> None:
+        if on_stage is None:
+            return
+        if console is None:
+            on_stage(report, None, 0.0)
+            return
+        report.network = console.network
+        for stage, seconds in sorted(console.reached.items(), key=lambda item: item[1]):
+            if stage not in told:
+                told.add(stage)
+                on_stage(report, stage, seconds)
+
+    return watch
+
+
+def _run(
+    machine: Machine,
+    qemu_system: Path,
+    pattern: re.Pattern[str],
+    deadline: float,
+    watch: Callable[[Console | None], None],
+) -> tuple[Console, str]:
     """One run of the machine, until the console says it is finished, the machine ends, or the deadline.
     Returns the console and how it ended: "console", "exited", "timeout" or "kvm-failed"."""
     console = Console(pattern)
@@ -278,6 +323,7 @@ def _run(machine: Machine, qemu_system: Path, pattern: re.Pattern[str], deadline
                 offsets[log] = offset + len(data)
                 if data:
                     console.feed(data.decode("utf-8", "replace"), now, firmware_port=log == machine.firmware_log)
+            watch(console)
             if console.finished:
                 return console, "console"
             if machine.accelerator is Accelerator.KVM and _KVM_FAILED.search(vm.stderr()):
@@ -317,17 +363,25 @@ def _no_boot_loader(firmware: Firmware, layout: PartitionLayout) -> str:
     return f"{start}: the firmware found nothing it could start on the disk"
 
 
+_REACHED = {
+    None: "nothing was printed on the console",
+    Stage.FIRMWARE: "the firmware started, no boot loader",
+    Stage.BOOT_LOADER: "the boot loader started, no kernel message",
+    Stage.KERNEL: "the kernel started",
+    Stage.USERSPACE: "the kernel started its first program (user space)",
+    Stage.CLOUD_INIT: "cloud-init started",
+    Stage.NETWORK: "the network came up",
+    Stage.MARKER: "the marker was printed",
+}
+
+
 def _verdict(
-    console: Console, ended: str, report: BootReport, layout: PartitionLayout, timeout: float
+    console: Console, ended: str, report: BootReport, layout: PartitionLayout, request: BootRequest
 ) -> tuple[Outcome, str]:
     mode = f"{report.launch_mode.value} ({report.devices.describe()})"
     if Stage.MARKER in console.reached:
-        return Outcome.BOOTED, f"booted under {report.firmware.value}, {mode}"
-    reached = {
-        None: "nothing was printed on the console",
-        Stage.BOOT_LOADER: "the boot loader started, no kernel message",
-        Stage.KERNEL: "the kernel started",
-    }[console.last_stage]
+        return _reached_marker(console, report, mode, request)
+    reached = _REACHED[console.last_stage]
     if console.ending is Ending.NO_BOOT_LOADER:
         return Outcome.NO_BOOT_LOADER, _no_boot_loader(report.firmware, layout)
     if console.ending is Ending.NO_ROOT:
@@ -339,4 +393,27 @@ def _verdict(
         return Outcome.KERNEL_PANIC, f"the kernel panicked under {mode} (console: {console.ending_line})"
     if ended == "exited":
         return Outcome.STOPPED, f"the machine stopped (powered off, rebooted or crashed) before the marker; {reached}"
-    return Outcome.TIMEOUT, f"no marker within {timeout:g} s; {reached}"
+    message = f"no marker within {request.timeout:g} s; {reached}"
+    if report.accelerator is Accelerator.KVM and Stage.KERNEL not in console.reached:
+        # Seen on some hosts (nested virtualisation): KVM stops making progress in the boot loader, where the
+        # same disk boots under TCG.
+        report.remedy = Remedy.USE_TCG
+        message += "; KVM may hang at the boot loader on this host"
+    return Outcome.TIMEOUT, message
+
+
+def _reached_marker(console: Console, report: BootReport, mode: str, request: BootRequest) -> tuple[Outcome, str]:
+    """A boot that printed its marker works only with a network: cloud-init's marker (the default) comes after
+    its table of interfaces, so it must show one with an address; an expected output of the image's own need
+    not, and the report then says the network was not checked."""
+    booted = f"booted under {report.firmware.value}, {mode}"
+    if console.network is not None:
+        report.network_checked = True
+        return Outcome.BOOTED, f"{booted}; network up ({console.network})"
+    if request.expect is None:
+        report.network_checked = True
+        return Outcome.NO_NETWORK, (
+            f"cloud-init ran, but no network interface came up with an address under {mode}; the guest most "
+            f"likely has no driver for the {report.devices.nic.value} network device"
+        )
+    return Outcome.BOOTED, f"{booted}; network NOT checked: no interface with an address was seen on the console"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -12,7 +13,8 @@ from imagepack.cli.output import print_json, reported, setup_logging
 from imagepack.errors import EXIT_PROBLEMS
 
 if TYPE_CHECKING:
-    from imagepack.boot.run import BootReport, BootRequest
+    from imagepack.boot.console import Stage
+    from imagepack.boot.run import BootReport, BootRequest, BootWatcher
 
 EXAMPLES = """\b
 Examples:
@@ -49,6 +51,7 @@ def boot_request(
     console_log: Path | None = None,
     force: bool = False,
     accel: str | None = None,
+    on_stage: BootWatcher | None = None,
 ) -> BootRequest:
     """The boot options as the library's request, every typed value checked (a usage error if wrong)."""
     from imagepack.boot.machine import Accelerator
@@ -66,6 +69,7 @@ def boot_request(
         console_log=console_log,
         replace_console_log=force,
         accelerator=parse_choice(Accelerator, accel, "--accel"),
+        on_stage=on_stage,
     )
     request.pattern()
     return request
@@ -102,6 +106,7 @@ def boot_test_command(
             console_log=console_log,
             force=force,
             accel=accel,
+            on_stage=None if quiet else stage_printer(),
         )
         report = boot_test(path, request, policy=parse_policy(max_size))
         if json_output:
@@ -112,21 +117,76 @@ def boot_test_command(
             raise typer.Exit(EXIT_PROBLEMS)
 
 
+STAGE_PASSED = {
+    "firmware": "the firmware started",
+    "boot_loader": "the boot loader started",
+    "kernel": "the kernel started",
+    "userspace": "user space started (init)",
+    "cloud_init": "cloud-init started",
+    "network": "the network is up",
+    "marker": "the marker appeared",
+}
+
+
+def stage_printer(before: Callable[[], None] | None = None) -> BootWatcher:
+    """Says on stderr what the boot waits for, then each stage as it passes; `before`: called once first (the
+    caller's progress bar is done when the boot starts). Lines go through tqdm, which keeps a bar intact."""
+
+    def told(report: BootReport, stage: Stage | None, seconds: float) -> None:
+        import sys
+
+        from tqdm import tqdm
+
+        nonlocal before
+        if before is not None:
+            before()
+            before = None
+        if stage is None:
+            line = f"booting {report.source.name} under {report.firmware.value}, {report.launch_mode.value} "
+            line += f"({report.devices.describe()}), {report.accelerator.value.upper()}; {_waits_for(report)}"
+        else:
+            line = f"{seconds:6.1f} s  {STAGE_PASSED[stage.value]}"
+            if stage.value == "network" and report.network:
+                line += f" ({report.network})"
+        tqdm.write(f"imagepack: {line}", file=sys.stderr)
+
+    return told
+
+
+def _waits_for(report: BootReport) -> str:
+    from imagepack.boot.run import DEFAULT_MARKER
+
+    if report.expect == DEFAULT_MARKER:  # no --expect: what cloud-init prints, from the default seed or --seed
+        return (
+            f"waiting up to {report.timeout:g} s for cloud-init to print the seed's marker {report.expect} and "
+            "an interface with an address (an image without cloud-init never prints it: pass --expect REGEX "
+            "with what it prints once booted)"
+        )
+    return (
+        f"waiting up to {report.timeout:g} s for {report.expect!r} on the serial console (the network is "
+        "checked only if the console shows an interface with an address)"
+    )
+
+
 def print_boot_report(report: BootReport, *, quiet: bool, indent: str = "") -> None:
     import sys
 
     from imagepack.boot.console import Stage
+    from imagepack.cli.output import with_remedy
 
     if report.accelerator_note and not quiet:
         print(f"imagepack: note: {report.accelerator_note}", file=sys.stderr)
     verdict = "booted" if report.booted else "did NOT boot"
-    print(f"{indent}{report.source}: {verdict} under {report.accelerator.value.upper()}: {report.message}")
+    message = with_remedy(report.message, report.remedy)
+    print(f"{indent}{report.source}: {verdict} under {report.accelerator.value.upper()}: {message}")
     if quiet:
         return
     for stage in Stage:
         seconds = report.times.get(stage)
         shown = f"{seconds:.1f} s" if seconds is not None else "not reached"
         print(f"{indent}  {stage.value.replace('_', ' ') + ':':14}{shown}")
+    network = report.network or ("no interface came up" if report.network_checked else "NOT checked")
+    print(f"{indent}  {'network:':14}{network}")
     if report.console_log is not None:
         print(f"{indent}  console log:  {report.console_log}")
     if not report.booted and report.last_lines:

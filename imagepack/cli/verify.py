@@ -47,7 +47,7 @@ def verify_command(
     found, 1 unreadable (or the boot test could not run)."""
     setup_logging(quiet=quiet, verbose=verbose)
     with reported(verbose=verbose, json_output=json_output):
-        from imagepack.cli.boot import boot_request
+        from imagepack.cli.boot import boot_request, stage_printer
         from imagepack.cli.parse import parse_policy, parse_scratch
         from imagepack.errors import InvalidValueError
         from imagepack.oci.verify import verify_path
@@ -56,8 +56,10 @@ def verify_command(
         given = [flag for flag, value in (("--expect", expect), ("--timeout", timeout), ("--accel", accel)) if value]
         if given and not boot:
             raise InvalidValueError(f"{', '.join(given)} applies only with --boot")
-        request = boot_request(expect=expect, timeout=timeout, accel=accel) if boot else None
         with progress_bar(f"reading {path.name}", quiet=quiet) as on_progress:
+            # The boot says what it waits for and each stage it passes; the reading bar is full by then.
+            told = None if quiet else stage_printer(on_progress and (lambda: on_progress(1.0)))
+            request = boot_request(expect=expect, timeout=timeout, accel=accel, on_stage=told) if boot else None
             report = verify_path(
                 path,
                 strict=strict,

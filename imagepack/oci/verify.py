@@ -101,7 +101,7 @@ def _check_boot(report: VerifyReport, source: Source, request: BootRequest) -> N
     booted = boot_source(source, request)
     report.facts["boot"] = booted.to_json()
     if not booted.booted:
-        report.error(f"boot.{booted.outcome.value}", f"boot test: {booted.message}")
+        report.problems.append(Problem(f"boot.{booted.outcome.value}", f"boot test: {booted.message}", booted.remedy))
 
 
 def _check_compressed(report: VerifyReport, source: Source) -> None:
