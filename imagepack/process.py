@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import errno
 import logging
 import os
 import resource
@@ -20,7 +21,7 @@ import tempfile
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import IO
+from typing import IO, Any
 
 from imagepack.errors import ImagepackError
 from imagepack.signals import signals_held
@@ -134,6 +135,33 @@ def _check_limited(argv: tuple[str, ...], returncode: int, stderr: str, limits: 
     )
 
 
+def _popen(argv: tuple[str, ...], **kwargs: Any) -> subprocess.Popen[bytes]:
+    """subprocess.Popen, with the failures that come from our environment (too many open files or processes,
+    no memory to fork) said in one line with what to raise; a missing or unrunnable program stays an OSError
+    for the caller, who knows what the program is for."""
+    try:
+        return subprocess.Popen(argv, **kwargs)
+    except OSError as e:
+        hint = _ENVIRONMENT.get(e.errno or 0)
+        if hint is None:
+            raise
+        raise ImagepackError(
+            f"cannot start {os.path.basename(argv[0])}: {e.strerror} ({hint()})", code="resource-limit"
+        ) from None
+
+
+def _open_files_hint() -> str:
+    return f"imagepack may have {resource.getrlimit(resource.RLIMIT_NOFILE)[0]} files open: raise it with ulimit -n"
+
+
+_ENVIRONMENT: dict[int, Callable[[], str]] = {
+    errno.EMFILE: _open_files_hint,
+    errno.ENFILE: lambda: "the system's table of open files is full",
+    errno.EAGAIN: lambda: "too many processes: raise the limit with ulimit -u, or wait for others to end",
+    errno.ENOMEM: lambda: "out of memory, or the address-space limit imagepack runs under (ulimit -v) is too low",
+}
+
+
 def _kill_group(proc: subprocess.Popen[bytes]) -> None:
     with contextlib.suppress(ProcessLookupError):
         os.killpg(proc.pid, signal.SIGKILL)
@@ -163,7 +191,7 @@ def run(
             # Signals are held while the child starts, so that one arriving then is raised here, inside the
             # `try`, where the child is known and gets killed, never left running in its own session.
             with signals_held():
-                proc = subprocess.Popen(
+                proc = _popen(
                     argv,
                     stdin=subprocess.DEVNULL,
                     stdout=subprocess.PIPE,
@@ -248,7 +276,7 @@ def spawn(argv: Sequence[str], *, stdin: int | None = None) -> Iterator[Running]
         proc: subprocess.Popen[bytes] | None = None
         try:
             with signals_held():  # as in run(): a signal now is raised below, where the child is known
-                proc = subprocess.Popen(
+                proc = _popen(
                     argv,
                     stdin=subprocess.DEVNULL if stdin is None else stdin,
                     stdout=err,
@@ -273,7 +301,7 @@ def start_worker(argv: Sequence[str], *, pass_fds: Sequence[int] = ()) -> subpro
     argv = tuple(argv)
     log.debug("start: %s", " ".join(argv))
     with signals_held():
-        return subprocess.Popen(
+        return _popen(
             argv,
             stdin=subprocess.DEVNULL,
             pass_fds=tuple(pass_fds),
