@@ -61,6 +61,7 @@ class _ChildSetup:
     parent: int  # our pid: the child's parent, unless we have died already
     death_signal: int
     rlimits: tuple[tuple[int, int, int], ...] = ()  # (resource, soft, hard)
+    held: bool = False  # keep SIGINT and SIGTERM blocked, as they were while it started (one of our workers)
 
     def __call__(self) -> None:
         if _prctl is not None:
@@ -69,6 +70,8 @@ class _ChildSetup:
             os.kill(os.getpid(), signal.SIGKILL)
         for which, soft, hard in self.rlimits:
             resource.setrlimit(which, (soft, hard))
+        if not self.held:  # someone else's program must stop on SIGTERM, as anyone expects (signals_held blocked it)
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT, signal.SIGTERM})
 
 
 def _clamped(which: int, wanted: int) -> tuple[int, int]:
@@ -102,8 +105,8 @@ def _tighter(limits: Limits) -> str | None:
     return None
 
 
-def _setup(limits: Limits = Limits(), death_signal: int = signal.SIGKILL) -> _ChildSetup:
-    return _ChildSetup(os.getpid(), death_signal, _rlimits(limits))
+def _setup(limits: Limits = Limits(), death_signal: int = signal.SIGKILL, *, held: bool = False) -> _ChildSetup:
+    return _ChildSetup(os.getpid(), death_signal, _rlimits(limits), held)
 
 
 def _child_env(limits: Limits) -> dict[str, str] | None:
@@ -306,5 +309,5 @@ def start_worker(argv: Sequence[str], *, pass_fds: Sequence[int] = ()) -> subpro
             stdin=subprocess.DEVNULL,
             pass_fds=tuple(pass_fds),
             start_new_session=True,
-            preexec_fn=_setup(death_signal=signal.SIGTERM),
+            preexec_fn=_setup(death_signal=signal.SIGTERM, held=True),
         )

@@ -46,6 +46,12 @@ def processes(where: Callable[[list[bytes]], bool]) -> list[int]:
     return found
 
 
+def blocked(pid: int) -> int:
+    """The signals the process blocks (a mask, bit n-1 for signal n)."""
+    status = Path(f"/proc/{pid}/status").read_text()
+    return int(next(line.split()[1] for line in status.splitlines() if line.startswith("SigBlk:")), 16)
+
+
 def naming(program: str, text: str) -> Callable[[list[bytes]], bool]:
     return lambda argv: argv[0].endswith(program.encode()) and any(text.encode() in a for a in argv)
 
@@ -120,6 +126,7 @@ def test_kill_9_during_a_stream_vmdk_write_takes_qemu_nbd_along(
     serving = naming("qemu-nbd", str(random_qcow2))
     wait_until(lambda: processes(serving) and leftovers(out), "qemu-nbd serving the source while the vmdk is written")
     nbd = processes(serving)
+    assert not blocked(nbd[0]) & (1 << (signal.SIGTERM - 1)), "qemu-nbd was started with SIGTERM blocked"
     kill_and_reap(started, pid)
     wait_until(gone(nbd), "qemu-nbd ended after imagepack was killed", within=10)
     assert processes(serving) == []
