@@ -5,7 +5,6 @@ the batch becomes Interrupted, so the build's own cleanup runs (the temporary re
 
 from __future__ import annotations
 
-import ctypes
 import logging
 import os
 import signal
@@ -25,8 +24,6 @@ from imagepack.errors import ImagepackError, Interrupted
 from imagepack.inputs import open_source
 from imagepack.presets import build_for, make_for, preset_named
 from imagepack.progress import Progress
-
-PR_SET_PDEATHSIG = 1  # prctl(2): the signal a Linux child gets when its parent dies
 
 
 @dataclass(frozen=True)
@@ -48,10 +45,9 @@ class Job:
 
 def main() -> None:
     signals.install()
-    # Ctrl-C is the batch's to handle (we run in a session of our own); a batch killed outright takes us along.
+    # Ctrl-C is the batch's to handle (we run in a session of our own); a batch killed outright takes us along
+    # (process.start_worker asked for SIGTERM at its death before we started).
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    if sys.platform == "linux":
-        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
     logger = logging.getLogger("imagepack")
     logger.addHandler(logging.NullHandler())  # warnings travel in the results; the batch prints them once
     logger.propagate = False

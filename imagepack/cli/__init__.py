@@ -76,7 +76,9 @@ def _root(
 def main() -> None:
     from imagepack import signals
     from imagepack.cli.output import INTERRUPTED, report_unparsed
+    from imagepack.stdfds import ensure_standard_fds
 
+    ensure_standard_fds()
     signals.install()
     try:
         # Not standalone, so that a command line that does not parse is reported here, in --json too.

@@ -63,13 +63,16 @@ class Extent:
 
 
 class NbdClient:
-    """One connection to a read-only export on a Unix socket. Not thread-safe: one request at a time."""
+    """One connection to a read-only export, on a connected stream socket the client then owns (and closes). The
+    handshake waits `timeout` seconds at most for each answer; requests wait as long as they take. Not
+    thread-safe: one request at a time."""
 
-    def __init__(self, path: str) -> None:
-        self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    def __init__(self, sock: socket.socket, *, timeout: float | None = None) -> None:
+        self._sock = sock
         try:
-            self._sock.connect(path)
+            self._sock.settimeout(timeout)
             self.size, self._context = self._handshake()
+            self._sock.settimeout(None)
         except BaseException:
             self._sock.close()
             raise
