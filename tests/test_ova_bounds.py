@@ -1,0 +1,62 @@
+"""OVAs that state sizes to make the reader do unbounded work: capacity units with huge or malformed exponents,
+members whose header claims far more than the archive stores. Each is refused in one clear line, fast, with
+nothing left behind and the input untouched."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import file_digest, leftovers, run_cli
+from tests.test_ova import SIZE, ova_parts, python_tar, raw_disk
+
+__all__ = ["raw_disk"]  # the fixture, shared with test_ova
+
+
+def refused(tmp_path: Path, ova: Path, verb: str, expected: str) -> None:
+    before = file_digest(ova)
+    out = tmp_path / "out.qcow2"
+    result = run_cli(verb, str(ova), str(out), timeout=60) if verb == "convert" else run_cli(verb, str(ova), timeout=60)
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert expected in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+    assert "internal error" not in result.stderr
+    assert not out.exists()
+    assert leftovers(tmp_path) == []
+    assert file_digest(ova) == before
+
+
+UNKNOWN, ABOVE, NOT_A_NUMBER = "is not one we know", "above 2^64 bytes", "not a number"
+HOSTILE_UNITS = {
+    "huge-exponent": ("8", "byte * 2^4000000000", UNKNOWN),
+    "exponent-past-64": ("8", "byte * 2^65", UNKNOWN),
+    "product-past-64": ("8", "byte * 2^62", ABOVE),
+    "huge-number-times-unit": ("99999999999999999999", "byte * 2^40", ABOVE),
+    "negative-exponent": ("8", "byte * 2^-20", UNKNOWN),
+    "nested-exponent": ("8", "byte * 2^2^30", UNKNOWN),
+    "huge-multiplier": ("8", "byte * 99999999999999999999999999 * 2^20", UNKNOWN),
+    "non-numeric-exponent": ("8", "byte * 2^x", UNKNOWN),
+    "unicode-exponent": ("8", "byte * 2^\u0662\u0660", UNKNOWN),
+    "superscript-capacity": ("\u00b2", "byte * 2^20", NOT_A_NUMBER),
+    "unicode-capacity": ("\u0668", "byte * 2^20", NOT_A_NUMBER),
+    "huge-capacity": ("9" * 5000, "byte", NOT_A_NUMBER),
+}
+
+
+@pytest.mark.parametrize("kind", sorted(HOSTILE_UNITS))
+def test_a_hostile_capacity_unit_is_refused_without_computing_it(tmp_path: Path, raw_disk: Path, kind: str) -> None:
+    capacity, unit, expected = HOSTILE_UNITS[kind]
+    text, disk = ova_parts(tmp_path, raw_disk, capacity_mib=SIZE // 1024**2)
+    text = text.replace('ovf:capacity="8"', f'ovf:capacity="{capacity}"').replace("byte * 2^20", unit)
+    ova = python_tar(tmp_path / "units.ova", [("vm.ovf", text.encode()), ("vm-disk1.vmdk", disk)])
+    refused(tmp_path, ova, "info", expected)
+
+
+def test_a_capacity_unit_up_to_2_64_bytes_is_read(tmp_path: Path, raw_disk: Path) -> None:
+    text, disk = ova_parts(tmp_path, raw_disk)
+    text = text.replace('ovf:capacity="8"', 'ovf:capacity="8388608"').replace("byte * 2^20", "byte")
+    ova = python_tar(tmp_path / "bytes.ova", [("vm.ovf", text.encode()), ("vm-disk1.vmdk", disk)])
+    result = run_cli("info", str(ova), "--json")
+    assert result.returncode == 0, result.stderr
+    assert f'"capacity": {SIZE}' in result.stdout
