@@ -75,6 +75,7 @@ def scan(path: Path, *, compressed: bool, file_size: int, member_limit: int) -> 
                 label=path,
                 member_limit=min(member_limit, max_total),
                 max_total=max_total,
+                real_limit=member_limit,
                 seekable_size=None if compressed else file_size,
             )
     except STREAM_ERRORS as e:
