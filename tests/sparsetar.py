@@ -14,7 +14,10 @@ def _padded(data: bytes) -> bytes:
 
 
 def _octal(value: int, width: int) -> bytes:
-    return f"{value:0{width - 1}o}".encode() + b"\0"
+    """Octal where it fits, else GNU's base-256 (a first byte of 0x80)."""
+    if value < 8 ** (width - 1):
+        return f"{value:0{width - 1}o}".encode() + b"\0"
+    return b"\x80" + value.to_bytes(width - 1, "big")
 
 
 def _header(
