@@ -8,12 +8,13 @@ from __future__ import annotations
 import gzip
 import os
 import subprocess
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
 from imagepack.errors import ArchiveError, UnreadableError
-from imagepack.tarmembers import extract_member, members, scan
+from imagepack.tarmembers import Member, extract_member, members, scan
 from tests import sparsetar
 from tests.conftest import file_digest, leftovers, run_cli
 
@@ -48,6 +49,20 @@ def gnu_tar(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(["tar", *args], capture_output=True, text=True, check=False)
 
 
+@dataclass(frozen=True)
+class PlainTar:
+    path: Path
+    compressed: bool = False
+
+
+def extract(tar: Path, found: Member, out: Path) -> int:
+    fd = os.open(out, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        return extract_member(PlainTar(tar), found, fd, 0, limit=10 * MIB)
+    finally:
+        os.close(fd)
+
+
 def refused_by_scan(path: Path) -> str:
     with pytest.raises((ArchiveError, UnreadableError)) as caught:
         scan(path, compressed=False, file_size=path.stat().st_size, member_limit=10 * MIB)
@@ -66,17 +81,8 @@ def test_an_honest_sparse_member_reads_back_what_gnu_tar_extracts(tmp_path: Path
     scan(tar, compressed=False, file_size=tar.stat().st_size, member_limit=10 * MIB)
     found = {m.name: m for _, m in members(tar, compressed=False, holds="files")}
     assert sorted(found) == ["disk.raw", "next"] and found["disk.raw"].size == MIB and found["disk.raw"].sparse
-
-    class Layout:
-        path = tar
-        compressed = False
-
     out = tmp_path / "out.raw"
-    fd = os.open(out, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    try:
-        assert extract_member(Layout(), found["disk.raw"], fd, 0, limit=10 * MIB) == MIB
-    finally:
-        os.close(fd)
+    assert extract(tar, found["disk.raw"], out) == MIB
     assert out.read_bytes() == expected
     assert os.stat(out).st_blocks * 512 < MIB // 2  # the holes stay holes
 
@@ -153,3 +159,21 @@ def test_a_sparse_disk_of_a_tebibyte_is_read_by_its_map_not_by_its_holes(tmp_pat
     result = run_cli("info", str(tar), "--json", "--max-size", "2T", timeout=60)
     assert result.returncode == 0, result.stderr
     assert f'"virtual_size": {tib}' in result.stdout
+
+
+@pytest.mark.parametrize("version", ["oldgnu", "0.0", "0.1", "1.0"])
+def test_what_gnu_tar_writes_in_each_sparse_format_is_taken_whole(tmp_path: Path, version: str) -> None:
+    disk = tmp_path / "disk.raw"
+    with open(disk, "wb") as f:
+        f.truncate(8 * MIB)
+        f.seek(3_000_000)
+        f.write(b"data" * 1000)
+    tar = tmp_path / "s.tar"
+    form = ["--format=oldgnu"] if version == "oldgnu" else ["--format=pax", f"--sparse-version={version}"]
+    assert gnu_tar("-cS", *form, "-f", str(tar), "-C", str(tmp_path), "disk.raw").returncode == 0
+    scan(tar, compressed=False, file_size=tar.stat().st_size, member_limit=10 * MIB)
+    [(_, found)] = list(members(tar, compressed=False, holds="one file"))
+    assert (found.name, found.size, found.sparse) == ("disk.raw", 8 * MIB, True)
+    out = tmp_path / "out.raw"
+    extract(tar, found, out)
+    assert out.read_bytes() == disk.read_bytes()
