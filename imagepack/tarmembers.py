@@ -6,18 +6,20 @@ from __future__ import annotations
 
 import contextlib
 import gzip
+import io
+import os
 import tarfile
 import unicodedata
 import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO, Protocol
+from typing import Any, BinaryIO, Protocol, cast
 
 from imagepack.errors import ArchiveError, UnreadableError
 from imagepack.formats import ByteSource
 from imagepack.oci.tarscan import scan_tar
-from imagepack.sparse import write_stream_sparse
+from imagepack.sparse import STREAM_CHUNK, write_stream_sparse
 
 RECORD = 20 * 512  # tar's default record; GNU tar and tarfile pad archives to it
 DEFLATE_MAX_RATIO = 1032  # deflate cannot expand data more than this, so a gzip's size bounds its content
@@ -75,6 +77,7 @@ def scan(path: Path, *, compressed: bool, file_size: int, member_limit: int) -> 
                 label=path,
                 member_limit=min(member_limit, max_total),
                 max_total=max_total,
+                real_limit=member_limit,
                 seekable_size=None if compressed else file_size,
             )
     except STREAM_ERRORS as e:
@@ -164,13 +167,23 @@ def extract_member(
 ) -> int:
     """Stream one member (from a gzip-wrapped archive, or a sparse member) into `out_fd` at `out_offset`,
     refusing to write more than `limit` bytes, and returns the bytes it holds. Runs of zeroes are left as
-    holes, so a member of zeroes costs no disk. `after_first_chunk` may check what was written so far and
+    holes, so a member of zeroes costs no disk, and a sparse member's holes are never read at all: its stored
+    runs are written where its map puts them. `after_first_chunk` may check what was written so far and
     return a tighter limit (what the disk's own header says it can need)."""
+
+    def too_large(n: int) -> ArchiveError:
+        return ArchiveError(f"{layout.path}: member '{member.name}' expands past {n} bytes")
+
     try:
+        extents = None
         with open_tar(layout.path, layout.compressed) as tar:
             for info in tar:
                 if info.offset != member.header_offset:
                     continue
+                if info.sparse is not None:
+                    pairs = cast("list[tuple[int, int]]", info.sparse)
+                    extents = [(offset, size) for offset, size in pairs if size]
+                    break
                 stream = tar.extractfile(info)
                 assert stream is not None
                 return write_stream_sparse(
@@ -178,11 +191,73 @@ def extract_member(
                     out_fd,
                     out_offset,
                     limit=limit,
-                    too_large=lambda n: ArchiveError(f"{layout.path}: member '{member.name}' expands past {n} bytes"),
+                    too_large=too_large,
                     after_first_chunk=after_first_chunk,
                 )
+        if extents is None:
+            raise ArchiveError(f"{layout.path}: member '{member.name}' vanished while reading")
+        return _extract_by_map(layout, member, extents, out_fd, out_offset, limit, too_large, after_first_chunk)
     except (tarfile.TarError, *STREAM_ERRORS) as e:
         if isinstance(e, OSError) and e.filename is None and e.errno is not None:
             raise ArchiveError(f"{layout.path}: extracting '{member.name}' failed: {e.strerror}") from None
         raise UnreadableError(f"{layout.path}: the archive is truncated or damaged ({e})") from None
-    raise ArchiveError(f"{layout.path}: member '{member.name}' vanished while reading")
+
+
+def _extract_by_map(
+    layout: TarLocation,
+    member: Member,
+    extents: list[tuple[int, int]],
+    out_fd: int,
+    out_offset: int,
+    limit: int,
+    too_large: Callable[[int], ArchiveError],
+    after_first_chunk: Callable[[], int] | None,
+) -> int:
+    """A sparse member's stored runs (its map checked by the header pass: in order, inside its size, adding up
+    to what is stored), each written at its place; the holes between cost neither reading nor disk."""
+    if member.size > limit:
+        raise too_large(limit)
+    with open_stream(layout.path, layout.compressed) as stream:
+        stream.seek(member.data_offset)  # forward only: a gzip stream decodes up to it, once
+        for offset, size in extents:
+            window = io.BufferedReader(_Window(stream, size))
+            copied = write_stream_sparse(window, out_fd, out_offset + offset, limit=size, too_large=too_large)
+            if copied != size:
+                raise UnreadableError(f"{layout.path}: member '{member.name}' is cut short; the archive is truncated")
+            if after_first_chunk is not None and offset + size >= STREAM_CHUNK:
+                limit = min(limit, _check_so_far(out_fd, out_offset + offset + size, after_first_chunk))
+                after_first_chunk = None
+                if member.size > limit:
+                    raise too_large(limit)
+    end = out_offset + member.size
+    if os.fstat(out_fd).st_size < end:
+        os.ftruncate(out_fd, end)
+    if after_first_chunk is not None and member.size > _check_so_far(out_fd, end, after_first_chunk):
+        raise too_large(limit)
+    return member.size
+
+
+def _check_so_far(out_fd: int, end: int, check: Callable[[], int]) -> int:
+    """The check given the output's length up to `end`, so a trailing hole is part of what it sees."""
+    if os.fstat(out_fd).st_size < end:
+        os.ftruncate(out_fd, end)
+    return check()
+
+
+class _Window(io.RawIOBase):
+    """The next `size` bytes of a stream, and no more."""
+
+    def __init__(self, stream: BinaryIO, size: int) -> None:
+        super().__init__()
+        self.stream = stream
+        self.left = size
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        view = memoryview(buffer).cast("B")
+        data = self.stream.read(min(len(view), self.left))
+        view[: len(data)] = data
+        self.left -= len(data)
+        return len(data)

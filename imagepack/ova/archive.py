@@ -11,10 +11,12 @@ from pathlib import Path
 
 from imagepack.errors import ArchiveError, UnreadableError
 from imagepack.formats import ByteSource, Container, detect
+from imagepack.oci.archive import disk_size_limit
 from imagepack.ova.descriptor import MAX_DESCRIPTOR, Descriptor, parse_descriptor
 from imagepack.tarmembers import Member, member_stream, members, normalised, read_member, scan
 
-MAX_MANIFEST = 1024 * 1024
+MAX_MANIFEST = 1024 * 1024  # a certificate too
+MAX_AUX = 64 * 1024 * 1024  # a referenced file that is not a disk (NVRAM: a few hundred KiB)
 _MANIFEST_LINE = re.compile(r"^(SHA1|SHA256|SHA512)\s*\((.+)\)\s*=\s*([0-9a-fA-F]+)$")
 _HOLDS = "an OVA holds regular files only"
 _CHUNK = 1024 * 1024
@@ -57,6 +59,11 @@ def read_ova_layout(path: Path, *, max_disk_size: int) -> OvaLayout:
     compressed = found.archive is Container.GZIP
     scan(path, compressed=compressed, file_size=file_size, member_limit=max_disk_size)
     listed = list(members(path, compressed=compressed, holds=_HOLDS))
+    for sparse in [m for _, m in listed if m.sparse]:
+        raise ArchiveError(
+            f"{path}: member '{sparse.name}' is stored GNU-sparse ({sparse.size} bytes stated), which no OVA "
+            "writer does; refusing it"
+        )
     ovfs = [m for _, m in listed if m.name.lower().endswith(".ovf")]
     if len(ovfs) != 1:
         raise ArchiveError(f"{path}: an OVA holds one .ovf descriptor; this one has {len(ovfs)}")
@@ -84,9 +91,32 @@ def read_ova_layout(path: Path, *, max_disk_size: int) -> OvaLayout:
         key = normalised(member.name)
         if key not in known and not key.endswith(".cert"):
             raise ArchiveError(f"{path}: unexpected member '{member.name}'; the descriptor does not reference it")
-        if key in {normalised(d.file) for d in descriptor.disks} and member.size > max_disk_size:
-            raise ArchiveError(f"{path}: disk member '{member.name}' of {member.size} bytes is larger than the limit")
+    _check_sizes(path, [m for _, m in listed], descriptor, max_disk_size)
     return OvaLayout(path, compressed, ovfs[0], descriptor, files, manifests[0] if manifests else None)
+
+
+def _check_sizes(path: Path, listed: list[Member], descriptor: Descriptor, max_disk_size: int) -> None:
+    """Every member bounded before any is read or hashed: a disk by the limit and by the capacity the descriptor
+    gives it, everything else (descriptor, manifest, certificate, NVRAM) by what such a file can honestly hold."""
+    disks = {normalised(d.file): d for d in descriptor.disks}
+    for member in listed:
+        key = normalised(member.name)
+        disk = disks.get(key)
+        if disk is None:
+            limit = (
+                MAX_DESCRIPTOR if key.endswith(".ovf") else MAX_MANIFEST if key.endswith((".mf", ".cert")) else MAX_AUX
+            )
+            if member.size > limit:
+                raise ArchiveError(f"{path}: member '{member.name}' of {member.size} bytes is larger than {limit}")
+            continue
+        if member.size > max_disk_size:
+            raise ArchiveError(f"{path}: disk member '{member.name}' of {member.size} bytes is larger than the limit")
+        if member.size > disk_size_limit(disk.capacity):
+            raise ArchiveError(
+                f"{path}: disk member '{member.name}' of {member.size} bytes is larger than a disk of the "
+                f"{disk.capacity} bytes its descriptor states can need; refusing it",
+                code="archive.capacity-mismatch",
+            )
 
 
 @dataclass(frozen=True)
@@ -111,9 +141,11 @@ def verify_manifest(layout: OvaLayout) -> list[str]:
         if match is None:
             raise ArchiveError(f"{layout.path}: manifest line {line[:60]!r} is not a SHA1/SHA256 digest")
         algorithm, name, expected = match[1].lower(), match[2], match[3].lower()
-        member = by_key.get(normalised(name))
+        member = by_key.pop(normalised(name), None)
         if member is None:
-            raise ArchiveError(f"{layout.path}: the manifest lists '{name}', which the OVA does not hold")
+            raise ArchiveError(
+                f"{layout.path}: the manifest lists '{name}', which the OVA does not hold or it lists twice"
+            )
         digest = hashlib.new(algorithm)
         read = 0
         with member_stream(layout, member) as stream:

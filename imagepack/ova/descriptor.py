@@ -18,8 +18,11 @@ MAX_DESCRIPTOR = 4 * 1024 * 1024  # ovftool's descriptors are a few tens of KiB
 
 # rasd:ResourceType of the controllers a disk item hangs from (CIM_ResourceAllocationSettingData).
 _CONTROLLERS = {"5": "ide", "6": "scsi", "20": "sata"}
-_UNIT = re.compile(r"^byte(?:\s*\*\s*2\s*\^\s*(\d+))?$")
+# A programmatic unit (DSP0004): "byte", or "byte * 2^N" with N in ASCII digits; nothing nested or negative.
+_UNIT = re.compile(r"byte(?:\s*\*\s*2\s*\^\s*([0-9]{1,3}))?", re.ASCII)
 _UNIT_NAMES = {"kilobytes": 10, "megabytes": 20, "gigabytes": 30, "terabytes": 40}
+_NUMBER = re.compile(r"[0-9]{1,20}", re.ASCII)  # isdigit() would take '²', which int() then refuses
+MAX_CAPACITY_BITS = 64  # no disk is larger than 2^64 bytes; a capacity beyond is refused, never computed
 
 # vmw:osType (ovftool) and vbox:OSType (VirtualBox) to OCI's (operating system, version), only where unambiguous.
 _GUEST_OS: dict[str, tuple[str, str | None]] = {
@@ -94,10 +97,20 @@ def _unit_shift(units: str | None, label: str) -> int:
     spelled = units.strip().lower()
     if spelled in _UNIT_NAMES:
         return _UNIT_NAMES[spelled]
-    match = _UNIT.match(spelled)
-    if match is None:
-        raise ArchiveError(f"{label}: capacity unit '{units}' is not one we know (like 'byte * 2^30')")
+    match = _UNIT.fullmatch(spelled)
+    if match is None or int(match[1] or 0) > MAX_CAPACITY_BITS:
+        raise ArchiveError(f"{label}: capacity unit {units[:40]!r} is not one we know (like 'byte * 2^30')")
     return int(match[1] or 0)
+
+
+def _capacity(disk_id: str, capacity: str, units: str | None, label: str) -> int:
+    """Bytes for a disk's capacity in its unit, refused above 2^64 before the product is ever computed."""
+    if not _NUMBER.fullmatch(capacity):
+        raise ArchiveError(f"{label}: disk '{disk_id}' has capacity {capacity[:30]!r}, not a number")
+    number, shift = int(capacity), _unit_shift(units, label)
+    if number.bit_length() + shift > MAX_CAPACITY_BITS:
+        raise ArchiveError(f"{label}: disk '{disk_id}' claims a capacity above 2^64 bytes; refusing it")
+    return number << shift
 
 
 def parse_descriptor(data: bytes, *, label: str) -> Descriptor:
@@ -119,7 +132,7 @@ def parse_descriptor(data: bytes, *, label: str) -> Descriptor:
         files[file_id] = href
         size_text = _attr(element, "size")
         if size_text is not None:
-            if not size_text.isdigit() or len(size_text) > 20:
+            if not _NUMBER.fullmatch(size_text):
                 raise ArchiveError(f"{label}: file '{href}' has size '{size_text[:30]}', not a number")
             sizes[href] = int(size_text)
     controllers = _controllers(root)
@@ -130,9 +143,7 @@ def parse_descriptor(data: bytes, *, label: str) -> Descriptor:
             raise ArchiveError(f"{label}: a DiskSection/Disk has no ovf:diskId or ovf:capacity")
         if file_ref is None or file_ref not in files:
             raise ArchiveError(f"{label}: disk '{disk_id}' names no file in References")
-        if not capacity.isdigit() or len(capacity) > 20:
-            raise ArchiveError(f"{label}: disk '{disk_id}' has capacity '{capacity[:30]}', not a number")
-        size = int(capacity) << _unit_shift(_attr(element, "capacityAllocationUnits"), label)
+        size = _capacity(disk_id, capacity, _attr(element, "capacityAllocationUnits"), label)
         disks.append(OvfDisk(disk_id, files[file_ref], size, controllers.get(disk_id)))
     os_type = _os_type(root)
     operating_system, version = _GUEST_OS.get(os_type.lower(), (None, None)) if os_type else (None, None)
