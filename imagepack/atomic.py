@@ -129,7 +129,8 @@ def atomic_outputs(
             folders.clear()
     except OSError as e:
         _remove(folders)
-        raise write_failed(e, targets[0].parent, needed=needed) from None
+        only = targets[0] if len(targets) == 1 else None
+        raise write_failed(e, targets[0].parent, needed=needed, file=only) from None
     except ImagepackError as e:
         _remove(folders)
         if isinstance(e, NoSpaceError):  # what is free once our temporaries are gone

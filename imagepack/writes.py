@@ -67,14 +67,17 @@ class NoSpaceError(OutputError):
         )
 
 
-def write_failed(e: OSError, where: Path, *, needed: int | None = None) -> OutputError:
-    """The one line for a write into the directory `where` that failed: for a full file system, what is free
-    there and what was needed (where known); otherwise the system's own words."""
-    if e.errno == errno.EFBIG:
-        return OutputError(f"{where}: the file grew past the largest file this system allows; write elsewhere")
-    if e.errno in FULL_ERRNOS:
+def write_failed(e: OSError, where: Path, *, needed: int | None = None, file: Path | None = None) -> OutputError:
+    """The one line for a write into the directory `where` (of the output `file`, if one) that failed: for a full
+    file system, what is free there and what was needed (where known); otherwise the system's own words."""
+    if e.errno in FULL_ERRNOS and e.errno != errno.EFBIG:
         return NoSpaceError(where, needed=needed, quota=e.errno == errno.EDQUOT)
-    return OutputError(f"{where}: writing failed: {e.strerror or e}; nothing was written")
+    if e.errno == errno.EFBIG:
+        return OutputError(
+            f"{file or where}: the file grew past the largest file allowed here (the file system's limit, or "
+            "'ulimit -f'); nothing was written; write elsewhere"
+        )
+    return OutputError(f"{file or where}: writing failed: {e.strerror or e}; nothing was written")
 
 
 def _mib(n: int) -> str:

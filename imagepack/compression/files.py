@@ -236,7 +236,7 @@ def decompress_file(
             sums = digester.result() if digester else None
         except STREAM_ERRORS as e:
             if isinstance(e, OSError) and e.errno is not None:
-                raise write_failed(e, target.parent, needed=declared) from None
+                raise write_failed(e, target.parent, needed=declared, file=target) from None
             raise damaged(source, kind, e) from None
         finally:
             os.close(fd)
