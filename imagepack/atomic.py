@@ -4,12 +4,13 @@ then renamed over it."""
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import shutil
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
-from imagepack.errors import ImagepackError, OutputError
+from imagepack.errors import ImagepackError, OutputError, QemuImgError
 from imagepack.leftovers import owner_tag, remove_dead_temporaries
 from imagepack.problems import Remedy
 from imagepack.renames import rename_noreplace
@@ -136,6 +137,8 @@ def atomic_outputs(
         if isinstance(e, NoSpaceError):  # what is free once our temporaries are gone
             e.needed = e.needed if e.needed is not None else needed
             e.measure()
+        elif isinstance(e, QemuImgError) and (full := _full_in_words(e.message)) is not None:
+            raise NoSpaceError(targets[0].parent, needed=needed, quota=full == errno.EDQUOT) from None
         # qemu-img names the file it wrote; the user asked for the target and never sees the temporary name.
         for folder, target in zip(folders, targets, strict=False):
             temp = folder / target.name
@@ -166,6 +169,15 @@ def _rename_all(temps: Sequence[Path], targets: Sequence[Path], replacing: Seque
                     os.unlink(new)
             raise _exists(target) from None
         placed.append(target)
+
+
+def _full_in_words(message: str) -> int | None:
+    """The errno a program's message (qemu-img's: "error while writing at byte N: No space left on device")
+    reports when it ran out of room writing our temporary, if it does."""
+    for code in (errno.ENOSPC, errno.EDQUOT):
+        if os.strerror(code) in message:
+            return code
+    return None
 
 
 def _remove(folders: list[Path]) -> None:

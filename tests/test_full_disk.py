@@ -3,10 +3,13 @@ behind (no output, no temporary), on a real tmpfs of a few MiB."""
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import os
 import random
 import subprocess
+import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -98,3 +101,49 @@ def test_a_write_that_fits_still_succeeds_on_the_small_file_system(
     assert done.returncode == 0, done.stderr
     assert (full / "three.raw").read_bytes() == three.read_bytes()
     assert sorted(os.listdir(full)) == ["three.raw"]
+
+
+def test_qemu_img_running_out_of_room_midway_is_the_same_one_line(
+    tmp_path: Path, mount_tmpfs: Callable[[str], Path]
+) -> None:
+    """The free-space check passed, then another writer took the room: qemu-img's own failure is told as ours."""
+    source = tmp_path / "noise.raw"
+    source.write_bytes(random.Random(7).randbytes(48 * MIB))
+    full = mount_tmpfs("64m")
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "imagepack",
+            "convert",
+            "--compress",
+            "--threads",
+            "1",
+            str(source),
+            str(full / "o.qcow2"),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    filler = full / "filler"
+    try:
+        deadline = time.monotonic() + 60
+        while not any(f.stat().st_size > MIB for d in full.glob(".*imagepack-*") for f in d.iterdir()):
+            assert proc.poll() is None, proc.communicate()
+            assert time.monotonic() < deadline, "the convert never started writing"
+            time.sleep(0.01)
+        with open(filler, "wb") as f, contextlib.suppress(OSError):
+            while True:
+                f.write(bytes(MIB))
+                f.flush()
+        _, stderr = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    filler.unlink()
+    assert proc.returncode == 1, stderr
+    lines = stderr.strip().splitlines()
+    assert len(lines) == 1 and f"no space left on {full}: free " in lines[0] and "needed " in lines[0], stderr
+    assert os.listdir(full) == []
