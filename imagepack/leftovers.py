@@ -3,14 +3,15 @@
 Every hidden directory imagepack makes beside an output (an output's temporary, `.NAME.imagepack-...tmp`) or
 as scratch (`.imagepack-...tmp`) is named with its owner process: its pid and the time the process started (from
 /proc/PID/stat, so that a pid the system gave to another process since is not taken for ours). A run that
-writes into a directory first removes there the temporaries whose owner is gone (kill -9, the OOM killer, a
-power cut): only directories named as ours, of our user, closed to others as we make them; never one whose
-owner still runs, never anything else."""
+writes into a directory first removes there the temporaries whose owner is gone (kill -9, the OOM killer):
+only directories named as ours, of our user, closed to others as we make them, made in this boot
+and pid namespace; never one whose owner still runs, never anything else."""
 
 from __future__ import annotations
 
 import contextlib
 import functools
+import hashlib
 import os
 import re
 import secrets
@@ -22,13 +23,26 @@ from pathlib import Path
 
 from imagepack.signals import signals_held
 
-_PATTERN = re.compile(r"^\.(?:.+\.)?imagepack-(\d{1,10})-(\d{1,20})-[0-9a-f]{8}\.tmp$")
+_PATTERN = re.compile(r"^\.(?:.+\.)?imagepack-(\d{1,10})-(\d{1,20})-([0-9a-f]{6})-[0-9a-f]{8}\.tmp$")
 
 
 def owner_tag() -> str:
-    """`imagepack-PID-START-RANDOM.tmp` for this process: what names its temporaries."""
+    """`imagepack-PID-START-SYSTEM-RANDOM.tmp` for this process: what names its temporaries. SYSTEM stands for
+    this boot and pid namespace: a pid means this process only there (not in another container sharing the
+    directory, another machine on a network file system, or before a reboot)."""
     pid = os.getpid()
-    return f"imagepack-{pid}-{_own_start(pid) or 0}-{secrets.token_hex(4)}.tmp"
+    return f"imagepack-{pid}-{_own_start(pid) or 0}-{_system()}-{secrets.token_hex(4)}.tmp"
+
+
+@functools.cache
+def _system() -> str:
+    parts = []
+    for path in ("/proc/sys/kernel/random/boot_id", "/proc/self/ns/pid"):
+        try:
+            parts.append(os.readlink(path) if path.endswith("/pid") else Path(path).read_text().strip())
+        except OSError:
+            parts.append("")
+    return hashlib.sha256("\0".join(parts).encode()).hexdigest()[:6]
 
 
 @functools.cache
@@ -62,6 +76,8 @@ def is_ours_and_dead(entry: os.DirEntry[str]) -> bool:
     """A directory named as one of our temporaries, of our user and closed to others, whose owner is gone."""
     found = _PATTERN.match(entry.name)
     if found is None or int(found.group(2)) == 0:  # 0: made where the owner's start could not be read
+        return False
+    if found.group(3) != _system():  # another boot, container or machine: its pids are not ours to look up
         return False
     try:
         st = entry.stat(follow_symlinks=False)

@@ -109,12 +109,15 @@ def test_a_killed_convert_leaves_temporaries_the_next_run_removes(tmp_path: Path
     foreign = out_dir / ".y.imagepack-1-1-0123abcd.tmp"  # named like ours, but open to others: not ours
     foreign.mkdir(mode=0o755)
     os.chmod(foreign, 0o755)
-    reused = out_dir / f".z.imagepack-{os.getpid()}-1-0123abcd.tmp"  # our pid, another start time: a dead owner
+    _, pid, _, system, _ = owner_tag().split("-")
+    reused = out_dir / f".z.imagepack-{pid}-1-{system}-0123abcd.tmp"  # our pid, another start: a dead owner
     reused.mkdir(mode=0o700)
+    elsewhere = out_dir / f".w.imagepack-{pid}-1-{int(system, 16) ^ 1:06x}-0123abcd.tmp"  # another container's
+    elsewhere.mkdir(mode=0o700)
 
     small = tmp_path / "small.raw"
     small.write_bytes(bytes(MIB))
     done = run_cli("convert", str(small), str(out_dir / "small.qcow2"))
     assert done.returncode == 0, done.stderr
-    assert sorted(p.name for p in _temporaries(out_dir)) == sorted([alive.name, foreign.name])
+    assert sorted(p.name for p in _temporaries(out_dir)) == sorted([alive.name, foreign.name, elsewhere.name])
     assert not any(p.exists() for p in left) and not reused.exists()
