@@ -4,22 +4,31 @@ then renamed over it."""
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
-import secrets
 import shutil
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
-from imagepack.errors import ImagepackError, OutputError
+from imagepack.errors import ImagepackError, OutputError, QemuImgError
+from imagepack.leftovers import owner_tag, remove_dead_temporaries
 from imagepack.problems import Remedy
+from imagepack.renames import rename_noreplace
 from imagepack.signals import signals_held
+from imagepack.writes import NoSpaceError, write_failed
 
 TEMP_MARK = ".imagepack-"
 
 
 def temp_dir_for(target: Path) -> Path:
-    """A hidden directory beside the target, so the final rename never crosses file systems."""
-    return target.parent / f".{target.name}{TEMP_MARK}{secrets.token_hex(4)}.tmp"
+    """A hidden directory beside the target, so the final rename never crosses file systems; its name says
+    which process owns it (leftovers.py), so that a later run can remove it if this one is killed."""
+    return target.parent / f".{target.name}.{owner_tag()}"
+
+
+# What check_target decided for each output: whether it may replace a file there (--force). A file that
+# appears at a target not allowed to be replaced is another writer's, and the final rename refuses it.
+_may_replace: dict[str, bool] = {}
 
 
 def check_target(target: Path, *, force: bool, inputs: tuple[Path, ...] = ()) -> None:
@@ -33,11 +42,16 @@ def check_target(target: Path, *, force: bool, inputs: tuple[Path, ...] = ()) ->
     if target.is_dir() and not target.is_symlink():
         raise OutputError(f"{target}: is a directory; give a file name for the output")
     if os.path.lexists(target) and not force:
-        raise OutputError(f"{target}: already exists", code="output.exists", remedy=Remedy.REPLACE_OUTPUT)
+        raise _exists(target)
+    _may_replace[os.path.abspath(target)] = force
     if not target.parent.is_dir():
         raise OutputError(f"{target.parent}: directory does not exist")
     if not os.access(target.parent, os.W_OK):
         raise OutputError(f"{target.parent}: directory is not writable")
+
+
+def _exists(target: Path) -> OutputError:
+    return OutputError(f"{target}: already exists", code="output.exists", remedy=Remedy.REPLACE_OUTPUT)
 
 
 def check_free_space(target: Path, needed: int) -> None:
@@ -62,28 +76,39 @@ def fsync_path(path: Path) -> None:
 
 
 @contextlib.contextmanager
-def atomic_output(target: Path, *, sync: bool = False) -> Iterator[Path]:
+def atomic_output(target: Path, *, sync: bool = False, needed: int | None = None) -> Iterator[Path]:
     """Yield a temporary path to write; on success it is renamed over `target` (see atomic_outputs)."""
-    with atomic_outputs([target], sync=sync) as (temp,):
+    with atomic_outputs([target], sync=sync, needed=needed) as (temp,):
         yield temp
 
 
 @contextlib.contextmanager
-def atomic_outputs(targets: Sequence[Path], *, sync: bool = False) -> Iterator[tuple[Path, ...]]:
+def atomic_outputs(
+    targets: Sequence[Path], *, sync: bool = False, needed: int | None = None
+) -> Iterator[tuple[Path, ...]]:
     """Yield a temporary path per target; when the block succeeds they are all renamed into place together.
 
     Each temporary path has the target's own file name, inside a hidden directory of its own in the target's
     directory: a file that records its own name (a vmdk's descriptor names its extent file) names the final
     file. On any failure, Ctrl-C or SIGTERM (raised as Interrupted) the temporary directories are removed and
     no target is touched. A target that is a symlink is replaced by the new file; the file it pointed to is
-    never written. The renames run back to back with those signals held, so a set of outputs (a disk and its
-    metadata) appears together or not at all.
+    never written; a target that did not exist is never replaced by a file another writer put there meanwhile
+    (refused as output.exists), nor is one that check_target refused to replace without --force. A file system
+    that fills up is one error line naming the directory, what is free there and `needed` (where known). Dead
+    runs' temporaries in the targets' directories are removed first (leftovers.py). The renames run back to
+    back with those signals held, so a set of outputs (a disk and its metadata) appears together or not at all.
 
     The new data is flushed to disk before the rename when `sync` is asked for, and always when the rename
     replaces an existing file, so that a power cut can never lose the old file without the new one. A new
     file is otherwise left to the page cache like any other writer's (qemu-img's included): flushing
     gigabytes costs several times the conversion itself."""
-    durable = [sync or os.path.lexists(target) for target in targets]
+    existing = [os.path.lexists(target) for target in targets]
+    durable = [sync or exists for exists in existing]
+    # Replaced only where the caller allowed it (--force), or, for a target never checked, where a file was
+    # there at the start: the caller rewrites it. A file that appears meanwhile is never replaced.
+    replacing = [_may_replace.get(os.path.abspath(t), e) for t, e in zip(targets, existing, strict=True)]
+    for directory in dict.fromkeys(target.parent for target in targets):
+        remove_dead_temporaries(directory)
     folders: list[Path] = []
     temps: list[Path] = []
     try:
@@ -100,16 +125,20 @@ def atomic_outputs(targets: Sequence[Path], *, sync: bool = False) -> Iterator[t
             if flush:
                 fsync_path(temp)
         with signals_held():
-            for temp, target in zip(temps, targets, strict=True):
-                os.replace(temp, target)
+            _rename_all(temps, targets, replacing)
             _remove(folders)
             folders.clear()
     except OSError as e:
         _remove(folders)
-        where = targets[0] if len(targets) == 1 else targets[0].parent
-        raise OutputError(f"{where}: writing failed: {e.strerror or e}; nothing was written") from None
+        only = targets[0] if len(targets) == 1 else None
+        raise write_failed(e, targets[0].parent, needed=needed, file=only) from None
     except ImagepackError as e:
         _remove(folders)
+        if isinstance(e, NoSpaceError):  # what is free once our temporaries are gone
+            e.needed = e.needed if e.needed is not None else needed
+            e.measure()
+        elif isinstance(e, QemuImgError) and (full := _full_in_words(e.message)) is not None:
+            raise NoSpaceError(targets[0].parent, needed=needed, quota=full == errno.EDQUOT) from None
         # qemu-img names the file it wrote; the user asked for the target and never sees the temporary name.
         for folder, target in zip(folders, targets, strict=False):
             temp = folder / target.name
@@ -122,6 +151,33 @@ def atomic_outputs(targets: Sequence[Path], *, sync: bool = False) -> Iterator[t
     for target, flush in zip(targets, durable, strict=True):
         if flush:
             fsync_path(target.parent)
+
+
+def _rename_all(temps: Sequence[Path], targets: Sequence[Path], replacing: Sequence[bool]) -> None:
+    """Each temporary onto its target; one that may not replace a file and finds one there undoes the new ones
+    already in place (ours: nobody else's file was touched) and is refused."""
+    placed: list[Path] = []
+    for temp, target, replace in zip(temps, targets, replacing, strict=True):
+        if replace:
+            os.replace(temp, target)
+            continue
+        try:
+            rename_noreplace(temp, target)
+        except FileExistsError:
+            for new in placed:
+                with contextlib.suppress(OSError):
+                    os.unlink(new)
+            raise _exists(target) from None
+        placed.append(target)
+
+
+def _full_in_words(message: str) -> int | None:
+    """The errno a program's message (qemu-img's: "error while writing at byte N: No space left on device")
+    reports when it ran out of room writing our temporary, if it does."""
+    for code in (errno.ENOSPC, errno.EDQUOT):
+        if os.strerror(code) in message:
+            return code
+    return None
 
 
 def _remove(folders: list[Path]) -> None:

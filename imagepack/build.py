@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import tempfile
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
@@ -23,6 +22,7 @@ from imagepack.errors import ImagepackError, InvalidValueError
 from imagepack.formats import ImageFormat, SafetyPolicy, format_claimed_by_name, parse_format
 from imagepack.gcetar import pack_gce_tarball
 from imagepack.inputs import Source, SourceKind, open_source
+from imagepack.leftovers import scratch_directory
 from imagepack.oci.metadata import ImageMetadata
 from imagepack.oci.pack import MetadataRequest, PackedArchive, make_metadata, pack_disk, with_descriptor
 from imagepack.onepass import NotOnePass, decompress_raw, one_pass_for, pack_compressed
@@ -187,7 +187,7 @@ def build(
         )
     where = scratch or target.path.parent
     check_room_for_both(source, target, where)
-    with tempfile.TemporaryDirectory(prefix=".imagepack-", dir=where) as tmp:
+    with scratch_directory(where) as tmp:
         inner = Target(
             Path(tmp, inner_path(target.path).name),
             target.kind,

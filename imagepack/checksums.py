@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import base64
+import errno
 import hashlib
 import os
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -191,10 +192,18 @@ class HashingWriter:
         self.digester = digester
 
     def write(self, data: bytes | bytearray | memoryview) -> int:
-        written = self.raw.write(data)
-        whole = written is None or written == len(data)
-        self.digester.update(data if whole else memoryview(data)[:written])  # bytes as given can be hashed later
-        return len(data) if written is None else written
+        """All of `data`, however many writes `raw` takes for it: a short write is finished, never dropped."""
+        view = memoryview(data).cast("B")
+        done = 0
+        while done < len(view):
+            written = self.raw.write(view[done:])
+            if written is None:
+                written = len(view) - done  # a buffered file takes all it is given, or raises
+            if written <= 0:
+                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+            done += written
+        self.digester.update(data)  # bytes as given can be hashed later
+        return len(view)
 
     def flush(self) -> None:
         self.raw.flush()

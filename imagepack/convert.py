@@ -210,6 +210,6 @@ def write_disk(
         stream_writer=stream_writer,
     )
     check_free_space(target, plan.needed)
-    with atomic_output(target, sync=sync) as temp:
+    with atomic_output(target, sync=sync, needed=plan.needed) as temp:
         write_planned(image, plan, temp, shown=target, on_progress=on_progress)
     return WrittenDisk(target, fmt, plan.options, plan.copy)

@@ -8,7 +8,6 @@ from __future__ import annotations
 import contextlib
 import gzip
 import os
-import tempfile
 import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -17,6 +16,7 @@ from pathlib import Path
 from imagepack.errors import ArchiveError
 from imagepack.formats import ByteSource, Container, ImageFormat, SafetyPolicy, detect
 from imagepack.image import SourceImage, open_image, require_regular_file
+from imagepack.leftovers import scratch_directory
 from imagepack.tarmembers import Member, extract_member, members, scan
 
 DISK_NAME = "disk.raw"
@@ -93,7 +93,7 @@ def open_gce(
         return
     # A GNU-sparse member stores its data runs packed together, with a map of where each belongs, so there is no
     # offset at which the disk can be read as it is: it is expanded once more, its holes left as holes.
-    with tempfile.TemporaryDirectory(prefix=".imagepack-", dir=scratch) as tmp:
+    with scratch_directory(scratch) as tmp:
         extracted = Path(tmp, DISK_NAME)
         fd = os.open(extracted, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
         try:

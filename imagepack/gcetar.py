@@ -7,16 +7,17 @@ from __future__ import annotations
 import functools
 import os
 import shutil
-import tempfile
 from pathlib import Path
 
-from imagepack.atomic import TEMP_MARK, atomic_output, check_free_space
+from imagepack.atomic import atomic_output, check_free_space
 from imagepack.convert import plan_disk, write_planned
 from imagepack.errors import ImagepackError, OutputError
 from imagepack.formats import ImageFormat
 from imagepack.image import SourceImage
+from imagepack.leftovers import scratch_directory
 from imagepack.process import Limits, run
 from imagepack.progress import Progress
+from imagepack.reproducible import output_time
 
 DISK_MEMBER = "disk.raw"  # the one name Google's import reads
 
@@ -49,7 +50,7 @@ def pack_gce_tarball(
     plan = plan_disk(image, ImageFormat.RAW, grow_to=grow_to)
     check_free_space(target, 2 * plan.needed)  # the raw disk's data, then the tar's copy of it
     with (
-        tempfile.TemporaryDirectory(prefix=TEMP_MARK, dir=target.parent) as tmp,
+        scratch_directory(target.parent) as tmp,
         atomic_output(target, sync=sync) as out,
     ):
         disk = Path(tmp, DISK_MEMBER)
@@ -65,6 +66,7 @@ def pack_gce_tarball(
                 "--group=0",
                 "--numeric-owner",  # no user or group names of this machine in the archive
                 "--mode=0644",
+                f"--mtime=@{output_time()}",  # reproducible: SOURCE_DATE_EPOCH or the fixed time, not the temporary's
                 f"--file={out}",
                 f"--directory={tmp}",
                 DISK_MEMBER,

@@ -15,15 +15,7 @@ from imagepack.compression.bounded import decompress_into, first_bound, require_
 from imagepack.errors import MetadataError
 from imagepack.formats import Container, Detection, ImageFormat, MemorySource, SafetyPolicy, detect
 from imagepack.image import SourceImage, open_image
-from imagepack.oci.archive import (
-    BLOCK,
-    DISK_NAME,
-    disk_data_offset,
-    disk_size_limit,
-    member_header,
-    metadata_region,
-    trailer,
-)
+from imagepack.oci.archive import disk_data_offset, disk_size_limit, finish_archive, pad_member
 from imagepack.oci.metadata import dump_metadata
 from imagepack.oci.pack import MetadataRequest, PackedArchive, archive_mtime, make_metadata, metadata_room
 from imagepack.progress import Progress
@@ -106,8 +98,9 @@ def pack_compressed(
                 where=target.parent,
                 on_progress=on_progress,
             )
+            size = pad_member(fd, data_offset, written.size)  # a whole number of sectors, as qemu reads it
             image = open_image(
-                temp, claimed=ImageFormat.QCOW2, policy=policy, offset=data_offset, size=written.size, label=str(source)
+                temp, claimed=ImageFormat.QCOW2, policy=policy, offset=data_offset, size=size, label=str(source)
             )
             if image.qemu_info.get("backing-filename"):
                 raise NotOnePass  # allowed by --allow-backing: flattened by a conversion instead
@@ -115,12 +108,10 @@ def pack_compressed(
             metadata_bytes = dump_metadata(metadata)
             if disk_data_offset(len(metadata_bytes)) > data_offset:
                 raise MetadataError("the metadata grew past the room kept for it (please report it)")
-            os.pwrite(fd, metadata_region(metadata_bytes, data_offset, mtime), 0)
-            os.pwrite(fd, member_header(DISK_NAME, written.size, mtime), data_offset - BLOCK)
-            os.pwrite(fd, trailer(data_offset + written.size), data_offset + written.size)
+            disk_size = finish_archive(fd, metadata_bytes, data_offset, size, mtime=mtime)
         finally:
             os.close(fd)
-    return PackedArchive(target, written.size, metadata, True, warnings), image
+    return PackedArchive(target, disk_size, metadata, True, warnings), image
 
 
 def decompress_raw(

@@ -5,6 +5,7 @@ writing a decompressed stream the same way, bounded: a gzip archive's member, a 
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import queue
 import threading
@@ -15,12 +16,15 @@ from typing import BinaryIO
 from imagepack.checksums import Digester
 from imagepack.errors import InputError
 from imagepack.progress import Progress
+from imagepack.writes import pwrite_all
 
 STREAM_CHUNK = 4 * 1024 * 1024  # also how much of a stream is written before its header is checked
 READ_AHEAD_BUFFERS = 4  # one being decoded, one waiting, one being written, one still being hashed
 HOLE_BLOCK = 4096  # a file system block: the smallest run of zeroes worth leaving as a hole
 _ZEROS = bytes(HOLE_BLOCK)
 _ZERO_CHUNK = bytes(STREAM_CHUNK)
+# What copy_file_range raises where the kernel or the file systems cannot copy; read and write do it instead.
+_NO_KERNEL_COPY = frozenset({errno.EXDEV, errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP, errno.EBADF, errno.EPERM})
 
 
 def data_segments(fd: int, start: int, length: int) -> Iterator[tuple[int, int]]:
@@ -61,11 +65,15 @@ def copy_range(
             if use_kernel:
                 try:
                     n = os.copy_file_range(src_fd, dst_fd, count, src_at, dst_at)
-                except OSError:
+                except OSError as e:
+                    if e.errno not in _NO_KERNEL_COPY:
+                        raise  # a full file system (ENOSPC, EDQUOT, EFBIG) or an I/O error: not the kernel's refusal
                     use_kernel = False
             if not use_kernel:
                 data = os.pread(src_fd, count, src_at)
-                n = os.pwrite(dst_fd, data, dst_at) if data else 0
+                if data:
+                    pwrite_all(dst_fd, data, dst_at)
+                n = len(data)
             if n <= 0:
                 raise InputError("the source ended early while copying; it changed or is truncated")
             done += n
@@ -179,19 +187,19 @@ def _write_data(out_fd: int, chunk: bytes | bytearray, at: int) -> None:
     if len(chunk) <= len(_ZERO_CHUNK) and chunk == _ZERO_CHUNK[: len(chunk)]:  # a compare stops at the first data
         return
     if _ZEROS not in chunk:  # no block of zeroes at any offset (a search in C): all data, one write
-        os.pwrite(out_fd, chunk, at)
+        pwrite_all(out_fd, chunk, at)
         return
     view = memoryview(chunk)  # slices of it are not copies
     start: int | None = None  # where the current run of data blocks began
     for offset in range(0, len(chunk), HOLE_BLOCK):
         zero = view[offset : offset + HOLE_BLOCK] == _ZEROS[: min(HOLE_BLOCK, len(chunk) - offset)]
         if zero and start is not None:
-            os.pwrite(out_fd, view[start:offset], at + start)
+            pwrite_all(out_fd, view[start:offset], at + start)
             start = None
         elif not zero and start is None:
             start = offset
     if start is not None:
-        os.pwrite(out_fd, view[start:], at + start)
+        pwrite_all(out_fd, view[start:], at + start)
 
 
 def _checked(out_fd: int, end: int, check: Callable[[], int]) -> int:

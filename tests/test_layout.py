@@ -12,8 +12,8 @@ PACKAGE = Path(__file__).parent.parent / "imagepack"
 # Lowest first. A module's layer is that of the longest prefix listed.
 LAYERS: tuple[tuple[str, ...], ...] = (
     ("__init__", "errors", "problems", "progress"),
-    ("signals", "sizes", "checksums"),
-    ("process", "partitions"),
+    ("signals", "sizes", "checksums", "writes", "renames", "reproducible"),
+    ("process", "partitions", "leftovers"),
     ("formats", "sample", "gpt"),
     ("qemu", "atomic", "sparse", "options"),
     ("seed",),

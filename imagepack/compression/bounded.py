@@ -13,7 +13,7 @@ from pathlib import Path
 
 from imagepack.atomic import check_free_space
 from imagepack.compression.streams import STREAM_ERRORS, STREAMS, damaged, declared_size, inner_name, open_decompressed
-from imagepack.errors import ImagepackError, InputError, OutputError
+from imagepack.errors import ImagepackError, InputError
 from imagepack.formats import (
     ByteSource,
     Container,
@@ -25,10 +25,12 @@ from imagepack.formats import (
     inspect_source,
     require_safe,
 )
+from imagepack.leftovers import scratch_directory
 from imagepack.oci.archive import MAX_METADATA, disk_size_limit
 from imagepack.problems import Problem, Remedy
 from imagepack.progress import Progress
 from imagepack.sparse import write_stream_sparse
+from imagepack.writes import write_failed
 
 ARCHIVE_SLACK = MAX_METADATA + 64 * 1024  # a .oci's tar: its disk member, the metadata, headers and padding
 
@@ -116,8 +118,7 @@ def decompress_into(
             )
     except STREAM_ERRORS as e:
         if isinstance(e, OSError) and e.errno is not None:
-            shown = where or written.parent
-            raise OutputError(f"{shown}: writing the decompressed {label} failed: {e.strerror}") from None
+            raise write_failed(e, where or written.parent) from None
         raise damaged(label, kind, e) from None
     return Written(size, archive)
 
@@ -160,7 +161,7 @@ def decompressed(
     if declared is not None:
         bound = first_bound(policy, claimed, archive_ok=True)
         check_free_space(Path(scratch or tempfile.gettempdir(), inner_name(path)), min(declared, bound))
-    with tempfile.TemporaryDirectory(prefix=".imagepack-", dir=scratch) as tmp:
+    with scratch_directory(scratch) as tmp:
         content = Path(tmp, inner_name(path))
         fd = os.open(content, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
         try:

@@ -28,11 +28,12 @@ from imagepack.compression.streams import (
     inner_name,
     open_decompressed,
 )
-from imagepack.errors import InputError, InvalidValueError, OutputError
+from imagepack.errors import InputError, InvalidValueError
 from imagepack.formats import ByteSource, Container, detect, not_a_disk
 from imagepack.image import require_regular_file
 from imagepack.progress import Progress
 from imagepack.sparse import write_stream_sparse
+from imagepack.writes import write_failed
 
 
 class Codec(StrEnum):
@@ -235,7 +236,7 @@ def decompress_file(
             sums = digester.result() if digester else None
         except STREAM_ERRORS as e:
             if isinstance(e, OSError) and e.errno is not None:
-                raise OutputError(f"{target}: writing failed: {e.strerror}; nothing was written") from None
+                raise write_failed(e, target.parent, needed=declared, file=target) from None
             raise damaged(source, kind, e) from None
         finally:
             os.close(fd)

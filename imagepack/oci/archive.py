@@ -19,6 +19,7 @@ from imagepack.tarmembers import (
     normalised,
     scan,
 )
+from imagepack.writes import pwrite_all
 
 METADATA_NAME = "image_metadata.json"
 DISK_NAME = "output.QCOW2"
@@ -143,9 +144,28 @@ def write_archive(fd: int, metadata: bytes, *, mtime: int, write_disk: Callable[
     data, which `write_disk(data_offset)` puts there; then the disk's header, once its size is known, and the
     trailer. Returns the disk member's size."""
     data_offset = disk_data_offset(len(metadata))
-    os.pwrite(fd, metadata_region(metadata, data_offset, mtime), 0)
+    pwrite_all(fd, metadata_region(metadata, data_offset, mtime), 0)
     write_disk(data_offset)
-    disk_size = os.fstat(fd).st_size - data_offset
-    os.pwrite(fd, member_header(DISK_NAME, disk_size, mtime), data_offset - BLOCK)
-    os.pwrite(fd, trailer(data_offset + disk_size), data_offset + disk_size)
-    return disk_size
+    return finish_archive(fd, metadata, data_offset, os.fstat(fd).st_size - data_offset, mtime=mtime)
+
+
+def pad_member(fd: int, data_offset: int, size: int) -> int:
+    """Zeroes after the member's `size` bytes at `data_offset` up to a whole sector; returns the padded size."""
+    padded = -(-size // BLOCK) * BLOCK
+    if os.fstat(fd).st_size < data_offset + padded:
+        os.ftruncate(fd, data_offset + padded)
+    return padded
+
+
+def finish_archive(fd: int, metadata: bytes, data_offset: int, disk_size: int, *, mtime: int) -> int:
+    """Once the disk's data is at `data_offset`: pad it with zeroes to a whole number of 512-byte sectors, then
+    write the metadata member, the disk's header and the trailer; returns the disk member's size.
+
+    A qcow2 file need not be a whole number of sectors (a fresh `qemu-img create` is not), but qemu reads a
+    member in place only as a whole number of them, and so may any other reader: the zeroes after a qcow2's
+    last cluster are nothing to it, and the archive is what every reader can read in place."""
+    padded = pad_member(fd, data_offset, disk_size)
+    pwrite_all(fd, metadata_region(metadata, data_offset, mtime), 0)
+    pwrite_all(fd, member_header(DISK_NAME, padded, mtime), data_offset - BLOCK)
+    pwrite_all(fd, trailer(data_offset + padded), data_offset + padded)
+    return padded

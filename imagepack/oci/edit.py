@@ -30,6 +30,7 @@ from imagepack.oci.archive import (
 from imagepack.oci.metadata import ImageMetadata, ShapeCompatibility, check_metadata, dump_metadata
 from imagepack.oci.reader import read_metadata
 from imagepack.problems import Problem, Severity
+from imagepack.reproducible import output_time
 from imagepack.sparse import copy_file_range_from
 from imagepack.tarmembers import extract_member
 
@@ -133,7 +134,7 @@ def _edit_locked(
     if problems and problems[0].severity is Severity.ERROR:  # errors come first
         raise MetadataError(f"{archive}: {problems[0].message}")
     data = dump_metadata(updated)
-    mtime = int(time.time())
+    mtime = output_time()  # as a new archive's: SOURCE_DATE_EPOCH or the fixed time
     why_not = _why_not_in_place(layout, data)
     if why_not is None:
         _rewrite_metadata_in_place(layout, data, mtime)

@@ -5,8 +5,6 @@ output, its tar header filled in afterwards."""
 from __future__ import annotations
 
 import os
-import tempfile
-import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -17,6 +15,7 @@ from imagepack.convert import can_copy
 from imagepack.errors import MetadataError, QemuImgError
 from imagepack.formats import ImageFormat
 from imagepack.image import SourceImage, partition_layout
+from imagepack.leftovers import scratch_directory
 from imagepack.oci.archive import disk_data_offset, write_archive
 from imagepack.oci.metadata import (
     ImageMetadata,
@@ -32,6 +31,7 @@ from imagepack.ova.descriptor import Descriptor
 from imagepack.partitions import Firmware
 from imagepack.problems import Problem, Remedy, Severity
 from imagepack.progress import Progress
+from imagepack.reproducible import output_time
 from imagepack.sparse import copy_file_range_from
 
 
@@ -136,8 +136,8 @@ def make_metadata(
 
 
 def archive_mtime() -> int:
-    """The time a new archive's tar headers carry: now, or SOURCE_DATE_EPOCH, which reproducible builds pin."""
-    return int(os.environ.get("SOURCE_DATE_EPOCH", time.time()))
+    """The time a new archive's tar headers carry: SOURCE_DATE_EPOCH, else a fixed one (see reproducible.py)."""
+    return output_time()
 
 
 def metadata_room(request: MetadataRequest, *, inherited: ImageMetadata | None = None) -> int:
@@ -171,10 +171,11 @@ def pack_disk(
         estimate = source_length
     else:
         estimate = qemu.measure(image.ref, ImageFormat.QCOW2, qcow2_options) or image.virtual_size
-    check_free_space(target, disk_data_offset(len(metadata_bytes)) + estimate)
+    needed = disk_data_offset(len(metadata_bytes)) + estimate
+    check_free_space(target, needed)
 
     mtime = archive_mtime()
-    with atomic_output(target, sync=sync) as temp:
+    with atomic_output(target, sync=sync, needed=needed) as temp:
         fd = os.open(temp, os.O_RDWR | os.O_CLOEXEC)
         try:
 
@@ -208,7 +209,7 @@ def _convert_in_place(
     # The template is a few hundred KiB whatever the disk's size. qemu-img create flushes it (fdatasync), and
     # on ext4 that flush waits for every dirty page in the file system's journal: make it in memory if we can.
     scratch = "/dev/shm" if os.path.isdir("/dev/shm") and os.access("/dev/shm", os.W_OK) else None
-    with tempfile.TemporaryDirectory(prefix=".imagepack-", dir=scratch) as tmp:
+    with scratch_directory(scratch) as tmp:
         empty = Path(tmp, "empty.qcow2")
         qemu.create(empty, ImageFormat.QCOW2, image.virtual_size, {"compat": "1.1", **options})
         copy_file_range_from(empty, fd, 0, data_offset, empty.stat().st_size)

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,7 +12,8 @@ from pathlib import Path
 from imagepack.errors import ArchiveError
 from imagepack.formats import ByteSource, ImageFormat, SafetyPolicy, detect, require_safe
 from imagepack.image import SourceImage, inspect_file, open_image, require_regular_file
-from imagepack.oci.archive import MAX_METADATA, OciLayout, disk_size_limit, read_layout
+from imagepack.leftovers import scratch_directory
+from imagepack.oci.archive import BLOCK, MAX_METADATA, OciLayout, disk_size_limit, read_layout
 from imagepack.oci.metadata import ImageMetadata, load_metadata
 from imagepack.tarmembers import extract_member, read_member
 
@@ -45,18 +45,19 @@ def open_archive(
     metadata_bytes = read_member(layout, layout.metadata, limit=MAX_METADATA)
     metadata = _load(layout, metadata_bytes)
     if layout.disk_in_place:
-        require_qcow2(path, layout.label, offset=layout.disk.data_offset, size=layout.disk.size)
+        size = in_place_size(layout)
+        require_qcow2(path, layout.label, offset=layout.disk.data_offset, size=size)
         disk = open_image(
             path,
             claimed=ImageFormat.QCOW2,
             policy=policy,
             offset=layout.disk.data_offset,
-            size=layout.disk.size,
+            size=size,
             label=layout.label,
         )
         yield OpenedArchive(layout, metadata, metadata_bytes, disk)
         return
-    with tempfile.TemporaryDirectory(prefix=".imagepack-", dir=scratch) as tmp:
+    with scratch_directory(scratch) as tmp:
         extracted = Path(tmp, "disk.qcow2")
 
         def check_header() -> int:
@@ -75,6 +76,16 @@ def open_archive(
             os.close(fd)
         disk = open_image(extracted, claimed=ImageFormat.QCOW2, policy=policy, label=layout.label)
         yield OpenedArchive(layout, metadata, metadata_bytes, disk)
+
+
+def in_place_size(layout: OciLayout) -> int:
+    """How much of the archive the disk member is read as in place: its size, rounded up to a whole 512-byte
+    sector where the tar's own padding (zeroes, after a qcow2's last cluster) is there to cover it. qemu reads a
+    region of a file only in whole sectors, and a qcow2 file need not be one (a fresh `qemu-img create`)."""
+    whole = -(-layout.disk.size // BLOCK) * BLOCK
+    if whole != layout.disk.size and layout.disk.data_offset + whole <= os.stat(layout.path).st_size:
+        return whole
+    return layout.disk.size
 
 
 def require_qcow2(path: Path, label: str, *, offset: int = 0, size: int | None = None) -> None:

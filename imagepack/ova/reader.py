@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,6 +13,7 @@ from pathlib import Path
 from imagepack.errors import ArchiveError, InvalidValueError
 from imagepack.formats import SafetyPolicy, require_safe
 from imagepack.image import SourceImage, inspect_file, open_image, require_regular_file
+from imagepack.leftovers import scratch_directory
 from imagepack.oci.archive import disk_size_limit
 from imagepack.ova.archive import OvaLayout, read_ova_layout, verify_manifest
 from imagepack.ova.descriptor import OvfDisk
@@ -66,7 +66,7 @@ def open_ova(
         _require_capacity(image, chosen, label)
         yield OpenedOva(layout, chosen, index, verified, image)
         return
-    with tempfile.TemporaryDirectory(prefix=".imagepack-", dir=scratch) as tmp:
+    with scratch_directory(scratch) as tmp:
         extracted = Path(tmp, "disk")
 
         def check_header() -> int:

@@ -12,10 +12,16 @@ from pathlib import Path
 from typing import Any
 
 import pycdlib
+import pycdlib.dates
+import pycdlib.headervd
+import pycdlib.pycdlib
+import pycdlib.udf
+import pycdlib.utils
 
 from imagepack.atomic import atomic_output, check_target
 from imagepack.errors import InvalidValueError
 from imagepack.problems import Problem, Severity
+from imagepack.reproducible import pinned_clock
 from imagepack.seed.documents import SeedFile
 from imagepack.seed.metadata import (
     DEFAULT_HOSTNAME,
@@ -30,6 +36,8 @@ from imagepack.seed.userdata import check_user_data
 from imagepack.seed.windows import ExtraFile, rtc_fix_files
 
 LABEL = "cidata"
+# pycdlib's modules that read the clock for the dates they write (volume, directories, files)
+_PYCDLIB_CLOCKS = (pycdlib.pycdlib, pycdlib.headervd, pycdlib.dates, pycdlib.udf, pycdlib.utils)
 # The plain ISO 9660 name of each file (level 1: 8.3, upper case), for readers that know neither extension.
 ISO_NAMES = {
     "user-data": "USER_DAT.;1",
@@ -182,26 +190,33 @@ def write_iso(
     path: Path, files: list[tuple[str, bytes]], *, on_progress: Callable[[float], None] | None = None
 ) -> None:
     """The files, in the root directory, under their Rock Ridge and Joliet names (and 8.3 ISO 9660 ones)."""
-    iso = pycdlib.PyCdlib()
-    iso.new(
-        interchange_level=1,  # plain names stay 8.3: the most widely read
-        vol_ident=LABEL,  # also the Joliet volume's label, which blkid reports first
-        rock_ridge="1.09",
-        joliet=3,
-        app_ident_str="IMAGEPACK",
-    )
-    for name, data in files:
-        iso.add_fp(io.BytesIO(data), len(data), "/" + ISO_NAMES[name], rr_name=name, joliet_path="/" + name)
+    iso = _new_iso(files)
 
     def progress(done: int, total: int, _opaque: object) -> None:
         if on_progress is not None and total:
             on_progress(done / total)
 
     try:
-        with open(path, "wb") as out:
+        with pinned_clock(*_PYCDLIB_CLOCKS), open(path, "wb") as out:
             iso.write_fp(out, progress_cb=progress)
     finally:
         iso.close()
+
+
+def _new_iso(files: list[tuple[str, bytes]]) -> pycdlib.PyCdlib:
+    """The ISO in memory, its dates those of reproducible.output_time() in UTC: the same files, the same bytes."""
+    with pinned_clock(*_PYCDLIB_CLOCKS):
+        iso = pycdlib.PyCdlib()
+        iso.new(
+            interchange_level=1,  # plain names stay 8.3: the most widely read
+            vol_ident=LABEL,  # also the Joliet volume's label, which blkid reports first
+            rock_ridge="1.09",
+            joliet=3,
+            app_ident_str="IMAGEPACK",
+        )
+        for name, data in files:
+            iso.add_fp(io.BytesIO(data), len(data), "/" + ISO_NAMES[name], rr_name=name, joliet_path="/" + name)
+    return iso
 
 
 def _paths(*values: Contents | None) -> tuple[Path, ...]:

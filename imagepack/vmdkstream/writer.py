@@ -10,7 +10,6 @@ from __future__ import annotations
 import collections
 import concurrent.futures
 import os
-import secrets
 import zlib
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -18,6 +17,7 @@ from typing import BinaryIO
 
 from imagepack.progress import Progress
 from imagepack.qemu import ImageRef
+from imagepack.reproducible import derived_u32
 from imagepack.vmdkstream import layout
 from imagepack.vmdkstream.layout import GRAIN, GRAIN_SECTORS, GT_ENTRIES, SECTOR
 from imagepack.vmdkstream.source import GuestDisk, guest_disk
@@ -44,16 +44,17 @@ def write_stream_vmdk(
 ) -> None:
     """Write `source` as a stream-optimized VMDK into `target` (a new file, whose name the descriptor records)."""
     capacity = layout.sectors_of(virtual_size)
-    descriptor = layout.descriptor(target.name, capacity, options, _cid())
+    descriptor = layout.descriptor(target.name, capacity, options, _cid(target.name, capacity, options))
     with guest_disk(source, virtual_size) as disk, open(target, "r+b", buffering=1024**2) as out:
         _Stream(out, capacity).write(disk, descriptor, virtual_size, threads or default_threads(), on_progress)
 
 
-def _cid() -> int:
-    # VMware's writers avoid ffffffff and fffffffe: some readers take them for "no parent" or "all zeroes".
-    while (cid := secrets.randbits(32)) >= 0xFFFFFFFE:
-        pass
-    return cid
+def _cid(name: str, capacity: int, options: Mapping[str, str]) -> int:
+    """The content ID, derived from what the descriptor says rather than drawn at random: the same disk written
+    twice is the same file. VMware's writers avoid ffffffff and fffffffe: some readers take them for "no parent"
+    or "all zeroes"."""
+    stated = [name.encode(), str(capacity).encode(), *(f"{k}={v}".encode() for k, v in sorted(options.items()))]
+    return derived_u32(*stated) % 0xFFFFFFFE
 
 
 def _compress_chunk(data: bytes, first_grain: int) -> list[tuple[int, bytes]]:
