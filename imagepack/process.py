@@ -22,6 +22,18 @@ log = logging.getLogger("imagepack")
 
 LineCallback = Callable[[str], None]
 
+# Inputs this process holds open (see openfile.py): every program it starts inherits them, so that it can open
+# the very file imagepack checked as /proc/self/fd/N instead of by a name that may now name another file.
+_shared_fds: set[int] = set()
+
+
+def share_with_children(fd: int) -> None:
+    _shared_fds.add(fd)
+
+
+def stop_sharing(fd: int) -> None:
+    _shared_fds.discard(fd)
+
 
 @dataclass(frozen=True)
 class Limits:
@@ -93,6 +105,7 @@ def run(
                     stdin=subprocess.DEVNULL,
                     stdout=subprocess.PIPE,
                     stderr=err,
+                    pass_fds=tuple(_shared_fds),
                     start_new_session=True,  # own group: we decide when it dies, not the terminal
                     preexec_fn=_apply_limits(limits) if (limits.address_space or limits.cpu_seconds) else None,
                     env=_child_env(limits),
@@ -170,7 +183,14 @@ def spawn(argv: Sequence[str]) -> Iterator[Running]:
         proc: subprocess.Popen[bytes] | None = None
         try:
             with signals_held():  # as in run(): a signal now is raised below, where the child is known
-                proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=err, stderr=err, start_new_session=True)
+                proc = subprocess.Popen(
+                    argv,
+                    stdin=subprocess.DEVNULL,
+                    stdout=err,
+                    stderr=err,
+                    start_new_session=True,
+                    pass_fds=tuple(_shared_fds),
+                )
             yield Running(proc, err)
         finally:
             if proc is not None:

@@ -46,8 +46,7 @@ def exported(image: ImageRef) -> Iterator[NbdClient]:
             "--persistent",  # stays until we kill it: a failed first connection must not end it
             "--shared=1",
             f"--socket={sock}",
-            "--image-opts",
-            image.image_opts(),
+            *image.args(),  # an opened input as the descriptor qemu-nbd inherits, with no backing file
         ]
         with spawn(argv) as service:
             client = _connect(sock, service.poll, service.stderr)
