@@ -107,12 +107,15 @@ def inspect_file(
     offset: int = 0,
     size: int | None = None,
     label: str | None = None,
+    whole: bool = True,
 ) -> Inspection:
-    """Layer 1 alone: what the header bytes say, with the problems they raise."""
+    """Layer 1 alone: what the header bytes say, with the problems they raise (`whole`: see inspect_source)."""
     opened = open_input(path)
     try:
         with ByteSource(opened, offset=offset, size=size) as src:
-            return inspect_source(src, claimed=claimed, name=Path(label) if label else opened, policy=policy)
+            return inspect_source(
+                src, claimed=claimed, name=Path(label) if label else opened, policy=policy, whole=whole
+            )
     finally:
         if opened is not path:
             opened.close()

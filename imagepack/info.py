@@ -146,7 +146,7 @@ def describe_compressed(
                 f"info describes it decompressed (imagepack decompress {path.name})",
                 code="input.compressed-archive",
             )
-        inspection = inspect_source(src, claimed=claimed, name=path, policy=policy)
+        inspection = inspect_source(src, claimed=claimed, name=path, policy=policy, whole=whole)
     details: dict[str, Any] = {"compression": STREAMS[compression], "read_bytes": len(head), "content_size": declared}
     layout = None
     virtual_size = inspection.virtual_size

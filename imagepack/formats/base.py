@@ -31,10 +31,18 @@ class ImageFormat(StrEnum):
 
 
 class Container(StrEnum):
-    """File types we recognise but do not convert as disks: archives, compressed streams, ISO 9660."""
+    """File types we recognise but do not convert as disks: archives, compressed streams, ISO 9660, programs and
+    text."""
 
     ISO = "iso"
     TAR = "tar"
+    ZIP = "zip"
+    SEVENZIP = "7z"
+    RAR = "rar"
+    CPIO = "cpio"
+    AR = "ar"
+    ELF = "elf"
+    TEXT = "text"
     GZIP = "gzip"
     ZSTD = "zstd"
     XZ = "xz"

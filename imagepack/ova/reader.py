@@ -73,7 +73,7 @@ def open_ova(
 
             def check_header() -> int:
                 """Refuse a hostile disk before the rest of it is extracted, and bound it by its own header."""
-                inspection = inspect_file(extracted, policy=policy, label=label)
+                inspection = inspect_file(extracted, policy=policy, label=label, whole=False)
                 require_safe(inspection.problems, label)
                 return disk_size_limit(inspection.virtual_size)
 
