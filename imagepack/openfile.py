@@ -44,9 +44,7 @@ class OpenedPath(PosixPath):
     state: FileState | None = None
 
     def __fspath__(self) -> str:
-        if self.fd is None:
-            if self.state is not None:
-                raise ValueError(f"{self}: read after it was closed")
+        if self.fd is None:  # closed (the command is done with it), or a path derived from it: the name
             return super().__fspath__()
         return f"{FD_DIR}/{self.fd}"
 
