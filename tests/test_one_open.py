@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from imagepack.sample import write_sample_disk
 from tests.conftest import QEMU_IMG, leftovers, qemu_img, run_cli
 
 MiB = 1024**2
@@ -161,3 +162,24 @@ def test_convert_of_a_oci_opens_it_once(tmp_path: Path) -> None:
     assert packed.returncode == 0, packed.stderr
     log = _traced(tmp_path, "convert", "disk.oci", "out.vmdk")
     assert len(_opens_of(log, "disk.oci")) == 1, _opens_of(log, "disk.oci")
+
+
+def test_convert_of_an_ova_opens_it_once(tmp_path: Path) -> None:
+    from tests.test_ova import SIZE, vmware_ova
+
+    raw = tmp_path / "guest.raw"
+    write_sample_disk(raw, SIZE)
+    vmware_ova(tmp_path, raw)
+    log = _traced(tmp_path, "convert", "vm.ova", "out.qcow2")
+    assert len(_opens_of(log, "vm.ova")) == 1, _opens_of(log, "vm.ova")
+
+
+def test_convert_of_a_gce_tarball_opens_it_once(tmp_path: Path) -> None:
+    folder = tmp_path / "parts"
+    folder.mkdir()
+    write_sample_disk(folder / "disk.raw", 4 * MiB)
+    subprocess.run(
+        ["tar", "--format=oldgnu", "-cf", str(tmp_path / "image.tar"), "-C", str(folder), "disk.raw"], check=True
+    )
+    log = _traced(tmp_path, "convert", "image.tar", "out.qcow2")
+    assert len(_opens_of(log, "image.tar")) == 1, _opens_of(log, "image.tar")
