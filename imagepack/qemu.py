@@ -1,8 +1,9 @@
 """Everything imagepack asks of qemu-img: one module builds its command lines and reads its answers.
 
-Every image is named with an explicit format (qemu-img never probes) and an absolute path (a name such as
-'json:{...}' or 'nbd:...' stays a file name). Images inside a bigger file (an archive member) are reached
-through the raw driver's offset with --image-opts.
+Every image is named with an explicit format (qemu-img never probes), and an input already opened as
+/proc/self/fd/N in a 'json:{...}' name that also says "backing": null (see ImageRef); any other file by an
+absolute path (a name such as 'json:{...}' or 'nbd:...' stays a file name). Images inside a bigger file (an
+archive member) are reached through the raw driver's offset.
 """
 
 from __future__ import annotations
