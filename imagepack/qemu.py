@@ -153,7 +153,7 @@ class ImageRef:
             region = {"offset": self.offset, **({"size": self.size} if self.size is not None else {})}
             file = {"driver": "raw", **region, **flag, "file": file}
         node: dict[str, Any] = {"driver": spec(self.format).driver, **flag, **dict(self.driver_options)}
-        if self.opened:
+        if self.opened and spec(self.format).backing:  # only these drivers take the option (-blockdev checks)
             node["backing"] = None
         return {**node, "file": file}
 
