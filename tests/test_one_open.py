@@ -103,7 +103,7 @@ def test_a_source_changed_under_the_stream_vmdk_writer_is_refused(tmp_path: Path
     """The raw source is changed after its checks, when the writer sizes its output (qemu-img measure), and
     before the stream VMDK writer reads it: it used to write a vmdk of zeroes and exit 0."""
     src = tmp_path / "disk.raw"
-    src.write_bytes(b"\x5a" * (4 * MiB))
+    src.write_bytes((b"\x5a" * 511 + b"\0") * (4 * MiB // 512))
     out = tmp_path / "out.vmdk"
     env = _wrapper(tmp_path, "measure", change.format(src=src))
     done = run_cli("convert", str(src), str(out), "-o", "subformat=streamOptimized", env=env)
