@@ -26,6 +26,7 @@ from imagepack.leftovers import scratch_directory
 from imagepack.oci.metadata import ImageMetadata
 from imagepack.oci.pack import MetadataRequest, PackedArchive, make_metadata, pack_disk, with_descriptor
 from imagepack.onepass import NotOnePass, decompress_raw, one_pass_for, pack_compressed
+from imagepack.openfile import opened_input
 from imagepack.options import create_options
 from imagepack.problems import Problem
 from imagepack.progress import Progress, share
@@ -397,6 +398,23 @@ def make(
     check_target(target.path, force=target.force, inputs=(source,))
     if target.checksum:
         check_part_size(target.part_size)  # before any writing, not once the output is made
+    with opened_input(source) as opened:  # once: every reader below reads this open file, never the name again
+        return _make_opened(
+            opened, target, started, claimed=claimed, policy=policy, scratch=scratch, on_progress=on_progress, disk=disk
+        )
+
+
+def _make_opened(
+    source: Path,
+    target: Target,
+    started: float,
+    *,
+    claimed: ImageFormat | None,
+    policy: SafetyPolicy,
+    scratch: Path | None,
+    on_progress: Progress | None,
+    disk: int | None,
+) -> BuildResult:
     if disk is None:
         with contextlib.suppress(NotOnePass):
             writing = share(on_progress, 0.0, 0.8) if target.checksum else on_progress

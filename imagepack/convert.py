@@ -146,7 +146,14 @@ def write_planned(
     on_progress: Progress | None = None,
 ) -> None:
     """Write the disk into `temp`, a new empty file that an atomic output will give its name (`shown`: the name
-    errors give)."""
+    errors give). A source that changed while it was read is refused (and the output then never appears)."""
+    _write_planned(image, plan, temp, shown=shown, on_progress=on_progress)
+    image.require_unchanged()
+
+
+def _write_planned(
+    image: SourceImage, plan: DiskPlan, temp: Path, *, shown: Path | None, on_progress: Progress | None
+) -> None:
     if plan.copy:
         fd = os.open(temp, os.O_WRONLY | os.O_CLOEXEC)
         try:

@@ -15,8 +15,9 @@ from pathlib import Path
 
 from imagepack.errors import ArchiveError
 from imagepack.formats import ByteSource, Container, ImageFormat, SafetyPolicy, detect
-from imagepack.image import SourceImage, open_image, require_regular_file
+from imagepack.image import SourceImage, open_image
 from imagepack.leftovers import scratch_directory
+from imagepack.openfile import opened_input
 from imagepack.tarmembers import Member, extract_member, members, scan
 
 DISK_NAME = "disk.raw"
@@ -85,22 +86,23 @@ def open_gce(
 ) -> Iterator[SourceImage]:
     """The tarball's disk.raw, checked. `shown`: the tarball as the user named it, when `path` is the tar
     decompressed from it (then a plain member is read in place in that temporary, not decompressed again)."""
-    require_regular_file(path)
-    layout = read_gce_layout(path, max_size=policy.max_size, shown=shown)
-    if not layout.compressed and not layout.disk.sparse:
-        disk = layout.disk
-        yield _open_raw(path, policy=policy, offset=disk.data_offset, size=disk.size, label=layout.label)
-        return
-    # A GNU-sparse member stores its data runs packed together, with a map of where each belongs, so there is no
-    # offset at which the disk can be read as it is: it is expanded once more, its holes left as holes.
-    with scratch_directory(scratch) as tmp:
-        extracted = Path(tmp, DISK_NAME)
-        fd = os.open(extracted, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
-        try:
-            extract_member(layout, layout.disk, fd, 0, limit=policy.max_size)
-        finally:
-            os.close(fd)
-        yield _open_raw(extracted, policy=policy, label=layout.label)
+    with opened_input(path) as opened:  # read once: every reader below reads this open file
+        path = opened
+        layout = read_gce_layout(path, max_size=policy.max_size, shown=shown)
+        if not layout.compressed and not layout.disk.sparse:
+            disk = layout.disk
+            yield _open_raw(path, policy=policy, offset=disk.data_offset, size=disk.size, label=layout.label)
+            return
+        # A GNU-sparse member stores its data runs packed together, with a map of where each belongs, so there is no
+        # offset at which the disk can be read as it is: it is expanded once more, its holes left as holes.
+        with scratch_directory(scratch) as tmp:
+            extracted = Path(tmp, DISK_NAME)
+            fd = os.open(extracted, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+            try:
+                extract_member(layout, layout.disk, fd, 0, limit=policy.max_size)
+            finally:
+                os.close(fd)
+            yield _open_raw(extracted, policy=policy, label=layout.label)
 
 
 def _open_raw(path: Path, *, policy: SafetyPolicy, label: str, offset: int = 0, size: int | None = None) -> SourceImage:

@@ -27,6 +27,7 @@ from imagepack.formats import (
 from imagepack.formats.base import VhdSize
 from imagepack.formats.vhd import qemu_uses_geometry, size_driver_options, sizes_disagree
 from imagepack.formats.vmdk import SINGLE_FILE_TYPES
+from imagepack.openfile import OpenedPath, open_input
 from imagepack.partitions import HEAD_BYTES, PartitionLayout, read_partition_layout
 from imagepack.problems import Remedy
 
@@ -46,6 +47,16 @@ class SourceImage:
     qemu_info: dict[str, Any] = field(default_factory=dict)
     check: qemu.CheckResult | None = None  # None: the format cannot be checked
     layout: PartitionLayout | None = None
+    opened: OpenedPath | None = None  # the file the checks read, which every later reader reads too
+
+    def require_unchanged(self) -> None:
+        """Refuse a source that changed since it was opened (written, truncated, renamed over): whatever was
+        read from it since may mix old and new bytes."""
+        if self.opened is None:
+            return
+        self.opened.require_unchanged()
+        if not self.ref.opened and self.opened.state is not None:
+            _require_same_file(self.ref.path, self.opened)
 
     @property
     def format(self) -> ImageFormat:
@@ -75,6 +86,19 @@ def require_regular_file(path: Path) -> None:
         raise InputError(f"{path}: permission denied")
 
 
+def _require_same_file(name: Path, opened: OpenedPath) -> None:
+    """A source qemu reads by its name (the user allowed backing files): that name must still be the file opened."""
+    try:
+        now = os.stat(name)
+    except OSError:
+        now = None
+    assert opened.state is not None
+    if now is None or (now.st_dev, now.st_ino) != (opened.state.device, opened.state.inode):
+        raise InputError(
+            f"{opened}: the file was replaced while imagepack read it; nothing was written", code="input.changed"
+        )
+
+
 def inspect_file(
     path: Path,
     *,
@@ -83,11 +107,18 @@ def inspect_file(
     offset: int = 0,
     size: int | None = None,
     label: str | None = None,
+    whole: bool = True,
 ) -> Inspection:
-    """Layer 1 alone: what the header bytes say, with the problems they raise."""
-    require_regular_file(path)
-    with ByteSource(path, offset=offset, size=size) as src:
-        return inspect_source(src, claimed=claimed, name=Path(label) if label else path, policy=policy)
+    """Layer 1 alone: what the header bytes say, with the problems they raise (`whole`: see inspect_source)."""
+    opened = open_input(path)
+    try:
+        with ByteSource(opened, offset=offset, size=size) as src:
+            return inspect_source(
+                src, claimed=claimed, name=Path(label) if label else opened, policy=policy, whole=whole
+            )
+    finally:
+        if opened is not path:
+            opened.close()
 
 
 def recheck_qemu_info(found: dict[str, Any], expected: ImageFormat, policy: SafetyPolicy) -> list[Problem]:
@@ -139,12 +170,17 @@ def open_image(
     label: str | None = None,
 ) -> SourceImage:
     """All the layers; raises UnsafeImageError with the first problem, naming the option that allows it, or
-    InputError for an image qemu-img cannot read or finds damaged."""
+    InputError for an image qemu-img cannot read or finds damaged.
+
+    The file is opened once (unless `path` is already an opened input) and every check and every later reader
+    reads that open file. Only when the user allowed backing files does qemu get its name, so that it can find
+    the files the image names relative to it; then that name must still be the file opened when it is read."""
     shown = label or str(path)
-    inspection = inspect_file(path, claimed=claimed, policy=policy, offset=offset, size=size, label=label)
+    opened = open_input(path)
+    inspection = inspect_file(opened, claimed=claimed, policy=policy, offset=offset, size=size, label=label)
     require_safe(inspection.problems, shown)
     ref = qemu.ImageRef(
-        path,
+        Path(str(opened)) if policy.allow_backing else opened,
         inspection.format,
         offset,
         size if (offset or size is not None) else None,
@@ -155,9 +191,10 @@ def open_image(
     except QemuImgError as e:
         raise _unreadable(e, ref, shown, "qemu-img cannot read this image") from None
     require_safe(recheck_qemu_info(found, inspection.format, policy), shown)
-    image = SourceImage(shown, ref, inspection, found, check=_require_undamaged(ref, shown, found))
+    image = SourceImage(shown, ref, inspection, found, check=_require_undamaged(ref, shown, found), opened=opened)
     image.layout = partition_layout(image)
     _require_table_fits(image)
+    image.require_unchanged()
     return image
 
 
@@ -165,7 +202,8 @@ def _unreadable(e: QemuImgError, ref: qemu.ImageRef, shown: str, what: str) -> Q
     if e.returncode is None:
         return e  # qemu-img itself is missing or timed out: not this image's fault
     reason = e.message.split(" failed: ", 1)[-1]
-    reason = reason.replace(ref.image_opts(), shown).replace(str(ref.path), shown)
+    for name in ref.names():
+        reason = reason.replace(name, shown)
     return InputError(f"{shown}: {what}: {reason}", detail=e.detail)
 
 

@@ -36,6 +36,7 @@ from imagepack.inputs import SourceKind, is_archive, open_source
 from imagepack.oci.archive import OciLayout, disk_size_limit
 from imagepack.oci.metadata import ImageMetadata
 from imagepack.oci.reader import OpenedArchive, open_archive
+from imagepack.openfile import opened_input
 from imagepack.ova.archive import OvaLayout, looks_like_ova, read_ova_layout, verify_manifest
 from imagepack.ova.reader import open_ova
 from imagepack.partitions import HEAD_BYTES, PartitionLayout, read_partition_layout
@@ -146,7 +147,7 @@ def describe_compressed(
                 f"info describes it decompressed (imagepack decompress {path.name})",
                 code="input.compressed-archive",
             )
-        inspection = inspect_source(src, claimed=claimed, name=path, policy=policy)
+        inspection = inspect_source(src, claimed=claimed, name=path, policy=policy, whole=whole)
     details: dict[str, Any] = {"compression": STREAMS[compression], "read_bytes": len(head), "content_size": declared}
     layout = None
     virtual_size = inspection.virtual_size
@@ -329,7 +330,21 @@ def describe(
     on_progress: Progress | None = None,
 ) -> ImageInfo | ArchiveInfo | OvaInfo | IsoInfo:
     """What `path` is: a .oci archive and its disk, an OVA and its disks, an ISO 9660 image and its files (a
-    cloud-init seed), or a disk image (described even when it would be refused)."""
+    cloud-init seed), or a disk image (described even when it would be refused). `path` is opened once, and every
+    reader reads that open file."""
+    with opened_input(path) as opened:
+        return _describe(opened, claimed=claimed, policy=policy, disk=disk, scratch=scratch, on_progress=on_progress)
+
+
+def _describe(
+    path: Path,
+    *,
+    claimed: ImageFormat | None,
+    policy: SafetyPolicy,
+    disk: int | None,
+    scratch: Path | None,
+    on_progress: Progress | None,
+) -> ImageInfo | ArchiveInfo | OvaInfo | IsoInfo:
     kind = compression_of(path)
     if claimed is None and kind in (None, Container.GZIP) and looks_like_ova(path):
         return describe_ova(path, disk=disk, policy=policy, scratch=scratch)

@@ -19,6 +19,7 @@ from imagepack.formats import ByteSource, Container, ImageFormat, SafetyPolicy, 
 from imagepack.gce import is_gce_tarball, open_gce
 from imagepack.image import SourceImage, open_image, require_regular_file
 from imagepack.oci.reader import OpenedArchive, open_archive
+from imagepack.openfile import OpenedPath, opened_input
 from imagepack.ova.archive import looks_like_ova
 from imagepack.ova.reader import OpenedOva, open_ova
 from imagepack.progress import Progress
@@ -88,7 +89,27 @@ def open_source(
     disk that cannot be read in place, or a compressed input's content, is written to, and removed from
     afterwards; it needs room for what the stream declares (see compression.decompressed). `disk` picks one of an
     OVA's disks (from 1). `on_progress` follows the decompression of a compressed input (zstd, xz, bzip2 or a
-    gzip that is not a .oci archive), the only long step of opening one."""
+    gzip that is not a .oci archive), the only long step of opening one.
+
+    `path` is opened once, here: every check and every reader after them (qemu-img and qemu-nbd included) reads
+    that open file, so that a file renamed over the input meanwhile is never read."""
+    with (
+        opened_input(path) as opened,
+        _open_source(opened, claimed=claimed, policy=policy, scratch=scratch, disk=disk, on_progress=on_progress) as s,
+    ):
+        yield s
+
+
+@contextlib.contextmanager
+def _open_source(
+    path: OpenedPath,
+    *,
+    claimed: ImageFormat | None,
+    policy: SafetyPolicy,
+    scratch: Path | None,
+    disk: int | None,
+    on_progress: Progress | None,
+) -> Iterator[Source]:
     kind = compression_of(path)
     if claimed is None and kind in (None, Container.GZIP) and looks_like_ova(path):
         with open_ova(path, disk=disk, policy=policy, scratch=scratch) as ova:
@@ -140,7 +161,19 @@ def open_oci(
     scratch: Path | None = None,
     on_progress: Progress | None = None,
 ) -> Iterator[OpenedArchive]:
-    """A .oci archive, plain or compressed (zstd, xz, bzip2 or gzip), for the verbs that take nothing else."""
+    """A .oci archive, plain or compressed (zstd, xz, bzip2 or gzip), for the verbs that take nothing else; opened
+    once, like open_source's."""
+    with (
+        opened_input(path) as opened,
+        _open_oci(opened, policy=policy, scratch=scratch, on_progress=on_progress) as archive,
+    ):
+        yield archive
+
+
+@contextlib.contextmanager
+def _open_oci(
+    path: OpenedPath, *, policy: SafetyPolicy, scratch: Path | None, on_progress: Progress | None
+) -> Iterator[OpenedArchive]:
     kind = compression_of(path)
     if kind is None or (kind is Container.GZIP and is_archive(path)):
         with open_archive(path, policy=policy, scratch=scratch) as opened:  # or says what the file is instead

@@ -30,6 +30,18 @@ log = logging.getLogger("imagepack")
 
 LineCallback = Callable[[str], None]
 
+# Inputs this process holds open (see openfile.py): every program it starts inherits them, so that it can open
+# the very file imagepack checked as /proc/self/fd/N instead of by a name that may now name another file.
+_shared_fds: set[int] = set()
+
+
+def share_with_children(fd: int) -> None:
+    _shared_fds.add(fd)
+
+
+def stop_sharing(fd: int) -> None:
+    _shared_fds.discard(fd)
+
 
 @dataclass(frozen=True)
 class Limits:
@@ -199,6 +211,7 @@ def run(
                     stdin=subprocess.DEVNULL,
                     stdout=subprocess.PIPE,
                     stderr=err,
+                    pass_fds=tuple(_shared_fds),
                     start_new_session=True,  # own group: we decide when it dies, not the terminal
                     preexec_fn=_setup(limits),
                     env=_child_env(limits),
@@ -286,6 +299,7 @@ def spawn(argv: Sequence[str], *, stdin: int | None = None) -> Iterator[Running]
                     stderr=err,
                     start_new_session=True,
                     preexec_fn=_setup(),
+                    pass_fds=tuple(_shared_fds),
                 )
             yield Running(proc, err)
         finally:

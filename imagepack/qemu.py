@@ -1,8 +1,9 @@
 """Everything imagepack asks of qemu-img: one module builds its command lines and reads its answers.
 
-Every image is named with an explicit format (qemu-img never probes) and an absolute path (a name such as
-'json:{...}' or 'nbd:...' stays a file name). Images inside a bigger file (an archive member) are reached
-through the raw driver's offset with --image-opts.
+Every image is named with an explicit format (qemu-img never probes), and an input already opened as
+/proc/self/fd/N in a 'json:{...}' name that also says "backing": null (see ImageRef); any other file by an
+absolute path (a name such as 'json:{...}' or 'nbd:...' stays a file name). Images inside a bigger file (an
+archive member) are reached through the raw driver's offset.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from typing import Any
 
 from imagepack.errors import QemuImgError
 from imagepack.formats import ImageFormat, spec
+from imagepack.openfile import OpenedPath, descriptor_of
 from imagepack.process import Completed, Limits, run
 from imagepack.progress import Progress
 
@@ -92,7 +94,12 @@ def _escape_opt(value: str) -> str:
 @dataclass(frozen=True)
 class ImageRef:
     """An image qemu-img should read or write: a whole file, or a region of one (an archive member), with
-    runtime options for its format driver (e.g. which of a VHD's two sizes to use)."""
+    runtime options for its format driver (e.g. which of a VHD's two sizes to use).
+
+    An opened input (openfile.OpenedPath) is named as the descriptor this process holds, /proc/self/fd/N, which
+    every child inherits, and with "backing": null: qemu then reads the file imagepack checked and nothing else,
+    whatever a name now points to and whatever its header names. Only a plain path (the user allowed backing
+    files) lets qemu open the files the image names."""
 
     path: Path
     format: ImageFormat
@@ -101,7 +108,17 @@ class ImageRef:
     driver_options: tuple[tuple[str, str], ...] = ()
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "path", Path(os.path.abspath(self.path)))
+        if descriptor_of(self.path) is None:
+            object.__setattr__(self, "path", Path(os.path.abspath(self.path)))
+
+    @property
+    def opened(self) -> bool:
+        """Whether qemu reads the file already open here (alone), rather than a name."""
+        return descriptor_of(self.path) is not None
+
+    @property
+    def filename(self) -> str:
+        return os.fspath(self.path)
 
     @property
     def is_region(self) -> bool:
@@ -116,32 +133,64 @@ class ImageRef:
         options = (f"{key}={_escape_opt(value)}" for key, value in self.driver_options)
         driver = [f"driver={spec(self.format).driver}", *options]
         if not self.is_region:
-            return ",".join([*driver, "file.driver=file", f"file.filename={_escape_opt(str(self.path))}"])
+            return ",".join([*driver, "file.driver=file", f"file.filename={_escape_opt(self.filename)}"])
         parts = [
             *driver,
             "file.driver=raw",
             f"file.offset={self.offset}",
             *([f"file.size={self.size}"] if self.size is not None else []),
             "file.file.driver=file",
-            f"file.file.filename={_escape_opt(str(self.path))}",
+            f"file.file.filename={_escape_opt(self.filename)}",
         ]
         return ",".join(parts)
+
+    def _node(self, *, read_only: bool) -> dict[str, Any]:
+        """This image as a qemu block node definition: driver, region, driver options, and for an opened input
+        no backing file."""
+        flag: dict[str, Any] = {"read-only": True} if read_only else {}
+        file: dict[str, Any] = {"driver": "file", "filename": self.filename, **flag}
+        if self.is_region:
+            region = {"offset": self.offset, **({"size": self.size} if self.size is not None else {})}
+            file = {"driver": "raw", **region, **flag, "file": file}
+        node: dict[str, Any] = {"driver": spec(self.format).driver, **flag, **dict(self.driver_options)}
+        if self.opened and spec(self.format).backing:  # only these drivers take the option (-blockdev checks)
+            node["backing"] = None
+        return {**node, "file": file}
+
+    def json_name(self) -> str:
+        """The image as a 'json:{...}' file name, the one way to say "backing": null on a command line."""
+        return "json:" + json.dumps(self._node(read_only=False), separators=(",", ":"))
 
     def blockdev(self, node_name: str) -> dict[str, Any]:
         """This image as a read-only qemu block node (qemu-system's -blockdev JSON): the same driver, region and
         driver options as image_opts(), nothing writable, so a virtual machine cannot change the input."""
-        file: dict[str, Any] = {"driver": "file", "filename": str(self.path), "read-only": True}
-        if self.is_region:
-            region = {"offset": self.offset, **({"size": self.size} if self.size is not None else {})}
-            file = {"driver": "raw", **region, "read-only": True, "file": file}
-        node: dict[str, Any] = {"driver": spec(self.format).driver, "node-name": node_name, "read-only": True}
-        return {**node, **dict(self.driver_options), "file": file}
+        return {"node-name": node_name, **self._node(read_only=True)}
+
+    def names(self) -> list[str]:
+        """Every way a command line or qemu's messages name this image, longest first."""
+        return [self.json_name(), self.image_opts(), self.filename]
 
     def args(self, *, opts: bool = False) -> list[str]:
-        """How a qemu-img subcommand names this image as its input."""
+        """How a qemu-img subcommand names this image as its input (`opts`: as options, for a command that names
+        its output with --target-image-opts)."""
+        if self.opened:
+            return ["-f", spec(self.format).driver, self.json_name()]
         if opts or self.needs_image_opts:
             return ["--image-opts", self.image_opts()]
-        return ["-f", spec(self.format).driver, str(self.path)]
+        return ["-f", spec(self.format).driver, self.filename]
+
+    def dd_args(self) -> list[str]:
+        """How `qemu-img dd` names this image as its input (its `if=`)."""
+        if self.opened:
+            return ["-f", spec(self.format).driver, f"if={self.json_name()}"]
+        if self.needs_image_opts:
+            return ["--image-opts", f"if={self.image_opts()}"]
+        return ["-f", spec(self.format).driver, f"if={self.filename}"]
+
+    def require_unchanged(self) -> None:
+        """Refuse the input when the open file changed since it was opened (see openfile.py)."""
+        if isinstance(self.path, OpenedPath):
+            self.path.require_unchanged()
 
 
 def _last_useful_line(stderr: str) -> str:
@@ -355,14 +404,7 @@ def read_head(image: ImageRef, length: int) -> bytes:
     with tempfile.TemporaryDirectory(prefix="imagepack-") as tmp:
         out = Path(tmp, "head.raw")
         block = 512
-        args = [
-            *(["--image-opts"] if image.needs_image_opts else ["-f", spec(image.format).driver]),
-            "-O",
-            "raw",
-            f"bs={block}",
-            f"count={length // block}",
-            f"if={image.image_opts() if image.needs_image_opts else image.path}",
-            f"of={out}",
-        ]
+        *naming, source = image.dd_args()
+        args = [*naming, "-O", "raw", f"bs={block}", f"count={length // block}", source, f"of={out}"]
         _checked("dd", args, limits=INFO_LIMITS)
         return out.read_bytes()[:length]

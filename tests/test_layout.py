@@ -14,6 +14,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("__init__", "errors", "problems", "progress"),
     ("signals", "sizes", "checksums", "writes", "renames", "reproducible"),
     ("process", "partitions", "leftovers"),
+    ("openfile",),
     ("formats", "sample", "gpt"),
     ("qemu", "atomic", "sparse", "options"),
     ("seed",),

@@ -95,7 +95,7 @@ def decompress_into(
             if claimed is None and archive_ok and detect(src).archive is Container.TAR:
                 archive = True
                 return disk_size_limit(policy.max_size) + ARCHIVE_SLACK
-            inspection = inspect_source(src, claimed=claimed, name=path, policy=policy)
+            inspection = inspect_source(src, claimed=claimed, name=path, policy=policy, whole=False)
         if claimed is None:
             require_inner_name_agrees(path, inspection.format, partial=True)
         if want is not None and inspection.format is not want:

@@ -4,6 +4,7 @@ refused, and the name only has to agree."""
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,7 +19,7 @@ from imagepack.formats.base import (
     SafetyPolicy,
     check_virtual_size,
 )
-from imagepack.formats.containers import DECOMPRESS, DESCRIPTIONS, detect_containers
+from imagepack.formats.containers import DECOMPRESS, DESCRIPTIONS, detect_containers, is_text
 from imagepack.formats.foreign import ForeignFormat, detect_foreign
 from imagepack.formats.registry import (
     FORMATS,
@@ -29,6 +30,9 @@ from imagepack.formats.registry import (
     spec,
 )
 from imagepack.problems import Problem, Remedy
+
+log = logging.getLogger("imagepack")
+SECTOR = 512
 
 __all__ = [
     "DEFAULT_MAX_SIZE",
@@ -98,8 +102,13 @@ class Detection:
 
 
 def detect(src: ByteSource) -> Detection:
+    """Every signature in `src`; bytes that match none and read as text are text, never a raw disk."""
     disks = tuple(entry.format for entry in FORMATS.values() if entry.inspector and entry.inspector.matches(src))
-    return Detection(disks, tuple(detect_foreign(src)), tuple(detect_containers(src)))
+    foreign = tuple(detect_foreign(src))
+    containers = tuple(detect_containers(src))
+    if not (disks or foreign or containers) and is_text(src):
+        containers = (Container.TEXT,)
+    return Detection(disks, foreign, containers)
 
 
 def _compressed(found: Detection) -> bool:
@@ -137,7 +146,12 @@ def not_a_disk(found: Detection, label: object) -> InputError:
             remedy=Remedy.STATE_FORMAT,
             value="raw",
         )
-    return InputError(f"{label}: this is {what}, not a disk image", code=f"input.{container.value}")
+    return InputError(
+        f"{label}: this is {what}, not a disk image",
+        code=f"input.{container.value}",
+        remedy=Remedy.STATE_FORMAT,
+        value="raw",
+    )
 
 
 def inspect_source(
@@ -146,9 +160,11 @@ def inspect_source(
     claimed: ImageFormat | None = None,
     name: Path | None = None,
     policy: SafetyPolicy = SafetyPolicy(),
+    whole: bool = True,
 ) -> Inspection:
     """Decide the format from the content, check it against what the user or the file name claims, and
-    read the header. Refuses ambiguity and disagreement; unsafe headers come back as `problems`."""
+    read the header. Refuses ambiguity and disagreement; unsafe headers come back as `problems`. `whole`: `src`
+    is the whole file, not its first bytes (then a raw disk's length is checked too)."""
     label = name or src.path
     found = detect(src)
     if found.ambiguous or found.foreign:
@@ -177,12 +193,39 @@ def inspect_source(
 
     inspector = spec(content).inspector
     if inspector is None:
+        if whole:
+            _require_whole_sectors(src.size, label, stated=claimed is not None)
         inspection = Inspection(ImageFormat.RAW, src.size)
         if found.containers:
             inspection.details["container"] = found.containers[0].value
         check_virtual_size(inspection, policy)
         return inspection
     return inspector.inspect(src, policy)
+
+
+def _require_whole_sectors(size: int, label: object, *, stated: bool) -> None:
+    """A disk is a whole number of 512-byte sectors; bytes taken as raw that are not were never one, unless the
+    user says they are (qemu then reads them padded with zeroes to the next sector, and we say so)."""
+    if size % SECTOR == 0:
+        return
+    padded = size + SECTOR - size % SECTOR
+    if stated:
+        log.warning(
+            "%s: %d bytes is not a whole number of 512-byte sectors; the disk is read as %d bytes, its last "
+            "sector padded with %d zero bytes",
+            label,
+            size,
+            padded,
+            padded - size,
+        )
+        return
+    raise InputError(
+        f"{label}: {size} bytes is not a whole number of 512-byte sectors, so it is not a disk image "
+        f"(read as a raw disk, it would be padded with zeroes to {padded} bytes)",
+        code="input.partial-sector",
+        remedy=Remedy.STATE_FORMAT,
+        value="raw",
+    )
 
 
 def require_safe(problems: list[Problem], label: object) -> None:

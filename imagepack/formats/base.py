@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from imagepack.errors import InputError
+from imagepack.openfile import descriptor_of
 from imagepack.problems import Problem, Remedy
 
 GiB = 1024**3
@@ -30,10 +31,18 @@ class ImageFormat(StrEnum):
 
 
 class Container(StrEnum):
-    """File types we recognise but do not convert as disks: archives, compressed streams, ISO 9660."""
+    """File types we recognise but do not convert as disks: archives, compressed streams, ISO 9660, programs and
+    text."""
 
     ISO = "iso"
     TAR = "tar"
+    ZIP = "zip"
+    SEVENZIP = "7z"
+    RAR = "rar"
+    CPIO = "cpio"
+    AR = "ar"
+    ELF = "elf"
+    TEXT = "text"
     GZIP = "gzip"
     ZSTD = "zstd"
     XZ = "xz"
@@ -59,12 +68,17 @@ class SafetyPolicy:
 
 
 class ByteSource:
-    """Bounded, read-only random access to an image that may sit inside a larger file (an archive member)."""
+    """Bounded, read-only random access to an image that may sit inside a larger file (an archive member). An
+    opened input (openfile.OpenedPath) is read through its own descriptor, never opened again."""
 
     def __init__(self, path: Path, *, offset: int = 0, size: int | None = None) -> None:
         self.path = path
         self.offset = offset
-        self._fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK)  # a FIFO must not block us
+        held = descriptor_of(path)
+        if held is not None:
+            self._fd = os.dup(held)
+        else:
+            self._fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK)  # a FIFO must not block us
         try:
             st = os.fstat(self._fd)
             if not stat.S_ISREG(st.st_mode):

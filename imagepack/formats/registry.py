@@ -58,6 +58,7 @@ class FormatSpec:
     allocation_unit: str = "2M"  # the qcow2 cluster size that measures the data as this format rounds it
     overhead: int = 1024**2  # metadata beyond the data, for the free-space estimate
     compressible: bool = False  # `--compress` means something for it
+    backing: bool = False  # qemu's driver may open a backing file the header names (then told "backing": null)
 
     @property
     def suffix(self) -> str:
@@ -106,6 +107,7 @@ FORMATS: dict[ImageFormat, FormatSpec] = {
             check_options=_check_qcow2,
             oci_subformats=frozenset(),
             compressible=True,
+            backing=True,
         ),
         FormatSpec(
             ImageFormat.VMDK,
@@ -126,6 +128,7 @@ FORMATS: dict[ImageFormat, FormatSpec] = {
             oci_subformats=frozenset(SINGLE_FILE_TYPES),
             allocation_unit="64k",
             compressible=True,
+            backing=True,
         ),
         FormatSpec(
             ImageFormat.VDI,

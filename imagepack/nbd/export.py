@@ -63,7 +63,7 @@ def exported(image: ImageRef) -> Iterator[NbdClient]:
     """A client connected to a read-only export of `image`; qemu-nbd is killed when the block ends, however it
     ends, and dies with us if we are killed."""
     argv = [sys.executable, "-I", "-S", "-c", _ACTIVATE, find_qemu_nbd(), "--read-only", "--shared=1"]
-    argv += ["--image-opts", image.image_opts()]
+    argv += image.args()  # an opened input as the descriptor qemu-nbd inherits, with no backing file
     listener, ours = _connected_pair()
     try:
         with listener, spawn(argv, stdin=listener.fileno()) as service:

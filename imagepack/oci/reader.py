@@ -11,10 +11,11 @@ from pathlib import Path
 
 from imagepack.errors import ArchiveError
 from imagepack.formats import ByteSource, ImageFormat, SafetyPolicy, detect, require_safe
-from imagepack.image import SourceImage, inspect_file, open_image, require_regular_file
+from imagepack.image import SourceImage, inspect_file, open_image
 from imagepack.leftovers import scratch_directory
 from imagepack.oci.archive import BLOCK, MAX_METADATA, OciLayout, disk_size_limit, read_layout
 from imagepack.oci.metadata import ImageMetadata, load_metadata
+from imagepack.openfile import opened_input
 from imagepack.tarmembers import extract_member, read_member
 
 
@@ -40,42 +41,43 @@ def open_archive(
 ) -> Iterator[OpenedArchive]:
     """Check the archive and its disk (both layers of image checks). `scratch` is where a disk that cannot
     be read in place is extracted to (the system's temporary directory by default); it is removed after."""
-    require_regular_file(path)
-    layout = read_layout(path, max_disk_size=disk_size_limit(policy.max_size))
-    metadata_bytes = read_member(layout, layout.metadata, limit=MAX_METADATA)
-    metadata = _load(layout, metadata_bytes)
-    if layout.disk_in_place:
-        size = in_place_size(layout)
-        require_qcow2(path, layout.label, offset=layout.disk.data_offset, size=size)
-        disk = open_image(
-            path,
-            claimed=ImageFormat.QCOW2,
-            policy=policy,
-            offset=layout.disk.data_offset,
-            size=size,
-            label=layout.label,
-        )
-        yield OpenedArchive(layout, metadata, metadata_bytes, disk)
-        return
-    with scratch_directory(scratch) as tmp:
-        extracted = Path(tmp, "disk.qcow2")
-
-        def check_header() -> int:
-            """Refuse a hostile disk before the rest of it is extracted, and bound it by its own header."""
-            require_qcow2(extracted, layout.label)
-            inspection = inspect_file(extracted, claimed=ImageFormat.QCOW2, policy=policy, label=layout.label)
-            require_safe(inspection.problems, layout.label)
-            return disk_size_limit(inspection.virtual_size)
-
-        fd = os.open(extracted, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
-        try:
-            extract_member(
-                layout, layout.disk, fd, 0, limit=disk_size_limit(policy.max_size), after_first_chunk=check_header
+    with opened_input(path) as opened:  # read once: every reader below reads this open file
+        path = opened
+        layout = read_layout(path, max_disk_size=disk_size_limit(policy.max_size))
+        metadata_bytes = read_member(layout, layout.metadata, limit=MAX_METADATA)
+        metadata = _load(layout, metadata_bytes)
+        if layout.disk_in_place:
+            size = in_place_size(layout)
+            require_qcow2(path, layout.label, offset=layout.disk.data_offset, size=size)
+            disk = open_image(
+                path,
+                claimed=ImageFormat.QCOW2,
+                policy=policy,
+                offset=layout.disk.data_offset,
+                size=size,
+                label=layout.label,
             )
-        finally:
-            os.close(fd)
-        disk = open_image(extracted, claimed=ImageFormat.QCOW2, policy=policy, label=layout.label)
-        yield OpenedArchive(layout, metadata, metadata_bytes, disk)
+            yield OpenedArchive(layout, metadata, metadata_bytes, disk)
+            return
+        with scratch_directory(scratch) as tmp:
+            extracted = Path(tmp, "disk.qcow2")
+
+            def check_header() -> int:
+                """Refuse a hostile disk before the rest of it is extracted, and bound it by its own header."""
+                require_qcow2(extracted, layout.label)
+                inspection = inspect_file(extracted, claimed=ImageFormat.QCOW2, policy=policy, label=layout.label)
+                require_safe(inspection.problems, layout.label)
+                return disk_size_limit(inspection.virtual_size)
+
+            fd = os.open(extracted, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+            try:
+                extract_member(
+                    layout, layout.disk, fd, 0, limit=disk_size_limit(policy.max_size), after_first_chunk=check_header
+                )
+            finally:
+                os.close(fd)
+            disk = open_image(extracted, claimed=ImageFormat.QCOW2, policy=policy, label=layout.label)
+            yield OpenedArchive(layout, metadata, metadata_bytes, disk)
 
 
 def in_place_size(layout: OciLayout) -> int:

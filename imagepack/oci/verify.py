@@ -17,6 +17,7 @@ from imagepack.inputs import Source, is_archive, open_source
 from imagepack.oci.archive import DISK_NAME
 from imagepack.oci.metadata import ImageMetadata, check_metadata, import_guidance
 from imagepack.oci.reader import OpenedArchive
+from imagepack.openfile import opened_input
 from imagepack.ova.reader import OpenedOva
 from imagepack.partitions import PartitionTable
 from imagepack.problems import Problem, Severity
@@ -64,7 +65,23 @@ def verify_path(
 ) -> VerifyReport:
     """Check `path` (`disk`: which of an OVA's disks); raises only when an archive cannot be read at all, or a
     boot test (`boot`) cannot run. Refusals, and a boot that fails, become problems. `scratch`: where a
-    compressed input is decompressed to (see open_source)."""
+    compressed input is decompressed to (see open_source). `path` is opened once; every reader reads that file."""
+    with opened_input(path) as opened:
+        return _verify_path(
+            opened, strict=strict, policy=policy, disk=disk, scratch=scratch, on_progress=on_progress, boot=boot
+        )
+
+
+def _verify_path(
+    path: Path,
+    *,
+    strict: bool,
+    policy: SafetyPolicy,
+    disk: int | None,
+    scratch: Path | None,
+    on_progress: Progress | None,
+    boot: BootRequest | None,
+) -> VerifyReport:
     archive = is_archive(path)
     compressed = compression_of(path) is not None
     report = VerifyReport(path, "oci" if archive else "unknown")

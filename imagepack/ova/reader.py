@@ -12,9 +12,10 @@ from pathlib import Path
 
 from imagepack.errors import ArchiveError, InvalidValueError
 from imagepack.formats import SafetyPolicy, require_safe
-from imagepack.image import SourceImage, inspect_file, open_image, require_regular_file
+from imagepack.image import SourceImage, inspect_file, open_image
 from imagepack.leftovers import scratch_directory
 from imagepack.oci.archive import disk_size_limit
+from imagepack.openfile import opened_input
 from imagepack.ova.archive import OvaLayout, read_ova_layout, verify_manifest
 from imagepack.ova.descriptor import OvfDisk
 from imagepack.tarmembers import extract_member
@@ -55,36 +56,37 @@ def open_ova(
     policy: SafetyPolicy = SafetyPolicy(),
     scratch: Path | None = None,
 ) -> Iterator[OpenedOva]:
-    require_regular_file(path)
-    layout = read_ova_layout(path, max_disk_size=disk_size_limit(policy.max_size))
-    index, chosen = choose_disk(layout, disk)
-    verified = verify_manifest(layout)
-    member = layout.files[chosen.file]
-    label = layout.label(member)
-    if not layout.compressed and not member.sparse:
-        image = open_image(path, policy=policy, offset=member.data_offset, size=member.size, label=label)
-        _require_capacity(image, chosen, label)
-        yield OpenedOva(layout, chosen, index, verified, image)
-        return
-    with scratch_directory(scratch) as tmp:
-        extracted = Path(tmp, "disk")
+    with opened_input(path) as opened:  # read once: every reader below reads this open file
+        path = opened
+        layout = read_ova_layout(path, max_disk_size=disk_size_limit(policy.max_size))
+        index, chosen = choose_disk(layout, disk)
+        verified = verify_manifest(layout)
+        member = layout.files[chosen.file]
+        label = layout.label(member)
+        if not layout.compressed and not member.sparse:
+            image = open_image(path, policy=policy, offset=member.data_offset, size=member.size, label=label)
+            _require_capacity(image, chosen, label)
+            yield OpenedOva(layout, chosen, index, verified, image)
+            return
+        with scratch_directory(scratch) as tmp:
+            extracted = Path(tmp, "disk")
 
-        def check_header() -> int:
-            """Refuse a hostile disk before the rest of it is extracted, and bound it by its own header."""
-            inspection = inspect_file(extracted, policy=policy, label=label)
-            require_safe(inspection.problems, label)
-            return disk_size_limit(inspection.virtual_size)
+            def check_header() -> int:
+                """Refuse a hostile disk before the rest of it is extracted, and bound it by its own header."""
+                inspection = inspect_file(extracted, policy=policy, label=label, whole=False)
+                require_safe(inspection.problems, label)
+                return disk_size_limit(inspection.virtual_size)
 
-        fd = os.open(extracted, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
-        try:
-            extract_member(
-                layout, member, fd, 0, limit=disk_size_limit(policy.max_size), after_first_chunk=check_header
-            )
-        finally:
-            os.close(fd)
-        image = open_image(extracted, policy=policy, label=label)
-        _require_capacity(image, chosen, label)
-        yield OpenedOva(layout, chosen, index, verified, image)
+            fd = os.open(extracted, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+            try:
+                extract_member(
+                    layout, member, fd, 0, limit=disk_size_limit(policy.max_size), after_first_chunk=check_header
+                )
+            finally:
+                os.close(fd)
+            image = open_image(extracted, policy=policy, label=label)
+            _require_capacity(image, chosen, label)
+            yield OpenedOva(layout, chosen, index, verified, image)
 
 
 def _require_capacity(image: SourceImage, chosen: OvfDisk, label: str) -> None:

@@ -11,6 +11,7 @@ from typing import Protocol
 
 from imagepack.formats import ImageFormat
 from imagepack.nbd import Extent, exported
+from imagepack.openfile import descriptor_of
 from imagepack.qemu import ImageRef
 from imagepack.sparse import data_segments
 
@@ -50,13 +51,17 @@ class RawRegion:
 @contextlib.contextmanager
 def guest_disk(source: ImageRef, virtual_size: int) -> Iterator[GuestDisk]:
     """The guest disk of `source`, for the length of the block. Reading a raw file in place costs nothing beyond
-    the copy; an NBD export costs a socket round trip and qemu-nbd's CPU for every request."""
+    the copy; an NBD export costs a socket round trip and qemu-nbd's CPU for every request. Both read the input's
+    open file, never its name; a source that changed by the end of the block is refused (a disk truncated under
+    the writer would otherwise come out as zeroes)."""
     if source.format is ImageFormat.RAW and not source.driver_options:
-        fd = os.open(source.path, os.O_RDONLY | os.O_CLOEXEC)
+        held = descriptor_of(source.path)
+        fd = os.dup(held) if held is not None else os.open(source.path, os.O_RDONLY | os.O_CLOEXEC)
         try:
             yield RawRegion(fd, source.offset, virtual_size)
         finally:
             os.close(fd)
-        return
-    with exported(source) as client:
-        yield client
+    else:
+        with exported(source) as client:
+            yield client
+    source.require_unchanged()
