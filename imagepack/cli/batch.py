@@ -70,9 +70,12 @@ def batch_command(
         from imagepack.batch.plan import make_plan
         from imagepack.batch.report import write_report, write_sums_beside_outputs
         from imagepack.batch.run import decide, run_plan
+        from imagepack.batch.writes import check_report_path
 
         which = _parse_shard(shard, shards)
         loaded = load_manifest(manifest)
+        if report is not None:
+            check_report_path(report, loaded)
         plan = make_plan(loaded, which.count if which else 1)
         if dry_run:
             _print_plan(plan, decide(plan, None, force=force), which, json_output=json_output)
