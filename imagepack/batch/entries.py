@@ -94,6 +94,9 @@ def path_value(table: Mapping[str, Any], key: str, root: Path, where: Where) -> 
     text = string(table, key, where)
     if not text:
         where.fail(key, "a path is required")
+    if not text.isprintable() or "\\" in text:
+        # A report and a SHA256SUMS list paths one a line, as sha256sum -c reads them: nothing to escape there.
+        where.fail(key, f"{text[:60]!r}: a path with a line break, a control character or a backslash")
     return Path(os.path.normpath(root / os.path.expanduser(text)))
 
 

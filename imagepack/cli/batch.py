@@ -113,20 +113,31 @@ def merge_command(
     sums: Path = typer.Option(
         None, "--sums", metavar="FILE", help="Write the SHA256SUMS here (default: beside --output, else ./SHA256SUMS)."
     ),
+    allow_partial: bool = typer.Option(
+        False, "--allow-partial", help="Merge the reports there are, though shards are missing (the report names them)."
+    ),
     force: bool = FORCE,
     json_output: bool = JSON,
     quiet: bool = QUIET,
     verbose: bool = VERBOSE,
 ) -> None:
-    """Join the reports of a manifest's shards into the report one run would have written, and one SHA256SUMS of
-    every output, named from the manifest's directory. Exits 1 when an output failed."""
+    """Join the reports of every shard of a manifest's plan into the report one run would have written, and one
+    SHA256SUMS of every output, named from the manifest's directory. Exits 1 when an output failed."""
     setup_logging(quiet=quiet, verbose=verbose)
     with reported(verbose=verbose, json_output=json_output):
         from imagepack.atomic import check_target
-        from imagepack.batch.report import SUMS_NAME, merge_reports, merged_sums, write_report, write_text
+        from imagepack.batch.merge import merge_reports, merged_sums
+        from imagepack.batch.report import SUMS_NAME, write_report, write_text
+        from imagepack.batch.writes import file_key, same_file
+        from imagepack.errors import InvalidValueError
 
-        merged = merge_reports(reports)
         sums_path = sums or (output.parent if output else Path(".")) / SUMS_NAME
+        if output is not None and same_file(file_key(output), file_key(sums_path)):
+            raise InvalidValueError(
+                f"--output {output} is also where the SHA256SUMS goes; give --sums another path",
+                code="batch.collision",
+            )
+        merged = merge_reports(reports, allow_partial=allow_partial)
         for path in (output, sums_path):
             if path is not None:
                 check_target(path, force=force, inputs=tuple(reports))
@@ -136,7 +147,7 @@ def merge_command(
         if output is None or json_output:
             print_json(merged.to_json())
         elif not quiet:
-            _print_summary(merged, [sums_path])
+            _print_summary(merged, [sums_path], merged=True)
         if merged.failed:
             raise typer.Exit(1)
 
@@ -181,10 +192,15 @@ def _print_plan(plan: Plan, decisions: list[Decision], shard: Shard | None, *, j
         print("estimated per shard: " + ", ".join(human_size(load) for load in plan.loads()))
 
 
-def _print_summary(done: BatchReport, sums: list[Path]) -> None:
+def _print_summary(done: BatchReport, sums: list[Path], *, merged: bool = False) -> None:
     counts = done.to_json()["summary"]
     told = ", ".join(f"{n} {status}" for status, n in counts.items() if n or status in ("built", "failed"))
     where = f"; checksums in {', '.join(str(p) for p in sums)}" if sums else ""
+    if merged and sums:
+        where += " (its paths start in the manifest's directory: run sha256sum -c there)"
+    if done.missing_shards:
+        count = len(done.missing_shards)
+        told += f"; no report of {count} shard{'s' if count > 1 else ''} ({', '.join(map(str, done.missing_shards))})"
     print(f"batch {done.shard + ' ' if done.shard else ''}done: {told} in {done.seconds:.1f} s{where}")
 
 
