@@ -30,6 +30,7 @@ class Remedy(StrEnum):
     STATE_LAUNCH_MODE = "launch-mode"  # say which launch mode the image imports in
     WINDOWS_CLOCK_FIX = "windows-rtc-fix"  # have the guest keep its hardware clock in UTC (RealTimeIsUniversal)
     QEMU_STREAM_WRITER = "stream-writer"  # have qemu-img write a stream-optimized vmdk (no qemu-nbd needed)
+    STATE_DISK = "disk"  # say which of an OVA's disks to read
     ALLOW_PARTIAL = "allow-partial"  # merge the shard reports there are, the merged report naming those missing
 
 

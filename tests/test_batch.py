@@ -320,7 +320,7 @@ def test_sigint_mid_batch_leaves_no_partial_output_and_no_child(
     [
         ('  formt = "vmdk"\n', "source 2 (beta.raw), output 1 (out/beta.vmdk), key formt: unknown key"),
         ('  options = { subformat = "flat" }\n', "output 1 (out/beta.vmdk), key options: -o subformat=flat"),
-        ("  level = 5\n", "output 1 (out/beta.vmdk), key level: --level applies only to a compressed target"),
+        ("  level = 5\n", "output 1 (out/beta.vmdk), key level: level 5: a level applies only to a compressed target"),
         (
             '  for = "azure"\n',
             "key for: …out/beta.vmdk: Azure takes .vhd, which the name does not end in; name it beta.vhd",

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any, NoReturn, TypeVar
 
 from imagepack.errors import ImagepackError, InvalidValueError, MetadataError
+from imagepack.problems import Remedy
 
 E = TypeVar("E", bound=StrEnum)
 T = TypeVar("T")
@@ -77,14 +78,24 @@ class Where:
     entry: str
     table: tuple[object, ...]
 
-    def fail(self, key: str | None, message: str, *, code: str = "batch.manifest") -> NoReturn:
+    def fail(
+        self,
+        key: str | None,
+        message: str,
+        *,
+        code: str = "batch.manifest",
+        remedy: Remedy | None = None,
+        value: str | None = None,
+    ) -> NoReturn:
         line = self.lines.line(self.table, key)
         at = f"{self.manifest}:{line}" if line else str(self.manifest)
         what = f"{self.entry}, key {key}" if key else self.entry
-        raise InvalidValueError(f"{at}: {what}: {message}", code=code)
+        raise InvalidValueError(f"{at}: {what}: {message}", code=code, remedy=remedy, value=value)
 
     def refusing(self, key: str, e: ImagepackError) -> NoReturn:
-        self.fail(key, e.message, code=e.code if e.code != MetadataError.code else InvalidValueError.code)
+        """The library's refusal of a value, as the key's; its remedy goes along, for the front end to name."""
+        code = e.code if e.code != MetadataError.code else InvalidValueError.code
+        self.fail(key, e.message, code=code, remedy=e.remedy, value=e.value)
 
     def sub(self, name: str) -> Where:
         return dataclasses.replace(self, table=(f"{self.table[0]}.{name}", *self.table[1:]))

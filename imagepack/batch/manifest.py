@@ -37,10 +37,11 @@ from imagepack.build import (
     target_kind,
 )
 from imagepack.compression import codec_named
-from imagepack.errors import InvalidValueError, MetadataError
+from imagepack.errors import InvalidValueError
 from imagepack.formats import DEFAULT_MAX_SIZE, ImageFormat, SafetyPolicy, parse_format
 from imagepack.formats.base import VhdSize
-from imagepack.oci.metadata import LaunchMode, build_metadata, parse_shape
+from imagepack.oci.metadata import LaunchMode, parse_shape
+from imagepack.oci.metadata.requested import RequestRefused, check_request
 from imagepack.oci.pack import MetadataRequest
 from imagepack.options import create_options
 from imagepack.partitions import Firmware
@@ -242,21 +243,19 @@ def _metadata(entry: Mapping[str, Any], root: Path, where: Where) -> MetadataReq
     if not isinstance(shapes, list) or not all(isinstance(s, str) for s in shapes):
         where.fail("shapes", 'must be a list of shapes, e.g. ["VM.Standard.E4.Flex:1-64:1-1024"]')
     os_name, os_version = string(raw, "os", where), string(raw, "os_version", where)
-    # Stand-ins for what is not given, as `pack` checks its options: a bad value is refused before any work.
-    for key, os_text, version_text, launch in (
-        ("os", "Linux" if os_name is None else os_name, "1", {}),
-        ("os_version", "Linux", "1" if os_version is None else os_version, {}),
-        ("launch_options", "Linux", "1", overrides),
-    ):
-        try:
-            build_metadata(
-                operating_system=os_text,
-                operating_system_version=version_text,
-                firmware=Firmware.BIOS,
-                overrides=launch,
-            )
-        except (InvalidValueError, MetadataError) as e:
-            where.refusing(key, e)
+    launch_mode = choice(LaunchMode, string(raw, "launch_mode", where), "launch_mode", where)
+    strict = boolean(raw, "strict", where)
+    try:  # what `pack` checks of its options, by the same function: before any input is read
+        check_request(
+            operating_system=os_name,
+            operating_system_version=os_version,
+            launch_mode=launch_mode,
+            overrides=overrides,
+            strict=strict,
+            has_base="metadata" in raw,
+        )
+    except RequestRefused as e:
+        where.refusing(e.asked.value, e)
     parsed_shapes = [parsed({"shapes": text}, "shapes", parse_shape, where) for text in shapes]
     base = path_value(raw, "metadata", root, where) if "metadata" in raw else None
     if base is not None and not base.is_file():
@@ -264,12 +263,12 @@ def _metadata(entry: Mapping[str, Any], root: Path, where: Where) -> MetadataReq
     return MetadataRequest(
         operating_system=os_name,
         operating_system_version=os_version,
-        launch_mode=choice(LaunchMode, string(raw, "launch_mode", where), "launch_mode", where),
+        launch_mode=launch_mode,
         firmware=choice(Firmware, string(raw, "firmware", where), "firmware", where),
         overrides=overrides,
         shapes=[shape for shape in parsed_shapes if shape is not None],
         base=base,
-        strict=boolean(raw, "strict", where),
+        strict=strict,
     )
 
 

@@ -13,8 +13,9 @@ from typing import TYPE_CHECKING, Any
 import typer
 
 from imagepack.cli.options import FORCE, JSON, QUIET, VERBOSE
-from imagepack.cli.output import human_size, print_json, reported, setup_logging, with_remedy
-from imagepack.errors import Interrupted
+from imagepack.cli.output import REMEDY_TEXT, human_size, print_json, reported, setup_logging
+from imagepack.errors import ImagepackError, Interrupted
+from imagepack.problems import Remedy
 
 if TYPE_CHECKING:
     from imagepack.batch.plan import Plan, Shard
@@ -34,7 +35,42 @@ BATCH_INTERRUPTED = "interrupted; the outputs finished before it are kept, no pa
 MERGE_EXAMPLES = """\b
 Examples:
   imagepack batch merge-reports report-*.json --output report.json   # and SHA256SUMS beside it"""
-MERGE = "batch merge-reports"  # one command name of two words: the CLI's group resolves them (cli/__init__.py)
+MERGE = "batch merge-reports"
+
+# What a library remedy says in a manifest's words: the key that does it (the command line's are in REMEDY_TEXT).
+BATCH_REMEDY_TEXT = {
+    Remedy.ALLOW_BACKING: "set allow_backing = true in its [[source]] if you trust this image",
+    Remedy.RAISE_MAX_SIZE: 'set max_size = "SIZE" in its [[source]] to accept it',
+    Remedy.STATE_FORMAT: 'set from = "{value}" in its [[source]] if the content is right',
+    Remedy.STATE_FIRMWARE: 'set firmware = "BIOS" or firmware = "UEFI_64" in the output\'s oci table',
+    Remedy.STATE_OS: "set os and os_version in the output's oci table",
+    Remedy.STATE_TARGET_FORMAT: 'set format = "FORMAT" in the output',
+    Remedy.STATE_METADATA: 'set metadata = "FILE" in the output\'s oci table',
+    Remedy.REPLACE_OUTPUT: "pass --force to replace it",
+    Remedy.RESIZE_UP: "set resize_up = true in the output to grow it to {value} bytes (the source is not changed)",
+    Remedy.STATE_LAUNCH_MODE: 'set launch_mode = "{value}" in the output\'s oci table if so',
+    Remedy.WINDOWS_CLOCK_FIX: REMEDY_TEXT[Remedy.WINDOWS_CLOCK_FIX],  # a command of its own, not a setting
+    Remedy.QEMU_STREAM_WRITER: "convert it with 'imagepack convert --stream-writer qemu' instead",
+    Remedy.ALLOW_PARTIAL: REMEDY_TEXT[Remedy.ALLOW_PARTIAL],  # merge-reports' own option
+    Remedy.STATE_DISK: "set disk = N in its [[source]]",
+}
+
+
+def in_manifest_terms(message: str, remedy: Remedy | None, value: str | None = None) -> str:
+    """A refusal, ending with what to set in the manifest (where the command line names its option)."""
+    if remedy is None:
+        return message
+    return f"{message}; {BATCH_REMEDY_TEXT[remedy].format(value=value or remedy.value.upper())}"
+
+
+@contextmanager
+def _manifest_terms() -> Iterator[None]:
+    """Inside, a refusal's remedy is said in the manifest's keys before `reported` prints it."""
+    try:
+        yield
+    except ImagepackError as e:
+        e.message, e.remedy = in_manifest_terms(e.message, e.remedy, e.value), None
+        raise  # one command name of two words: the CLI's group resolves them (cli/__init__.py)
 
 
 def register(app: typer.Typer) -> None:
@@ -65,7 +101,7 @@ def batch_command(
     """Build every output of a manifest, in parallel; outputs whose record says nothing changed are skipped. Writes
     a SHA256SUMS beside the outputs; exits 1 when an output failed."""
     setup_logging(quiet=quiet, verbose=verbose)
-    with reported(verbose=verbose, json_output=json_output):
+    with reported(verbose=verbose, json_output=json_output), _manifest_terms():
         from imagepack.batch.manifest import load_manifest
         from imagepack.batch.plan import make_plan
         from imagepack.batch.report import write_report, write_sums_beside_outputs
@@ -213,11 +249,11 @@ def _line(report: OutputReport) -> str:
 
 
 def _failure(report: OutputReport) -> str:
-    from imagepack.problems import Remedy
-
     error = report.error or {}
     remedy = Remedy(error["remedy"]) if error.get("remedy") else None
-    return f"imagepack: error: {report.name}: {with_remedy(str(error.get('message')), remedy, error.get('value'))}"
+    return (
+        f"imagepack: error: {report.name}: {in_manifest_terms(str(error.get('message')), remedy, error.get('value'))}"
+    )
 
 
 @contextmanager
