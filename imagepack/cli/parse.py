@@ -86,8 +86,12 @@ def parse_choice(kind: type[E], value: str | None, option: str) -> E | None:
 def typed_values() -> Iterator[None]:
     """Inside, a value the library refuses as metadata was typed by the user (`meta set firmware=X`,
     `--launch-option networkType=X`): a usage error like an unknown key, not a refused input."""
+    from imagepack.oci.metadata.requested import RuleRefused
+
     try:
         yield
+    except RuleRefused:
+        raise  # values each typed right that together break a rule of OCI's: refused as the archive would be
     except MetadataError as e:
         code = InvalidValueError.code if e.code == MetadataError.code else e.code  # a raise site's precise code is kept
         raise InvalidValueError(e.message, detail=e.detail, code=code, remedy=e.remedy) from None

@@ -34,6 +34,11 @@ class RequestRefused(MetadataError):
         self.asked = asked
 
 
+class RuleRefused(RequestRefused):
+    """Values each readable, that together break a rule of the system's (a Windows edition, OCI's list under
+    strict): what the archive would be refused for once made, refused before it is made."""
+
+
 # The asked value a rule of the operating system refuses, by the rule's code; others are the version's.
 _RULE_VALUE = {
     "metadata.windows-mode": Asked.LAUNCH_MODE,
@@ -74,4 +79,4 @@ def check_request(
         asked = _RULE_VALUE.get(problem.code, Asked.OS_VERSION)
         if problem.severity is Severity.ERROR and (mode is not None or asked is not Asked.LAUNCH_MODE):
             refused = MetadataError(problem.message, code=problem.code, remedy=problem.remedy, value=problem.value)
-            raise RequestRefused(refused, asked)
+            raise RuleRefused(refused, asked)
