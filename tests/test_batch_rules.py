@@ -128,6 +128,7 @@ def test_every_remedy_has_words_for_a_manifest() -> None:
         ("  threads = 99999999999999999999999", [], "key threads: 99999999999999999999999: give 1 to 1024"),
         ("  level = 1" + "0" * 400, [], "key level: 100000000000... (401 digits): give -1000 to 1000"),
         ('  path = "out/x\\nbad.qcow2"', [], "a path with a line break, a control character or a backslash"),
+        ('max_size = "' + "9" * 5000 + '"', [], "key max_size: max_size=999999999999999999999999... is larger"),
     ],
     ids=[
         "deep",
@@ -139,6 +140,7 @@ def test_every_remedy_has_words_for_a_manifest() -> None:
         "threads",
         "level",
         "newline",
+        "max-size-digits",
     ],
 )
 def test_numbers_and_nesting_are_bounded_with_one_line(
@@ -147,7 +149,9 @@ def test_numbers_and_nesting_are_bounded_with_one_line(
     write_sample_disk(tmp_path / "a.raw", 2 * MiB)
     manifest = tmp_path / "m.toml"
     body = '[[source]]\npath = "a.raw"\n  [[source.output]]\n  path = "out/a.qcow2.zst"\n'
-    if text is not None and text.startswith("  path"):
+    if text is not None and text.startswith("max_size"):
+        body = body.replace('path = "a.raw"\n', f'path = "a.raw"\n{text}\n', 1)
+    elif text is not None and text.startswith("  path"):
         body = body.replace('  path = "out/a.qcow2.zst"\n', text + "\n")
     elif text is not None and text.startswith("  "):
         body += text + "\n"
