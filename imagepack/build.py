@@ -257,7 +257,9 @@ def check_compression(target: Target) -> None:
             )
     if target.compression is None:
         if target.level is not None:
-            raise InvalidValueError("--level applies only to a compressed target (name it .zst, .xz or .gz)")
+            raise InvalidValueError(
+                f"level {target.level}: a level applies only to a compressed target (name it .zst, .xz or .gz)"
+            )
         return
     check_settings(target.compression, level=target.level, threads=_codec_threads(target))
 

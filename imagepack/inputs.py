@@ -187,4 +187,7 @@ def _open_oci(
 
 
 def _not_an_ova(path: Path) -> InvalidValueError:
-    return InvalidValueError(f"--disk picks one of an OVA's disks; {path} is not an OVA", code="ova.not-an-ova")
+    return InvalidValueError(
+        f"{path} is not an OVA: a disk number picks one of an OVA's disks, and this input has one",
+        code="ova.not-an-ova",
+    )

@@ -31,6 +31,8 @@ class Remedy(StrEnum):
     WINDOWS_CLOCK_FIX = "windows-rtc-fix"  # have the guest keep its hardware clock in UTC (RealTimeIsUniversal)
     QEMU_STREAM_WRITER = "stream-writer"  # have qemu-img write a stream-optimized vmdk (no qemu-nbd needed)
     USE_TCG = "accel"  # run a boot test under qemu's own CPU emulation rather than KVM
+    STATE_DISK = "disk"  # say which of an OVA's disks to read
+    ALLOW_PARTIAL = "allow-partial"  # merge the shard reports there are, the merged report naming those missing
 
 
 @dataclass(frozen=True)

@@ -110,7 +110,7 @@ def test_to_agreeing_with_the_suffix_before_the_compression_is_accepted(sample_r
 def test_level_for_an_uncompressed_target_is_a_usage_error(sample_raw: Path, tmp_path: Path) -> None:
     done = run_cli("convert", "--level", "9", str(sample_raw), str(tmp_path / "disk.qcow2"))
     assert done.returncode == 2
-    assert "--level applies only to a compressed target" in one_error_line(done)
+    assert "level 9: a level applies only to a compressed target" in one_error_line(done)
 
 
 def test_a_level_the_codec_has_not_is_a_usage_error(sample_raw: Path, tmp_path: Path) -> None:

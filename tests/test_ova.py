@@ -276,7 +276,7 @@ def test_a_disk_out_of_range_is_refused(tmp_path: Path, two_disk_ova: tuple[Path
     ova, _ = two_disk_ova
     result = run_cli("convert", str(ova), str(tmp_path / "out.qcow2"), "--disk", "3")
     assert result.returncode == 2
-    assert "--disk 3 is out of range" in result.stderr
+    assert "disk 3 is out of range: " in result.stderr
     assert not (tmp_path / "out.qcow2").exists()
 
 

@@ -19,6 +19,7 @@ from imagepack.image import SourceImage
 from imagepack.inputs import open_source
 
 ARCHIVE_OVERHEAD = 1024**2  # a .oci's metadata member, tar headers and padding
+MAX_SHARDS = 10_000  # more machines than any CI matrix runs; the plan keeps a load per shard
 
 
 @dataclass(frozen=True)
@@ -139,17 +140,17 @@ def assign_shards(weights: list[int], names: list[str], count: int) -> list[int]
 
 def parse_shard(text: str) -> Shard:
     """'I/N', counted from 0."""
-    index, sep, count = text.partition("/")
-    if not sep or not index.strip().isdigit() or not count.strip().isdigit():
-        raise InvalidValueError(f"shard {text!r}: write INDEX/COUNT, counted from 0, e.g. 0/4")
-    return checked_shard(int(index), int(count))
+    index, sep, count = (part.strip() for part in text.partition("/"))
+    if not sep or not _is_number(index) or not _is_number(count):
+        raise InvalidValueError(f"shard {text[:40]!r}: write INDEX/COUNT, counted from 0, e.g. 0/4")
+    return checked_shard(_bounded(index, f"shard {text.strip()[:40]}"), _bounded(count, f"shard {text.strip()[:40]}"))
 
 
 def checked_shard(index: int, count: int) -> Shard:
-    if count < 1:
-        raise InvalidValueError(f"shard count {count}: must be at least 1")
+    if not 1 <= count <= MAX_SHARDS:
+        raise InvalidValueError(f"shard count {_shown(count)}: give 1 to {MAX_SHARDS}")
     if not 0 <= index < count:
-        raise InvalidValueError(f"shard {index}/{count}: the index counts from 0 to {count - 1}")
+        raise InvalidValueError(f"shard {_shown(index)}/{count}: the index counts from 0 to {count - 1}")
     return Shard(index, count)
 
 
@@ -178,6 +179,25 @@ def shard_from_environment(environ: Mapping[str, str], count: int | None) -> Sha
 
 def _env_int(environ: Mapping[str, str], name: str) -> int:
     text = environ[name].strip()
-    if not text.isdigit():
-        raise InvalidValueError(f"{name}={environ[name]!r}: not a number")
-    return int(text)
+    if not _is_number(text):
+        raise InvalidValueError(f"{name}={environ[name][:40]!r}: not a number")
+    return _bounded(text, name)
+
+
+def _is_number(text: str) -> bool:
+    return text.isascii() and text.isdigit()  # not "²" or "٣", which isdigit takes and int refuses
+
+
+def _bounded(digits: str, label: str) -> int:
+    """A count or an index as typed, read only when it is short enough to be one (int() of 5,000 digits fails)."""
+    stripped = digits.lstrip("0") or "0"
+    if len(stripped) > 9:
+        raise InvalidValueError(f"{label}: {_shown(stripped)} is too large; there are at most {MAX_SHARDS} shards")
+    return int(stripped)
+
+
+def _shown(number: int | str) -> str:
+    """A number as a message shows it: in full up to 20 digits (str() of 5,000 digits fails)."""
+    if isinstance(number, int):
+        number = str(number) if number.bit_length() <= 64 else "a number of 20 digits or more"
+    return number if len(number) <= 20 else f"{number[:8]}... ({len(number)} digits)"

@@ -8,11 +8,13 @@ import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import imagepack
 from imagepack.atomic import atomic_output
-from imagepack.batch.manifest import OutputEntry, SourceEntry
+
+if TYPE_CHECKING:
+    from imagepack.batch.manifest import OutputEntry, SourceEntry
 
 RECORD_SUFFIX = ".imagepack.json"
 

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from imagepack.atomic import atomic_output
-from imagepack.errors import ImagepackError, InputError
+from imagepack.errors import ImagepackError
 
 SUMS_NAME = "SHA256SUMS"
 
@@ -49,20 +49,6 @@ class OutputReport:
             "problems": self.problems,
         }
 
-    @classmethod
-    def from_json(cls, data: dict[str, Any]) -> OutputReport:
-        return cls(
-            name=data["path"],
-            source=data["source"],
-            status=Status(data["status"]),
-            estimate=int(data["estimate"]),
-            size=data["size"],
-            sha256=data["sha256"],
-            seconds=data["seconds"],
-            error=data["error"],
-            problems=list(data["problems"]),
-        )
-
 
 def error_json(e: ImagepackError) -> dict[str, Any]:
     return {"code": e.code, "message": e.message, "remedy": e.remedy.value if e.remedy else None, "value": e.value}
@@ -71,9 +57,12 @@ def error_json(e: ImagepackError) -> dict[str, Any]:
 @dataclass(frozen=True)
 class BatchReport:
     manifest: str  # the manifest's file name
+    manifest_sha256: str  # of its text: shards of one plan name the same
     shard: str | None  # "I/N", or None for the whole manifest
     outputs: list[OutputReport]
     seconds: float
+    planned: int  # the outputs of the whole plan, every shard's
+    missing_shards: tuple[int, ...] = ()  # a merge told to allow a part: the shards it had no report of
 
     @property
     def failed(self) -> bool:
@@ -85,7 +74,10 @@ class BatchReport:
             counts[output.status.value] += 1
         return {
             "manifest": self.manifest,
+            "manifest_sha256": self.manifest_sha256,
             "shard": self.shard,
+            "planned": self.planned,
+            "missing_shards": list(self.missing_shards),
             "summary": counts,
             "seconds": round(self.seconds, 3),
             # By path, so reports of the same manifest compare equal however the work was split.
@@ -127,47 +119,6 @@ def write_sums_beside_outputs(report: BatchReport, root: Path) -> list[Path]:
             temp.write_text(sums_text(lines), encoding="utf-8")
         written.append(path)
     return written
-
-
-def read_report(path: Path) -> BatchReport:
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-        return BatchReport(
-            manifest=str(data["manifest"]),
-            shard=data["shard"],
-            outputs=[OutputReport.from_json(item) for item in data["outputs"]],
-            seconds=float(data["seconds"]),
-        )
-    except OSError as e:
-        raise InputError(f"{path}: cannot read the report: {e.strerror or e}") from None
-    except (ValueError, KeyError, TypeError) as e:
-        raise InputError(f"{path}: not a batch report ({type(e).__name__}: {e})", code="batch.report") from None
-
-
-def merge_reports(paths: list[Path]) -> BatchReport:
-    """The shard reports of one manifest as the one report a single run would have written: every output once."""
-    reports = [read_report(path) for path in paths]
-    manifests = {report.manifest for report in reports}
-    if len(manifests) > 1:
-        raise InputError(f"the reports are of different manifests: {', '.join(sorted(manifests))}", code="batch.report")
-    seen: dict[str, Path] = {}
-    outputs: list[OutputReport] = []
-    for path, report in zip(paths, reports, strict=True):
-        for output in report.outputs:
-            if output.name in seen:
-                raise InputError(
-                    f"{path}: {output.name} is also in {seen[output.name]}; give each shard's report once",
-                    code="batch.report",
-                )
-            seen[output.name] = path
-            outputs.append(output)
-    # The shards ran side by side: the batch took as long as the slowest.
-    return BatchReport(reports[0].manifest, None, outputs, max(report.seconds for report in reports))
-
-
-def merged_sums(report: BatchReport) -> str:
-    """One SHA256SUMS for every output, named by their paths from the manifest's directory."""
-    return sums_text([(o.name, o.sha256) for o in report.outputs if o.sha256 is not None and o.status != "failed"])
 
 
 def write_text(path: Path, text: str) -> None:

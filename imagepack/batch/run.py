@@ -211,7 +211,14 @@ def run_plan(
     except BaseException:
         _stop(workers)
         raise
-    return BatchReport(manifest.path.name, str(shard) if shard else None, batch.reports, time.monotonic() - started)
+    return BatchReport(
+        manifest.path.name,
+        manifest.sha256,
+        str(shard) if shard else None,
+        batch.reports,
+        time.monotonic() - started,
+        planned=sum(len(unit.outputs) for unit in plan.units),
+    )
 
 
 def _jobs(batch: _Batch, plan: Plan, shard: Shard | None, *, force: bool, keep_going: bool) -> Iterator[Job]:

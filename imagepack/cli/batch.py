@@ -13,8 +13,9 @@ from typing import TYPE_CHECKING, Any
 import typer
 
 from imagepack.cli.options import FORCE, JSON, QUIET, VERBOSE
-from imagepack.cli.output import human_size, print_json, reported, setup_logging, with_remedy
-from imagepack.errors import Interrupted
+from imagepack.cli.output import REMEDY_TEXT, human_size, print_json, reported, setup_logging
+from imagepack.errors import ImagepackError, Interrupted
+from imagepack.problems import Remedy
 
 if TYPE_CHECKING:
     from imagepack.batch.plan import Plan, Shard
@@ -34,7 +35,43 @@ BATCH_INTERRUPTED = "interrupted; the outputs finished before it are kept, no pa
 MERGE_EXAMPLES = """\b
 Examples:
   imagepack batch merge-reports report-*.json --output report.json   # and SHA256SUMS beside it"""
-MERGE = "batch merge-reports"  # one command name of two words: the CLI's group resolves them (cli/__init__.py)
+MERGE = "batch merge-reports"
+
+# What a library remedy says in a manifest's words: the key that does it (the command line's are in REMEDY_TEXT).
+BATCH_REMEDY_TEXT = {
+    Remedy.ALLOW_BACKING: "set allow_backing = true in its [[source]] if you trust this image",
+    Remedy.RAISE_MAX_SIZE: 'set max_size = "SIZE" in its [[source]] to accept it',
+    Remedy.STATE_FORMAT: 'set from = "{value}" in its [[source]] if the content is right',
+    Remedy.STATE_FIRMWARE: 'set firmware = "BIOS" or firmware = "UEFI_64" in the output\'s oci table',
+    Remedy.STATE_OS: "set os and os_version in the output's oci table",
+    Remedy.STATE_TARGET_FORMAT: 'set format = "FORMAT" in the output',
+    Remedy.STATE_METADATA: 'set metadata = "FILE" in the output\'s oci table',
+    Remedy.REPLACE_OUTPUT: "pass --force to replace it",
+    Remedy.RESIZE_UP: "set resize_up = true in the output to grow it to {value} bytes (the source is not changed)",
+    Remedy.STATE_LAUNCH_MODE: 'set launch_mode = "{value}" in the output\'s oci table if so',
+    Remedy.WINDOWS_CLOCK_FIX: REMEDY_TEXT[Remedy.WINDOWS_CLOCK_FIX],  # a command of its own, not a setting
+    Remedy.QEMU_STREAM_WRITER: "convert it with 'imagepack convert --stream-writer qemu' instead",
+    Remedy.ALLOW_PARTIAL: REMEDY_TEXT[Remedy.ALLOW_PARTIAL],  # merge-reports' own option
+    Remedy.STATE_DISK: "set disk = N in its [[source]]",
+    Remedy.USE_TCG: REMEDY_TEXT[Remedy.USE_TCG],  # boot-test's own option; a batch does not boot
+}
+
+
+def in_manifest_terms(message: str, remedy: Remedy | None, value: str | None = None) -> str:
+    """A refusal, ending with what to set in the manifest (where the command line names its option)."""
+    if remedy is None:
+        return message
+    return f"{message}; {BATCH_REMEDY_TEXT[remedy].format(value=value or remedy.value.upper())}"
+
+
+@contextmanager
+def _manifest_terms() -> Iterator[None]:
+    """Inside, a refusal's remedy is said in the manifest's keys before `reported` prints it."""
+    try:
+        yield
+    except ImagepackError as e:
+        e.message, e.remedy = in_manifest_terms(e.message, e.remedy, e.value), None
+        raise  # one command name of two words: the CLI's group resolves them (cli/__init__.py)
 
 
 def register(app: typer.Typer) -> None:
@@ -65,14 +102,17 @@ def batch_command(
     """Build every output of a manifest, in parallel; outputs whose record says nothing changed are skipped. Writes
     a SHA256SUMS beside the outputs; exits 1 when an output failed."""
     setup_logging(quiet=quiet, verbose=verbose)
-    with reported(verbose=verbose, json_output=json_output):
+    with reported(verbose=verbose, json_output=json_output), _manifest_terms():
         from imagepack.batch.manifest import load_manifest
         from imagepack.batch.plan import make_plan
         from imagepack.batch.report import write_report, write_sums_beside_outputs
         from imagepack.batch.run import decide, run_plan
+        from imagepack.batch.writes import check_report_path
 
         which = _parse_shard(shard, shards)
         loaded = load_manifest(manifest)
+        if report is not None:
+            check_report_path(report, loaded)
         plan = make_plan(loaded, which.count if which else 1)
         if dry_run:
             _print_plan(plan, decide(plan, None, force=force), which, json_output=json_output)
@@ -110,20 +150,31 @@ def merge_command(
     sums: Path = typer.Option(
         None, "--sums", metavar="FILE", help="Write the SHA256SUMS here (default: beside --output, else ./SHA256SUMS)."
     ),
+    allow_partial: bool = typer.Option(
+        False, "--allow-partial", help="Merge the reports there are, though shards are missing (the report names them)."
+    ),
     force: bool = FORCE,
     json_output: bool = JSON,
     quiet: bool = QUIET,
     verbose: bool = VERBOSE,
 ) -> None:
-    """Join the reports of a manifest's shards into the report one run would have written, and one SHA256SUMS of
-    every output, named from the manifest's directory. Exits 1 when an output failed."""
+    """Join the reports of every shard of a manifest's plan into the report one run would have written, and one
+    SHA256SUMS of every output, named from the manifest's directory. Exits 1 when an output failed."""
     setup_logging(quiet=quiet, verbose=verbose)
     with reported(verbose=verbose, json_output=json_output):
         from imagepack.atomic import check_target
-        from imagepack.batch.report import SUMS_NAME, merge_reports, merged_sums, write_report, write_text
+        from imagepack.batch.merge import merge_reports, merged_sums
+        from imagepack.batch.report import SUMS_NAME, write_report, write_text
+        from imagepack.batch.writes import file_key, same_file
+        from imagepack.errors import InvalidValueError
 
-        merged = merge_reports(reports)
         sums_path = sums or (output.parent if output else Path(".")) / SUMS_NAME
+        if output is not None and same_file(file_key(output), file_key(sums_path)):
+            raise InvalidValueError(
+                f"--output {output} is also where the SHA256SUMS goes; give --sums another path",
+                code="batch.collision",
+            )
+        merged = merge_reports(reports, allow_partial=allow_partial)
         for path in (output, sums_path):
             if path is not None:
                 check_target(path, force=force, inputs=tuple(reports))
@@ -133,7 +184,7 @@ def merge_command(
         if output is None or json_output:
             print_json(merged.to_json())
         elif not quiet:
-            _print_summary(merged, [sums_path])
+            _print_summary(merged, [sums_path], merged=True)
         if merged.failed:
             raise typer.Exit(1)
 
@@ -178,10 +229,15 @@ def _print_plan(plan: Plan, decisions: list[Decision], shard: Shard | None, *, j
         print("estimated per shard: " + ", ".join(human_size(load) for load in plan.loads()))
 
 
-def _print_summary(done: BatchReport, sums: list[Path]) -> None:
+def _print_summary(done: BatchReport, sums: list[Path], *, merged: bool = False) -> None:
     counts = done.to_json()["summary"]
     told = ", ".join(f"{n} {status}" for status, n in counts.items() if n or status in ("built", "failed"))
     where = f"; checksums in {', '.join(str(p) for p in sums)}" if sums else ""
+    if merged and sums:
+        where += " (its paths start in the manifest's directory: run sha256sum -c there)"
+    if done.missing_shards:
+        count = len(done.missing_shards)
+        told += f"; no report of {count} shard{'s' if count > 1 else ''} ({', '.join(map(str, done.missing_shards))})"
     print(f"batch {done.shard + ' ' if done.shard else ''}done: {told} in {done.seconds:.1f} s{where}")
 
 
@@ -194,11 +250,11 @@ def _line(report: OutputReport) -> str:
 
 
 def _failure(report: OutputReport) -> str:
-    from imagepack.problems import Remedy
-
     error = report.error or {}
     remedy = Remedy(error["remedy"]) if error.get("remedy") else None
-    return f"imagepack: error: {report.name}: {with_remedy(str(error.get('message')), remedy, error.get('value'))}"
+    return (
+        f"imagepack: error: {report.name}: {in_manifest_terms(str(error.get('message')), remedy, error.get('value'))}"
+    )
 
 
 @contextmanager

@@ -39,6 +39,8 @@ REMEDY_TEXT = {
     Remedy.WINDOWS_CLOCK_FIX: "'imagepack seed-iso --windows-rtc-fix' makes a seed ISO with a .reg file that sets it",
     Remedy.QEMU_STREAM_WRITER: "pass --stream-writer qemu to have qemu-img write it",
     Remedy.USE_TCG: "try again with --accel tcg (slower, but it does not depend on KVM)",
+    Remedy.ALLOW_PARTIAL: "pass --allow-partial to merge only these",
+    Remedy.STATE_DISK: "pass --disk N",
 }
 
 

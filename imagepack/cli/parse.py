@@ -86,8 +86,12 @@ def parse_choice(kind: type[E], value: str | None, option: str) -> E | None:
 def typed_values() -> Iterator[None]:
     """Inside, a value the library refuses as metadata was typed by the user (`meta set firmware=X`,
     `--launch-option networkType=X`): a usage error like an unknown key, not a refused input."""
+    from imagepack.oci.metadata.requested import RuleRefused
+
     try:
         yield
+    except RuleRefused:
+        raise  # values each typed right that together break a rule of OCI's: refused as the archive would be
     except MetadataError as e:
         code = InvalidValueError.code if e.code == MetadataError.code else e.code  # a raise site's precise code is kept
         raise InvalidValueError(e.message, detail=e.detail, code=code, remedy=e.remedy) from None
@@ -96,24 +100,27 @@ def typed_values() -> Iterator[None]:
 def metadata_request(pack: PackOptions) -> MetadataRequest:
     """The pack options of `pack`, and of `convert` to a .oci target, as one request; every typed value checked
     before any input is read."""
-    from imagepack.oci.metadata import LaunchMode, build_metadata, parse_assignments, parse_shape
+    from imagepack.oci.metadata import LaunchMode, parse_assignments, parse_shape
+    from imagepack.oci.metadata.requested import check_request
     from imagepack.oci.pack import MetadataRequest
     from imagepack.partitions import Firmware
 
     overrides = parse_assignments(pack.launch_option)
+    launch_mode = parse_choice(LaunchMode, pack.launch_mode, "--launch-mode")
     with typed_values():
-        # The typed texts built into metadata on a preset they cannot conflict with, stand-ins for what was not
-        # given: each is read here as the archive will read it, so a bad one is refused before any input is read.
-        build_metadata(
-            operating_system="Linux" if pack.os_name is None else pack.os_name,
-            operating_system_version="1" if pack.os_version is None else pack.os_version,
-            firmware=Firmware.BIOS,
+        # The rules a batch manifest's `oci` table is checked by too, before any input is read.
+        check_request(
+            operating_system=pack.os_name,
+            operating_system_version=pack.os_version,
+            launch_mode=launch_mode,
             overrides=overrides,
+            strict=pack.strict,
+            has_base=pack.metadata is not None,
         )
     return MetadataRequest(
         operating_system=pack.os_name,
         operating_system_version=pack.os_version,
-        launch_mode=parse_choice(LaunchMode, pack.launch_mode, "--launch-mode"),
+        launch_mode=launch_mode,
         firmware=parse_choice(Firmware, pack.firmware, "--firmware"),
         overrides=overrides,
         shapes=[parse_shape(text) for text in pack.shape],

@@ -18,6 +18,7 @@ from imagepack.oci.archive import disk_size_limit
 from imagepack.openfile import opened_input
 from imagepack.ova.archive import OvaLayout, read_ova_layout, verify_manifest
 from imagepack.ova.descriptor import OvfDisk
+from imagepack.problems import Remedy
 from imagepack.tarmembers import extract_member
 
 
@@ -38,12 +39,15 @@ def choose_disk(layout: OvaLayout, index: int | None) -> tuple[int, OvfDisk]:
         if len(disks) > 1:
             names = ", ".join(f"{n} = {d.file}" for n, d in enumerate(disks, 1))
             raise InvalidValueError(
-                f"{layout.path} holds {len(disks)} disks ({names}); pick one with --disk N", code="ova.several-disks"
+                f"{layout.path} holds {len(disks)} disks ({names}); pick one",
+                code="ova.several-disks",
+                remedy=Remedy.STATE_DISK,
             )
         index = 1
     if not 1 <= index <= len(disks):
         raise InvalidValueError(
-            f"--disk {index} is out of range: {layout.path} holds {len(disks)} disk(s)", code="ova.no-such-disk"
+            f"disk {index} is out of range: {layout.path} holds {len(disks)} disk(s), counted from 1",
+            code="ova.no-such-disk",
         )
     return index, disks[index - 1]
 
