@@ -12,7 +12,7 @@ PACKAGE = Path(__file__).parent.parent / "imagepack"
 # Lowest first. A module's layer is that of the longest prefix listed.
 LAYERS: tuple[tuple[str, ...], ...] = (
     ("__init__", "errors", "problems", "progress"),
-    ("signals", "sizes", "checksums", "writes", "renames", "reproducible"),
+    ("signals", "stdfds", "sizes", "checksums", "writes", "renames", "reproducible"),
     ("process", "partitions", "leftovers"),
     ("openfile",),
     ("formats", "sample", "gpt"),
