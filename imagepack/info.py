@@ -25,6 +25,7 @@ from imagepack.formats import (
     ImageFormat,
     SafetyPolicy,
     detect,
+    disk_size_limit,
     format_claimed_by_name,
     inspect_source,
     not_a_disk,
@@ -33,7 +34,7 @@ from imagepack.formats.base import ByteSource, Inspection, MemorySource
 from imagepack.gce import starts_gce_tarball
 from imagepack.image import SourceImage, inspect_file, open_image, partition_layout, require_regular_file
 from imagepack.inputs import SourceKind, is_archive, open_source
-from imagepack.oci.archive import OciLayout, disk_size_limit
+from imagepack.oci.archive import OciLayout
 from imagepack.oci.metadata import ImageMetadata
 from imagepack.oci.reader import OpenedArchive, open_archive
 from imagepack.openfile import opened_input

@@ -13,9 +13,9 @@ from imagepack.atomic import atomic_output, check_free_space
 from imagepack.compression import compression_of, declared_size, peek
 from imagepack.compression.bounded import decompress_into, first_bound, require_inner_name_agrees
 from imagepack.errors import MetadataError
-from imagepack.formats import Container, Detection, ImageFormat, MemorySource, SafetyPolicy, detect
+from imagepack.formats import Container, Detection, ImageFormat, MemorySource, SafetyPolicy, detect, disk_size_limit
 from imagepack.image import SourceImage, open_image
-from imagepack.oci.archive import disk_data_offset, disk_size_limit, finish_archive, pad_member
+from imagepack.oci.archive import disk_data_offset, finish_archive, pad_member
 from imagepack.oci.metadata import dump_metadata
 from imagepack.oci.pack import MetadataRequest, PackedArchive, archive_mtime, make_metadata, metadata_room
 from imagepack.progress import Progress

@@ -13,7 +13,7 @@ PACKAGE = Path(__file__).parent.parent / "imagepack"
 LAYERS: tuple[tuple[str, ...], ...] = (
     ("__init__", "errors", "problems", "progress"),
     ("signals", "stdfds", "sizes", "checksums", "writes", "renames", "reproducible"),
-    ("process", "partitions", "leftovers"),
+    ("process", "partitions", "leftovers", "oci.tarsparse"),
     ("openfile",),
     ("formats", "sample", "gpt"),
     ("qemu", "atomic", "sparse", "options"),

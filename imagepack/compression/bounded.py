@@ -21,12 +21,13 @@ from imagepack.formats import (
     Inspection,
     SafetyPolicy,
     detect,
+    disk_size_limit,
     format_claimed_by_name,
     inspect_source,
     require_safe,
 )
 from imagepack.leftovers import scratch_directory
-from imagepack.oci.archive import MAX_METADATA, disk_size_limit
+from imagepack.oci.archive import MAX_METADATA
 from imagepack.problems import Problem, Remedy
 from imagepack.progress import Progress
 from imagepack.sparse import write_stream_sparse

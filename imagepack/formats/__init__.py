@@ -18,6 +18,7 @@ from imagepack.formats.base import (
     MemorySource,
     SafetyPolicy,
     check_virtual_size,
+    disk_size_limit,
 )
 from imagepack.formats.containers import DECOMPRESS, DESCRIPTIONS, detect_containers, is_text
 from imagepack.formats.foreign import ForeignFormat, detect_foreign
@@ -47,6 +48,7 @@ __all__ = [
     "Problem",
     "SafetyPolicy",
     "detect",
+    "disk_size_limit",
     "format_claimed_by_name",
     "format_for_output_name",
     "inspect_source",

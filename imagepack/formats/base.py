@@ -18,6 +18,11 @@ GiB = 1024**3
 DEFAULT_MAX_SIZE = 400 * GiB
 
 
+def disk_size_limit(max_size: int = DEFAULT_MAX_SIZE) -> int:
+    """The largest qcow2 file (an archive member) a disk of the allowed virtual size can need, metadata and all."""
+    return max_size + max_size // 32 + 256 * 1024**2
+
+
 class ImageFormat(StrEnum):
     """A disk format imagepack converts between; the value is the name users type. What each one needs (qemu's
     driver, suffixes, options, inspector) is its entry in formats/registry.py."""

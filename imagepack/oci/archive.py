@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from imagepack.errors import ArchiveError, UnreadableError
-from imagepack.formats import DEFAULT_MAX_SIZE, ByteSource, Container, detect, not_a_disk
+from imagepack.formats import ByteSource, Container, detect, disk_size_limit, not_a_disk
 from imagepack.problems import Remedy
 from imagepack.tarmembers import (
     RECORD,
@@ -47,11 +47,6 @@ class OciLayout:
     @property
     def label(self) -> str:
         return f"{self.path}:{self.disk.name}"
-
-
-def disk_size_limit(max_size: int = DEFAULT_MAX_SIZE) -> int:
-    """The largest qcow2 file a disk of the allowed virtual size can need (metadata and all)."""
-    return max_size + max_size // 32 + 256 * 1024**2
 
 
 def read_layout(path: Path, *, max_disk_size: int | None = None) -> OciLayout:

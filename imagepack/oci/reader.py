@@ -10,10 +10,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from imagepack.errors import ArchiveError
-from imagepack.formats import ByteSource, ImageFormat, SafetyPolicy, detect, require_safe
+from imagepack.formats import ByteSource, ImageFormat, SafetyPolicy, detect, disk_size_limit, require_safe
 from imagepack.image import SourceImage, inspect_file, open_image
 from imagepack.leftovers import scratch_directory
-from imagepack.oci.archive import BLOCK, MAX_METADATA, OciLayout, disk_size_limit, read_layout
+from imagepack.oci.archive import BLOCK, MAX_METADATA, OciLayout, read_layout
 from imagepack.oci.metadata import ImageMetadata, load_metadata
 from imagepack.openfile import opened_input
 from imagepack.tarmembers import extract_member, read_member

@@ -10,8 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from imagepack.errors import ArchiveError, UnreadableError
-from imagepack.formats import ByteSource, Container, detect
-from imagepack.oci.archive import disk_size_limit
+from imagepack.formats import ByteSource, Container, detect, disk_size_limit
 from imagepack.ova.descriptor import MAX_DESCRIPTOR, Descriptor, parse_descriptor
 from imagepack.tarmembers import Member, member_stream, members, normalised, read_member, scan
 

@@ -11,10 +11,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from imagepack.errors import ArchiveError, InvalidValueError
-from imagepack.formats import SafetyPolicy, require_safe
+from imagepack.formats import SafetyPolicy, disk_size_limit, require_safe
 from imagepack.image import SourceImage, inspect_file, open_image
 from imagepack.leftovers import scratch_directory
-from imagepack.oci.archive import disk_size_limit
 from imagepack.openfile import opened_input
 from imagepack.ova.archive import OvaLayout, read_ova_layout, verify_manifest
 from imagepack.ova.descriptor import OvfDisk
