@@ -11,13 +11,23 @@ from pathlib import Path
 from typing import Any
 
 from imagepack.atomic import check_target
-from imagepack.build import ArchiveKind, BuildResult, Target, TargetKind, build, check_compression, inner_path
+from imagepack.build import (
+    ArchiveKind,
+    BuildResult,
+    Target,
+    TargetKind,
+    build,
+    check_compression,
+    disk_format,
+    inner_path,
+)
 from imagepack.compression import codec_named
 from imagepack.errors import InputError, InvalidValueError
 from imagepack.formats import DEFAULT_MAX_SIZE, ImageFormat, SafetyPolicy
 from imagepack.image import partition_layout
 from imagepack.inputs import Source, open_source
 from imagepack.oci.pack import MetadataRequest
+from imagepack.options import option_value
 from imagepack.partitions import PartitionTable
 from imagepack.problems import Problem, Remedy, Severity
 from imagepack.progress import Progress
@@ -140,6 +150,7 @@ class Preset:
         (from `source`'s) with `resize_up`. The target's other settings (force, level, checksum...) are kept."""
         output = self.output_for(target.path)
         for key, value in target.options.items():
+            value = option_value(disk_format(output.kind), key, value)  # what it may be, before what it must be
             if key in output.options and output.options[key].casefold() != value.casefold():
                 raise InvalidValueError(
                     f"-o {key}={value}: {self.platform} needs {key}={output.options[key]}",
