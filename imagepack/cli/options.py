@@ -15,12 +15,15 @@ import typer
 QUIET = typer.Option(False, "--quiet", "-q", help="No progress bar and no chatter.")
 VERBOSE = typer.Option(False, "--verbose", "-v", help="Show qemu-img command lines and full error details.")
 JSON = typer.Option(False, "--json", help='Print one JSON object instead of text (failures too, as {"error": ...}).')
-FROM_FORMAT = typer.Option(None, "--from", metavar="FORMAT", help="State the input format instead of detecting it.")
+# -f and -O are qemu-img's: the source format and the output format. --force has no short form.
+FROM_FORMAT = typer.Option(
+    None, "--from", "-f", metavar="FORMAT", help="State the input format instead of detecting it."
+)
 MAX_SIZE = typer.Option(None, "--max-size", metavar="SIZE", help="Largest virtual size to accept (default 400G).")
 ALLOW_BACKING = typer.Option(
     False, "--allow-backing", help="Follow backing files and vmdk extents the image names (trusted images only)."
 )
-FORCE = typer.Option(False, "--force", "-f", help="Replace existing outputs.")
+FORCE = typer.Option(False, "--force", help="Replace existing outputs.")
 SYNC = typer.Option(
     False, "--sync", help="Flush outputs to disk before they take their names (safe against a power cut; slower)."
 )

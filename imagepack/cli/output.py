@@ -76,11 +76,29 @@ def report_error(code: str, message: str, *, json_output: bool, label: str = "er
 def report_unparsed(e: Exception, *, json_output: bool) -> int:
     """A command line that does not parse: click's own text (usage, hint, error) on stderr, as typer prints it,
     and with --json the error object, code "usage". Returns the exit status."""
+    _suggest_meant(e)
     e.show()  # type: ignore[attr-defined]  # click's UsageError, which typer does not type for us
     if json_output:
         print_json({"error": {"code": "usage", "message": e.format_message()}})  # type: ignore[attr-defined]
     status: int = getattr(e, "exit_code", EXIT_USAGE)
     return status
+
+
+# qemu-img's short options, and what they mean here: -f is the source format, -O the output format. On a verb
+# without that option, the one a user most likely meant is named.
+_HABITS = {"-f": ("--from", "--force"), "-O": ("--to",)}
+
+
+def _suggest_meant(e: Exception) -> None:
+    """Name the option meant when an unknown short option is one of qemu-img's habits and the verb has it."""
+    meant = _HABITS.get(getattr(e, "option_name", ""), ())
+    ctx = getattr(e, "ctx", None)
+    if not meant or ctx is None or getattr(e, "possibilities", None):
+        return
+    names = {name for param in ctx.command.params for name in getattr(param, "opts", ())}
+    found = next((option for option in meant if option in names), None)
+    if found is not None:
+        e.possibilities = [found]  # type: ignore[attr-defined]
 
 
 @contextlib.contextmanager
