@@ -40,7 +40,17 @@ T = TypeVar("T")
 
 SOURCE_KEYS = ("path", "from", "max_size", "allow_backing", "vhd_size", "disk", "output")
 OUTPUT_KEYS = ("path", "format", "for", "resize_up", "options", "compress", "level", "threads", "checksum", "oci")
-OCI_KEYS = ("os", "os_version", "launch_mode", "firmware", "launch_options", "shapes", "metadata", "strict")
+OCI_KEYS = (
+    "os",
+    "os_version",
+    "launch_mode",
+    "firmware",
+    "launch_options",
+    "shapes",
+    "metadata",
+    "strict",
+    "os_unlisted",
+)
 CHECKSUMS = ("sha256",)
 
 
@@ -339,6 +349,7 @@ def _metadata(entry: Mapping[str, Any], root: Path, where: _Where) -> MetadataRe
         shapes=[shape for shape in parsed_shapes if shape is not None],
         base=base,
         strict=_bool(raw, "strict", where),
+        os_unlisted=_bool(raw, "os_unlisted", where),
     )
 
 

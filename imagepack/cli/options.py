@@ -65,6 +65,12 @@ PART_SIZE = typer.Option(
     None, "--part-size", metavar="SIZE", help="Part size oci os object put will use (default 128MiB, its own)."
 )
 STRICT = typer.Option(False, "--strict", help="Treat an operating system missing from OCI's list as an error.")
+OS_UNLISTED = typer.Option(
+    False,
+    "--os-unlisted",
+    help="Take the operating system's name as typed though it is one letter from a name on OCI's list "
+    "(without it, 'Ubunto' is refused as a typo of Ubuntu).",
+)
 
 
 @dataclass(frozen=True)
@@ -79,6 +85,7 @@ class PackOptions:
     shape: Sequence[str] = ()
     metadata: Path | None = None
     strict: bool = False
+    os_unlisted: bool = False
 
     def given(self) -> list[str]:
         """The options given on the command line, by their flags."""
@@ -134,6 +141,7 @@ _PACK_PARAMETERS: tuple[tuple[str, Any, Any], ...] = (
         ),
     ),
     ("strict", bool, STRICT),
+    ("os_unlisted", bool, OS_UNLISTED),
 )
 _FLAGS = {name: option.param_decls[0] for name, _, option in _PACK_PARAMETERS}
 

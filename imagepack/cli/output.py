@@ -31,6 +31,8 @@ REMEDY_TEXT = {
     Remedy.STATE_FORMAT: "pass --from {value} if the content is right",
     Remedy.STATE_FIRMWARE: "pass --firmware BIOS or --firmware UEFI_64",
     Remedy.STATE_OS: "pass --os NAME and --os-version VERSION",
+    Remedy.SET_OS: "set them with 'imagepack meta set ARCHIVE operatingSystem=NAME operatingSystemVersion=VERSION'",
+    Remedy.OS_UNLISTED: "did you mean {value}? If the name is right as typed, pass --os-unlisted",
     Remedy.STATE_TARGET_FORMAT: "pass --to FORMAT",
     Remedy.STATE_METADATA: "pass --metadata FILE, or repack the archive",
     Remedy.REPLACE_OUTPUT: "pass --force to replace it",

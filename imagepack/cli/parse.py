@@ -119,4 +119,5 @@ def metadata_request(pack: PackOptions) -> MetadataRequest:
         shapes=[parse_shape(text) for text in pack.shape],
         base=pack.metadata,
         strict=pack.strict,
+        os_unlisted=pack.os_unlisted,
     )

@@ -27,7 +27,7 @@ from imagepack.oci.metadata.model import (
     ShapeCompatibility,
     VolumeType,
 )
-from imagepack.oci.metadata.rules import check_metadata, check_system, import_guidance, shape_architecture
+from imagepack.oci.metadata.rules import OsName, check_metadata, check_system, import_guidance, shape_architecture
 
 __all__ = [
     "CUSTOM_REQUIRED",
@@ -43,6 +43,7 @@ __all__ = [
     "LaunchMode",
     "LaunchOptions",
     "NetworkType",
+    "OsName",
     "ShapeCompatibility",
     "VolumeType",
     "build_metadata",

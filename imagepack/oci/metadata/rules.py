@@ -5,6 +5,7 @@ lists them)."""
 from __future__ import annotations
 
 import re
+from enum import Enum
 
 from imagepack.errors import MetadataError
 from imagepack.oci.metadata import oslist
@@ -59,10 +60,27 @@ def shape_architecture(name: str) -> str | None:
     return None
 
 
-def check_metadata(meta: ImageMetadata, *, strict: bool = False) -> list[Problem]:
+class OsName(Enum):
+    """How a system name one typo from a name on OCI's list ('Ubunto') is taken."""
+
+    REPORTED = "reported"  # an archive's as it is (verify): a warning naming the name meant
+    GIVEN = "given"  # being given now (pack, meta set, import-request): refused, naming the name meant
+    AS_TYPED = "as-typed"  # given, and the user says it is right (--os-unlisted): only the list's warning
+
+
+def check_metadata(
+    meta: ImageMetadata,
+    *,
+    strict: bool = False,
+    os_name: OsName = OsName.GIVEN,
+    fix: Remedy = Remedy.STATE_OS,
+) -> list[Problem]:
     """What OCI would refuse or run badly, errors first; each message ends with what to do, in metadata keys.
 
-    `strict` makes the warnings about OCI's list of systems errors; a note never becomes one. The codes, one per rule:
+    `strict` makes the warnings about OCI's list of systems errors; a note never becomes one. `os_name` says how a
+    system name one typo from a listed one is taken (by default refused: the name is being given); `fix` is what
+    changes the system: the options that give it (pack's --os, the default) or, for an archive's, meta set
+    (SET_OS). The codes, one per rule:
 
     Errors:
       metadata.version                 version is not 2
@@ -80,6 +98,7 @@ def check_metadata(meta: ImageMetadata, *, strict: bool = False) -> list[Problem
       metadata.shape-windows           an Arm shape with Windows
       metadata.shape-mode              an Arm or AMD shape in another mode than PARAVIRTUALIZED
       metadata.shape-architecture      Arm and x86 shapes together
+      metadata.os-typo                 a system name given one typo from a listed one (as typed: --os-unlisted)
     Warnings, errors when `strict`:
       metadata.unknown-os              a system name not on OCI's list, with the closest known name for a typo
       metadata.os-release-unlisted     a release of a listed system that the list skips or has dropped
@@ -142,7 +161,9 @@ def check_metadata(meta: ImageMetadata, *, strict: bool = False) -> list[Problem
             )
 
     problems += _check_attachment(meta)
-    problems += check_system(meta.operating_system, meta.operating_system_version, meta.launch_mode, strict=strict)
+    problems += check_system(
+        meta.operating_system, meta.operating_system_version, meta.launch_mode, strict=strict, os_name=os_name, fix=fix
+    )
     problems += _check_shapes(meta)
     problems += _check_capabilities(meta)
     caps_version = meta.image_caps_format_version
@@ -203,7 +224,15 @@ def _check_attachment(meta: ImageMetadata) -> list[Problem]:
     return problems
 
 
-def check_system(name: str, version: str, launch_mode: LaunchMode, *, strict: bool = False) -> list[Problem]:
+def check_system(
+    name: str,
+    version: str,
+    launch_mode: LaunchMode,
+    *,
+    strict: bool = False,
+    os_name: OsName = OsName.GIVEN,
+    fix: Remedy = Remedy.STATE_OS,
+) -> list[Problem]:
     """The operating-system rules of check_metadata, for a system and launch mode given apart from an archive (a
     CreateImage request's)."""
     if not name.strip():
@@ -211,7 +240,7 @@ def check_system(name: str, version: str, launch_mode: LaunchMode, *, strict: bo
             Problem(
                 "metadata.os-empty",
                 "operatingSystem is empty; set it, e.g. operatingSystem='Oracle Linux'",
-                remedy=Remedy.STATE_OS,
+                remedy=fix,
             )
         ]
     if not version.strip():
@@ -219,11 +248,11 @@ def check_system(name: str, version: str, launch_mode: LaunchMode, *, strict: bo
             Problem(
                 "metadata.os-version-empty",
                 f"operatingSystemVersion is empty; set the version of {name}, e.g. operatingSystemVersion=8",
-                remedy=Remedy.STATE_OS,
+                remedy=fix,
             )
         ]
     if not oslist.is_windows(name):
-        return _check_listed(name, version, strict)
+        return _check_listed(name, version, strict, os_name, fix)
     problems: list[Problem] = []
     if launch_mode is not LaunchMode.PARAVIRTUALIZED:
         problems.append(
@@ -243,7 +272,7 @@ def check_system(name: str, version: str, launch_mode: LaunchMode, *, strict: bo
                 "metadata.windows-release",
                 f"Windows {quote(version)} {problem}; OCI licenses Windows by release and edition: name the one "
                 f"the image holds ({', '.join(oslist.WINDOWS_RELEASES)}), {example}",
-                remedy=Remedy.STATE_OS,
+                remedy=fix,
             )
         )
     if len(editions) != 1:
@@ -253,11 +282,11 @@ def check_system(name: str, version: str, launch_mode: LaunchMode, *, strict: bo
                 "metadata.windows-edition",
                 f"Windows {quote(version)} {problem}; OCI licenses Windows by release and edition: name the one "
                 f"the image holds (Standard or Datacenter), {example}",
-                remedy=Remedy.STATE_OS,
+                remedy=fix,
             )
         )
     if len(releases) == 1 and len(editions) == 1:
-        problems += _check_listed(name, version, strict)
+        problems += _check_listed(name, version, strict, os_name, fix)
     return problems
 
 
@@ -306,12 +335,23 @@ def import_guidance(name: str, version: str) -> list[Problem]:
     ]
 
 
-def _check_listed(name: str, version: str, strict: bool) -> list[Problem]:
+def _check_listed(name: str, version: str, strict: bool, os_name: OsName, fix: Remedy) -> list[Problem]:
     """Whether the system is on OCI's list (oslist): a release newer than the list is a note, since the list ages
-    and OCI adds releases; an older or skipped release, or a name the list does not have, is a warning."""
+    and OCI adds releases; an older or skipped release, or a name the list does not have, is a warning; a name
+    given one typo from a listed one is an error unless the user says it is right as typed."""
     found = oslist.standing(name, version)
     if found.supported:
         return []
+    meant = oslist.one_typo_from(name) if found.system is None else None
+    if meant is not None and os_name is OsName.GIVEN:
+        return [
+            Problem(
+                "metadata.os-typo",
+                f"operatingSystem {quote(name, 32)} is not on OCI's list but one letter from {meant}, which is",
+                remedy=Remedy.OS_UNLISTED,
+                value=meant,
+            )
+        ]
     shown = f"{_short(name)} {_short(version)}"
     if found.system is not None and found.newer:
         return [
@@ -339,7 +379,7 @@ def _check_listed(name: str, version: str, strict: bool) -> list[Problem]:
             f"check the spelling, {unsupported}"
         )
     severity = Severity.ERROR if strict else Severity.WARNING
-    return [Problem(code, message, remedy=Remedy.STATE_OS, severity=severity)]
+    return [Problem(code, message, remedy=fix, severity=severity)]
 
 
 def _short(text: str, limit: int = 40) -> str:
