@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import select
 import sys
 import traceback
 from collections.abc import Callable, Iterable, Iterator
@@ -117,8 +118,11 @@ def reported(*, verbose: bool, json_output: bool = False) -> Iterator[None]:
         if json_output:
             print_json({"error": {"code": Interrupted.code, "message": INTERRUPTED}})
         raise  # main() prints the line and exits with the signal's status
-    except BrokenPipeError:
-        raise  # the reader of stdout went away: main() ends quietly
+    except BrokenPipeError as e:
+        if output_closed():
+            raise  # the reader of stdout or stderr went away: main() ends quietly
+        report_error("system", f"a pipe to another process closed early: {e}", json_output=json_output)
+        raise typer.Exit(EXIT_FAILURE) from None
     except OSError as e:
         where = f"{e.filename}: " if e.filename else ""
         report_error("system", f"{where}{e.strerror or e}", json_output=json_output)
@@ -132,6 +136,16 @@ def reported(*, verbose: bool, json_output: bool = False) -> Iterator[None]:
         if verbose:
             traceback.print_exc()
         raise typer.Exit(EXIT_FAILURE) from None
+
+
+def output_closed() -> bool:
+    """Whether the reader of stdout or stderr went away (a pipe whose other end is closed polls as an error), as
+    opposed to a pipe to a child process."""
+    poll = select.poll()
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(OSError, ValueError):
+            poll.register(stream.fileno(), select.POLLOUT)
+    return any(events & select.POLLERR for _, events in poll.poll(0))
 
 
 def print_warnings(warnings: Iterable[Problem]) -> None:
