@@ -199,7 +199,8 @@ def print_checksums(checksums: Checksums | None) -> None:
 
 @contextlib.contextmanager
 def progress_bar(label: str, *, quiet: bool) -> Iterator[Callable[[float], None] | None]:
-    """A tqdm bar on stderr fed by a 0..1 callback; none when quiet or when stderr is not a terminal."""
+    """A tqdm bar on stderr fed by a 0..1 callback; none when quiet or when stderr is not a terminal. Each stage
+    the work names (progress.stage: decompressing, then converting) gets a bar of its own, whose ETA is its own."""
     if quiet or not sys.stderr.isatty():
         yield None
         return
@@ -212,12 +213,30 @@ def progress_bar(label: str, *, quiet: bool) -> Iterator[Callable[[float], None]
         bar_format="{desc}: {percentage:3.0f}%|{bar}| {elapsed}<{remaining}",
         file=sys.stderr,
         leave=False,
+        smoothing=0,  # the stage's average speed: a steady ETA, not the last update's
     ) as bar:
+        yield _StagedBar(bar, label)
 
-        def update(fraction: float) -> None:
-            bar.update(max(fraction * 100 - bar.n, 0))
 
-        yield update
+class _StagedBar:
+    """The bar as a progress.StagedProgress: the whole's fraction shown as the current stage's."""
+
+    def __init__(self, bar: Any, label: str) -> None:
+        self._bar, self._label = bar, label
+        self._start, self._end = 0.0, 1.0
+
+    def stage(self, label: str, start: float, end: float) -> None:
+        self._start, self._end = start, max(end, start + 1e-9)
+        self._bar.set_description_str(f"{self._label} ({label})", refresh=False)
+        self._bar.reset(total=100)  # and its clock: the ETA is the stage's
+
+    def __call__(self, fraction: float) -> None:
+        if fraction > self._end + 1e-6:  # past the named stages: the rest of the work, unnamed
+            self._start, self._end = self._end, 1.0
+            self._bar.set_description_str(self._label, refresh=False)
+            self._bar.reset(total=100)
+        local = (fraction - self._start) / (self._end - self._start)
+        self._bar.update(max(min(local, 1.0) * 100 - self._bar.n, 0))
 
 
 def print_json(value: Any) -> None:
