@@ -29,7 +29,7 @@ from imagepack.onepass import NotOnePass, decompress_raw, one_pass_for, pack_com
 from imagepack.openfile import opened_input
 from imagepack.options import create_options
 from imagepack.problems import Problem
-from imagepack.progress import Progress, share
+from imagepack.progress import Progress, stage
 
 
 class ArchiveKind(StrEnum):
@@ -153,8 +153,10 @@ def build(
     if target.compression is None:
         if not target.checksum:
             return _build_plain(source, target, started, on_progress=on_progress)
-        built = _build_plain(source, target, started, on_progress=share(on_progress, 0.0, 0.8))
-        read_back = checksum_file(target.path, part_size=target.part_size, on_progress=share(on_progress, 0.8, 1.0))
+        built = _build_plain(source, target, started, on_progress=stage(on_progress, "writing", 0.0, 0.8))
+        read_back = checksum_file(
+            target.path, part_size=target.part_size, on_progress=stage(on_progress, "checksumming", 0.8, 1.0)
+        )
         return replace(built, checksum=read_back, seconds=time.monotonic() - started)
     codec = target.compression
     image = source.disk
@@ -200,7 +202,7 @@ def build(
             stream_writer=target.stream_writer,
         )
         try:
-            built = _build_plain(source, inner, started, on_progress=share(on_progress, 0.0, 0.5))
+            built = _build_plain(source, inner, started, on_progress=stage(on_progress, "writing", 0.0, 0.5))
             with atomic_output(target.path, sync=target.sync) as out:
                 sums = compress_into(
                     inner.path,
@@ -209,7 +211,7 @@ def build(
                     level=target.level,
                     threads=_codec_threads(target),
                     digester=_digester(target),
-                    on_progress=share(on_progress, 0.5, 1.0),
+                    on_progress=stage(on_progress, "compressing", 0.5, 1.0),
                 )
         except ImagepackError as e:
             # The user named the compressed output and never sees the temporary's name.
@@ -419,14 +421,16 @@ def _make_opened(
 ) -> BuildResult:
     if disk is None:
         with contextlib.suppress(NotOnePass):
-            writing = share(on_progress, 0.0, 0.8) if target.checksum else on_progress
+            writing = stage(on_progress, "writing", 0.0, 0.8) if target.checksum else on_progress
             done = _make_in_one_pass(source, target, claimed=claimed, policy=policy, on_progress=writing)
             if done is not None:
                 opened, packed = done
                 sums = None
                 if target.checksum:  # the bytes went through Python, but holes were skipped: read them back
                     sums = checksum_file(
-                        target.path, part_size=target.part_size, on_progress=share(on_progress, 0.8, 1.0)
+                        target.path,
+                        part_size=target.part_size,
+                        on_progress=stage(on_progress, "checksumming", 0.8, 1.0),
                     )
                 return _result(
                     opened,
@@ -447,11 +451,16 @@ def _make_opened(
         policy=policy,
         scratch=where,
         disk=disk,
-        on_progress=share(on_progress, 0.0, 0.5) if compressed else None,
+        on_progress=stage(on_progress, "decompressing", 0.0, 0.5) if compressed else None,
     ) as opened:
-        return build(
-            opened, target, scratch=where, on_progress=share(on_progress, 0.5, 1.0) if compressed else on_progress
+        built = build(
+            opened,
+            target,
+            scratch=where,
+            on_progress=stage(on_progress, "converting", 0.5, 1.0) if compressed else on_progress,
         )
+    # The whole command's time: the decoding, and the scratch copy's removal, count as much as the writing.
+    return replace(built, seconds=time.monotonic() - started)
 
 
 def _make_in_one_pass(

@@ -5,22 +5,33 @@ build.Target, so `convert --for` and a batch of conversions use the same ones.""
 from __future__ import annotations
 
 import dataclasses
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from imagepack.atomic import check_target
-from imagepack.build import ArchiveKind, BuildResult, Target, TargetKind, build, check_compression, inner_path
-from imagepack.compression import codec_named
+from imagepack.build import (
+    ArchiveKind,
+    BuildResult,
+    Target,
+    TargetKind,
+    build,
+    check_compression,
+    disk_format,
+    inner_path,
+)
+from imagepack.compression import codec_named, compression_of
 from imagepack.errors import InputError, InvalidValueError
 from imagepack.formats import DEFAULT_MAX_SIZE, ImageFormat, SafetyPolicy
 from imagepack.image import partition_layout
 from imagepack.inputs import Source, open_source
 from imagepack.oci.pack import MetadataRequest
+from imagepack.options import option_value
 from imagepack.partitions import PartitionTable
 from imagepack.problems import Problem, Remedy, Severity
-from imagepack.progress import Progress
+from imagepack.progress import Progress, stage
 
 MiB = 1024**2
 GiB = 1024**3
@@ -140,6 +151,7 @@ class Preset:
         (from `source`'s) with `resize_up`. The target's other settings (force, level, checksum...) are kept."""
         output = self.output_for(target.path)
         for key, value in target.options.items():
+            value = option_value(disk_format(output.kind), key, value)  # what it may be, before what it must be
             if key in output.options and output.options[key].casefold() != value.casefold():
                 raise InvalidValueError(
                     f"-o {key}={value}: {self.platform} needs {key}={output.options[key]}",
@@ -263,11 +275,16 @@ def make_for(
     """build.make for a platform: the name checked first (a refusal costs no reading), then the source against
     what the platform refuses (every error in one refusal), then `target` built as the platform takes it
     (target_for); the preset's notes and warnings come back with the result's."""
+    started = time.monotonic()
     check_compression(preset.target_for(target))
     check_target(target.path, force=target.force, inputs=(source,))
     where = scratch or target.path.parent
-    with open_source(source, claimed=claimed, policy=policy, scratch=where, disk=disk) as opened:
-        return build_for(preset, opened, target, resize_up=resize_up, scratch=where, on_progress=on_progress)
+    compressed = compression_of(source) is not None
+    decoding = stage(on_progress, "decompressing", 0.0, 0.5) if compressed else None
+    with open_source(source, claimed=claimed, policy=policy, scratch=where, disk=disk, on_progress=decoding) as opened:
+        writing = stage(on_progress, "converting", 0.5, 1.0) if compressed else on_progress
+        built = build_for(preset, opened, target, resize_up=resize_up, scratch=where, on_progress=writing)
+    return dataclasses.replace(built, seconds=time.monotonic() - started)  # the decoding included
 
 
 def build_for(

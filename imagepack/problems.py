@@ -23,6 +23,8 @@ class Remedy(StrEnum):
     STATE_FORMAT = "from"  # say what the content is
     STATE_FIRMWARE = "firmware"  # say which firmware the disk boots with
     STATE_OS = "os"  # say which operating system the disk holds
+    SET_OS = "meta-set-os"  # change the operating system an archive's metadata names
+    OS_UNLISTED = "os-unlisted"  # the name typed is right though one letter from a listed one (the value)
     STATE_TARGET_FORMAT = "to"  # say which format to write
     STATE_METADATA = "metadata"  # give the image metadata to start from
     REPLACE_OUTPUT = "force"  # replace an output that exists

@@ -50,7 +50,17 @@ from imagepack.sizes import parse_size
 
 SOURCE_KEYS = ("path", "from", "max_size", "allow_backing", "vhd_size", "disk", "output")
 OUTPUT_KEYS = ("path", "format", "for", "resize_up", "options", "compress", "level", "threads", "checksum", "oci")
-OCI_KEYS = ("os", "os_version", "launch_mode", "firmware", "launch_options", "shapes", "metadata", "strict")
+OCI_KEYS = (
+    "os",
+    "os_version",
+    "launch_mode",
+    "firmware",
+    "launch_options",
+    "shapes",
+    "metadata",
+    "strict",
+    "os_unlisted",
+)
 CHECKSUMS = ("sha256",)
 MAX_DISKS = 1000  # disk = N: an OVA's disks
 MAX_LEVEL = 1000  # level = N: every codec's range is within it; the codec checks its own
@@ -245,6 +255,7 @@ def _metadata(entry: Mapping[str, Any], root: Path, where: Where) -> MetadataReq
     os_name, os_version = string(raw, "os", where), string(raw, "os_version", where)
     launch_mode = choice(LaunchMode, string(raw, "launch_mode", where), "launch_mode", where)
     strict = boolean(raw, "strict", where)
+    os_unlisted = boolean(raw, "os_unlisted", where)
     try:  # what `pack` checks of its options, by the same function: before any input is read
         check_request(
             operating_system=os_name,
@@ -253,6 +264,7 @@ def _metadata(entry: Mapping[str, Any], root: Path, where: Where) -> MetadataReq
             overrides=overrides,
             strict=strict,
             has_base="metadata" in raw,
+            os_unlisted=os_unlisted,
         )
     except RequestRefused as e:
         where.refusing(e.asked.value, e)
@@ -269,6 +281,7 @@ def _metadata(entry: Mapping[str, Any], root: Path, where: Where) -> MetadataReq
         shapes=[shape for shape in parsed_shapes if shape is not None],
         base=base,
         strict=strict,
+        os_unlisted=os_unlisted,
     )
 
 

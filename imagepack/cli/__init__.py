@@ -4,8 +4,11 @@ registering its command here; the options they share are in options.py, parsing 
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import os
 import sys
+from collections.abc import Iterator
 from typing import Any
 
 import typer
@@ -26,6 +29,7 @@ from imagepack.cli import (
     url,
     verify,
 )
+from imagepack.cli.output import output_closed
 from imagepack.errors import Interrupted
 
 
@@ -38,6 +42,34 @@ class _Commands(TyperGroup):
         if args[:2] == ["batch", "merge-reports"]:
             args = [batch.MERGE, *args[2:]]
         return super().resolve_command(ctx, args)
+
+    # click's main turns a closed pipe into exit status 1 on its own: what it runs (the parsing, which prints
+    # --help, and the command) hands a closed pipe on past it instead, for main() below to end as SIGPIPE would.
+    def make_context(self, *args: Any, **kwargs: Any) -> Any:
+        with _pipe_closed():
+            return super().make_context(*args, **kwargs)
+
+    def invoke(self, ctx: Any) -> Any:
+        with _pipe_closed():
+            return super().invoke(ctx)
+
+
+class _PipeClosed(BaseException):
+    """The reader of stdout or stderr went away (`imagepack info x | head`)."""
+
+
+@contextlib.contextmanager
+def _pipe_closed() -> Iterator[None]:
+    try:
+        yield
+    except OSError as e:
+        if e.errno != errno.EPIPE or not output_closed():
+            raise
+        raise _PipeClosed() from None
+
+
+# A closed pipe ends the process as SIGPIPE would under a shell: 128 + 13, and not a word.
+EXIT_PIPE_CLOSED = 141
 
 
 app = typer.Typer(
@@ -75,11 +107,19 @@ def _root(
 
 def main() -> None:
     from imagepack import signals
-    from imagepack.cli.output import INTERRUPTED, report_unparsed
     from imagepack.stdfds import ensure_standard_fds
 
     ensure_standard_fds()
     signals.install()
+    try:
+        _run()
+    except (_PipeClosed, BrokenPipeError):  # a closed pipe met anywhere, an error line to a closed stderr too
+        _quiet_exit(EXIT_PIPE_CLOSED)
+
+
+def _run() -> None:
+    from imagepack.cli.output import INTERRUPTED, report_unparsed
+
     try:
         # Not standalone, so that a command line that does not parse is reported here, in --json too.
         status = app(standalone_mode=False)
@@ -91,11 +131,17 @@ def main() -> None:
     except Interrupted as e:
         print(f"imagepack: {INTERRUPTED}", file=sys.stderr)
         sys.exit(e.exit_code)
-    except BrokenPipeError:
-        # The reader went away (`imagepack info x | head`): stop quietly, as a SIGPIPE would.
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        sys.exit(141)
     sys.exit(status or 0)  # a command's typer.Exit(code) comes back as its code
+
+
+def _quiet_exit(status: int) -> None:
+    """Exit with `status` after pointing stdout and stderr at /dev/null, so that what is still buffered for a
+    closed pipe is dropped at exit instead of failing once more with a message."""
+    null = os.open(os.devnull, os.O_WRONLY)
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(OSError, ValueError):
+            os.dup2(null, stream.fileno())
+    sys.exit(status)
 
 
 # click's UsageError (an unknown option, a missing argument, a bad value for a typed option), reached through the

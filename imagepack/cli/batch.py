@@ -54,6 +54,9 @@ BATCH_REMEDY_TEXT = {
     Remedy.ALLOW_PARTIAL: REMEDY_TEXT[Remedy.ALLOW_PARTIAL],  # merge-reports' own option
     Remedy.STATE_DISK: "set disk = N in its [[source]]",
     Remedy.USE_TCG: REMEDY_TEXT[Remedy.USE_TCG],  # boot-test's own option; a batch does not boot
+    Remedy.SET_OS: REMEDY_TEXT[Remedy.SET_OS],  # an archive's metadata: a command of its own
+    Remedy.OS_UNLISTED: "did you mean {value}? If the name is right as typed, set os_unlisted = true in the output's "
+    "oci table",
 }
 
 

@@ -56,7 +56,7 @@ def convert_command(
         None, metavar="DST", help="Image to write; its suffix picks the format unless --to or --for is given."
     ),
     to: str = typer.Option(
-        None, "--to", metavar="FORMAT", help="Output format: raw, qcow2, vmdk, vdi, vhd, vhdx or oci."
+        None, "--to", "-O", metavar="FORMAT", help="Output format: raw, qcow2, vmdk, vdi, vhd, vhdx or oci."
     ),
     for_target: str = typer.Option(
         None,

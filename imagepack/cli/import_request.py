@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 
 import typer
 
-from imagepack.cli.options import JSON, QUIET, STRICT, VERBOSE
+from imagepack.cli.options import JSON, OS_UNLISTED, QUIET, STRICT, VERBOSE
 from imagepack.cli.output import describe_problem, print_json, reported, setup_logging
 from imagepack.errors import InvalidValueError
 
@@ -47,6 +47,7 @@ def import_request_command(
         [], "--defined-tag", metavar="NS.KEY=VALUE", help="Defined tag (repeatable)."
     ),
     strict: bool = STRICT,
+    os_unlisted: bool = OS_UNLISTED,
     json_output: bool = JSON,
     quiet: bool = QUIET,
     verbose: bool = VERBOSE,
@@ -86,6 +87,7 @@ def import_request_command(
             freeform_tags=tag,
             defined_tags=defined_tag,
             strict=strict,
+            os_unlisted=os_unlisted,
         )
         if json_output:
             print_json(request.to_json())

@@ -9,13 +9,13 @@ from typing import TYPE_CHECKING
 import typer
 from typer.core import TyperCommand
 
-from imagepack.cli.options import CHECKSUM, JSON, PART_SIZE, QUIET, SCRATCH, STRICT, VERBOSE
+from imagepack.cli.options import CHECKSUM, JSON, OS_UNLISTED, PART_SIZE, QUIET, SCRATCH, STRICT, VERBOSE
 from imagepack.cli.output import print_checksums, print_json, print_warnings, reported, setup_logging
 
 if TYPE_CHECKING:
     from typer import _click as click
 
-    from imagepack.oci.metadata import ImageMetadata
+    from imagepack.oci.metadata import ImageMetadata, OsName
 
 meta_app = typer.Typer(
     help="Show or change the metadata of a .oci archive in place.",
@@ -77,6 +77,7 @@ def meta_set(
     archive: Path = typer.Argument(..., metavar="ARCHIVE", help="The .oci archive (changed in place)."),
     assignments: list[str] = typer.Argument(..., metavar="KEY=VALUE...", help="Values to set, names in any case."),
     strict: bool = STRICT,
+    os_unlisted: bool = OS_UNLISTED,
     checksum: bool = CHECKSUM,
     part_size: str = PART_SIZE,
     json_output: bool = JSON,
@@ -86,9 +87,12 @@ def meta_set(
     """Change metadata values without touching the disk member."""
     with reported(verbose=verbose, json_output=json_output):
         from imagepack.cli.parse import typed_values
-        from imagepack.oci.metadata import parse_assignments, set_values
+        from imagepack.oci.metadata import OsName, parse_assignments, set_values
 
         values = parse_assignments(assignments)
+        # A name being set is refused when one typo from a listed one; the archive's own name is only reported.
+        sets_name = any(key.casefold() == "operatingsystem" for key in values)
+        os_name = OsName.REPORTED if not sets_name else OsName.AS_TYPED if os_unlisted else OsName.GIVEN
 
     def change(meta: ImageMetadata) -> ImageMetadata:
         with typed_values():
@@ -98,6 +102,7 @@ def meta_set(
         archive,
         change,
         strict=strict,
+        os_name=os_name,
         checksum=(checksum, part_size),
         quiet=quiet,
         json_output=json_output,
@@ -185,6 +190,7 @@ def _edit(
     change: Callable[[ImageMetadata], ImageMetadata],
     *,
     strict: bool = False,
+    os_name: OsName | None = None,
     checksum: tuple[bool, str | None],  # --checksum and --part-size as typed
     quiet: bool,
     json_output: bool,
@@ -194,10 +200,12 @@ def _edit(
     with reported(verbose=verbose, json_output=json_output):
         from imagepack.cli.parse import parse_part_size
         from imagepack.oci.edit import edit_metadata
+        from imagepack.oci.metadata import OsName
 
         wanted, part_size = checksum
         size = parse_part_size(part_size, checksum=wanted)
-        done = edit_metadata(archive, change, strict=strict, checksum=wanted, part_size=size)
+        typo = os_name if os_name is not None else OsName.REPORTED
+        done = edit_metadata(archive, change, strict=strict, os_name=typo, checksum=wanted, part_size=size)
         if json_output:
             print_json(done.to_json())
             return

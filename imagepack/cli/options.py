@@ -15,12 +15,15 @@ import typer
 QUIET = typer.Option(False, "--quiet", "-q", help="No progress bar and no chatter.")
 VERBOSE = typer.Option(False, "--verbose", "-v", help="Show qemu-img command lines and full error details.")
 JSON = typer.Option(False, "--json", help='Print one JSON object instead of text (failures too, as {"error": ...}).')
-FROM_FORMAT = typer.Option(None, "--from", metavar="FORMAT", help="State the input format instead of detecting it.")
+# -f and -O are qemu-img's: the source format and the output format. --force has no short form.
+FROM_FORMAT = typer.Option(
+    None, "--from", "-f", metavar="FORMAT", help="State the input format instead of detecting it."
+)
 MAX_SIZE = typer.Option(None, "--max-size", metavar="SIZE", help="Largest virtual size to accept (default 400G).")
 ALLOW_BACKING = typer.Option(
     False, "--allow-backing", help="Follow backing files and vmdk extents the image names (trusted images only)."
 )
-FORCE = typer.Option(False, "--force", "-f", help="Replace existing outputs.")
+FORCE = typer.Option(False, "--force", help="Replace existing outputs.")
 SYNC = typer.Option(
     False, "--sync", help="Flush outputs to disk before they take their names (safe against a power cut; slower)."
 )
@@ -62,6 +65,12 @@ PART_SIZE = typer.Option(
     None, "--part-size", metavar="SIZE", help="Part size oci os object put will use (default 128MiB, its own)."
 )
 STRICT = typer.Option(False, "--strict", help="Treat an operating system missing from OCI's list as an error.")
+OS_UNLISTED = typer.Option(
+    False,
+    "--os-unlisted",
+    help="Take the operating system's name as typed though it is one letter from a name on OCI's list "
+    "(without it, 'Ubunto' is refused as a typo of Ubuntu).",
+)
 
 
 @dataclass(frozen=True)
@@ -76,6 +85,7 @@ class PackOptions:
     shape: Sequence[str] = ()
     metadata: Path | None = None
     strict: bool = False
+    os_unlisted: bool = False
 
     def given(self) -> list[str]:
         """The options given on the command line, by their flags."""
@@ -131,6 +141,7 @@ _PACK_PARAMETERS: tuple[tuple[str, Any, Any], ...] = (
         ),
     ),
     ("strict", bool, STRICT),
+    ("os_unlisted", bool, OS_UNLISTED),
 )
 _FLAGS = {name: option.param_decls[0] for name, _, option in _PACK_PARAMETERS}
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import select
 import sys
 import traceback
 from collections.abc import Callable, Iterable, Iterator
@@ -31,6 +32,8 @@ REMEDY_TEXT = {
     Remedy.STATE_FORMAT: "pass --from {value} if the content is right",
     Remedy.STATE_FIRMWARE: "pass --firmware BIOS or --firmware UEFI_64",
     Remedy.STATE_OS: "pass --os NAME and --os-version VERSION",
+    Remedy.SET_OS: "set them with 'imagepack meta set ARCHIVE operatingSystem=NAME operatingSystemVersion=VERSION'",
+    Remedy.OS_UNLISTED: "did you mean {value}? If the name is right as typed, pass --os-unlisted",
     Remedy.STATE_TARGET_FORMAT: "pass --to FORMAT",
     Remedy.STATE_METADATA: "pass --metadata FILE, or repack the archive",
     Remedy.REPLACE_OUTPUT: "pass --force to replace it",
@@ -79,11 +82,29 @@ def report_error(code: str, message: str, *, json_output: bool, label: str = "er
 def report_unparsed(e: Exception, *, json_output: bool) -> int:
     """A command line that does not parse: click's own text (usage, hint, error) on stderr, as typer prints it,
     and with --json the error object, code "usage". Returns the exit status."""
+    _suggest_meant(e)
     e.show()  # type: ignore[attr-defined]  # click's UsageError, which typer does not type for us
     if json_output:
         print_json({"error": {"code": "usage", "message": e.format_message()}})  # type: ignore[attr-defined]
     status: int = getattr(e, "exit_code", EXIT_USAGE)
     return status
+
+
+# qemu-img's short options, and what they mean here: -f is the source format, -O the output format. On a verb
+# without that option, the one a user most likely meant is named.
+_HABITS = {"-f": ("--from", "--force"), "-O": ("--to",)}
+
+
+def _suggest_meant(e: Exception) -> None:
+    """Name the option meant when an unknown short option is one of qemu-img's habits and the verb has it."""
+    meant = _HABITS.get(getattr(e, "option_name", ""), ())
+    ctx = getattr(e, "ctx", None)
+    if not meant or ctx is None or getattr(e, "possibilities", None):
+        return
+    names = {name for param in ctx.command.params for name in getattr(param, "opts", ())}
+    found = next((option for option in meant if option in names), None)
+    if found is not None:
+        e.possibilities = [found]  # type: ignore[attr-defined]
 
 
 @contextlib.contextmanager
@@ -100,8 +121,11 @@ def reported(*, verbose: bool, json_output: bool = False) -> Iterator[None]:
         if json_output:
             print_json({"error": {"code": Interrupted.code, "message": INTERRUPTED}})
         raise  # main() prints the line and exits with the signal's status
-    except BrokenPipeError:
-        raise  # the reader of stdout went away: main() ends quietly
+    except BrokenPipeError as e:
+        if output_closed():
+            raise  # the reader of stdout or stderr went away: main() ends quietly
+        report_error("system", f"a pipe to another process closed early: {e}", json_output=json_output)
+        raise typer.Exit(EXIT_FAILURE) from None
     except OSError as e:
         where = f"{e.filename}: " if e.filename else ""
         report_error("system", f"{where}{e.strerror or e}", json_output=json_output)
@@ -115,6 +139,16 @@ def reported(*, verbose: bool, json_output: bool = False) -> Iterator[None]:
         if verbose:
             traceback.print_exc()
         raise typer.Exit(EXIT_FAILURE) from None
+
+
+def output_closed() -> bool:
+    """Whether the reader of stdout or stderr went away (a pipe whose other end is closed polls as an error), as
+    opposed to a pipe to a child process."""
+    poll = select.poll()
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(OSError, ValueError):
+            poll.register(stream.fileno(), select.POLLOUT)
+    return any(events & select.POLLERR for _, events in poll.poll(0))
 
 
 def print_warnings(warnings: Iterable[Problem]) -> None:
@@ -168,7 +202,8 @@ def print_checksums(checksums: Checksums | None) -> None:
 
 @contextlib.contextmanager
 def progress_bar(label: str, *, quiet: bool) -> Iterator[Callable[[float], None] | None]:
-    """A tqdm bar on stderr fed by a 0..1 callback; none when quiet or when stderr is not a terminal."""
+    """A tqdm bar on stderr fed by a 0..1 callback; none when quiet or when stderr is not a terminal. Each stage
+    the work names (progress.stage: decompressing, then converting) gets a bar of its own, whose ETA is its own."""
     if quiet or not sys.stderr.isatty():
         yield None
         return
@@ -181,12 +216,30 @@ def progress_bar(label: str, *, quiet: bool) -> Iterator[Callable[[float], None]
         bar_format="{desc}: {percentage:3.0f}%|{bar}| {elapsed}<{remaining}",
         file=sys.stderr,
         leave=False,
+        smoothing=0,  # the stage's average speed: a steady ETA, not the last update's
     ) as bar:
+        yield _StagedBar(bar, label)
 
-        def update(fraction: float) -> None:
-            bar.update(max(fraction * 100 - bar.n, 0))
 
-        yield update
+class _StagedBar:
+    """The bar as a progress.StagedProgress: the whole's fraction shown as the current stage's."""
+
+    def __init__(self, bar: Any, label: str) -> None:
+        self._bar, self._label = bar, label
+        self._start, self._end = 0.0, 1.0
+
+    def stage(self, label: str, start: float, end: float) -> None:
+        self._start, self._end = start, max(end, start + 1e-9)
+        self._bar.set_description_str(f"{self._label} ({label})", refresh=False)
+        self._bar.reset(total=100)  # and its clock: the ETA is the stage's
+
+    def __call__(self, fraction: float) -> None:
+        if fraction > self._end + 1e-6:  # past the named stages: the rest of the work, unnamed
+            self._start, self._end = self._end, 1.0
+            self._bar.set_description_str(self._label, refresh=False)
+            self._bar.reset(total=100)
+        local = (fraction - self._start) / (self._end - self._start)
+        self._bar.update(max(min(local, 1.0) * 100 - self._bar.n, 0))
 
 
 def print_json(value: Any) -> None:

@@ -116,6 +116,7 @@ def metadata_request(pack: PackOptions) -> MetadataRequest:
             overrides=overrides,
             strict=pack.strict,
             has_base=pack.metadata is not None,
+            os_unlisted=pack.os_unlisted,
         )
     return MetadataRequest(
         operating_system=pack.os_name,
@@ -126,4 +127,5 @@ def metadata_request(pack: PackOptions) -> MetadataRequest:
         shapes=[parse_shape(text) for text in pack.shape],
         base=pack.metadata,
         strict=pack.strict,
+        os_unlisted=pack.os_unlisted,
     )

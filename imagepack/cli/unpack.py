@@ -38,7 +38,11 @@ def unpack_command(
         Path("."), "--directory", "-d", metavar="DIR", help="Where to write (created if missing)."
     ),
     to: str = typer.Option(
-        None, "--to", metavar="FORMAT", help="Convert the disk to this format instead of writing the qcow2 as it is."
+        None,
+        "--to",
+        "-O",
+        metavar="FORMAT",
+        help="Convert the disk to this format instead of writing the qcow2 as it is.",
     ),
     option: list[str] = FORMAT_OPTION,
     name: str = typer.Option(

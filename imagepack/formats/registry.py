@@ -14,21 +14,29 @@ from imagepack.formats.vdi import VdiInspector
 from imagepack.formats.vhd import VhdInspector
 from imagepack.formats.vhdx import VhdxInspector
 from imagepack.formats.vmdk import SINGLE_FILE_TYPES, VmdkInspector
-from imagepack.sizes import parse_size
 
-Choices = tuple[str, ...] | None  # None: free text, or a value the entry's validator checks
+
+@dataclass(frozen=True)
+class Number:
+    """A value that is a whole number from `low` to `high`; with `size`, a byte count that may carry a unit (64k,
+    2M) and must be a power of two. `shown` is the range as a user would write it."""
+
+    low: int
+    high: int
+    shown: str
+    size: bool = False
+
+    def describe(self) -> str:
+        return f"a power of two from {self.shown}" if self.size else f"a whole number from {self.shown}"
+
+
+# What each option may be: one of a fixed set of words (in any case), or a number. Nothing else is written: a
+# value reaches qemu-img's command line and, for a vmdk, the text of its descriptor.
+Choices = tuple[str, ...] | Number
 _BOOL = ("on", "off")
 
 
-def _power_of_two_size(options: Mapping[str, str], key: str, low: int, high: int, shown: str) -> None:
-    if key in options:
-        size = parse_size(options[key], what=key)
-        if size < low or size > high or size & (size - 1):
-            raise InvalidValueError(f"{key}={options[key]}: must be a power of two from {shown}")
-
-
 def _check_qcow2(options: Mapping[str, str]) -> None:
-    _power_of_two_size(options, "cluster_size", 512, 2 * 1024**2, "512 to 2M")
     if options.get("compression_type") == "zstd" and options.get("compat") in ("0.10", "v2"):
         raise InvalidValueError("-o compression_type=zstd needs compat=1.1")
 
@@ -36,11 +44,6 @@ def _check_qcow2(options: Mapping[str, str]) -> None:
 def _check_vmdk(options: Mapping[str, str]) -> None:
     if "hwversion" in options and options.get("compat6") == "on":
         raise InvalidValueError("-o hwversion and compat6 cannot be used together")
-
-
-def _check_vhdx(options: Mapping[str, str]) -> None:
-    _power_of_two_size(options, "block_size", 1024**2, 256 * 1024**2, "1M to 256M")
-    _power_of_two_size(options, "log_size", 1024**2, 1024**3, "1M to 1G")
 
 
 @dataclass(frozen=True)
@@ -97,7 +100,7 @@ FORMATS: dict[ImageFormat, FormatSpec] = {
             (".qcow2",),
             {
                 "compat": ("0.10", "1.1", "v2", "v3"),
-                "cluster_size": None,
+                "cluster_size": Number(512, 2 * 1024**2, "512 to 2M", size=True),
                 "compression_type": ("zlib", "zstd"),
                 "preallocation": ("off", "metadata", "falloc", "full"),
                 "lazy_refcounts": _BOOL,
@@ -119,8 +122,8 @@ FORMATS: dict[ImageFormat, FormatSpec] = {
             {
                 "subformat": SINGLE_FILE_TYPES,
                 "adapter_type": ("ide", "lsilogic", "buslogic", "legacyESX"),
-                "hwversion": None,
-                "toolsversion": None,
+                "hwversion": Number(4, 99, "4 to 99"),  # VMware's virtual hardware versions (qemu's default 4)
+                "toolsversion": Number(0, 2**31 - 1, "0 to 2147483647"),  # 2147483647: not managed (qemu's)
                 "compat6": _BOOL,
                 "zeroed_grain": _BOOL,
             },
@@ -155,8 +158,12 @@ FORMATS: dict[ImageFormat, FormatSpec] = {
             "vhdx",
             VhdxInspector,
             (".vhdx",),
-            {"subformat": ("dynamic", "fixed"), "block_size": None, "log_size": None, "block_state_zero": _BOOL},
-            check_options=_check_vhdx,
+            {
+                "subformat": ("dynamic", "fixed"),
+                "block_size": Number(1024**2, 256 * 1024**2, "1M to 256M", size=True),
+                "log_size": Number(1024**2, 1024**3, "1M to 1G", size=True),
+                "block_state_zero": _BOOL,
+            },
             whole_disk={"subformat": "fixed"},
             overhead=8 * 1024**2,  # its 1 MiB log, headers and metadata regions, and a block of rounding
         ),

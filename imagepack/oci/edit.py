@@ -27,9 +27,9 @@ from imagepack.oci.archive import (
     read_layout,
     write_archive,
 )
-from imagepack.oci.metadata import ImageMetadata, ShapeCompatibility, check_metadata, dump_metadata
+from imagepack.oci.metadata import ImageMetadata, OsName, ShapeCompatibility, check_metadata, dump_metadata
 from imagepack.oci.reader import read_metadata
-from imagepack.problems import Problem, Severity
+from imagepack.problems import Problem, Remedy, Severity
 from imagepack.reproducible import output_time
 from imagepack.sparse import copy_file_range_from
 from imagepack.tarmembers import extract_member
@@ -93,17 +93,19 @@ def edit_metadata(
     change: Callable[[ImageMetadata], ImageMetadata],
     *,
     strict: bool = False,
+    os_name: OsName = OsName.REPORTED,
     checksum: bool = False,
     part_size: int = OBJECT_PUT_PART_SIZE,
 ) -> EditResult:
-    """With `checksum`, the archive is read back once changed, still under the lock, for the checksums of an
-    upload: an edit in place writes a few KiB, so the checksums of the whole file can only come from a read."""
+    """`os_name` says how an operating system one typo from a listed one is taken (given: refused). With
+    `checksum`, the archive is read back once changed, still under the lock, for the checksums of an upload: an
+    edit in place writes a few KiB, so the checksums of the whole file can only come from a read."""
     started = time.monotonic()
     require_regular_file(archive)
     # Edit the file itself, not a symlink to it: the rewrite path must not replace the link with a copy.
     real = Path(os.path.realpath(archive))
     with _exclusive(real):
-        done = _edit_locked(archive, real, change, strict=strict, started=started)
+        done = _edit_locked(archive, real, change, strict=strict, os_name=os_name, started=started)
         if checksum:
             done = replace(done, checksum=checksum_file(real, part_size=part_size))
         return done
@@ -126,13 +128,20 @@ def _exclusive(path: Path) -> Iterator[None]:
 
 
 def _edit_locked(
-    archive: Path, real: Path, change: Callable[[ImageMetadata], ImageMetadata], *, strict: bool, started: float
+    archive: Path,
+    real: Path,
+    change: Callable[[ImageMetadata], ImageMetadata],
+    *,
+    strict: bool,
+    os_name: OsName,
+    started: float,
 ) -> EditResult:
     layout = read_layout(real)
     updated = change(read_metadata(layout))
-    problems = check_metadata(updated, strict=strict)
+    problems = check_metadata(updated, strict=strict, os_name=os_name, fix=Remedy.SET_OS)
     if problems and problems[0].severity is Severity.ERROR:  # errors come first
-        raise MetadataError(f"{archive}: {problems[0].message}")
+        first = problems[0]
+        raise MetadataError(f"{archive}: {first.message}", code=first.code, remedy=first.remedy, value=first.value)
     data = dump_metadata(updated)
     mtime = output_time()  # as a new archive's: SOURCE_DATE_EPOCH or the fixed time
     why_not = _why_not_in_place(layout, data)

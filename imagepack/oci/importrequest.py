@@ -16,7 +16,7 @@ from imagepack.checksums import OBJECT_PUT_PART_SIZE
 from imagepack.errors import ImagepackError, InputError, InvalidValueError, MetadataError
 from imagepack.formats import DEFAULT_MAX_SIZE, ImageFormat, SafetyPolicy, spec
 from imagepack.inputs import Source, SourceKind, open_source
-from imagepack.oci.metadata import LaunchMode, check_metadata, check_system, import_guidance
+from imagepack.oci.metadata import LaunchMode, OsName, check_metadata, check_system, import_guidance
 from imagepack.oci.metadata.codec import quote
 from imagepack.oci.metadata.oslist import canonical_name
 from imagepack.oci.objectstorage import (
@@ -216,6 +216,7 @@ def import_request(
     freeform_tags: Sequence[str] = (),
     defined_tags: Sequence[str] = (),
     strict: bool = False,
+    os_unlisted: bool = False,
     policy: SafetyPolicy = SafetyPolicy(),
 ) -> ImportRequest:
     """The request importing `path` from `location`, once the file has passed every check `open_source` makes and
@@ -250,7 +251,8 @@ def import_request(
         raise InvalidValueError("give the operating system and its version together", code="import.os")
     try:
         with open_source(path, policy=policy) as source:
-            _fill_from_source(request, source, launch_mode, operating_system, operating_system_version, strict)
+            os_name = OsName.AS_TYPED if os_unlisted else OsName.GIVEN
+            _fill_from_source(request, source, launch_mode, operating_system, operating_system_version, strict, os_name)
     except ImagepackError as e:
         if e.code == "image.size-limit":  # said in OCI's terms: no setting lets OCI import it
             raise InputError(f"{path}: {_too_large(e.message)}", code="import.too-large") from None
@@ -285,6 +287,7 @@ def _fill_from_source(
     os_name: str | None,
     os_version: str | None,
     strict: bool,
+    os_name_check: OsName,
 ) -> None:
     path = request.path
     _require_importable(path, source)
@@ -313,14 +316,18 @@ def _fill_from_source(
                 code="import.os",
             )
         request.operating_system, request.operating_system_version = stored
-        found = check_metadata(metadata, strict=strict)
+        found = check_metadata(metadata, strict=strict, os_name=OsName.REPORTED, fix=Remedy.SET_OS)
         _refuse_errors(found, f"{path}: metadata", MetadataError)
     else:
         request.source_format = source.disk.format.value
         if os_name is not None and os_version is not None:
             request.operating_system, request.operating_system_version = canonical_name(os_name), os_version.strip()
             found = check_system(
-                request.operating_system, request.operating_system_version, request.launch_mode, strict=strict
+                request.operating_system,
+                request.operating_system_version,
+                request.launch_mode,
+                strict=strict,
+                os_name=os_name_check,
             )
             _refuse_errors(found, "the operating system", InvalidValueError)
         else:

@@ -20,6 +20,7 @@ from imagepack.oci.archive import disk_data_offset, write_archive
 from imagepack.oci.metadata import (
     ImageMetadata,
     LaunchMode,
+    OsName,
     ShapeCompatibility,
     build_metadata,
     check_metadata,
@@ -47,6 +48,7 @@ class MetadataRequest:
     shapes: Sequence[ShapeCompatibility] = ()
     base: Path | None = None  # a metadata file to start from (--metadata)
     strict: bool = False
+    os_unlisted: bool = False  # the system's name is right as typed, though one letter from a listed one
     # What the input's own description (an OVA's OVF descriptor) says, used where neither the options nor a base
     # metadata do. Its firmware wins over the partition table's guess: it is what the VM was run with.
     stated_firmware: Firmware | None = None
@@ -129,9 +131,11 @@ def make_metadata(
         shapes=request.shapes,
         base=base,
     )
-    problems = check_metadata(metadata, strict=request.strict)
+    typo = OsName.AS_TYPED if request.os_unlisted else OsName.GIVEN
+    problems = check_metadata(metadata, strict=request.strict, os_name=typo)
     if problems and problems[0].severity is Severity.ERROR:  # errors come first
-        raise MetadataError(problems[0].message)
+        first = problems[0]
+        raise MetadataError(first.message, code=first.code, remedy=first.remedy, value=first.value)
     return metadata, [*stated, *problems]
 
 

@@ -17,7 +17,7 @@ from imagepack.errors import InvalidValueError, OutputError
 from imagepack.formats import Container, ImageFormat, SafetyPolicy, spec
 from imagepack.inputs import open_oci
 from imagepack.options import create_options
-from imagepack.progress import Progress, share
+from imagepack.progress import Progress, stage
 
 
 @dataclass(frozen=True)
@@ -99,7 +99,7 @@ def unpack_archive(
             archive,
             policy=policy,
             scratch=scratch or directory,
-            on_progress=share(on_progress, 0.0, 0.5) if compressed else None,
+            on_progress=stage(on_progress, "decompressing", 0.0, 0.5) if compressed else None,
         ) as opened:
             disk = opened.disk
             plan = plan_disk(
@@ -109,7 +109,8 @@ def unpack_archive(
             with atomic_outputs([disk_target, metadata_target], sync=sync) as (disk_temp, metadata_temp):
                 # A compressed archive's decompression is the first half of the work, the checksum the last fifth.
                 start = 0.5 if compressed else 0.0
-                write_planned(disk, plan, disk_temp, on_progress=share(on_progress, start, 0.8 if checksum else 1.0))
+                writing = stage(on_progress, "writing", start, 0.8 if checksum else 1.0)
+                write_planned(disk, plan, disk_temp, on_progress=writing)
                 # As archived, byte for byte (our own archives' whitespace padding included): what was signed or
                 # checksummed as a member still matches once extracted, as with any tar tool.
                 metadata_temp.write_bytes(opened.metadata_bytes)
@@ -120,7 +121,7 @@ def unpack_archive(
         raise
     sums = None
     if checksum:
-        sums = checksum_file(disk_target, part_size=part_size, on_progress=share(on_progress, 0.8, 1.0))
+        sums = checksum_file(disk_target, part_size=part_size, on_progress=stage(on_progress, "checksumming", 0.8, 1.0))
     return UnpackResult(
         archive, disk_target, fmt, metadata_target, disk.virtual_size, plan.copy, time.monotonic() - started, sums
     )

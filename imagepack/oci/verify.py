@@ -15,12 +15,12 @@ from imagepack.formats import DEFAULT_MAX_SIZE, ImageFormat, SafetyPolicy, spec
 from imagepack.image import SourceImage, partition_layout
 from imagepack.inputs import Source, is_archive, open_source
 from imagepack.oci.archive import DISK_NAME
-from imagepack.oci.metadata import ImageMetadata, check_metadata, import_guidance
+from imagepack.oci.metadata import ImageMetadata, OsName, check_metadata, import_guidance
 from imagepack.oci.reader import OpenedArchive
 from imagepack.openfile import opened_input
 from imagepack.ova.reader import OpenedOva
 from imagepack.partitions import PartitionTable
-from imagepack.problems import Problem, Severity
+from imagepack.problems import Problem, Remedy, Severity
 from imagepack.progress import Progress
 
 
@@ -156,7 +156,8 @@ def _check_archive(report: VerifyReport, opened: OpenedArchive, *, strict: bool)
         report.warning(
             "oci.disk-member-name", f"disk member is named '{layout.disk.name}'; OCI's own exports use '{DISK_NAME}'"
         )
-    report.problems.extend(check_metadata(metadata, strict=strict))
+    # The archive's metadata as it is: a typo is reported, and meta set is what changes it.
+    report.problems.extend(check_metadata(metadata, strict=strict, os_name=OsName.REPORTED, fix=Remedy.SET_OS))
     report.problems.extend(import_guidance(metadata.operating_system, metadata.operating_system_version))
 
 

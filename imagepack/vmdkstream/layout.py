@@ -12,6 +12,8 @@ import struct
 from collections.abc import Mapping
 
 from imagepack.errors import InvalidValueError
+from imagepack.formats import ImageFormat
+from imagepack.options import option_value
 
 SECTOR = 512
 GRAIN_SECTORS = 128
@@ -83,8 +85,12 @@ def descriptor(name: str, capacity: int, options: Mapping[str, str], cid: int) -
     sectors, cylinders from the size."""
     if any(c in name for c in '"\\') or not name.isprintable():
         raise InvalidValueError(f"{name!r}: a vmdk names its own file in its descriptor; choose a name without quotes")
-    adapter = options.get("adapter_type", "ide")
-    hwversion = "6" if options.get("compat6", "off") in ("on", "true", "yes") else options.get("hwversion", "4")
+    # Each value written into the text is checked again here, whoever called: a quote or a newline in one would
+    # add lines of its own (an extent naming a host file).
+    adapter = option_value(ImageFormat.VMDK, "adapter_type", options.get("adapter_type", "ide"))
+    compat6 = option_value(ImageFormat.VMDK, "compat6", options.get("compat6", "off")) == "on"
+    hwversion = "6" if compat6 else option_value(ImageFormat.VMDK, "hwversion", options.get("hwversion", "4"))
+    tools = option_value(ImageFormat.VMDK, "toolsversion", options.get("toolsversion", "2147483647"))
     heads = 16 if adapter == "ide" else 255
     cylinders = min(capacity // (63 * heads), 65535)
     text = (
@@ -106,7 +112,7 @@ def descriptor(name: str, capacity: int, options: Mapping[str, str], cid: int) -
         f'ddb.geometry.heads = "{heads}"\n'
         'ddb.geometry.sectors = "63"\n'
         f'ddb.adapterType = "{adapter}"\n'
-        f'ddb.toolsVersion = "{options.get("toolsversion", "2147483647")}"\n'
+        f'ddb.toolsVersion = "{tools}"\n'
     ).encode()
     if len(text) > DESCRIPTOR_SECTORS * SECTOR:
         raise InvalidValueError(f"{name!r}: the name is too long for a vmdk descriptor")

@@ -27,7 +27,8 @@ from imagepack.oci.metadata.model import (
     ShapeCompatibility,
     VolumeType,
 )
-from imagepack.oci.metadata.rules import check_metadata, check_system, import_guidance, shape_architecture
+from imagepack.oci.metadata.rules import check_metadata, shape_architecture
+from imagepack.oci.metadata.systems import OsName, check_system, import_guidance
 
 __all__ = [
     "CUSTOM_REQUIRED",
@@ -43,6 +44,7 @@ __all__ = [
     "LaunchMode",
     "LaunchOptions",
     "NetworkType",
+    "OsName",
     "ShapeCompatibility",
     "VolumeType",
     "build_metadata",

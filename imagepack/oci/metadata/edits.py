@@ -4,6 +4,7 @@ set_values for `meta set` with the keys it takes (SET_KEYS), and the KEY=VALUE a
 from __future__ import annotations
 
 import copy
+import difflib
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
@@ -95,15 +96,31 @@ def _parse_field(spec: LaunchField, text: str) -> Any:
 
 
 def _unknown_key(key: str, allowed: Sequence[str]) -> InvalidValueError:
-    return InvalidValueError(f"unknown metadata key {quote(key)}; use one of {', '.join(allowed)}")
+    folded = {name.casefold(): name for name in allowed}
+    close = difflib.get_close_matches(key.casefold(), list(folded), n=1, cutoff=0.7)
+    meant = f"did you mean {folded[close[0]]}? " if close else ""
+    return InvalidValueError(f"unknown metadata key {quote(key)}; {meant}use one of {', '.join(allowed)}")
+
+
+def _keys_named(assignments: Mapping[str, str], allowed: Sequence[str]) -> dict[str, str]:
+    """`assignments` with each key as OCI spells it, the key typed in any case (operatingsystem is
+    operatingSystem); an unknown key is refused with the one it most likely meant, a key given twice refused."""
+    folded = {name.casefold(): name for name in allowed}
+    named: dict[str, str] = {}
+    for key, value in assignments.items():
+        name = folded.get(key.casefold())
+        if name is None:
+            raise _unknown_key(key, allowed)
+        if name in named:
+            raise InvalidValueError(f"{name} is given twice; give each key once")
+        named[name] = value
+    return named
 
 
 def _parse_overrides(overrides: Mapping[str, str]) -> dict[str, Any]:
     """Launch option overrides by attribute name, each value checked."""
     parsed: dict[str, Any] = {}
-    for key, text in overrides.items():
-        if key not in OVERRIDE_KEYS:
-            raise _unknown_key(key, OVERRIDE_KEYS)
+    for key, text in _keys_named(overrides, OVERRIDE_KEYS).items():
         spec = FIELD_BY_NAME[key]
         parsed[spec.attr] = _parse_field(spec, text)
     return parsed
@@ -222,9 +239,7 @@ def set_values(meta: ImageMetadata, assignments: Mapping[str, str]) -> ImageMeta
     the booleans and unknown keys; CUSTOM keeps every value), and the other launch options given then override it.
     'null' clears the nullable values (localDataVolumeType, pvAttachmentVersion, imageCapsFormatVersion,
     sourcePublicImageId). An unknown key is a InvalidValueError; a value not allowed is a MetadataError."""
-    for key in assignments:
-        if key not in SET_KEYS:
-            raise _unknown_key(key, SET_KEYS)
+    assignments = _keys_named(assignments, SET_KEYS)
     updated = copy.deepcopy(meta)
     if "launchMode" in assignments:
         text = assignments["launchMode"]

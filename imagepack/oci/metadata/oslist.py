@@ -114,6 +114,34 @@ def closest_name(os_name: str) -> str | None:
     return _SPELLINGS[found[0]] if found else None
 
 
+# Systems of their own whose names happen to be one letter from a listed one: not typos.
+_OTHER_SYSTEMS = frozenset({"kubuntu", "xubuntu", "lubuntu"})
+
+
+def one_typo_from(os_name: str) -> str | None:
+    """The known name `os_name` is one typo from (a letter added, dropped, changed, or two swapped, whatever the
+    case and spacing: 'Ubunto', 'Orcle Linux', 'Ubnutu' -> the listed name), or None: a name on the list, or further
+    from every one, is not a typo."""
+    typed = _squash(os_name)
+    if typed in _SPELLINGS or typed in _OTHER_SYSTEMS:
+        return None
+    return next((name for squashed, name in _SPELLINGS.items() if _one_edit(typed, squashed)), None)
+
+
+def _one_edit(a: str, b: str) -> bool:
+    """Whether `a` becomes `b` by one insertion, deletion, substitution or swap of neighbours."""
+    if abs(len(a) - len(b)) > 1 or a == b:
+        return False
+    start = next((i for i, (x, y) in enumerate(zip(a, b, strict=False)) if x != y), min(len(a), len(b)))
+    if len(a) == len(b):
+        swapped = a[start + 1 : start + 2] + a[start : start + 1]
+        return a[start + 1 :] == b[start + 1 :] or (
+            swapped == b[start : start + 2] and a[start + 2 :] == b[start + 2 :]
+        )
+    longer, shorter = (a, b) if len(a) > len(b) else (b, a)
+    return longer[start + 1 :] == shorter[start:]
+
+
 def family_names() -> str:
     """The systems on the list without their releases, for a message that must stay short."""
     return ", ".join(dict.fromkeys(system.name.removesuffix(" Cloud Developer") for system in SUPPORTED_SYSTEMS))

@@ -10,7 +10,7 @@ from enum import StrEnum
 from imagepack.errors import ImagepackError, InvalidValueError, MetadataError
 from imagepack.oci.metadata.edits import build_metadata
 from imagepack.oci.metadata.model import LaunchMode
-from imagepack.oci.metadata.rules import check_system
+from imagepack.oci.metadata.systems import OsName, check_system
 from imagepack.partitions import Firmware
 from imagepack.problems import Severity
 
@@ -44,6 +44,7 @@ _RULE_VALUE = {
     "metadata.windows-mode": Asked.LAUNCH_MODE,
     "metadata.unknown-os": Asked.OS,
     "metadata.os-empty": Asked.OS,
+    "metadata.os-typo": Asked.OS,
 }
 
 
@@ -55,6 +56,7 @@ def check_request(
     overrides: Mapping[str, str],
     strict: bool,
     has_base: bool,
+    os_unlisted: bool = False,
 ) -> None:
     """Refuse what `make_metadata` would refuse of these values whatever the disk says: each value read as the
     archive reads it (stand-ins for what is not given), then, when both the system and its version are given, the
@@ -74,7 +76,11 @@ def check_request(
         return  # the rest comes from a metadata file or an OVF descriptor: checked when the archive is made
     mode = launch_mode or (None if has_base else LaunchMode.PARAVIRTUALIZED)  # a base file's own mode otherwise
     for problem in check_system(
-        operating_system, operating_system_version, mode or LaunchMode.PARAVIRTUALIZED, strict=strict
+        operating_system,
+        operating_system_version,
+        mode or LaunchMode.PARAVIRTUALIZED,
+        strict=strict,
+        os_name=OsName.AS_TYPED if os_unlisted else OsName.GIVEN,
     ):
         asked = _RULE_VALUE.get(problem.code, Asked.OS_VERSION)
         if problem.severity is Severity.ERROR and (mode is not None or asked is not Asked.LAUNCH_MODE):

@@ -19,6 +19,7 @@ from imagepack.oci.metadata.model import (
     json_value,
     number_text,
 )
+from imagepack.oci.metadata.systems import OsName, check_system
 from imagepack.partitions import Firmware
 from imagepack.problems import Problem, Remedy, Severity
 
@@ -59,10 +60,19 @@ def shape_architecture(name: str) -> str | None:
     return None
 
 
-def check_metadata(meta: ImageMetadata, *, strict: bool = False) -> list[Problem]:
+def check_metadata(
+    meta: ImageMetadata,
+    *,
+    strict: bool = False,
+    os_name: OsName = OsName.GIVEN,
+    fix: Remedy = Remedy.STATE_OS,
+) -> list[Problem]:
     """What OCI would refuse or run badly, errors first; each message ends with what to do, in metadata keys.
 
-    `strict` makes the warnings about OCI's list of systems errors; a note never becomes one. The codes, one per rule:
+    `strict` makes the warnings about OCI's list of systems errors; a note never becomes one. `os_name` says how a
+    system name one typo from a listed one is taken (by default refused: the name is being given); `fix` is what
+    changes the system: the options that give it (pack's --os, the default) or, for an archive's, meta set
+    (SET_OS). The codes, one per rule:
 
     Errors:
       metadata.version                 version is not 2
@@ -80,6 +90,7 @@ def check_metadata(meta: ImageMetadata, *, strict: bool = False) -> list[Problem
       metadata.shape-windows           an Arm shape with Windows
       metadata.shape-mode              an Arm or AMD shape in another mode than PARAVIRTUALIZED
       metadata.shape-architecture      Arm and x86 shapes together
+      metadata.os-typo                 a system name given one typo from a listed one (as typed: --os-unlisted)
     Warnings, errors when `strict`:
       metadata.unknown-os              a system name not on OCI's list, with the closest known name for a typo
       metadata.os-release-unlisted     a release of a listed system that the list skips or has dropped
@@ -142,7 +153,9 @@ def check_metadata(meta: ImageMetadata, *, strict: bool = False) -> list[Problem
             )
 
     problems += _check_attachment(meta)
-    problems += check_system(meta.operating_system, meta.operating_system_version, meta.launch_mode, strict=strict)
+    problems += check_system(
+        meta.operating_system, meta.operating_system_version, meta.launch_mode, strict=strict, os_name=os_name, fix=fix
+    )
     problems += _check_shapes(meta)
     problems += _check_capabilities(meta)
     caps_version = meta.image_caps_format_version
@@ -201,151 +214,6 @@ def _check_attachment(meta: ImageMetadata) -> list[Problem]:
             )
         )
     return problems
-
-
-def check_system(name: str, version: str, launch_mode: LaunchMode, *, strict: bool = False) -> list[Problem]:
-    """The operating-system rules of check_metadata, for a system and launch mode given apart from an archive (a
-    CreateImage request's)."""
-    if not name.strip():
-        return [
-            Problem(
-                "metadata.os-empty",
-                "operatingSystem is empty; set it, e.g. operatingSystem='Oracle Linux'",
-                remedy=Remedy.STATE_OS,
-            )
-        ]
-    if not version.strip():
-        return [
-            Problem(
-                "metadata.os-version-empty",
-                f"operatingSystemVersion is empty; set the version of {name}, e.g. operatingSystemVersion=8",
-                remedy=Remedy.STATE_OS,
-            )
-        ]
-    if not oslist.is_windows(name):
-        return _check_listed(name, version, strict)
-    problems: list[Problem] = []
-    if launch_mode is not LaunchMode.PARAVIRTUALIZED:
-        problems.append(
-            Problem(
-                "metadata.windows-mode",
-                f"Windows images import in PARAVIRTUALIZED mode only, not {launch_mode}; "
-                "set launchMode=PARAVIRTUALIZED",
-            )
-        )
-    text = f"{name} {version}"
-    releases, editions = oslist.windows_releases(text), oslist.windows_editions(text)
-    example = "e.g. operatingSystem=Windows operatingSystemVersion='Server 2019 Standard'"
-    if len(releases) != 1:
-        problem = "names no Windows Server release" if not releases else f"names {len(releases)} releases"
-        problems.append(
-            Problem(
-                "metadata.windows-release",
-                f"Windows {quote(version)} {problem}; OCI licenses Windows by release and edition: name the one "
-                f"the image holds ({', '.join(oslist.WINDOWS_RELEASES)}), {example}",
-                remedy=Remedy.STATE_OS,
-            )
-        )
-    if len(editions) != 1:
-        problem = "names no edition" if not editions else "names both editions"
-        problems.append(
-            Problem(
-                "metadata.windows-edition",
-                f"Windows {quote(version)} {problem}; OCI licenses Windows by release and edition: name the one "
-                f"the image holds (Standard or Datacenter), {example}",
-                remedy=Remedy.STATE_OS,
-            )
-        )
-    if len(releases) == 1 and len(editions) == 1:
-        problems += _check_listed(name, version, strict)
-    return problems
-
-
-def import_guidance(name: str, version: str) -> list[Problem]:
-    """Notes on what the import itself cannot check (the seed's advice): for Windows, the clock and the licence
-    the release and edition stand for; for a system on OCI's list, moving between X5, X6 and X7 hosts.
-
-    Notes:
-      guidance.windows-clock     Windows keeps local time in the hardware clock unless RealTimeIsUniversal is 1
-      guidance.windows-license   the release and edition given must be the ones the image holds
-      guidance.host-generation   X5/X6/X7 hosts differ in drivers: Windows images do not move between them, a
-                                 listed Linux may need its kernel updated (the command for its family)"""
-    if oslist.is_windows(name):
-        return [
-            Problem(
-                "guidance.windows-clock",
-                "Windows keeps local time in the hardware clock, so after a reboot the clock goes back to the "
-                "default time zone's time unless HKLM\\SYSTEM\\CurrentControlSet\\Control\\TimeZoneInformation"
-                "\\RealTimeIsUniversal is a DWORD set to 1 (OCI's platform images set it; a custom image must)",
-                remedy=Remedy.WINDOWS_CLOCK_FIX,
-                severity=Severity.NOTE,
-            ),
-            Problem(
-                "guidance.windows-license",
-                f"OCI licenses Windows by the release and edition given ({_short(name)} {_short(version)}): they "
-                "must be the ones the image holds: others may breach Microsoft's licence terms",
-                severity=Severity.NOTE,
-            ),
-            Problem(
-                "guidance.host-generation",
-                "Windows images do not move between X5, X6 and X7 hosts (their network, NVMe and GPU drivers "
-                "differ): run the image on the host generation it was made on",
-                severity=Severity.NOTE,
-            ),
-        ]
-    system = oslist.supported_system(name, version)
-    if system is None or system.kernel_update is None:
-        return []
-    return [
-        Problem(
-            "guidance.host-generation",
-            f"X5, X6 and X7 hosts differ in network, NVMe and GPU drivers: an image made on one may need the "
-            f"latest kernel on another; update it in the guest with '{system.kernel_update}'",
-            severity=Severity.NOTE,
-        )
-    ]
-
-
-def _check_listed(name: str, version: str, strict: bool) -> list[Problem]:
-    """Whether the system is on OCI's list (oslist): a release newer than the list is a note, since the list ages
-    and OCI adds releases; an older or skipped release, or a name the list does not have, is a warning."""
-    found = oslist.standing(name, version)
-    if found.supported:
-        return []
-    shown = f"{_short(name)} {_short(version)}"
-    if found.system is not None and found.newer:
-        return [
-            Problem(
-                "metadata.os-release-newer",
-                f"{shown} is newer than the releases on OCI's list this imagepack knows "
-                f"({found.system.releases()}); the import may still accept it",
-                severity=Severity.NOTE,
-            )
-        ]
-    unsupported = "or expect no support from Oracle"
-    if found.system is not None:
-        code = "metadata.os-release-unlisted"
-        message = f"{shown} is not on OCI's list ({found.system.describe()}); use a listed release, {unsupported}"
-    elif (suggestion := oslist.closest_name(name)) is not None:
-        code = "metadata.unknown-os"
-        message = (
-            f"operatingSystem {quote(name, 32)} is not on OCI's list; did you mean {suggestion}? "
-            f"Fix the name, {unsupported}"
-        )
-    else:
-        code = "metadata.unknown-os"
-        message = (
-            f"operatingSystem {quote(name, 32)} is not on OCI's list ({oslist.family_names()}); "
-            f"check the spelling, {unsupported}"
-        )
-    severity = Severity.ERROR if strict else Severity.WARNING
-    return [Problem(code, message, remedy=Remedy.STATE_OS, severity=severity)]
-
-
-def _short(text: str, limit: int = 40) -> str:
-    """A value typed by a person, inside a message that must stay one short line."""
-    text = "".join(char if char.isprintable() else ascii(char)[1:-1] for char in text.strip())
-    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def _check_shapes(meta: ImageMetadata) -> list[Problem]:
