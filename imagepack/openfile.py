@@ -84,9 +84,11 @@ def _above_standard_slots(fd: int) -> int:
     if fd >= _FIRST_SHARED_FD:
         return fd
     try:
-        return fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, _FIRST_SHARED_FD)
-    finally:
-        os.close(fd)
+        moved = fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, _FIRST_SHARED_FD)
+    except OSError:  # fewer descriptors allowed than that (ulimit -n): stay where it is
+        return fd
+    os.close(fd)
+    return moved
 
 
 def _close(fd: int) -> None:

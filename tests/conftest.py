@@ -69,6 +69,22 @@ def interrupt_when(
     return proc.returncode, stderr
 
 
+def holds_open(pid: int, path: Path) -> bool:
+    """Whether the process has `path` open (imagepack hands its children the input as an open descriptor, so the
+    input's name is on no command line)."""
+    try:
+        fds = os.listdir(f"/proc/{pid}/fd")
+    except OSError:
+        return False
+    for fd in fds:
+        try:
+            if os.readlink(f"/proc/{pid}/fd/{fd}") == str(path):
+                return True
+        except OSError:
+            continue
+    return False
+
+
 def file_digest(path: Path) -> tuple[str, int]:
     """Content hash and mtime (ns): what 'the input is never modified' is checked against."""
     h = hashlib.sha256()

@@ -19,7 +19,7 @@ from imagepack.boot.machine import find_ovmf, kvm_unusable_reason
 from imagepack.boot.run import DEFAULT_MARKER, default_seed
 from imagepack.errors import BootError
 from tests import bootdisks
-from tests.conftest import file_digest, interrupt_when, leftovers, run_cli
+from tests.conftest import file_digest, holds_open, interrupt_when, leftovers, run_cli
 
 TCG = ("--accel", "tcg")
 
@@ -187,7 +187,8 @@ def _qemu_running_on(path: Path) -> Callable[[], bool]:
                 cmdline = Path("/proc", pid, "cmdline").read_bytes()
             except (OSError, ValueError):
                 continue
-            if b"qemu-system" in cmdline and str(path).encode() in cmdline:
+            # The disk is handed over as an open descriptor; a name on the command line is the older way.
+            if b"qemu-system" in cmdline and (str(path).encode() in cmdline or holds_open(int(pid), path)):
                 return True
         return False
 

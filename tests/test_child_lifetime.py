@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from imagepack.sample import write_data_disk
-from tests.conftest import leftovers, qemu_img, run_cli
+from tests.conftest import holds_open, leftovers, qemu_img, run_cli
 from tests.readers import qemu_compare
 
 MiB = 1024**2
@@ -31,8 +31,8 @@ def alive(pid: int) -> bool:
     return stat.rpartition(")")[2].split()[0] != "Z"
 
 
-def processes(where: Callable[[list[bytes]], bool]) -> list[int]:
-    """Live processes whose argv satisfies `where` (read from /proc: nothing is signalled)."""
+def processes(where: Callable[[int, list[bytes]], bool]) -> list[int]:
+    """Live processes whose pid and argv satisfy `where` (read from /proc: nothing is signalled)."""
     found = []
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
@@ -41,7 +41,7 @@ def processes(where: Callable[[list[bytes]], bool]) -> list[int]:
             argv = Path("/proc", entry, "cmdline").read_bytes().split(b"\0")
         except OSError:
             continue
-        if where(argv) and alive(int(entry)):
+        if where(int(entry), argv) and alive(int(entry)):
             found.append(int(entry))
     return found
 
@@ -52,8 +52,12 @@ def blocked(pid: int) -> int:
     return int(next(line.split()[1] for line in status.splitlines() if line.startswith("SigBlk:")), 16)
 
 
-def naming(program: str, text: str) -> Callable[[list[bytes]], bool]:
-    return lambda argv: argv[0].endswith(program.encode()) and any(text.encode() in a for a in argv)
+def naming(program: str, text: str) -> Callable[[int, list[bytes]], bool]:
+    return lambda pid, argv: argv[0].endswith(program.encode()) and any(text.encode() in a for a in argv)
+
+
+def reading(program: str, path: Path) -> Callable[[int, list[bytes]], bool]:
+    return lambda pid, argv: argv[0].endswith(program.encode()) and holds_open(pid, path)
 
 
 def wait_until(condition: Callable[[], object], what: str, within: float = 60) -> None:
@@ -123,7 +127,7 @@ def test_kill_9_during_a_stream_vmdk_write_takes_qemu_nbd_along(
     out.mkdir()
     env = {**os.environ, "TMPDIR": str(tmpdir)}
     pid = start_cli(started, "convert", *STREAM, "--threads", "1", str(random_qcow2), str(out / "d.vmdk"), env=env)
-    serving = naming("qemu-nbd", str(random_qcow2))
+    serving = reading("qemu-nbd", random_qcow2)
     wait_until(lambda: processes(serving) and leftovers(out), "qemu-nbd serving the source while the vmdk is written")
     nbd = processes(serving)
     assert not blocked(nbd[0]) & (1 << (signal.SIGTERM - 1)), "qemu-nbd was started with SIGTERM blocked"
@@ -166,7 +170,7 @@ def batch_manifest(folder: Path, source: Path) -> Path:
 
 
 def workers_of(batch: int) -> list[int]:
-    def child_of_batch(argv: list[bytes]) -> bool:
+    def child_of_batch(pid: int, argv: list[bytes]) -> bool:
         return b"imagepack.batch.worker" in argv
 
     return [pid for pid in processes(child_of_batch) if parent_of(pid) == batch]
@@ -184,7 +188,7 @@ def test_kill_9_in_a_batch_takes_the_workers_and_qemu_nbd_along(
     victim: str, random_qcow2: Path, tmp_path: Path, started: list[subprocess.Popen[bytes]]
 ) -> None:
     batch = start_cli(started, "batch", str(batch_manifest(tmp_path, random_qcow2)))
-    serving = naming("qemu-nbd", str(random_qcow2))
+    serving = reading("qemu-nbd", random_qcow2)
     wait_until(lambda: processes(serving) and workers_of(batch), "a worker's qemu-nbd serving the source")
     workers, nbd = workers_of(batch), processes(serving)
     kill_and_reap(started, workers[0] if victim == "worker" else batch)
