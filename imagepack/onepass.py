@@ -18,6 +18,7 @@ from imagepack.image import SourceImage, open_image
 from imagepack.oci.archive import disk_data_offset, finish_archive, pad_member
 from imagepack.oci.metadata import dump_metadata
 from imagepack.oci.pack import MetadataRequest, PackedArchive, archive_mtime, make_metadata, metadata_room
+from imagepack.openfile import require_unchanged
 from imagepack.progress import Progress
 
 PEEK = 1024**2  # what is decompressed (into memory) to tell a qcow2 or a raw disk from anything else
@@ -98,6 +99,7 @@ def pack_compressed(
                 where=target.parent,
                 on_progress=on_progress,
             )
+            require_unchanged(source)  # the whole stream is read: refused if it changed while it was
             size = pad_member(fd, data_offset, written.size)  # a whole number of sectors, as qemu reads it
             image = open_image(
                 temp, claimed=ImageFormat.QCOW2, policy=policy, offset=data_offset, size=size, label=str(source)

@@ -149,3 +149,10 @@ def _close_if_open(attributes: dict[str, object]) -> None:
 def descriptor_of(path: Path) -> int | None:
     """The open descriptor behind `path`, if it names an opened input."""
     return path.fd if isinstance(path, OpenedPath) else None
+
+
+def require_unchanged(path: Path) -> None:
+    """Refuse `path` when it names an opened input that changed since it was opened (a plain path: nothing to
+    compare)."""
+    if isinstance(path, OpenedPath):
+        path.require_unchanged()

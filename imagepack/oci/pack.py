@@ -196,6 +196,7 @@ def pack_disk(
             disk_size = write_archive(fd, metadata_bytes, mtime=mtime, write_disk=write_disk)
         finally:
             os.close(fd)
+        image.require_unchanged()  # before the rename: an archive of a source changed meanwhile never appears
     return PackedArchive(target, disk_size, metadata, copy, warnings)
 
 
