@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import random
+import signal
 import struct
 import subprocess
 from collections.abc import Callable
@@ -15,8 +17,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import ODD_SIZE, QEMU_IMG, qemu_img, run_cli
+from tests.conftest import ODD_SIZE, QEMU_IMG, interrupt_when, qemu_img, run_cli
 from tests.readers import qemu_compare, read_guest_disk, read_qcow2_header
+from tests.test_stream_vmdk import qemu_nbd_serving, writing_started
 
 MiB = 1024**2
 GiB = 1024**3
@@ -240,3 +243,23 @@ def test_a_layout_the_writer_does_not_make_goes_to_qemu_img(tmp_path: Path) -> N
         assert qemu_compare(raw, "raw", out, "qcow2").returncode == 0
     assert header_fields(tmp_path / "compat.qcow2")["version"] == 2
     assert header_fields(tmp_path / "cluste.qcow2")["cluster_bits"] == 17
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_interrupted_midway_leaves_nothing_and_no_qemu_nbd(tmp_path: Path, signum: int) -> None:
+    """Random data as a qcow2, read through qemu-nbd on one thread: slow enough to be interrupted midway."""
+    raw = tmp_path / "random.raw"
+    with open(raw, "wb") as f:
+        for _ in range(256):
+            f.write(os.urandom(MiB))
+    source = tmp_path / "random.qcow2"
+    qemu_img("convert", "-f", "raw", "-O", "qcow2", str(raw), str(source))
+    raw.unlink()
+    out_dir = tmp_path / "out"
+    out_dir.mkdir()
+    args = ["convert", "--compress", "--threads", "1", str(source), str(out_dir / "disk.qcow2")]
+    code, stderr = interrupt_when(args, writing_started(out_dir), signum=signum)
+    assert code == 128 + signum, stderr
+    assert stderr.strip().splitlines() == ["imagepack: interrupted; nothing was written"]
+    assert list(out_dir.iterdir()) == []
+    assert qemu_nbd_serving(source) == []
