@@ -99,8 +99,8 @@ def is_stream_vmdk(fmt: ImageFormat, options: Mapping[str, str]) -> bool:
 
 
 def uses_threads(fmt: ImageFormat, options: Mapping[str, str], *, compress: bool) -> bool:
-    """Whether writing this disk compresses on several threads: a compressed qcow2 (qemu-img -m) or a stream
-    vmdk (imagepack's writer; qemu-img's runs on one)."""
+    """Whether writing this disk compresses on several threads: a compressed qcow2 or a stream vmdk (imagepack's
+    writers; qemu-img's compressed qcow2 gets -m, its stream vmdk runs on one)."""
     return (compress and fmt is ImageFormat.QCOW2) or is_stream_vmdk(fmt, options)
 
 
