@@ -263,3 +263,22 @@ def test_interrupted_midway_leaves_nothing_and_no_qemu_nbd(tmp_path: Path, signu
     assert stderr.strip().splitlines() == ["imagepack: interrupted; nothing was written"]
     assert list(out_dir.iterdir()) == []
     assert qemu_nbd_serving(source) == []
+
+
+def test_zlib_clusters_stay_inside_qemus_4_kib_window(tmp_path: Path) -> None:
+    """Clusters that repeat a 6000-byte random block: a deflate with a 32 KiB window would match 6000 bytes back,
+    which qemu's inflate (a 4 KiB window) refuses; within 4 KiB there is little to match (chance matches may
+    still bring one just under a cluster), and a 2000-byte block repeated compresses."""
+    raw = tmp_path / "far.raw"
+    rng = random.Random(41)
+    with open(raw, "wb") as f:
+        for _ in range(8):
+            f.write((rng.randbytes(6000) * 11)[:CLUSTER])
+            f.write((rng.randbytes(2000) * 33)[:CLUSTER])  # 2000 bytes back: inside the window, compressed
+        f.truncate(32 * MiB)
+    out = tmp_path / "far.qcow2"
+    convert_compressed(raw, out, "--threads", "2")
+    check_clean(out)
+    assert qemu_compare(raw, "raw", out, "qcow2").returncode == 0
+    assert read_guest_disk(out, "qcow2") == read_guest_disk(raw, "raw")
+    assert read_qcow2_header(out).compressed_clusters >= 8
