@@ -46,10 +46,3 @@ def compressor_for(kind: CompressionType) -> Compressor:
     if kind is CompressionType.ZSTD:
         return _zstd
     return _deflate_isal
-
-
-def codec_name(kind: CompressionType) -> str:
-    """What writes the clusters, as a report names it."""
-    if kind is CompressionType.ZSTD:
-        return f"zstd level {ZSTD_LEVEL}"
-    return f"deflate (ISA-L level {ISAL_LEVEL})"
