@@ -110,6 +110,7 @@ class BuildResult:
     compression: str | None = None  # the stream the output is, "zstd", "xz" or "gzip"
     preset: str | None = None  # the platform it was made for (presets.PRESETS)
     checksum: Checksums | None = None  # of the file written, when asked for
+    uncompressed_size: int | None = None  # what the output would weigh with its disk not compressed (--compress)
 
     def to_json(self) -> dict[str, Any]:
         data: dict[str, Any] = {
@@ -126,6 +127,8 @@ class BuildResult:
             "seconds": round(self.seconds, 3),
             "checksum": self.checksum.to_json() if self.checksum else None,
         }
+        if self.uncompressed_size is not None:
+            data["uncompressed_size"] = self.uncompressed_size
         if self.metadata is not None:
             data.update(disk_size=self.disk_size, metadata=self.metadata.to_json())
         data["problems"] = [problem.to_json() for problem in self.warnings]
@@ -321,10 +324,11 @@ def _build_plain(source: Source, target: Target, started: float, *, on_progress:
             options=target.options,
             compress=target.compress,
             threads=target.threads,
+            stream_writer=target.stream_writer,
             sync=target.sync,
             on_progress=on_progress,
         )
-        return _result(
+        built = _result(
             source,
             target,
             started,
@@ -334,6 +338,9 @@ def _build_plain(source: Source, target: Target, started: float, *, on_progress:
             disk_size=packed.disk_size,
             warnings=packed.warnings,
         )
+        if packed.uncompressed_disk_size is None:
+            return built
+        return replace(built, uncompressed_size=built.size - packed.disk_size + packed.uncompressed_disk_size)
     if target.metadata is not None:
         raise InvalidValueError(f"{target.path}: image metadata applies only to a .oci target, not {target.kind.value}")
     written = write_disk(
@@ -348,7 +355,8 @@ def _build_plain(source: Source, target: Target, started: float, *, on_progress:
         sync=target.sync,
         on_progress=on_progress,
     )
-    return _result(source, target, started, options=written.options, copied=written.copied)
+    built = _result(source, target, started, options=written.options, copied=written.copied)
+    return replace(built, uncompressed_size=written.uncompressed_size)
 
 
 def _result(

@@ -17,12 +17,14 @@ from imagepack.image import SourceImage
 from imagepack.options import create_options
 from imagepack.problems import Remedy
 from imagepack.progress import Progress
+from imagepack.qcow2write import CompressionType, write_compressed_qcow2_file
+from imagepack.qcow2write.options import own_compression
 from imagepack.sparse import copy_file_range_from
 from imagepack.vmdkstream import write_stream_vmdk
 
 
 class StreamWriter(StrEnum):
-    """Who writes a stream-optimized vmdk: imagepack's own parallel writer, or qemu-img's (one core)."""
+    """Who writes a stream-optimized vmdk or a compressed qcow2: imagepack's own parallel writers, or qemu-img."""
 
     IMAGEPACK = "imagepack"
     QEMU = "qemu"
@@ -34,6 +36,7 @@ class WrittenDisk:
     format: ImageFormat
     options: dict[str, str]
     copied: bool  # the source's bytes as they are, not a conversion
+    uncompressed_size: int | None = None  # a compressed qcow2: what qemu-img measures it at uncompressed
 
 
 def output_format(target: Path, to: ImageFormat | None) -> ImageFormat:
@@ -87,6 +90,7 @@ class DiskPlan:
     needed: int
     grow_to: int | None = None  # the output's virtual size, when larger than the source's
     own_stream: bool = False  # a stream-optimized vmdk that imagepack writes itself
+    own_qcow2: CompressionType | None = None  # a compressed qcow2 that imagepack writes itself, with this codec
     threads: int | None = None  # compressing threads (one per core when None)
 
 
@@ -95,8 +99,8 @@ def is_stream_vmdk(fmt: ImageFormat, options: Mapping[str, str]) -> bool:
 
 
 def uses_threads(fmt: ImageFormat, options: Mapping[str, str], *, compress: bool) -> bool:
-    """Whether writing this disk compresses on several threads: a compressed qcow2 (qemu-img -m) or a stream
-    vmdk (imagepack's writer; qemu-img's runs on one)."""
+    """Whether writing this disk compresses on several threads: a compressed qcow2 or a stream vmdk (imagepack's
+    writers; qemu-img's compressed qcow2 gets -m, its stream vmdk runs on one)."""
     return (compress and fmt is ImageFormat.QCOW2) or is_stream_vmdk(fmt, options)
 
 
@@ -130,7 +134,18 @@ def plan_disk(
     if grow_to is not None and spec(fmt).allocates_whole_disk(checked):
         needed += grow_to - image.virtual_size
     own_stream = not copy and stream_writer is StreamWriter.IMAGEPACK and is_stream_vmdk(fmt, checked)
-    return DiskPlan(fmt, checked, compress, copy, needed, grow_to, own_stream, threads)
+    own_qcow2 = own_compressed_qcow2(fmt, checked, compress=compress, stream_writer=stream_writer)
+    return DiskPlan(fmt, checked, compress, copy, needed, grow_to, own_stream, own_qcow2, threads)
+
+
+def own_compressed_qcow2(
+    fmt: ImageFormat, options: Mapping[str, str], *, compress: bool, stream_writer: StreamWriter
+) -> CompressionType | None:
+    """The cluster codec when imagepack writes this compressed qcow2 itself; None when qemu-img does (asked
+    for, or a layout imagepack's writer does not make)."""
+    if not compress or fmt is not ImageFormat.QCOW2 or stream_writer is not StreamWriter.IMAGEPACK:
+        return None
+    return own_compression(options)
 
 
 def _source_length(image: SourceImage) -> int:
@@ -179,6 +194,16 @@ def _write_planned(
             on_progress=on_progress,
         )
         return
+    if plan.own_qcow2 is not None:
+        write_compressed_qcow2_file(
+            image.ref,
+            temp,
+            virtual_size=image.virtual_size,
+            compression=plan.own_qcow2,
+            threads=plan.threads,
+            on_progress=on_progress,
+        )
+        return
     qemu.convert(
         image.ref,
         temp,
@@ -219,4 +244,5 @@ def write_disk(
     check_free_space(target, plan.needed)
     with atomic_output(target, sync=sync, needed=plan.needed) as temp:
         write_planned(image, plan, temp, shown=target, on_progress=on_progress)
-    return WrittenDisk(target, fmt, plan.options, plan.copy)
+    measured = plan.needed if plan.compress and fmt is ImageFormat.QCOW2 else None
+    return WrittenDisk(target, fmt, plan.options, plan.copy, measured or None)

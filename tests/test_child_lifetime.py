@@ -144,7 +144,8 @@ def test_kill_9_during_a_conversion_takes_qemu_img_along(
 ) -> None:
     source = tmp_path / "busy.raw"
     write_data_disk(source, 1024 * MiB, 64 * MiB)
-    pid = start_cli(started, "convert", "--compress", "--threads", "1", str(source), str(tmp_path / "busy.qcow2"))
+    args = ("convert", "--compress", "--stream-writer", "qemu", "--threads", "1")
+    pid = start_cli(started, *args, str(source), str(tmp_path / "busy.qcow2"))
     writing = naming("qemu-img", str(tmp_path / ".busy.qcow2.imagepack-"))
     wait_until(lambda: processes(writing), "qemu-img writing the output")
     children = [child for child in processes(writing) if parent_of(child) == pid]

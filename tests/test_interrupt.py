@@ -87,7 +87,8 @@ def interrupt_a_conversion(
 ) -> tuple[subprocess.CompletedProcess[str], str]:
     """Start a compressing conversion, signal it while qemu-img writes; what it printed, and the temp name."""
     before = data_digest(source)
-    argv = command or ("convert", "--compress", *args, str(source), str(target))
+    # qemu-img writes it (imagepack's own compressed qcow2 writer runs in-process): its child is what is tested.
+    argv = command or ("convert", "--compress", "--stream-writer", "qemu", *args, str(source), str(target))
     proc = subprocess.Popen(
         [sys.executable, "-m", "imagepack", *argv],
         stdout=subprocess.PIPE,
@@ -151,7 +152,7 @@ def test_convert_to_vmdk_interrupted_midway_leaves_nothing_behind(busy_disk: Pat
     """A vmdk is written under its final name inside a hidden directory: the signal must take the directory too.
     qemu-img's writer here (it names the temporary); imagepack's own is interrupted in test_stream_vmdk."""
     target = tmp_path / "busy.vmdk"
-    proc, temp = interrupt_a_conversion(busy_disk, target, signal.SIGTERM, "--stream-writer", "qemu")
+    proc, temp = interrupt_a_conversion(busy_disk, target, signal.SIGTERM)
     assert proc.returncode == EXIT_SIGTERM, proc.stderr
     assert proc.stderr.strip().splitlines() == ["imagepack: interrupted; nothing was written"]
     assert not target.exists()
@@ -164,6 +165,8 @@ def test_pack_interrupted_midway_leaves_no_archive(busy_disk: Path, tmp_path: Pa
     pack = (
         "pack",
         "--compress",
+        "--stream-writer",
+        "qemu",
         str(busy_disk),
         str(target),
         "--os",

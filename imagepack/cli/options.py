@@ -42,7 +42,7 @@ STREAM_WRITER = typer.Option(
     None,
     "--stream-writer",
     metavar="imagepack|qemu",
-    help="Who writes a stream-optimized vmdk: imagepack's parallel writer (default) or qemu-img's.",
+    help="Who writes a stream-optimized vmdk or a compressed qcow2: imagepack's parallel writers (default) or qemu.",
 )
 VHD_SIZE = typer.Option(
     None,

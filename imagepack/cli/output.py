@@ -165,19 +165,30 @@ def report_build(done: BuildResult, *, json_output: bool, quiet: bool) -> None:
     if quiet:
         return
     how = "copied" if done.copied else "converted"
+    size = human_size(done.size) + _saved(done)
     if done.metadata is not None:
         print(
             f"packed {done.source} ({done.source_format}, {how}) into {done.target} "
-            f"({human_size(done.size)}; {done.metadata.launch_mode.value}, "
+            f"({size}; {done.metadata.launch_mode.value}, "
             f"{done.metadata.launch.firmware.value}) in {done.seconds:.1f} s"
         )
     else:
         print(
             f"converted {done.source} ({done.source_format}) to {done.target} "
-            f"({done.format}{', ' + done.compression if done.compression else ''}, {human_size(done.size)}) "
+            f"({done.format}{', ' + done.compression if done.compression else ''}, {size}) "
             f"in {done.seconds:.1f} s"
         )
     print_checksums(done.checksum)
+
+
+def _saved(done: BuildResult) -> str:
+    """What compressing the disk saved, against the output it would be uncompressed: the upload it spares."""
+    if done.uncompressed_size is None or done.uncompressed_size <= 0:
+        return ""
+    saved = 1 - done.size / done.uncompressed_size
+    if saved <= 0:
+        return f", no smaller than the {human_size(done.uncompressed_size)} it is uncompressed"
+    return f", against {human_size(done.uncompressed_size)} uncompressed: {saved:.0%} less to upload"
 
 
 def checksum_lines(checksums: Checksums) -> list[str]:

@@ -20,6 +20,7 @@ from imagepack.cli.options import (
     PART_SIZE,
     QUIET,
     SCRATCH,
+    STREAM_WRITER,
     SYNC,
     THREADS,
     VERBOSE,
@@ -51,6 +52,7 @@ def pack_command(
     compress: bool = COMPRESS,
     level: int = LEVEL,
     threads: int = THREADS,
+    stream_writer: str = STREAM_WRITER,
     from_format: str = FROM_FORMAT,
     allow_backing: bool = ALLOW_BACKING,
     force: bool = FORCE,
@@ -73,12 +75,14 @@ def pack_command(
         from imagepack.build import ArchiveKind, Target, make
         from imagepack.cli.parse import (
             metadata_request,
+            parse_choice,
             parse_disk_format,
             parse_part_size,
             parse_policy,
             parse_scratch,
         )
         from imagepack.compression import codec_named
+        from imagepack.convert import StreamWriter
         from imagepack.errors import InvalidValueError
         from imagepack.options import parse_option_pairs
 
@@ -88,6 +92,7 @@ def pack_command(
         if destination is None:
             raise InvalidValueError("name the archive to write: imagepack pack SRC DST.oci")
         part_size_checked = parse_part_size(part_size, checksum=checksum)
+        writer = parse_choice(StreamWriter, stream_writer, "--stream-writer") or StreamWriter.IMAGEPACK
         with progress_bar(f"{source.name} → {destination.name}", quiet=quiet) as on_progress:
             done = make(
                 source,
@@ -102,6 +107,7 @@ def pack_command(
                     compression=codec_named(destination),
                     level=level,
                     threads=threads,
+                    stream_writer=writer,
                     checksum=checksum,
                     part_size=part_size_checked,
                 ),

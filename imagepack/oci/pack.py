@@ -11,7 +11,7 @@ from pathlib import Path
 
 from imagepack import qemu
 from imagepack.atomic import atomic_output, check_free_space
-from imagepack.convert import can_copy
+from imagepack.convert import StreamWriter, can_copy, own_compressed_qcow2
 from imagepack.errors import MetadataError, QemuImgError
 from imagepack.formats import ImageFormat
 from imagepack.image import SourceImage, partition_layout
@@ -32,6 +32,7 @@ from imagepack.ova.descriptor import Descriptor
 from imagepack.partitions import Firmware
 from imagepack.problems import Problem, Remedy, Severity
 from imagepack.progress import Progress
+from imagepack.qcow2write import write_compressed_qcow2
 from imagepack.reproducible import output_time
 from imagepack.sparse import copy_file_range_from
 
@@ -75,6 +76,7 @@ class PackedArchive:
     metadata: ImageMetadata
     copied: bool  # the qcow2 was copied as it is rather than converted
     warnings: list[Problem]  # and notes
+    uncompressed_disk_size: int | None = None  # a compressed disk: what qemu-img measures it at uncompressed
 
 
 def make_metadata(
@@ -162,19 +164,23 @@ def pack_disk(
     options: Mapping[str, str] = {},
     compress: bool = False,
     threads: int | None = None,
+    stream_writer: StreamWriter = StreamWriter.IMAGEPACK,
     sync: bool = False,
     on_progress: Progress | None = None,
 ) -> PackedArchive:
     """Write the archive in one pass: the disk goes straight into its member's place, copied in the kernel when
-    it is a qcow2 that need not change, else converted there by qemu-img."""
+    it is a qcow2 that need not change, compressed there by imagepack's own writer when asked (unless
+    `stream_writer` asks for qemu-img's), else converted there by qemu-img."""
     qcow2_options = create_options(ImageFormat.QCOW2, options, compress=compress) if options else {}
     metadata_bytes = dump_metadata(metadata)
     copy = can_copy(image, ImageFormat.QCOW2, options=qcow2_options, compress=compress)
+    own = None
+    if not copy:
+        checked = create_options(ImageFormat.QCOW2, options, compress=compress)
+        own = own_compressed_qcow2(ImageFormat.QCOW2, checked, compress=compress, stream_writer=stream_writer)
     source_length = image.ref.size if image.ref.size is not None else os.stat(image.ref.path).st_size
-    if copy:
-        estimate = source_length
-    else:
-        estimate = qemu.measure(image.ref, ImageFormat.QCOW2, qcow2_options) or image.virtual_size
+    measured = None if copy else qemu.measure(image.ref, ImageFormat.QCOW2, qcow2_options)
+    estimate = source_length if copy else measured or image.virtual_size
     needed = disk_data_offset(len(metadata_bytes)) + estimate
     check_free_space(target, needed)
 
@@ -187,6 +193,17 @@ def pack_disk(
                 if copy:
                     copy_file_range_from(image.ref.path, fd, image.ref.offset, data_offset, source_length, on_progress)
                     return
+                if own is not None:
+                    write_compressed_qcow2(
+                        image.ref,
+                        fd,
+                        base=data_offset,
+                        virtual_size=image.virtual_size,
+                        compression=own,
+                        threads=threads,
+                        on_progress=on_progress,
+                    )
+                    return
                 try:
                     _convert_in_place(image, temp, fd, data_offset, qcow2_options, compress, threads, on_progress)
                 except QemuImgError as e:
@@ -197,7 +214,7 @@ def pack_disk(
         finally:
             os.close(fd)
         image.require_unchanged()  # before the rename: an archive of a source changed meanwhile never appears
-    return PackedArchive(target, disk_size, metadata, copy, warnings)
+    return PackedArchive(target, disk_size, metadata, copy, warnings, measured if compress else None)
 
 
 def _convert_in_place(
