@@ -96,7 +96,7 @@ def batch_command(
     dry_run: bool = typer.Option(False, "--dry-run", help="Print the plan (build or skip, shard); touch nothing."),
     keep_going: bool = typer.Option(False, "--keep-going", "-k", help="Go on after a failed output."),
     force: bool = typer.Option(
-        False, "--force", "-f", help="Rebuild every output, even unchanged ones, and replace files not made by a batch."
+        False, "--force", help="Rebuild every output, even unchanged ones, and replace files not made by a batch."
     ),
     json_output: bool = JSON,
     quiet: bool = QUIET,
