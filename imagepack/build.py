@@ -17,7 +17,15 @@ from imagepack.atomic import atomic_output, check_free_space, check_target
 from imagepack.checksums import OBJECT_PUT_PART_SIZE, Checksums, Digester, check_part_size, checksum_file
 from imagepack.compression import STREAMS, Codec, check_settings, codec_named, compress_into, compression_of
 from imagepack.compression.files import CODEC_STREAMS
-from imagepack.convert import StreamWriter, can_copy, output_format, plan_disk, uses_threads, write_disk
+from imagepack.convert import (
+    StreamWriter,
+    can_copy,
+    is_stream_vmdk,
+    output_format,
+    plan_disk,
+    uses_threads,
+    write_disk,
+)
 from imagepack.errors import ImagepackError, InvalidValueError
 from imagepack.formats import ImageFormat, SafetyPolicy, format_claimed_by_name, parse_format
 from imagepack.gcetar import pack_gce_tarball
@@ -256,12 +264,19 @@ def check_compression(target: Target) -> None:
                 "stream-optimized vmdk"
             )
     if target.compression is None:
-        if target.level is not None:
+        if target.level is not None and not _grain_level(target):
             raise InvalidValueError(
-                f"level {target.level}: a level applies only to a compressed target (name it .zst, .xz or .gz)"
+                f"level {target.level}: a level applies only to a compressed target (name it .zst, .xz or .gz) "
+                "or a stream-optimized vmdk"
             )
         return
     check_settings(target.compression, level=target.level, threads=_codec_threads(target))
+
+
+def _grain_level(target: Target) -> bool:
+    """Whether the level is a stream vmdk's grain level (checked when its writer is planned)."""
+    fmt = disk_format(target.kind)
+    return target.stream_writer is StreamWriter.IMAGEPACK and is_stream_vmdk(fmt, target.options)
 
 
 def _codec_threads(target: Target) -> int | None:
@@ -343,6 +358,7 @@ def _build_plain(source: Source, target: Target, started: float, *, on_progress:
         grow_to=target.grow_to,
         threads=target.threads,
         stream_writer=target.stream_writer,
+        level=target.level,
         sync=target.sync,
         on_progress=on_progress,
     )

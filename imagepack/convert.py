@@ -19,6 +19,7 @@ from imagepack.problems import Remedy
 from imagepack.progress import Progress
 from imagepack.sparse import copy_file_range_from
 from imagepack.vmdkstream import write_stream_vmdk
+from imagepack.vmdkstream.grains import grain_codec
 
 
 class StreamWriter(StrEnum):
@@ -88,6 +89,7 @@ class DiskPlan:
     grow_to: int | None = None  # the output's virtual size, when larger than the source's
     own_stream: bool = False  # a stream-optimized vmdk that imagepack writes itself
     threads: int | None = None  # compressing threads (one per core when None)
+    level: int | None = None  # a stream vmdk's grain level (vmdkstream/grains.py; its default when None)
 
 
 def is_stream_vmdk(fmt: ImageFormat, options: Mapping[str, str]) -> bool:
@@ -110,6 +112,7 @@ def plan_disk(
     grow_to: int | None = None,
     threads: int | None = None,
     stream_writer: StreamWriter = StreamWriter.IMAGEPACK,
+    level: int | None = None,
 ) -> DiskPlan:
     """With `copy_if_unchanged`, a source already in `fmt` that no option changes is copied in the kernel (holes
     kept) instead of rewritten by qemu-img. With `grow_to`, the output's virtual size is that (never less than
@@ -130,7 +133,13 @@ def plan_disk(
     if grow_to is not None and spec(fmt).allocates_whole_disk(checked):
         needed += grow_to - image.virtual_size
     own_stream = not copy and stream_writer is StreamWriter.IMAGEPACK and is_stream_vmdk(fmt, checked)
-    return DiskPlan(fmt, checked, compress, copy, needed, grow_to, own_stream, threads)
+    if level is not None and not own_stream:
+        raise InvalidValueError(
+            f"level {level}: a level applies to a compressed target (.zst, .xz, .gz) or a stream-optimized vmdk "
+            "that imagepack writes"
+        )
+    grain_codec(level)  # a level the grains' encoder has not is refused before anything is written
+    return DiskPlan(fmt, checked, compress, copy, needed, grow_to, own_stream, threads, level)
 
 
 def _source_length(image: SourceImage) -> int:
@@ -176,6 +185,7 @@ def _write_planned(
             virtual_size=image.virtual_size,
             options=plan.options,
             threads=plan.threads,
+            level=plan.level,
             on_progress=on_progress,
         )
         return
@@ -202,6 +212,7 @@ def write_disk(
     grow_to: int | None = None,
     threads: int | None = None,
     stream_writer: StreamWriter = StreamWriter.IMAGEPACK,
+    level: int | None = None,
     sync: bool = False,
     on_progress: Progress | None = None,
 ) -> WrittenDisk:
@@ -215,6 +226,7 @@ def write_disk(
         grow_to=grow_to,
         threads=threads,
         stream_writer=stream_writer,
+        level=level,
     )
     check_free_space(target, plan.needed)
     with atomic_output(target, sync=sync, needed=plan.needed) as temp:
