@@ -15,7 +15,7 @@ from typing import Any
 
 from imagepack.atomic import atomic_output, check_free_space, check_target
 from imagepack.checksums import OBJECT_PUT_PART_SIZE, Checksums, Digester, check_part_size, checksum_file
-from imagepack.compression import STREAMS, Codec, check_settings, codec_named, compress_into, compression_of
+from imagepack.compression import STREAMS, THREADED, Codec, check_settings, codec_named, compress_into, compression_of
 from imagepack.compression.files import CODEC_STREAMS
 from imagepack.convert import (
     StreamWriter,
@@ -258,9 +258,9 @@ def check_compression(target: Target) -> None:
             raise InvalidValueError(f"threads {target.threads}: give at least one")
         fmt = disk_format(target.kind)
         options = create_options(fmt, target.options, compress=target.compress)
-        if not uses_threads(fmt, options, compress=target.compress) and target.compression is not Codec.ZST:
+        if not uses_threads(fmt, options, compress=target.compress) and target.compression not in THREADED:
             raise InvalidValueError(
-                "threads apply to a compressed output: a zstd stream, a compressed qcow2 (or .oci) or a "
+                "threads apply to a compressed output: a zstd or xz stream, a compressed qcow2 (or .oci) or a "
                 "stream-optimized vmdk"
             )
     if target.compression is None:
@@ -280,8 +280,8 @@ def _grain_level(target: Target) -> bool:
 
 
 def _codec_threads(target: Target) -> int | None:
-    """The threads the output's codec gets: zstd's; xz and gzip run on one (the disk may still use them)."""
-    return target.threads if target.compression is Codec.ZST else None
+    """The threads the output's codec gets: zstd's and xz's; gzip runs on one (the disk may still use them)."""
+    return target.threads if target.compression in THREADED else None
 
 
 def check_room_for_both(source: Source, target: Target, scratch: Path) -> None:

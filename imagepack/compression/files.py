@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import contextlib
 import gzip
-import lzma
 import os
 import sys
 import time
@@ -28,6 +27,7 @@ from imagepack.compression.streams import (
     inner_name,
     open_decompressed,
 )
+from imagepack.compression.xzwrite import XzBlockWriter
 from imagepack.errors import InputError, InvalidValueError
 from imagepack.formats import ByteSource, Container, detect, not_a_disk
 from imagepack.image import require_regular_file
@@ -47,6 +47,7 @@ class Codec(StrEnum):
 LEVELS = {Codec.ZST: (1, 22, 3), Codec.XZ: (0, 9, 6), Codec.GZ: (1, 9, 6)}  # lowest, highest, default
 ZSTD_FAST_JOB = 4 * 1024**2
 READ_CHUNK = 1024**2  # what is read and handed to the encoder at a time; a bigger one only costs memory
+THREADED = (Codec.ZST, Codec.XZ)  # the codecs that compress on several threads
 CODEC_STREAMS = {Codec.ZST: Container.ZSTD, Codec.XZ: Container.XZ, Codec.GZ: Container.GZIP}
 
 
@@ -102,7 +103,8 @@ def compress_file(
 ) -> CompressionResult:
     """Write `source` compressed to `target` (`source` with the codec's suffix by default), whole or not at all.
     zstd runs on `threads` threads (all cores by default) and records the content size and a checksum; xz
-    records a CRC64, gzip its CRC32. `threads` applies to zstd only. With `checksum`, the output's checksums
+    is cut into blocks compressed on `threads` threads, as `xz -T0` does (xzwrite.py), and records a CRC64;
+    gzip records its CRC32 and runs on one. With `checksum`, the output's checksums
     (for uploads in parts of `part_size`) are computed from the compressed bytes as they are written."""
     started = time.monotonic()
     require_regular_file(source)
@@ -125,8 +127,8 @@ def check_settings(to: Codec, *, level: int | None, threads: int | None) -> None
     lowest, highest, _ = LEVELS[to]
     if level is not None and not lowest <= level <= highest:
         raise InvalidValueError(f"level {level}: {to.value} takes {lowest} to {highest}")
-    if threads is not None and to is not Codec.ZST:
-        raise InvalidValueError(f"threads apply to zstd only, not {to.value}")
+    if threads is not None and to not in THREADED:
+        raise InvalidValueError(f"threads apply to zstd and xz, not {to.value}")
     if threads is not None and threads < 1:
         raise InvalidValueError(f"threads {threads}: give at least one")
 
@@ -186,7 +188,7 @@ def _encoder(out: BinaryIO, to: Codec, level: int, threads: int | None, size: in
         compressor = zstandard.ZstdCompressor(compression_params=params)
         return compressor.stream_writer(out, size=size, closefd=False)
     if to is Codec.XZ:
-        return lzma.LZMAFile(out, "wb", preset=level, check=lzma.CHECK_CRC64)  # type: ignore[return-value]
+        return XzBlockWriter(out, level, threads or len(os.sched_getaffinity(0)))  # type: ignore[return-value]
     return gzip.GzipFile(fileobj=out, mode="wb", compresslevel=level, mtime=0)  # type: ignore[return-value]
 
 
