@@ -1,10 +1,12 @@
 """The codecs behind compressed outputs: a stream vmdk's grains at every level (libdeflate, ISA-L) read back by
-qemu-img, dissect, libvmdk and 7-Zip, the same bytes on any number of threads, and no bigger than qemu-img's."""
+qemu-img, dissect, libvmdk and 7-Zip, the same bytes on any number of threads, and no bigger than qemu-img's;
+gzip written and read through ISA-L, as standard streams gzip and pigz read and write."""
 
 from __future__ import annotations
 
 import random
 import subprocess
+import zlib
 from pathlib import Path
 
 import pytest
@@ -92,3 +94,56 @@ def test_a_level_the_grains_have_not_is_a_usage_error(tmp_path: Path, args: tupl
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("imagepack: error: ") and message in lines[0], done.stderr
     assert not out.exists() and not leftovers(tmp_path)
+
+
+# --- gzip through ISA-L ----------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("level", range(1, 10))
+def test_every_gzip_level_is_a_standard_stream_gzip_reads(tmp_path: Path, level: int) -> None:
+    source = tmp_path / "disk.raw"
+    mixed_disk(source)
+    packed = tmp_path / "disk.raw.gz"
+    done = run_cli("compress", "--to", "gz", "--level", str(level), str(source), str(packed))
+    assert done.returncode == 0, done.stderr
+    subprocess.run(["gzip", "-t", str(packed)], check=True)
+    assert subprocess.run(["gzip", "-dc", str(packed)], capture_output=True, check=True).stdout == source.read_bytes()
+    assert subprocess.run(["pigz", "-dc", str(packed)], capture_output=True, check=True).stdout == source.read_bytes()
+
+
+def test_the_fast_gzip_levels_are_isa_ls(tmp_path: Path) -> None:
+    """Levels 1-3 are written by ISA-L (not zlib's deflate stream at that level); 4-9 by zlib, as before."""
+    source = tmp_path / "disk.raw"
+    mixed_disk(source)
+    data = source.read_bytes()
+    for level in (1, 3, 6):
+        packed = tmp_path / f"l{level}.gz"
+        done = run_cli("compress", "--to", "gz", "--level", str(level), str(source), str(packed))
+        assert done.returncode == 0, done.stderr
+        body = packed.read_bytes()[10 + len(b"l1\0") : -8]  # past the header and its file name, before the trailer
+        assert zlib.decompress(body, -15) == data
+        by_zlib = zlib.compress(data, level)[2:-4]  # zlib's deflate stream, without its zlib header and Adler-32
+        assert (body == by_zlib) is (level > 3)
+
+
+@pytest.mark.parametrize("writer", ["gzip", "pigz", "members"])
+def test_we_read_what_gzip_and_pigz_write_multi_member_included(tmp_path: Path, writer: str) -> None:
+    source = tmp_path / "disk.raw"
+    mixed_disk(source)
+    data = source.read_bytes()
+    packed = tmp_path / "disk.raw.gz"
+    if writer == "members":  # two members one after the other, as `cat a.gz b.gz` makes
+        half = len(data) // 2 // 512 * 512
+        one = subprocess.run(["gzip", "-c"], input=data[:half], capture_output=True, check=True).stdout
+        two = subprocess.run(["pigz", "-c"], input=data[half:], capture_output=True, check=True).stdout
+        packed.write_bytes(one + two)
+    else:
+        packed.write_bytes(subprocess.run([writer, "-c", str(source)], capture_output=True, check=True).stdout)
+    back = tmp_path / "back.raw"
+    done = run_cli("decompress", str(packed), str(back))
+    assert done.returncode == 0, done.stderr
+    assert back.read_bytes() == data
+    converted = tmp_path / "disk.qcow2"
+    done = run_cli("convert", "--from", "raw", str(packed), str(converted))
+    assert done.returncode == 0, done.stderr
+    assert qemu_compare(source, "raw", converted, "qcow2").returncode == 0

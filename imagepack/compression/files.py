@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 import zstandard
+from isal import igzip
 
 from imagepack.atomic import atomic_output, check_free_space, check_target
 from imagepack.checksums import OBJECT_PUT_PART_SIZE, Checksums, Digester, HashingWriter
@@ -47,6 +48,9 @@ class Codec(StrEnum):
 LEVELS = {Codec.ZST: (1, 22, 3), Codec.XZ: (0, 9, 6), Codec.GZ: (1, 9, 6)}  # lowest, highest, default
 ZSTD_FAST_JOB = 4 * 1024**2
 READ_CHUNK = 1024**2  # what is read and handed to the encoder at a time; a bigger one only costs memory
+# gzip levels 1-3 are ISA-L's own 1-3: four times zlib's speed or more, for 5-10% more bytes than zlib's level 1.
+# Nothing in ISA-L comes near zlib's size at its higher levels, which stay zlib's.
+ISAL_GZIP_LEVELS = 3
 THREADED = (Codec.ZST, Codec.XZ)  # the codecs that compress on several threads
 CODEC_STREAMS = {Codec.ZST: Container.ZSTD, Codec.XZ: Container.XZ, Codec.GZ: Container.GZIP}
 
@@ -189,6 +193,8 @@ def _encoder(out: BinaryIO, to: Codec, level: int, threads: int | None, size: in
         return compressor.stream_writer(out, size=size, closefd=False)
     if to is Codec.XZ:
         return XzBlockWriter(out, level, threads or len(os.sched_getaffinity(0)))  # type: ignore[return-value]
+    if level <= ISAL_GZIP_LEVELS:
+        return igzip.GzipFile(fileobj=out, mode="wb", compresslevel=level, mtime=0)  # type: ignore[return-value,no-untyped-call]
     return gzip.GzipFile(fileobj=out, mode="wb", compresslevel=level, mtime=0)  # type: ignore[return-value]
 
 
