@@ -22,6 +22,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 
 from imagepack.progress import Progress
+from imagepack.signals import leave_to_main_thread
 
 HEADER_MAGIC = b"\xfd7zXZ\x00"
 FOOTER_MAGIC = b"YZ"
@@ -250,7 +251,9 @@ class ParallelXzReader:
         largest = max(max(block.size for block in blocks), 1)
         self.ahead = min(2 * threads + 2, max(2, AHEAD_BYTES // largest))
         threads = min(threads, MAX_THREADS, self.ahead - 1)
-        self.pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="imagepack-xz")
+        self.pool = ThreadPoolExecutor(
+            max_workers=threads, thread_name_prefix="imagepack-xz", initializer=leave_to_main_thread
+        )
         self.pending: deque[tuple[Block, Future[bytes]]] = deque()
         self.queued = 0
         self.current = b""

@@ -19,6 +19,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from typing import BinaryIO
 
 from imagepack.compression.xzblocks import FOOTER_MAGIC, HEADER_MAGIC, crc32_le, encode_varint, padded
+from imagepack.signals import leave_to_main_thread
 
 MiB = 1024**2
 # The dictionary of each preset (xz's own table), and what its encoder holds in memory (xz --info-memory).
@@ -29,7 +30,7 @@ CHECK_CRC64 = 4
 STREAM_FLAGS = bytes((0, CHECK_CRC64))
 CHECK_SIZE = 8
 PIECE = MiB  # of a block, handed to liblzma at a time
-JOBS_AHEAD = 1  # blocks queued beyond one a thread, so that no thread waits for the reader
+JOBS_AHEAD = 0  # blocks queued beyond one a thread: none, as in xz -T0 (each holds a block; reading one is quick)
 
 
 def block_size(preset: int) -> int:
@@ -70,7 +71,7 @@ def compress_block(data: bytes, preset: int, stop: threading.Event) -> tuple[byt
     index_size = (struct.unpack_from("<I", stream, len(stream) - 8)[0] + 1) * 4
     check_end = len(stream) - 12 - index_size  # the block ends with its check, after its padding
     start = 12 + header_size
-    compressed = stream[start : start + _compressed_size(stream, header_size, index_size)]
+    compressed = memoryview(stream)[start : start + _compressed_size(stream, header_size, index_size)]
     sized = _sized_header(header, len(compressed), len(data), reserved=_reserved_header(header, preset))
     body = len(sized) + len(compressed)
     block = b"".join((sized, compressed, bytes(padded(body) - body), stream[check_end - CHECK_SIZE : check_end]))
@@ -125,25 +126,37 @@ class XzBlockWriter:
         self.preset = preset
         self.size = block_size(preset)
         self.threads = usable_threads(preset, threads)
-        self.pool = ThreadPoolExecutor(max_workers=self.threads, thread_name_prefix="imagepack-xz")
+        self.pool = ThreadPoolExecutor(
+            max_workers=self.threads, thread_name_prefix="imagepack-xz", initializer=leave_to_main_thread
+        )
         self.pending: collections.deque[tuple[int, Future[tuple[bytes, int]]]] = collections.deque()
-        self.buffer = bytearray()
+        self.parts: list[bytes] = []  # of the block being filled
+        self.filled = 0
         self.records: list[tuple[int, int]] = []
         self.closed = False
         self.stop = threading.Event()
         self.out.write(HEADER_MAGIC + STREAM_FLAGS + crc32_le(STREAM_FLAGS))
 
     def write(self, data: bytes | bytearray | memoryview) -> int:
-        self.buffer += data
-        while len(self.buffer) >= self.size:
-            self._submit(bytes(self.buffer[: self.size]))
-            del self.buffer[: self.size]
-        return len(data)
+        """Take `data`; a block is handed to a thread once it is whole, after the oldest block being compressed
+        is written when every thread is busy. The pieces are kept as given and joined once into the block."""
+        size = len(data)
+        self.parts.append(bytes(data))
+        self.filled += size
+        while self.filled >= self.size:
+            last = self.parts[-1]
+            cut = len(last) - (self.filled - self.size)
+            self.parts[-1] = last[:cut]
+            block = b"".join(self.parts)
+            self.parts = [last[cut:]] if cut < len(last) else []
+            self.filled -= self.size
+            self._submit(block)
+        return size
 
     def _submit(self, block: bytes) -> None:
-        self.pending.append((len(block), self.pool.submit(compress_block, block, self.preset, self.stop)))
-        while len(self.pending) > self.threads + JOBS_AHEAD:
+        while len(self.pending) >= self.threads + JOBS_AHEAD:
             self._write_next()
+        self.pending.append((len(block), self.pool.submit(compress_block, block, self.preset, self.stop)))
 
     def _write_next(self) -> None:
         size, future = self.pending.popleft()
@@ -156,11 +169,14 @@ class XzBlockWriter:
             return
         self.closed = True
         try:
-            if self.buffer:
-                self._submit(bytes(self.buffer))
-                self.buffer = bytearray()
+            if self.parts:
+                self._submit(b"".join(self.parts))
+                self.parts = []
             while self.pending:
                 self._write_next()
+        except BaseException:
+            self.stop.set()  # the blocks being compressed stop within a piece
+            raise
         finally:
             self.pool.shutdown(wait=True, cancel_futures=True)
         index = _index(self.records)

@@ -17,6 +17,7 @@ from typing import BinaryIO
 from imagepack.progress import Progress
 from imagepack.qemu import ImageRef
 from imagepack.reproducible import derived_u32
+from imagepack.signals import leave_to_main_thread
 from imagepack.vmdkstream import layout
 from imagepack.vmdkstream.grains import GrainCodec, grain_codec
 from imagepack.vmdkstream.layout import GRAIN, GRAIN_SECTORS, GT_ENTRIES, SECTOR
@@ -98,7 +99,9 @@ class _Stream:
         self._put(descriptor)
         self._put(bytes((layout.FIRST_GRAIN - self.sector) * SECTOR))
         pending: collections.deque[concurrent.futures.Future[list[tuple[int, bytes]]]] = collections.deque()
-        pool = concurrent.futures.ThreadPoolExecutor(max_workers=threads, thread_name_prefix="imagepack-vmdk")
+        pool = concurrent.futures.ThreadPoolExecutor(
+            max_workers=threads, thread_name_prefix="imagepack-vmdk", initializer=leave_to_main_thread
+        )
         try:
             for offset in _chunks_with_data(disk, size):
                 data = disk.read(offset, min(CHUNK, size - offset))
