@@ -53,11 +53,14 @@ class Stopped(Exception):
     """The writer was abandoned while the block was compressed."""
 
 
-def compress_block(data: bytes, preset: int, stop: threading.Event) -> tuple[bytes, int]:
-    """One block of the file, its header stating its sizes: (the block's bytes with its padding and check, its
-    unpadded size for the index). The block is fed to liblzma a piece at a time, so that a writer abandoned
-    (Ctrl-C, SIGTERM) stops within a piece rather than a whole block; liblzma's output does not depend on how
-    its input is cut."""
+Pieces = tuple[bytes | memoryview, ...]
+
+
+def compress_block(data: bytes, preset: int, stop: threading.Event) -> tuple[Pieces, int]:
+    """One block of the file, its header stating its sizes: (the block's bytes with its padding and check, in
+    pieces written one after the other rather than copied into one, and its unpadded size for the index). The
+    block is fed to liblzma a piece at a time, so that a writer abandoned (Ctrl-C, SIGTERM) stops within a piece
+    rather than a whole block; liblzma's output does not depend on how its input is cut."""
     encoder = lzma.LZMACompressor(format=lzma.FORMAT_XZ, check=lzma.CHECK_CRC64, preset=preset)
     parts = []
     view = memoryview(data)
@@ -74,8 +77,8 @@ def compress_block(data: bytes, preset: int, stop: threading.Event) -> tuple[byt
     compressed = memoryview(stream)[start : start + _compressed_size(stream, header_size, index_size)]
     sized = _sized_header(header, len(compressed), len(data), reserved=_reserved_header(header, preset))
     body = len(sized) + len(compressed)
-    block = b"".join((sized, compressed, bytes(padded(body) - body), stream[check_end - CHECK_SIZE : check_end]))
-    return block, body + CHECK_SIZE
+    check = stream[check_end - CHECK_SIZE : check_end]
+    return (sized, compressed, bytes(padded(body) - body), check), body + CHECK_SIZE
 
 
 def _compressed_size(stream: bytes, header_size: int, index_size: int) -> int:
@@ -129,7 +132,7 @@ class XzBlockWriter:
         self.pool = ThreadPoolExecutor(
             max_workers=self.threads, thread_name_prefix="imagepack-xz", initializer=leave_to_main_thread
         )
-        self.pending: collections.deque[tuple[int, Future[tuple[bytes, int]]]] = collections.deque()
+        self.pending: collections.deque[tuple[int, Future[tuple[Pieces, int]]]] = collections.deque()
         self.parts: list[bytes] = []  # of the block being filled
         self.filled = 0
         self.records: list[tuple[int, int]] = []
@@ -160,8 +163,9 @@ class XzBlockWriter:
 
     def _write_next(self) -> None:
         size, future = self.pending.popleft()
-        data, unpadded = future.result()
-        self.out.write(data)
+        pieces, unpadded = future.result()
+        for piece in pieces:
+            self.out.write(piece)
         self.records.append((unpadded, size))
 
     def close(self) -> None:
