@@ -15,9 +15,17 @@ from typing import Any
 
 from imagepack.atomic import atomic_output, check_free_space, check_target
 from imagepack.checksums import OBJECT_PUT_PART_SIZE, Checksums, Digester, check_part_size, checksum_file
-from imagepack.compression import STREAMS, Codec, check_settings, codec_named, compress_into, compression_of
+from imagepack.compression import STREAMS, THREADED, Codec, check_settings, codec_named, compress_into, compression_of
 from imagepack.compression.files import CODEC_STREAMS
-from imagepack.convert import StreamWriter, can_copy, output_format, plan_disk, uses_threads, write_disk
+from imagepack.convert import (
+    StreamWriter,
+    can_copy,
+    is_stream_vmdk,
+    output_format,
+    plan_disk,
+    uses_threads,
+    write_disk,
+)
 from imagepack.errors import ImagepackError, InvalidValueError
 from imagepack.formats import ImageFormat, SafetyPolicy, format_claimed_by_name, parse_format
 from imagepack.gcetar import pack_gce_tarball
@@ -255,23 +263,30 @@ def check_compression(target: Target) -> None:
             raise InvalidValueError(f"threads {target.threads}: give at least one")
         fmt = disk_format(target.kind)
         options = create_options(fmt, target.options, compress=target.compress)
-        if not uses_threads(fmt, options, compress=target.compress) and target.compression is not Codec.ZST:
+        if not uses_threads(fmt, options, compress=target.compress) and target.compression not in THREADED:
             raise InvalidValueError(
-                "threads apply to a compressed output: a zstd stream, a compressed qcow2 (or .oci) or a "
+                "threads apply to a compressed output: a zstd or xz stream, a compressed qcow2 (or .oci) or a "
                 "stream-optimized vmdk"
             )
     if target.compression is None:
-        if target.level is not None:
+        if target.level is not None and not _grain_level(target):
             raise InvalidValueError(
-                f"level {target.level}: a level applies only to a compressed target (name it .zst, .xz or .gz)"
+                f"level {target.level}: a level applies only to a compressed target (name it .zst, .xz or .gz) "
+                "or a stream-optimized vmdk"
             )
         return
     check_settings(target.compression, level=target.level, threads=_codec_threads(target))
 
 
+def _grain_level(target: Target) -> bool:
+    """Whether the level is a stream vmdk's grain level (checked when its writer is planned)."""
+    fmt = disk_format(target.kind)
+    return target.stream_writer is StreamWriter.IMAGEPACK and is_stream_vmdk(fmt, target.options)
+
+
 def _codec_threads(target: Target) -> int | None:
-    """The threads the output's codec gets: zstd's; xz and gzip run on one (the disk may still use them)."""
-    return target.threads if target.compression is Codec.ZST else None
+    """The threads the output's codec gets: zstd's and xz's; gzip runs on one (the disk may still use them)."""
+    return target.threads if target.compression in THREADED else None
 
 
 def check_room_for_both(source: Source, target: Target, scratch: Path) -> None:
@@ -352,6 +367,7 @@ def _build_plain(source: Source, target: Target, started: float, *, on_progress:
         grow_to=target.grow_to,
         threads=target.threads,
         stream_writer=target.stream_writer,
+        level=target.level,
         sync=target.sync,
         on_progress=on_progress,
     )

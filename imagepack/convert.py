@@ -21,6 +21,7 @@ from imagepack.qcow2write import CompressionType, write_compressed_qcow2_file
 from imagepack.qcow2write.options import own_compression
 from imagepack.sparse import copy_file_range_from
 from imagepack.vmdkstream import write_stream_vmdk
+from imagepack.vmdkstream.grains import grain_codec
 
 
 class StreamWriter(StrEnum):
@@ -92,6 +93,7 @@ class DiskPlan:
     own_stream: bool = False  # a stream-optimized vmdk that imagepack writes itself
     own_qcow2: CompressionType | None = None  # a compressed qcow2 that imagepack writes itself, with this codec
     threads: int | None = None  # compressing threads (one per core when None)
+    level: int | None = None  # a stream vmdk's grain level (vmdkstream/grains.py; its default when None)
 
 
 def is_stream_vmdk(fmt: ImageFormat, options: Mapping[str, str]) -> bool:
@@ -114,6 +116,7 @@ def plan_disk(
     grow_to: int | None = None,
     threads: int | None = None,
     stream_writer: StreamWriter = StreamWriter.IMAGEPACK,
+    level: int | None = None,
 ) -> DiskPlan:
     """With `copy_if_unchanged`, a source already in `fmt` that no option changes is copied in the kernel (holes
     kept) instead of rewritten by qemu-img. With `grow_to`, the output's virtual size is that (never less than
@@ -135,7 +138,13 @@ def plan_disk(
         needed += grow_to - image.virtual_size
     own_stream = not copy and stream_writer is StreamWriter.IMAGEPACK and is_stream_vmdk(fmt, checked)
     own_qcow2 = own_compressed_qcow2(fmt, checked, compress=compress, stream_writer=stream_writer)
-    return DiskPlan(fmt, checked, compress, copy, needed, grow_to, own_stream, own_qcow2, threads)
+    if level is not None and not own_stream:
+        raise InvalidValueError(
+            f"level {level}: a level applies to a compressed target (.zst, .xz, .gz) or a stream-optimized vmdk "
+            "that imagepack writes"
+        )
+    grain_codec(level)  # a level the grains' encoder has not is refused before anything is written
+    return DiskPlan(fmt, checked, compress, copy, needed, grow_to, own_stream, own_qcow2, threads, level)
 
 
 def own_compressed_qcow2(
@@ -191,6 +200,7 @@ def _write_planned(
             virtual_size=image.virtual_size,
             options=plan.options,
             threads=plan.threads,
+            level=plan.level,
             on_progress=on_progress,
         )
         return
@@ -227,6 +237,7 @@ def write_disk(
     grow_to: int | None = None,
     threads: int | None = None,
     stream_writer: StreamWriter = StreamWriter.IMAGEPACK,
+    level: int | None = None,
     sync: bool = False,
     on_progress: Progress | None = None,
 ) -> WrittenDisk:
@@ -240,6 +251,7 @@ def write_disk(
         grow_to=grow_to,
         threads=threads,
         stream_writer=stream_writer,
+        level=level,
     )
     check_free_space(target, plan.needed)
     with atomic_output(target, sync=sync, needed=plan.needed) as temp:

@@ -33,3 +33,10 @@ def signals_held() -> Iterator[None]:
         yield
     finally:
         signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+
+
+def leave_to_main_thread() -> None:
+    """Block SIGINT and SIGTERM in the calling thread (a pool's worker: an `initializer`), so that the kernel
+    delivers them to the main thread. One delivered to a worker busy in C code would only be noticed once the
+    main thread next ran Python code: after the job it waits for, which can take many seconds."""
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})

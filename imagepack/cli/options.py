@@ -31,12 +31,14 @@ FORMAT_OPTION = typer.Option(
     [], "-o", "--option", metavar="KEY=VALUE", help="Format option of the image written, KEY=VALUE (repeatable)."
 )
 COMPRESS = typer.Option(False, "--compress", "-c", help="Compress the output (qcow2, vmdk, a .oci's disk).")
-LEVEL = typer.Option(None, "--level", metavar="N", help="Compression level (zst 1-22, xz 0-9, gz 1-9).")
+LEVEL = typer.Option(
+    None, "--level", metavar="N", help="Compression level (zst 1-22, xz 0-9, gz 1-9, stream vmdk 1-12)."
+)
 THREADS = typer.Option(
     None,
     "--threads",
     metavar="N",
-    help="Compressing threads: zstd, a compressed qcow2, a stream-optimized vmdk (default: all cores).",
+    help="Compressing threads: zstd, xz, a compressed qcow2, a stream-optimized vmdk (default: all cores).",
 )
 STREAM_WRITER = typer.Option(
     None,

@@ -4,6 +4,7 @@ any other input (bounded.py); `compress_file` and `decompress_file` write them (
 
 from imagepack.compression.bounded import Decompressed, decompressed, problems_before_the_end
 from imagepack.compression.files import (
+    THREADED,
     Codec,
     CompressionResult,
     check_settings,
@@ -27,6 +28,7 @@ from imagepack.compression.streams import (
 __all__ = [
     "STREAMS",
     "STREAM_ERRORS",
+    "THREADED",
     "Codec",
     "CompressionResult",
     "Decompressed",

@@ -22,6 +22,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 
 from imagepack.progress import Progress
+from imagepack.signals import leave_to_main_thread
 
 HEADER_MAGIC = b"\xfd7zXZ\x00"
 FOOTER_MAGIC = b"YZ"
@@ -78,7 +79,7 @@ def block_dictionary(fd: int, offset: int) -> int | None:
     if not head or head[0] == 0 or len(head) < (head[0] + 1) * 4:
         return None
     header = head[: (head[0] + 1) * 4]
-    if _crc(header[:-4]) != header[-4:]:
+    if crc32_le(header[:-4]) != header[-4:]:
         return None
     flags, at = header[1], 2
     try:
@@ -139,7 +140,7 @@ def _stream_ending_at(fd: int, end: int, most: int) -> tuple[list[Block], int]:
         raise NotParallel("no stream footer")
     footer = os.pread(fd, 12, end - 12)
     crc, backward, flags, magic = footer[:4], footer[4:8], footer[8:10], footer[10:]
-    if magic != FOOTER_MAGIC or _crc(backward + flags) != crc or flags[0] != 0 or flags[1] not in KNOWN_CHECKS:
+    if magic != FOOTER_MAGIC or crc32_le(backward + flags) != crc or flags[0] != 0 or flags[1] not in KNOWN_CHECKS:
         raise NotParallel("no valid stream footer, or a check liblzma does not verify")
     index_size = (struct.unpack("<I", backward)[0] + 1) * 4
     index_at = end - 12 - index_size
@@ -147,12 +148,12 @@ def _stream_ending_at(fd: int, end: int, most: int) -> tuple[list[Block], int]:
         raise NotParallel("the index is too large or out of the file")
     index = os.pread(fd, index_size, index_at)
     records = _records(index, most)
-    blocks_size = sum(_padded(unpadded) for unpadded, _ in records)
+    blocks_size = sum(padded(unpadded) for unpadded, _ in records)
     start = index_at - blocks_size - 12
     if start < 0:
         raise NotParallel("the index lists more than the file holds")
     header = os.pread(fd, 12, start)
-    if header[:6] != HEADER_MAGIC or header[6:8] != flags or _crc(header[6:8]) != header[8:12]:
+    if header[:6] != HEADER_MAGIC or header[6:8] != flags or crc32_le(header[6:8]) != header[8:12]:
         raise NotParallel("no stream header where the index says the stream begins")
     check = _CHECK_SIZES[flags[1]]
     blocks = []
@@ -163,14 +164,14 @@ def _stream_ending_at(fd: int, end: int, most: int) -> tuple[list[Block], int]:
         if not 9 + check <= unpadded <= size + size // 1024 + 4096:
             raise NotParallel("a block's compressed size does not fit its size")
         blocks.append(Block(offset, unpadded, size, header, flags))
-        offset += _padded(unpadded)
+        offset += padded(unpadded)
     return blocks, start
 
 
 def _records(index: bytes, most: int) -> list[tuple[int, int]]:
     """The (unpadded size, uncompressed size) records of an index (`most` of them at the most), checked against
     its CRC32."""
-    if index[0] != 0 or _crc(index[:-4]) != index[-4:]:
+    if index[0] != 0 or crc32_le(index[:-4]) != index[-4:]:
         raise NotParallel("the index is damaged")
     count, at = _varint(index, 1)
     if count > len(index) // 2 or count > most:  # each record takes at least two bytes
@@ -180,7 +181,7 @@ def _records(index: bytes, most: int) -> list[tuple[int, int]]:
         unpadded, at = _varint(index, at)
         size, at = _varint(index, at)
         records.append((unpadded, size))
-    if _padded(at) != len(index) - 4 or any(index[at:-4]):
+    if padded(at) != len(index) - 4 or any(index[at:-4]):
         raise NotParallel("the index's padding is wrong")
     return records
 
@@ -200,15 +201,15 @@ def _varint(data: bytes, at: int) -> tuple[int, int]:
     raise NotParallel("a malformed number in the index")
 
 
-def _padded(n: int) -> int:
+def padded(n: int) -> int:
     return (n + 3) & ~3
 
 
-def _crc(data: bytes) -> bytes:
+def crc32_le(data: bytes) -> bytes:
     return struct.pack("<I", zlib.crc32(data))
 
 
-def _encode_varint(n: int) -> bytes:
+def encode_varint(n: int) -> bytes:
     out = bytearray()
     while n >= 0x80:
         out.append(n & 0x7F | 0x80)
@@ -220,12 +221,12 @@ def _encode_varint(n: int) -> bytes:
 def decode_block(fd: int, block: Block) -> bytes:
     """One block, decoded by liblzma as a one-block stream of its own; raises lzma.LZMAError when the block's
     data, check or sizes are wrong, or EOFError when it is cut short."""
-    data = os.pread(fd, _padded(block.unpadded), block.offset)
-    index = b"\0" + _encode_varint(1) + _encode_varint(block.unpadded) + _encode_varint(block.size)
-    index += bytes(_padded(len(index)) - len(index))
-    index += _crc(index)
+    data = os.pread(fd, padded(block.unpadded), block.offset)
+    index = b"\0" + encode_varint(1) + encode_varint(block.unpadded) + encode_varint(block.size)
+    index += bytes(padded(len(index)) - len(index))
+    index += crc32_le(index)
     backward = struct.pack("<I", len(index) // 4 - 1)
-    footer = _crc(backward + block.flags) + backward + block.flags + FOOTER_MAGIC
+    footer = crc32_le(backward + block.flags) + backward + block.flags + FOOTER_MAGIC
     decoder = lzma.LZMADecompressor(format=lzma.FORMAT_XZ, memlimit=PARALLEL_MEMLIMIT)
     # One byte more than the index says: a block that would decode to more (a bomb whose header states no
     # size) stops there, and is refused, rather than filling memory first.
@@ -250,7 +251,9 @@ class ParallelXzReader:
         largest = max(max(block.size for block in blocks), 1)
         self.ahead = min(2 * threads + 2, max(2, AHEAD_BYTES // largest))
         threads = min(threads, MAX_THREADS, self.ahead - 1)
-        self.pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="imagepack-xz")
+        self.pool = ThreadPoolExecutor(
+            max_workers=threads, thread_name_prefix="imagepack-xz", initializer=leave_to_main_thread
+        )
         self.pending: deque[tuple[Block, Future[bytes]]] = deque()
         self.queued = 0
         self.current = b""

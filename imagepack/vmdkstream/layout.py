@@ -72,7 +72,7 @@ def end_of_stream() -> bytes:
     return bytes(SECTOR)
 
 
-def grain(lba: int, compressed: bytes) -> bytes:
+def grain(lba: int, compressed: bytes | bytearray) -> bytes:
     """A grain behind its marker, padded to whole sectors; `lba` is the grain's first sector on the disk."""
     framed = _GRAIN_MARKER.pack(lba, len(compressed)) + compressed
     return framed + bytes(-len(framed) % SECTOR)

@@ -1,7 +1,7 @@
 """Writing a stream-optimized VMDK from any source: the guest disk is read in place (raw) or through qemu-nbd
 (every other format; see source.py), what reads as zeroes skipped unread; grains are compressed on a pool of
-threads (zlib releases the GIL) and written in order behind their markers, then the grain tables, the grain
-directory and the footer.
+threads (their encoders let go of the interpreter; grains.py) and written in order behind their markers, then
+the grain tables, the grain directory and the footer.
 
 Memory is bounded by a window of chunks in flight, a few per thread, whatever the disk's size."""
 
@@ -10,7 +10,6 @@ from __future__ import annotations
 import collections
 import concurrent.futures
 import os
-import zlib
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import BinaryIO
@@ -18,14 +17,15 @@ from typing import BinaryIO
 from imagepack.progress import Progress
 from imagepack.qemu import ImageRef
 from imagepack.reproducible import derived_u32
+from imagepack.signals import leave_to_main_thread
 from imagepack.vmdkstream import layout
+from imagepack.vmdkstream.grains import GrainCodec, grain_codec
 from imagepack.vmdkstream.layout import GRAIN, GRAIN_SECTORS, GT_ENTRIES, SECTOR
 from imagepack.vmdkstream.source import GuestDisk, guest_disk
 
 CHUNK = 16 * GRAIN  # one read, one job: 1 MiB, so the per-grain Python work is done in batches
 JOBS_PER_THREAD = 2  # queued work, so that no thread waits on the reader; with the reader's own, the memory in flight
 BLOCK_STATUS_SPAN = 1024**3  # how much of the disk one block-status request asks about
-ZLIB_LEVEL = 6  # zlib's default, which qemu uses: the same size as qemu's output
 _ZERO_GRAIN = bytes(GRAIN)
 
 
@@ -40,13 +40,18 @@ def write_stream_vmdk(
     virtual_size: int,
     options: Mapping[str, str] = {},
     threads: int | None = None,
+    level: int | None = None,
     on_progress: Progress | None = None,
 ) -> None:
-    """Write `source` as a stream-optimized VMDK into `target` (a new file, whose name the descriptor records)."""
+    """Write `source` as a stream-optimized VMDK into `target` (a new file, whose name the descriptor records),
+    its grains compressed at `level` (grains.py: which encoder, which of its levels). The bytes written depend on
+    the source, the name, the options and the level, never on the number of threads."""
+    compress = grain_codec(level)
     capacity = layout.sectors_of(virtual_size)
     descriptor = layout.descriptor(target.name, capacity, options, _cid(target.name, capacity, options))
     with guest_disk(source, virtual_size) as disk, open(target, "r+b", buffering=1024**2) as out:
-        _Stream(out, capacity).write(disk, descriptor, virtual_size, threads or default_threads(), on_progress)
+        stream = _Stream(out, capacity, compress)
+        stream.write(disk, descriptor, virtual_size, threads or default_threads(), on_progress)
 
 
 def _cid(name: str, capacity: int, options: Mapping[str, str]) -> int:
@@ -57,7 +62,7 @@ def _cid(name: str, capacity: int, options: Mapping[str, str]) -> int:
     return derived_u32(*stated) % 0xFFFFFFFE
 
 
-def _compress_chunk(data: bytes, first_grain: int) -> list[tuple[int, bytes]]:
+def _compress_chunk(compress: GrainCodec, data: bytes, first_grain: int) -> list[tuple[int, bytes]]:
     """The chunk's grains that are not all zeroes, each compressed and framed: (grain number, bytes to write).
     A short last grain is padded to a whole grain with zeroes, which every reader takes and costs nothing."""
     framed = []
@@ -68,15 +73,16 @@ def _compress_chunk(data: bytes, first_grain: int) -> list[tuple[int, bytes]]:
         if piece == _ZERO_GRAIN:
             continue  # zeroes are not written, as qemu does: an unallocated grain reads as zeroes
         number = first_grain + i // GRAIN
-        framed.append((number, layout.grain(number * GRAIN_SECTORS, zlib.compress(piece, ZLIB_LEVEL))))
+        framed.append((number, layout.grain(number * GRAIN_SECTORS, compress(piece))))
     return framed
 
 
 class _Stream:
     """The file as it is written: its position in sectors, and the grain directory and current grain table."""
 
-    def __init__(self, out: BinaryIO, capacity: int) -> None:
+    def __init__(self, out: BinaryIO, capacity: int, compress: GrainCodec) -> None:
         self.out = out
+        self.compress = compress
         self.capacity = capacity
         grains = -(-capacity // GRAIN_SECTORS)
         self.directory = [0] * -(-grains // GT_ENTRIES)
@@ -93,11 +99,13 @@ class _Stream:
         self._put(descriptor)
         self._put(bytes((layout.FIRST_GRAIN - self.sector) * SECTOR))
         pending: collections.deque[concurrent.futures.Future[list[tuple[int, bytes]]]] = collections.deque()
-        pool = concurrent.futures.ThreadPoolExecutor(max_workers=threads, thread_name_prefix="imagepack-vmdk")
+        pool = concurrent.futures.ThreadPoolExecutor(
+            max_workers=threads, thread_name_prefix="imagepack-vmdk", initializer=leave_to_main_thread
+        )
         try:
             for offset in _chunks_with_data(disk, size):
                 data = disk.read(offset, min(CHUNK, size - offset))
-                pending.append(pool.submit(_compress_chunk, data, offset // GRAIN))
+                pending.append(pool.submit(_compress_chunk, self.compress, data, offset // GRAIN))
                 while len(pending) >= threads * JOBS_PER_THREAD + 2:
                     self._grains(pending.popleft().result())
                     if on_progress:

@@ -1,0 +1,215 @@
+"""Writing xz files as `xz -T0` does: the input cut into blocks of three times the preset's dictionary (at least
+1 MiB), each compressed on its own on a pool of threads (liblzma lets go of the interpreter while it compresses)
+and written in order, each block header stating its compressed and uncompressed sizes, then one index listing
+every block. Every block decodes on its own, so xz's threaded decoder and imagepack's (xzblocks.py) share them out
+over every core; and since the cut depends on the preset alone, the file is the same bytes at any thread count.
+
+Each block is compressed by liblzma as a one-block stream of its own (which computes the block's CRC64); its
+block header is then rewritten to state the sizes, as xz's threaded encoder writes them, and the block is moved
+into the file's one stream."""
+
+from __future__ import annotations
+
+import collections
+import lzma
+import os
+import struct
+import threading
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import BinaryIO
+
+from imagepack.compression.xzblocks import FOOTER_MAGIC, HEADER_MAGIC, crc32_le, encode_varint, padded
+from imagepack.signals import leave_to_main_thread
+
+MiB = 1024**2
+# The dictionary of each preset (xz's own table), and what its encoder holds in memory (xz --info-memory).
+DICTIONARY = {0: MiB // 4, 1: MiB, 2: 2 * MiB, 3: 4 * MiB, 4: 4 * MiB, 5: 8 * MiB, 6: 8 * MiB}
+DICTIONARY |= {7: 16 * MiB, 8: 32 * MiB, 9: 64 * MiB}
+ENCODER_MEMORY = {0: 3, 1: 9, 2: 17, 3: 32, 4: 48, 5: 94, 6: 94, 7: 186, 8: 370, 9: 674}  # MiB
+CHECK_CRC64 = 4
+STREAM_FLAGS = bytes((0, CHECK_CRC64))
+CHECK_SIZE = 8
+PIECE = MiB  # of a block, handed to liblzma at a time
+JOBS_AHEAD = 0  # blocks queued beyond one a thread: none, as in xz -T0 (each holds a block; reading one is quick)
+
+
+def block_size(preset: int) -> int:
+    """The uncompressed size of each block at `preset`, as `xz -T` chooses it."""
+    return max(3 * DICTIONARY[preset], MiB)
+
+
+def usable_threads(preset: int, threads: int) -> int:
+    """`threads`, fewer where each thread's encoder and blocks would take more than a quarter of the memory (xz
+    -T0's own limit): xz -9's encoder alone holds 674 MiB. The output is the same on any number."""
+    per_thread = ENCODER_MEMORY[preset] * MiB + 2 * block_size(preset)
+    try:
+        budget = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE") // 4
+    except (ValueError, OSError):
+        budget = per_thread * threads
+    return max(1, min(threads, budget // per_thread))
+
+
+class Stopped(Exception):
+    """The writer was abandoned while the block was compressed."""
+
+
+Pieces = tuple[bytes | memoryview, ...]
+
+
+def compress_block(data: bytes, preset: int, stop: threading.Event) -> tuple[Pieces, int]:
+    """One block of the file, its header stating its sizes: (the block's bytes with its padding and check, in
+    pieces written one after the other rather than copied into one, and its unpadded size for the index). The
+    block is fed to liblzma a piece at a time, so that a writer abandoned (Ctrl-C, SIGTERM) stops within a piece
+    rather than a whole block; liblzma's output does not depend on how its input is cut."""
+    encoder = lzma.LZMACompressor(format=lzma.FORMAT_XZ, check=lzma.CHECK_CRC64, preset=preset)
+    parts = []
+    view = memoryview(data)
+    for at in range(0, len(data), PIECE):
+        if stop.is_set():
+            raise Stopped
+        parts.append(encoder.compress(view[at : at + PIECE]))
+    stream = b"".join((*parts, encoder.flush()))
+    header_size = (stream[12] + 1) * 4
+    header = stream[12 : 12 + header_size]
+    index_size = (struct.unpack_from("<I", stream, len(stream) - 8)[0] + 1) * 4
+    check_end = len(stream) - 12 - index_size  # the block ends with its check, after its padding
+    start = 12 + header_size
+    compressed = memoryview(stream)[start : start + _compressed_size(stream, header_size, index_size)]
+    sized = _sized_header(header, len(compressed), len(data), reserved=_reserved_header(header, preset))
+    body = len(sized) + len(compressed)
+    check = stream[check_end - CHECK_SIZE : check_end]
+    return (sized, compressed, bytes(padded(body) - body), check), body + CHECK_SIZE
+
+
+def _compressed_size(stream: bytes, header_size: int, index_size: int) -> int:
+    """The block's compressed data size, from its one-record index: unpadded size less the header and check."""
+    index = stream[len(stream) - 12 - index_size : len(stream) - 12]
+    at = 2  # the indicator and the record count (1)
+    unpadded, _ = _varint(index, at)
+    return unpadded - header_size - CHECK_SIZE
+
+
+def _varint(data: bytes, at: int) -> tuple[int, int]:
+    value = 0
+    for i in range(9):
+        byte = data[at + i]
+        value |= (byte & 0x7F) << (7 * i)
+        if not byte & 0x80:
+            return value, at + i + 1
+    raise ValueError("a malformed number in liblzma's own index")
+
+
+def _reserved_header(header: bytes, preset: int) -> int:
+    """The block header's size as xz's threaded encoder reserves it before the block is compressed: with room for
+    the largest compressed size a whole block can have (liblzma's lzma_block_buffer_bound) and a whole block's
+    size, whatever the block turns out to be. Writing the same keeps the file byte for byte what `xz -T0` writes."""
+    size = block_size(preset)
+    bound = size + (size + 0xFFFF) // 0x10000 * 3 + 1 + 1024 + 64 + 3
+    return len(_sized_header(header, bound, size, reserved=0))
+
+
+def _sized_header(header: bytes, compressed: int, size: int, *, reserved: int) -> bytes:
+    """liblzma's block header with the compressed and uncompressed sizes stated (flags 0x40 and 0x80), padded to
+    `reserved` bytes at least: the filter flags are kept as liblzma wrote them."""
+    flags = header[1]
+    filters = header[2:-4].rstrip(b"\0")  # the filter flags, without the padding before the CRC32
+    body = bytes((flags | 0x40 | 0x80,)) + encode_varint(compressed) + encode_varint(size) + filters
+    length = max(padded(1 + len(body) + 4), reserved)
+    body += bytes(length - 1 - len(body) - 4)
+    head = bytes((length // 4 - 1,)) + body
+    return head + crc32_le(head)
+
+
+class XzBlockWriter:
+    """A writable file that compresses what is written into `out` as a multi-block xz file, on `threads`
+    threads; `close` writes the index and the footer. Memory: a few blocks a thread."""
+
+    def __init__(self, out: BinaryIO, preset: int, threads: int) -> None:
+        self.out = out
+        self.preset = preset
+        self.size = block_size(preset)
+        self.threads = usable_threads(preset, threads)
+        self.pool = ThreadPoolExecutor(
+            max_workers=self.threads, thread_name_prefix="imagepack-xz", initializer=leave_to_main_thread
+        )
+        self.pending: collections.deque[tuple[int, Future[tuple[Pieces, int]]]] = collections.deque()
+        self.parts: list[bytes] = []  # of the block being filled
+        self.filled = 0
+        self.records: list[tuple[int, int]] = []
+        self.closed = False
+        self.stop = threading.Event()
+        self.out.write(HEADER_MAGIC + STREAM_FLAGS + crc32_le(STREAM_FLAGS))
+
+    def write(self, data: bytes | bytearray | memoryview) -> int:
+        """Take `data`; a block is handed to a thread once it is whole, after the oldest block being compressed
+        is written when every thread is busy. The pieces are kept as given and joined once into the block."""
+        size = len(data)
+        self.parts.append(bytes(data))
+        self.filled += size
+        while self.filled >= self.size:
+            last = self.parts[-1]
+            cut = len(last) - (self.filled - self.size)
+            self.parts[-1] = last[:cut]
+            block = b"".join(self.parts)
+            self.parts = [last[cut:]] if cut < len(last) else []
+            self.filled -= self.size
+            self._submit(block)
+        return size
+
+    def _submit(self, block: bytes) -> None:
+        while len(self.pending) >= self.threads + JOBS_AHEAD:
+            self._write_next()
+        self.pending.append((len(block), self.pool.submit(compress_block, block, self.preset, self.stop)))
+
+    def _write_next(self) -> None:
+        size, future = self.pending.popleft()
+        pieces, unpadded = future.result()
+        for piece in pieces:
+            self.out.write(piece)
+        self.records.append((unpadded, size))
+
+    def close(self) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        try:
+            if self.parts:
+                self._submit(b"".join(self.parts))
+                self.parts = []
+            while self.pending:
+                self._write_next()
+        except BaseException:
+            self.stop.set()  # the blocks being compressed stop within a piece
+            raise
+        finally:
+            self.pool.shutdown(wait=True, cancel_futures=True)
+        index = _index(self.records)
+        self.out.write(index + _footer(index))
+        self.out.flush()
+
+    def abandon(self) -> None:
+        """Stop without finishing the file (an error is on its way): blocks not started are dropped."""
+        self.closed = True
+        self.stop.set()
+        self.pool.shutdown(wait=True, cancel_futures=True)
+
+    def __enter__(self) -> XzBlockWriter:
+        return self
+
+    def __exit__(self, kind: object, *exc: object) -> None:
+        if kind is None:
+            self.close()
+        else:
+            self.abandon()
+
+
+def _index(records: list[tuple[int, int]]) -> bytes:
+    index = b"\0" + encode_varint(len(records))
+    index += b"".join(encode_varint(unpadded) + encode_varint(size) for unpadded, size in records)
+    index += bytes(padded(len(index)) - len(index))
+    return index + crc32_le(index)
+
+
+def _footer(index: bytes) -> bytes:
+    backward = struct.pack("<I", len(index) // 4 - 1)
+    return crc32_le(backward + STREAM_FLAGS) + backward + STREAM_FLAGS + FOOTER_MAGIC
