@@ -21,7 +21,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("image", "nbd", "inspect.guestfs"),
     ("oci", "oci.tarscan", "oci.metadata", "ova", "ova.descriptor"),
     ("tarmembers", "oci.objectstorage", "vmdkstream"),
-    ("oci.archive", "ova.archive"),
+    ("oci.archive", "ova.archive", "qcow2write"),
     ("oci.reader", "compression", "ova.reader", "gce"),
     ("convert", "oci.edit"),
     ("oci.pack", "inputs", "gcetar"),

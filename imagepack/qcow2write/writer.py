@@ -12,7 +12,6 @@ from __future__ import annotations
 import collections
 import concurrent.futures
 from array import array
-from collections.abc import Iterator
 from pathlib import Path
 
 from imagepack.progress import Progress
@@ -20,13 +19,13 @@ from imagepack.qcow2write import layout
 from imagepack.qcow2write.codecs import Compressor, compressor_for
 from imagepack.qcow2write.layout import CLUSTER, L2_ENTRIES, OFLAG_COPIED, CompressionType
 from imagepack.qemu import ImageRef
-from imagepack.vmdkstream.source import GuestDisk, guest_disk
+from imagepack.signals import leave_to_main_thread
+from imagepack.vmdkstream.source import GuestDisk, chunks_with_data, guest_disk
 from imagepack.vmdkstream.writer import default_threads
 from imagepack.writes import pwrite_all
 
 CHUNK = 16 * CLUSTER  # one read, one job: 1 MiB
 JOBS_PER_THREAD = 2  # queued work, so that no thread waits on the reader
-BLOCK_STATUS_SPAN = 1024**3  # how much of the disk one block-status request asks about
 FLUSH_AT = 4 * 1024**2  # bytes gathered before one write
 _ZERO_CLUSTER = bytes(CLUSTER)
 
@@ -156,9 +155,11 @@ class _Image:
 
     def write(self, disk: GuestDisk, threads: int, on_progress: Progress | None) -> None:
         pending: collections.deque[concurrent.futures.Future[Packed]] = collections.deque()
-        pool = concurrent.futures.ThreadPoolExecutor(max_workers=threads, thread_name_prefix="imagepack-qcow2")
+        pool = concurrent.futures.ThreadPoolExecutor(
+            max_workers=threads, thread_name_prefix="imagepack-qcow2", initializer=leave_to_main_thread
+        )
         try:
-            for offset in _chunks_with_data(disk, self.size):
+            for offset in chunks_with_data(disk, self.size, CHUNK):
                 data = disk.read(offset, min(CHUNK, self.size - offset))
                 pending.append(pool.submit(_pack_chunk, self.compress, data, offset // CLUSTER))
                 while len(pending) >= threads * JOBS_PER_THREAD + 2:
@@ -221,17 +222,3 @@ class _Image:
         )
         self.out.flush()
         return self.end
-
-
-def _chunks_with_data(disk: GuestDisk, size: int) -> Iterator[int]:
-    """The offsets of the chunks that hold anything but zeroes, as the source's allocation tells, in order."""
-    offset = 0
-    upcoming = 0  # the first chunk not yet given: two data extents can share one
-    while offset < size:
-        for extent in disk.extents(offset, min(BLOCK_STATUS_SPAN, size - offset)):
-            end = extent.offset + extent.length
-            if not extent.zero:
-                for chunk in range(max(upcoming, extent.offset - extent.offset % CHUNK), end, CHUNK):
-                    yield chunk
-                    upcoming = chunk + CHUNK
-            offset = end

@@ -22,6 +22,24 @@ class GuestDisk(Protocol):
     def read(self, offset: int, length: int) -> bytes: ...
 
 
+BLOCK_STATUS_SPAN = 1024**3  # how much of the disk one block-status request asks about
+
+
+def chunks_with_data(disk: GuestDisk, size: int, chunk: int) -> Iterator[int]:
+    """The offsets of the `chunk`-sized pieces that hold anything but zeroes, as the source's allocation tells, in
+    order; a piece that is partly data is given whole (its zero blocks are found by the writer, by comparison)."""
+    offset = 0
+    upcoming = 0  # the first piece not yet given: two data extents can share one
+    while offset < size:
+        for extent in disk.extents(offset, min(BLOCK_STATUS_SPAN, size - offset)):
+            end = extent.offset + extent.length
+            if not extent.zero:
+                for piece in range(max(upcoming, extent.offset - extent.offset % chunk), end, chunk):
+                    yield piece
+                    upcoming = piece + chunk
+            offset = end
+
+
 class RawRegion:
     """A raw disk that is `size` bytes of a file from `base`: read with pread, its holes from the file system."""
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import collections
 import concurrent.futures
 import os
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import BinaryIO
 
@@ -21,11 +21,10 @@ from imagepack.signals import leave_to_main_thread
 from imagepack.vmdkstream import layout
 from imagepack.vmdkstream.grains import GrainCodec, grain_codec
 from imagepack.vmdkstream.layout import GRAIN, GRAIN_SECTORS, GT_ENTRIES, SECTOR
-from imagepack.vmdkstream.source import GuestDisk, guest_disk
+from imagepack.vmdkstream.source import GuestDisk, chunks_with_data, guest_disk
 
 CHUNK = 16 * GRAIN  # one read, one job: 1 MiB, so the per-grain Python work is done in batches
 JOBS_PER_THREAD = 2  # queued work, so that no thread waits on the reader; with the reader's own, the memory in flight
-BLOCK_STATUS_SPAN = 1024**3  # how much of the disk one block-status request asks about
 _ZERO_GRAIN = bytes(GRAIN)
 
 
@@ -103,7 +102,7 @@ class _Stream:
             max_workers=threads, thread_name_prefix="imagepack-vmdk", initializer=leave_to_main_thread
         )
         try:
-            for offset in _chunks_with_data(disk, size):
+            for offset in chunks_with_data(disk, size, CHUNK):
                 data = disk.read(offset, min(CHUNK, size - offset))
                 pending.append(pool.submit(_compress_chunk, self.compress, data, offset // GRAIN))
                 while len(pending) >= threads * JOBS_PER_THREAD + 2:
@@ -151,18 +150,3 @@ class _Stream:
 
 def _le32(values: list[int]) -> bytes:
     return b"".join(v.to_bytes(4, "little") for v in values)
-
-
-def _chunks_with_data(disk: GuestDisk, size: int) -> Iterator[int]:
-    """The offsets of the chunks that hold anything but zeroes, as the source's allocation tells, in order; a
-    chunk that is partly data is read whole, and its zero grains found by comparison."""
-    offset = 0
-    upcoming = 0  # the first chunk not yet given: two data extents can share one
-    while offset < size:
-        for extent in disk.extents(offset, min(BLOCK_STATUS_SPAN, size - offset)):
-            end = extent.offset + extent.length
-            if not extent.zero:
-                for chunk in range(max(upcoming, extent.offset - extent.offset % CHUNK), end, CHUNK):
-                    yield chunk
-                    upcoming = chunk + CHUNK
-            offset = end
