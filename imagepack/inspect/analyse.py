@@ -4,6 +4,7 @@ called through one hook that takes the guest's files."""
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 from collections.abc import Callable
 from typing import Any
@@ -72,6 +73,9 @@ def analyse(reader: Reader) -> dict[str, Any]:
     head = disk.read(0, HEAD_BYTES)
     storage, found = blocks(disk)
     opened = open_volumes(found)
+    for block, volume in opened.volumes.values():
+        if block.found.label is None and volume.label:  # NTFS keeps its label in a file, not the boot sector
+            block.found = dataclasses.replace(block.found, label=volume.label)
     storage["blocks"] = [
         {**block.to_json(), **({"error": opened.errors[block.name]} if block.name in opened.errors else {})}
         for block in found
@@ -91,7 +95,7 @@ def analyse(reader: Reader) -> dict[str, Any]:
         guest = tree
         system = {"family": "windows", "root": name}
         config = _call("windows", tree)
-    boot = boot_setup(head, found, _esps(opened), guest, windows is not None)
+    boot = boot_setup(head, storage["partition_table"], found, _esps(opened), guest, windows is not None)
     encrypted = [b.name for b in found if b.found.type in ("crypto_LUKS", "BitLocker")]
     unreadable = [b.name for b in found if not b.found.readable and b.found.type not in ("swap", "LVM2_member")]
     return {

@@ -1,6 +1,7 @@
 """The guest's tree put together as its own boot would: the root file system (the one holding /etc/fstab and an
-os-release), then the file systems its fstab mounts (/boot, /boot/efi, /usr, ...) found on this disk by UUID=,
-LABEL=, PARTUUID=, /dev/mapper/VG-LV or /dev/VG/LV. A mount naming nothing on this disk is left out and said."""
+os-release or an older release file), then the file systems its fstab mounts (/boot, /boot/efi, /usr, ...) found
+on this disk by UUID=, LABEL=, PARTUUID=, /dev/mapper/VG-LV or /dev/VG/LV. A mount naming nothing on this disk is
+left out and said."""
 
 from __future__ import annotations
 
@@ -14,7 +15,9 @@ from imagepack.inspect.volumes import Volume, VolumeError
 
 FSTAB_LIMIT = 256 * 1024
 MAX_MOUNTS = 64
-OS_RELEASE = ("/etc/os-release", "/usr/lib/os-release")
+# What states a Linux system: os-release, or on older ones (RHEL 6 and its kin) their own release file.
+RELEASE_FILES = ("/etc/os-release", "/usr/lib/os-release", "/etc/oracle-release", "/etc/redhat-release",
+                 "/etc/centos-release")  # fmt: skip
 
 
 @dataclass
@@ -39,7 +42,7 @@ def open_volumes(found: list[Block]) -> Opened:
 
 def _holds_linux_root(volume: Volume) -> bool:
     tree = GuestTree(volume)
-    return tree.kind("/etc/fstab") is not None and any(tree.kind(p) is not None for p in OS_RELEASE)
+    return tree.kind("/etc/fstab") is not None and any(tree.kind(p) is not None for p in RELEASE_FILES)
 
 
 def fstab_entries(text: str) -> list[tuple[str, str, str, str]]:

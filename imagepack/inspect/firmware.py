@@ -52,13 +52,19 @@ def _loader_of(paths: list[str]) -> str | None:
 
 
 def boot_setup(
-    head: bytes, blocks: list[Block], esps: dict[str, GuestFiles], guest: GuestFiles | None, windows: bool
+    head: bytes,
+    table: str,
+    blocks: list[Block],
+    esps: dict[str, GuestFiles],
+    guest: GuestFiles | None,
+    windows: bool,
 ) -> dict[str, Any]:
-    """The boot part of the report. `esps` are the readable EFI system partitions by block name, `guest` the
-    assembled Linux tree (or the Windows volume), `windows` whether the guest is Windows."""
+    """The boot part of the report. `table` is the partition table's kind ('none': the first sector is a file
+    system's own boot sector, which no BIOS is pointed at), `esps` the readable EFI system partitions by block
+    name, `guest` the assembled Linux tree (or the Windows volume), `windows` whether the guest is Windows."""
     loaders = {name: efi_loaders(files) for name, files in esps.items()}
     efi_paths = [path for paths in loaders.values() for path in paths]
-    mbr = mbr_loader(head)
+    mbr = mbr_loader(head) if table != "none" else None
     bios_boot = [b for b in blocks if b.facts.get("type") == "21686148-6449-6e6f-744e-656564454649"]
     bios_boot_used = any(any(b.reader.read(b.offset, 512)) for b in bios_boot)
     bootmgr = windows and guest is not None and guest.kind("/bootmgr") is Kind.FILE
