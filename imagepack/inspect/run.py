@@ -33,6 +33,10 @@ _START = (
 )
 
 
+# How a child out of address space says so: Python's own error, malloc's errno, the dynamic loader's mmap.
+_NO_MEMORY = ("MemoryError", "Cannot allocate memory", "failed to map segment", "out of memory")
+
+
 class InspectError(ImagepackError):
     """The guest could not be read: its reader ran out of a limit or failed."""
 
@@ -79,7 +83,7 @@ def _read_in_child(fd: int, size: int, context: int, shown: str) -> dict[str, An
     if done.timed_out:
         raise InspectError(f"{shown}: reading the guest took longer than {WALL_SECONDS:.0f} s and was stopped",
                            code="inspect.timeout")  # fmt: skip
-    if done.returncode == child.EXIT_MEMORY or (done.returncode != 0 and "MemoryError" in done.stderr):
+    if done.returncode == child.EXIT_MEMORY or (done.returncode > 0 and any(m in done.stderr for m in _NO_MEMORY)):
         raise InspectError(
             f"{shown}: reading the guest needed more than the {memory} it may use and was stopped "
             f"(a damaged or hostile file system?); {MEMORY_VARIABLE}=SIZE raises the limit",
