@@ -117,3 +117,60 @@ def qcow2_of(raw: Path) -> Path:
     out = raw.with_suffix(".qcow2")
     sh("qemu-img", "convert", "-O", "qcow2", raw, out)
     return out
+
+
+LVM_CONFIG = "global { activation = 0 }"  # no device-mapper here: metadata only, nothing activated
+
+
+def lvm_pv(path: Path, group: str, volumes: dict[str, tuple[int, Path | None]], *, size_mib: int) -> Path:
+    """A physical volume file holding volume group `group` with linear logical volumes (name -> (MiB, file
+    system image or None)), each image written where the LVM metadata places the volume (needs root and a loop
+    device; nothing is activated)."""
+    sh("truncate", "-s", f"{size_mib}M", path)
+    loop = sh("losetup", "-f", "--show", path).strip()
+    env = {**os.environ, "LVM_SUPPRESS_FD_WARNINGS": "1"}
+    try:
+        sh("pvcreate", "-q", "--config", LVM_CONFIG, loop, env=env)
+        sh("vgcreate", "-q", "--config", LVM_CONFIG, group, loop, env=env)
+        for name, (mib, _) in volumes.items():
+            sh("lvcreate", "-q", "--config", LVM_CONFIG, "--zero", "n", "--activate", "n", "-L", f"{mib}M",
+               "-n", name, group, env=env)  # fmt: skip
+        rows = sh("lvs", "--config", LVM_CONFIG, "--noheadings", "--units", "b", "--nosuffix", "-o",
+                  "lv_name,seg_pe_ranges,vg_extent_size", group, env=env)  # fmt: skip
+        pe_start = sh("pvs", "--config", LVM_CONFIG, "--noheadings", "--units", "b", "--nosuffix", "-o",
+                      "pe_start", loop, env=env).strip()  # fmt: skip
+        sh("vgchange", "-q", "--config", LVM_CONFIG, "-an", group, env=env)
+    finally:
+        sh("losetup", "-d", loop)
+    for row in rows.splitlines():
+        name, ranges, extent = row.split()
+        first = int(ranges.rsplit(":", 1)[1].split("-")[0])
+        image = volumes[name][1]
+        if image is not None:
+            seek = (int(pe_start) + first * int(extent)) // 1024
+            sh("dd", f"if={image}", f"of={path}", "bs=1K", f"seek={seek}", "conv=notrunc,sparse", "status=none")
+    return path
+
+
+def ntfs(path: Path, files: dict[str, bytes], size_mib: int, *, label: str) -> Path:
+    """An NTFS volume (mkntfs on a file) holding `files` at their paths. ntfscp copies a file into an existing
+    folder only, so folders are made by ntfs-3g (FUSE) when there are any; the tests run as root."""
+    sh("truncate", "-s", f"{size_mib}M", path)
+    sh("mkntfs", "-q", "-F", "-L", label, path)
+    staged = path.parent / "ntfs-member"
+    folders = {str(Path(name).parent) for name in files} - {"."}
+    if folders:
+        mount = path.parent / "ntfs-mount"
+        mount.mkdir(exist_ok=True)
+        sh("ntfs-3g", path, mount)
+        try:
+            for name, content in files.items():
+                (mount / name).parent.mkdir(parents=True, exist_ok=True)
+                (mount / name).write_bytes(content)
+        finally:
+            sh("umount", mount)
+        return path
+    for name, content in files.items():
+        staged.write_bytes(content)
+        sh("ntfscp", "-q", path, staged, name)
+    return path

@@ -79,6 +79,8 @@ class Volume:
         flags = entry.file_attribute_flags or 0
         if flags & (_ATTR_REPARSE | _ATTR_VOLUME_LABEL):
             return Kind.OTHER  # a Windows link or junction names a drive letter: nothing to follow offline
+        if self.fstype == "ntfs":  # NTFS marks a folder by its index, not by the attribute bit FAT uses
+            return Kind.DIRECTORY if entry.has_directory_entries_index() else Kind.FILE
         return Kind.DIRECTORY if flags & _ATTR_DIRECTORY else Kind.FILE
 
     def target(self, entry: Any) -> str | None:
