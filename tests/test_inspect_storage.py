@@ -170,3 +170,36 @@ def test_a_luks_partition_is_reported_encrypted_never_read(tmp_path: Path) -> No
     assert (found["filesystem"], found["label"], found["readable"]) == ("crypto_LUKS", "vault", False)
     assert report["encrypted"] == ["partition 1"]
     assert report["unreadable"] == ["partition 1"]
+
+
+def test_a_gpt_disk_set_up_for_both_firmwares_says_both(tmp_path: Path) -> None:
+    esp = fat(tmp_path / "esp.img", {"EFI/ubuntu/shimx64.efi": b"MZ"}, 8, label="ESP")
+    disk = gpt_disk(tmp_path / "both.raw", [("ef02", 1), ("ef00", esp)], size_mib=16)
+    with open(disk, "r+b") as f:
+        f.write(GRUB_BOOT_IMG.read_bytes()[:440])
+        f.seek(1024**2)
+        f.write(b"GRUB core.img stand-in")
+    report = inspect_json(disk)
+    assert report["boot"]["firmware"] == ["UEFI_64", "BIOS"]
+    assert report["boot"]["bios_boot_partition_used"] is True
+    assert report["boot"]["esp_loaders"] == {"partition 2": ["/EFI/ubuntu/shimx64.efi"]}
+    assert report["boot"]["loader"] == "GRUB 2"
+
+
+def test_bitlocker_is_encrypted_and_logical_mbr_partitions_are_found(tmp_path: Path) -> None:
+    locked = tmp_path / "locked.img"
+    locked.write_bytes(b"\xeb\x58\x90-FVE-FS-" + bytes(2 * 1024**2 - 11))
+    root = ext4(tmp_path / "root.img", tree(tmp_path / "r", {"hello": "x"}), 8, uuid=ROOT_UUID, label="logical")
+    disk = tmp_path / "mbr.raw"
+    sh("truncate", "-s", "16M", disk)
+    script = (
+        "label: dos\nstart=2048, size=4096, type=7\nstart=8192, size=20480, type=5\nstart=10240, size=16384, type=83\n"
+    )
+    sh("sfdisk", "-q", disk, input=script)
+    sh("dd", f"if={locked}", f"of={disk}", "bs=1M", "seek=1", "conv=notrunc", "status=none")
+    sh("dd", f"if={root}", f"of={disk}", "bs=1M", "seek=5", "conv=notrunc", "status=none")
+    report = inspect_json(disk)
+    assert block(report, "partition 1")["filesystem"] == "BitLocker"
+    assert report["encrypted"] == ["partition 1"]
+    logical = block(report, "partition 5")
+    assert (logical["filesystem"], logical["label"], logical["offset"]) == ("ext4", "logical", 5 * 1024**2)
