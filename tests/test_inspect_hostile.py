@@ -91,3 +91,14 @@ def test_a_child_out_of_its_memory_limit_is_one_clear_line(tmp_path: Path) -> No
         assert "IMAGEPACK_INSPECT_MEMORY=SIZE raises the limit" in done.stderr
         done = run_cli("inspect", "--json", str(image), env={**os.environ, "IMAGEPACK_INSPECT_MEMORY": limit})
         assert json.loads(done.stdout)["error"]["code"] == "inspect.memory"
+
+
+def test_what_the_guest_states_is_printed_without_its_control_characters(tmp_path: Path) -> None:
+    release = 'ID=evil\nPRETTY_NAME="\x1b]0;owned\x07\x1b[2JEvil OS"\nNAME="' + "N" * 5000 + '"\n'
+    image = guest(tmp_path, {"etc/os-release": release}, {})
+    report, _ = inspected(image)
+    assert report["os"]["pretty_name"] == "\\x1b]0;owned\\x07\\x1b[2JEvil OS"
+    assert len(report["os"]["name"]) == 1024
+    done = run_cli("inspect", str(image))
+    assert done.returncode == 0, done.stderr
+    assert "\x1b" not in done.stdout and "\x07" not in done.stdout

@@ -67,6 +67,22 @@ def _windows(opened: Opened) -> tuple[str, GuestTree] | None:
     return None
 
 
+MAX_TEXT = 1024  # characters of one string the guest states (a label, a name): a person reads the report
+
+
+def printable(value: Any) -> Any:
+    """`value` with every string the guest wrote made safe to print: control characters (a terminal's escape
+    sequences, line breaks) written as escapes, and bounded in length."""
+    if isinstance(value, str):
+        text = value if value.isprintable() else "".join(c if c.isprintable() else ascii(c)[1:-1] for c in value)
+        return text[:MAX_TEXT]
+    if isinstance(value, dict):
+        return {printable(key): printable(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [printable(item) for item in value]
+    return value
+
+
 def analyse(reader: Reader) -> dict[str, Any]:
     """The report on the disk `reader` reads (the NBD export)."""
     disk = CachedDisk(reader)
@@ -99,9 +115,9 @@ def analyse(reader: Reader) -> dict[str, Any]:
     encrypted = [b.name for b in found if b.found.type in ("crypto_LUKS", "BitLocker")]
     unreadable = [b.name for b in found if not b.found.readable and b.found.type not in ("swap", "LVM2_member")]
     return {
-        "storage": storage,
-        "os": system,
-        "boot": boot,
+        "storage": printable(storage),
+        "os": printable(system),
+        "boot": printable(boot),
         "config": config,
         "encrypted": encrypted,
         "unreadable": unreadable,
