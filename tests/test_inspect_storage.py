@@ -203,3 +203,15 @@ def test_bitlocker_is_encrypted_and_logical_mbr_partitions_are_found(tmp_path: P
     assert report["encrypted"] == ["partition 1"]
     logical = block(report, "partition 5")
     assert (logical["filesystem"], logical["label"], logical["offset"]) == ("ext4", "logical", 5 * 1024**2)
+
+
+def test_a_guest_is_inspected_inside_a_oci_archive_and_a_compressed_file(uefi_guest: Path, tmp_path: Path) -> None:
+    archive = tmp_path / "guest.oci"
+    done = run_cli("pack", str(uefi_guest), str(archive), "--os", "Debian", "--os-version", "12")
+    assert done.returncode == 0, done.stderr
+    compressed = tmp_path / "guest.raw.zst"
+    sh("zstd", "-q", "-o", compressed, uefi_guest)
+    for wrapped, kind in ((archive, "oci"), (compressed, "raw")):
+        report = inspect_json(wrapped)
+        assert report["input"] == kind
+        assert (report["os"]["id"], report["boot"]["firmware"]) == ("debian", ["UEFI_64"])
