@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import sys
 from pathlib import Path
 from typing import Any
@@ -88,6 +89,12 @@ def _read_in_child(fd: int, size: int, context: int, shown: str) -> dict[str, An
             f"{shown}: reading the guest needed more than the {memory} it may use and was stopped "
             f"(a damaged or hostile file system?); {MEMORY_VARIABLE}=SIZE raises the limit",
             code="inspect.memory",
+        )
+    if done.returncode == -signal.SIGXCPU:
+        raise InspectError(
+            f"{shown}: reading the guest used more than {CPU_SECONDS} s of CPU and was stopped "
+            "(a damaged or hostile file system?)",
+            code="inspect.timeout",
         )
     if done.returncode < 0:
         raise InspectError(

@@ -4,6 +4,7 @@ Block: the byte reader to open it on, and what identified it."""
 
 from __future__ import annotations
 
+import struct
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -15,6 +16,7 @@ from imagepack.partitions import HEAD_BYTES, MBR_EXTENDED, PartitionEntry, gpt_e
 
 MAX_LOGICAL = 128  # logical partitions followed along an extended partition's chain
 MAX_LVS = 256
+MAX_GPT_BYTES = 17 * 1024**2  # 4096 entries of 4096 bytes after the header: the largest table gpt_entries takes
 
 GPT_TYPES = {
     "c12a7328-f81f-11d2-ba4b-00a0c93ec93b": "EFI System",
@@ -112,9 +114,21 @@ def _logical(disk: Reader, base: int, signature: str) -> list[PartitionEntry]:
     return found
 
 
+def _gpt_extent(head: bytes) -> int:
+    """How far from the start of the disk a GPT's entry array reaches (at most MAX_GPT_BYTES), so that a table
+    with more entries than the usual 128 is read whole; 0 without a GPT."""
+    for sector in (512, 4096):
+        header = head[sector : sector + 92]
+        if len(header) == 92 and header[:8] == b"EFI PART":
+            entries_lba, count, entry_size = struct.unpack_from("<QII", header, 72)
+            return int(min(entries_lba * sector + count * entry_size, MAX_GPT_BYTES))
+    return 0
+
+
 def blocks(disk: Reader) -> tuple[dict[str, Any], list[Block]]:
     """The storage part of the report, and every block a file system may be on."""
     head = disk.read(0, HEAD_BYTES)
+    head = disk.read(0, _gpt_extent(head)) if _gpt_extent(head) > len(head) else head
     table, entries = partitions(disk, head)
     found: list[Block] = []
     for entry in entries:
