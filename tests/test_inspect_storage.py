@@ -217,11 +217,11 @@ def test_a_guest_is_inspected_inside_a_oci_archive_and_a_compressed_file(uefi_gu
         assert (report["os"]["id"], report["boot"]["firmware"]) == ("debian", ["UEFI_64"])
 
 
-def test_a_partition_past_the_usual_128_gpt_entries_is_found(tmp_path: Path) -> None:
+def test_a_partition_past_the_first_64_kib_of_gpt_entries_is_found(tmp_path: Path) -> None:
     root = ext4(tmp_path / "root.img", tree(tmp_path / "r", {"x": "y"}), 8, uuid=ROOT_UUID, label="far")
     disk = tmp_path / "wide.raw"
     sh("truncate", "-s", "16M", disk)
-    sh("sgdisk", "--resize-table=512", "-n300:2M:+8M", "-t300:8300", disk)
+    sh("sgdisk", "--resize-table=1024", "-n600:2M:+8M", "-t600:8300", disk)
     sh("dd", f"if={root}", f"of={disk}", "bs=1M", "seek=2", "conv=notrunc", "status=none")
-    found = block(inspect_json(disk), "partition 300")
+    found = block(inspect_json(disk), "partition 600")
     assert (found["filesystem"], found["label"]) == ("ext4", "far")
