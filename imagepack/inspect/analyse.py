@@ -1,0 +1,125 @@
+"""The whole reading of a guest disk, in the child process (child.py): storage, the file systems opened, the guest
+assembled, its OS and boot set-up, and the configuration readers of its OS family (linux/, windows.py), each
+called through one hook that takes the guest's files."""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+from collections.abc import Callable
+from typing import Any
+
+from imagepack.inspect.assemble import Opened, assemble_linux, open_volumes
+from imagepack.inspect.blockio import CachedDisk, Reader
+from imagepack.inspect.firmware import boot_setup
+from imagepack.inspect.guestfs import GuestFiles, Kind
+from imagepack.inspect.osinfo import linux_os
+from imagepack.inspect.storage import blocks
+from imagepack.inspect.tree import GuestTree
+from imagepack.partitions import HEAD_BYTES
+
+WINDOWS_SYSTEM_HIVE = "/Windows/System32/config/SYSTEM"
+Hook = Callable[[GuestFiles], dict[str, Any]]
+
+# The configuration readers of each OS family: module and function, each taking the guest's files and returning
+# its part of the report. A reader not installed yet is left out of the report.
+HOOKS: dict[str, tuple[str, str]] = {
+    "linux": ("imagepack.inspect.linux", "analyse_linux"),
+    "windows": ("imagepack.inspect.windows", "analyse_windows"),
+}
+
+
+def _hook(family: str) -> Hook | None:
+    module, name = HOOKS[family]
+    try:
+        found = importlib.import_module(module)
+    except ModuleNotFoundError as e:
+        if e.name == module:
+            return None
+        raise
+    hook: Hook = getattr(found, name)
+    return hook
+
+
+def _call(family: str, files: GuestFiles) -> dict[str, Any] | None:
+    hook = _hook(family)
+    return None if hook is None else hook(files)
+
+
+def _esps(opened: Opened) -> dict[str, GuestFiles]:
+    """The FAT file systems an EFI loader may be on: the EFI system partitions, and any other FAT one with /EFI."""
+    found: dict[str, GuestFiles] = {}
+    for name, (block, volume) in opened.volumes.items():
+        if block.found.type != "vfat":
+            continue
+        tree = GuestTree(volume)
+        if block.facts.get("esp") or tree.kind("/EFI") is Kind.DIRECTORY:
+            found[name] = tree
+    return found
+
+
+def _windows(opened: Opened) -> tuple[str, GuestTree] | None:
+    for name, (block, volume) in opened.volumes.items():
+        if block.found.type == "ntfs":
+            tree = GuestTree(volume)
+            if tree.kind(WINDOWS_SYSTEM_HIVE) is Kind.FILE:
+                return name, tree
+    return None
+
+
+MAX_TEXT = 1024  # characters of one string the guest states (a label, a name): a person reads the report
+
+
+def printable(value: Any) -> Any:
+    """`value` with every string the guest wrote made safe to print: control characters (a terminal's escape
+    sequences, line breaks) written as escapes, and bounded in length."""
+    if isinstance(value, str):
+        text = value if value.isprintable() else "".join(c if c.isprintable() else ascii(c)[1:-1] for c in value)
+        return text[:MAX_TEXT]
+    if isinstance(value, dict):
+        return {printable(key): printable(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [printable(item) for item in value]
+    return value
+
+
+def analyse(reader: Reader) -> dict[str, Any]:
+    """The report on the disk `reader` reads (the NBD export)."""
+    disk = CachedDisk(reader)
+    head = disk.read(0, HEAD_BYTES)
+    storage, found = blocks(disk)
+    opened = open_volumes(found)
+    for block, volume in opened.volumes.values():
+        if block.found.label is None and volume.label:  # NTFS keeps its label in a file, not the boot sector
+            block.found = dataclasses.replace(block.found, label=volume.label)
+    storage["blocks"] = [
+        {**block.to_json(), **({"error": opened.errors[block.name]} if block.name in opened.errors else {})}
+        for block in found
+    ]
+    system: dict[str, Any] = {"family": None}
+    guest: GuestFiles | None = None
+    config: dict[str, Any] | None = None
+    linux = assemble_linux(opened)
+    windows = _windows(opened) if linux is None else None
+    if linux is not None:
+        tree, facts = linux
+        guest = tree
+        system = {**linux_os(tree), **facts}
+        config = _call("linux", tree)
+    elif windows is not None:
+        name, tree = windows
+        guest = tree
+        system = {"family": "windows", "root": name}
+        config = _call("windows", tree)
+    boot = boot_setup(head, storage["partition_table"], found, _esps(opened), guest, windows is not None)
+    encrypted = [b.name for b in found if b.found.type in ("crypto_LUKS", "BitLocker")]
+    unreadable = [b.name for b in found if not b.found.readable and b.found.type not in ("swap", "LVM2_member")]
+    return {
+        "storage": printable(storage),
+        "os": printable(system),
+        "boot": printable(boot),
+        "config": config,
+        "encrypted": encrypted,
+        "unreadable": unreadable,
+        "bytes_read": disk.bytes_read,
+    }
