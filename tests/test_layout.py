@@ -19,7 +19,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("qemu", "atomic", "sparse", "options"),
     ("seed",),
     ("image", "nbd", "inspect.guestfs"),
-    ("oci", "oci.tarscan", "oci.metadata", "ova", "ova.descriptor"),
+    ("oci", "oci.tarscan", "oci.metadata", "ova", "ova.descriptor", "inspect.linux"),
     ("tarmembers", "oci.objectstorage", "vmdkstream"),
     ("oci.archive", "ova.archive"),
     ("oci.reader", "compression", "ova.reader", "gce"),
