@@ -29,6 +29,7 @@ class SerialConsole:
 @dataclass
 class BootLoader:
     configs: list[str] = field(default_factory=list)  # every grub.cfg read
+    unreadable: list[str] = field(default_factory=list)  # grub.cfg files there but not read (too large, binary)
     menu: str | None = None  # the grub.cfg whose menu boots
     entries: list[BootEntry] = field(default_factory=list)
     default: BootEntry | None = None
@@ -40,7 +41,7 @@ class BootLoader:
 
 def read_boot_loader(reader: GuestReader) -> BootLoader:
     found = BootLoader(grub_defaults=read_grub_defaults(reader), kernel_cmdline=read_kernel_cmdline(reader))
-    configs = _grub_configs(reader)
+    configs = _grub_configs(reader, found.unreadable)
     found.configs = [c.path for c in configs]
     menu = next((c for c in configs if c.has_menu), None)
     env = read_grubenv(reader)
@@ -57,7 +58,7 @@ def read_boot_loader(reader: GuestReader) -> BootLoader:
     return found
 
 
-def _grub_configs(reader: GuestReader) -> list[GrubConfig]:
+def _grub_configs(reader: GuestReader, unreadable: list[str]) -> list[GrubConfig]:
     """Every grub.cfg: the usual places, each EFI vendor directory's, and those a `configfile` names."""
     queue = list(GRUB_CFGS)
     queue += [join(join(EFI, vendor), "grub.cfg") for vendor in reader.names(EFI)]
@@ -72,6 +73,8 @@ def _grub_configs(reader: GuestReader) -> list[GrubConfig]:
         if config is not None:
             configs.append(config)
             queue += config.configfiles
+        elif reader.exists(path):
+            unreadable.append(path)
     return configs
 
 
@@ -101,6 +104,8 @@ def _match(value: str, entries: list[BootEntry], *, bls: bool) -> BootEntry | No
 
 
 def _serial(found: BootLoader) -> SerialConsole:
+    if found.unreadable and found.menu is None:
+        return SerialConsole(None, None, None, f"not decided: {found.unreadable[0]} could not be read")
     if found.default is not None:
         where = f"the default boot entry '{found.default.title}'"
         return _console(found.default.cmdline or "", found.default.evidence, where)

@@ -25,11 +25,12 @@ class CloudInit:
     disabled: Evidence | None = None
     datasource_list: list[str] | None = None  # None: no list, every datasource may be detected
     datasource_evidence: Evidence | None = None
+    unreadable: list[str] = field(default_factory=list)  # configuration files that could not be read
 
     @property
     def oracle_allowed(self) -> bool | None:
-        if not self.installed:
-            return None
+        if not self.installed or self.unreadable:
+            return None  # not decided: a file that was not read may set the list
         return self.datasource_list is None or ORACLE in self.datasource_list
 
 
@@ -42,11 +43,14 @@ def read_cloud_init(reader: GuestReader) -> CloudInit:
     for path in files:
         text = reader.text(path)
         if text is None:
+            if reader.exists(path):
+                found.unreadable.append(path)
             continue
         try:
             root = compose(text)
         except YamlRefused as e:
             reader.note(path, str(e))
+            found.unreadable.append(path)
             continue
         node = get(root, "datasource_list")
         if node is None:

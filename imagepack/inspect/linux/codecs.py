@@ -60,38 +60,41 @@ class _Stdlib:
     def __init__(self, data: memoryview, kind: Compression) -> None:
         self.data, self.kind, self.consumed = data, kind, 0
 
-    def _decompressor(self) -> zlib._Decompress | lzma.LZMADecompressor | bz2.BZ2Decompressor:
-        if self.kind is Compression.GZIP:
-            return zlib.decompressobj(wbits=31)
-        if self.kind is Compression.BZIP2:
-            return bz2.BZ2Decompressor()
-        fmt = lzma.FORMAT_XZ if self.kind is Compression.XZ else lzma.FORMAT_ALONE
-        return lzma.LZMADecompressor(format=fmt, memlimit=XZ_MEMORY)
-
     def chunks(self) -> Iterator[bytes]:
-        d = self._decompressor()
+        return self._gzip() if self.kind is Compression.GZIP else self._other()
+
+    def _gzip(self) -> Iterator[bytes]:
+        d = zlib.decompressobj(wbits=31)
         fed = 0
-        while True:
-            if isinstance(d, zlib._Decompress):
-                piece = d.unconsumed_tail or bytes(self.data[fed : fed + INPUT_STEP])
-                if not d.unconsumed_tail:
-                    fed += len(piece)
-                out = d.decompress(piece, CHUNK)
-                done, left = d.eof, len(d.unused_data)
-            else:
-                piece = b""
-                if d.needs_input:
-                    piece = bytes(self.data[fed : fed + INPUT_STEP])
-                    fed += len(piece)
-                out = d.decompress(piece, CHUNK)
-                done, left = d.eof, len(d.unused_data)
-            if out:
+        while not d.eof:
+            piece = d.unconsumed_tail
+            if not piece:
+                piece = bytes(self.data[fed : fed + INPUT_STEP])
+                fed += len(piece)
+                if not piece:
+                    raise EOFError("the gzip stream is cut off")
+            if out := d.decompress(piece, CHUNK):
                 yield out
-            if done:
-                self.consumed = fed - left
-                return
-            if not piece and not out:
-                raise EOFError(f"the {self.kind.value} stream is cut off")
+        self.consumed = fed - len(d.unused_data)
+
+    def _other(self) -> Iterator[bytes]:
+        d: lzma.LZMADecompressor | bz2.BZ2Decompressor
+        if self.kind is Compression.BZIP2:
+            d = bz2.BZ2Decompressor()
+        else:
+            fmt = lzma.FORMAT_XZ if self.kind is Compression.XZ else lzma.FORMAT_ALONE
+            d = lzma.LZMADecompressor(format=fmt, memlimit=XZ_MEMORY)
+        fed = 0
+        while not d.eof:
+            piece = b""
+            if d.needs_input:
+                piece = bytes(self.data[fed : fed + INPUT_STEP])
+                fed += len(piece)
+                if not piece:
+                    raise EOFError(f"the {self.kind.value} stream is cut off")
+            if out := d.decompress(piece, CHUNK):
+                yield out
+        self.consumed = fed - len(d.unused_data)
 
 
 class _Zstd:

@@ -4,6 +4,7 @@ decompressed bytes, the number of members and every header field bounded. File c
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
@@ -15,6 +16,7 @@ TRAILER = "TRAILER!!!"
 NAME_MOST = 4096  # PATH_MAX: the kernel refuses a longer name too
 EXPANDED_MOST = 1024 * 1024 * 1024  # decompressed bytes across all segments
 MEMBERS_MOST = 200_000
+NONZERO = re.compile(rb"[^\x00]")
 
 
 class CpioError(ValueError):
@@ -47,7 +49,7 @@ class _Stream:
             self.taken += len(chunk)
             self.budget[0] -= len(chunk)
             if self.budget[0] < 0:
-                raise CpioError(f"it expands past {EXPANDED_MOST // 1024**2} MiB (a decompression bomb?)")
+                raise CpioError("it decompresses to more than an initramfs can hold (a decompression bomb?)")
             if self.pos > CHUNK:
                 del self.buf[: self.pos]
                 self.pos = 0
@@ -76,9 +78,11 @@ class _Stream:
         while True:
             if not self._fill(1):
                 return False
-            if self.buf[self.pos] != 0:
+            found = NONZERO.search(self.buf, self.pos)
+            if found:
+                self.pos = found.start()
                 return True
-            self.pos += 1
+            self.pos = len(self.buf)
 
     def peek(self, n: int) -> bytes:
         self._fill(n)
@@ -116,16 +120,18 @@ def _archives(stream: _Stream, names: list[str]) -> None:
         _archive(stream, names)
 
 
-def read_initramfs(data: bytes) -> Initramfs:
-    """The member names of every segment of an initramfs image held in `data`."""
+def read_initramfs(data: bytes, expanded_most: int = EXPANDED_MOST) -> Initramfs:
+    """The member names of every segment of an initramfs image held in `data`, decompressing at most
+    `expanded_most` bytes in all."""
     found = Initramfs()
     view = memoryview(data)
-    budget = [EXPANDED_MOST]
+    budget = [expanded_most]
     at = 0
     try:
         while at < len(view):
             if view[at] == 0:
-                at += 1
+                found_at = NONZERO.search(data, at)
+                at = found_at.start() if found_at else len(view)
                 continue
             if bytes(view[at : at + 6]) in NEWC:
                 stream = _Stream(_pieces(view[at:]), [len(view)])
