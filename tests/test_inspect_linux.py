@@ -4,6 +4,7 @@ with initramfs images from the real cpio and compressors."""
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -335,6 +336,8 @@ def test_oracle_linux_bls_entries_grubenv_kernelopts_and_saved_entry(tmp_path: P
     assert report.cloud_init.datasource_list == ["Oracle", "None"] and report.cloud_init.oracle_allowed is True
     (mac,) = report.macs
     assert (mac.mac, mac.source, mac.evidence.line) == ("00:00:17:02:ab:cd", "networkmanager", 6)
+    shown = json.loads(json.dumps(report.to_json()))
+    assert shown["cloud_init"]["oracle_allowed"] is True and shown["default_kernel"] == RHCK
 
 
 def test_oracle_linux_default_without_a_saved_entry_is_the_newest_bls_entry(tmp_path: Path) -> None:
@@ -451,3 +454,31 @@ def test_an_initramfs_of_several_archives_is_read_to_its_last_one(tmp_path: Path
     assert any(n.endswith("virtio_net.ko.xz") for n in found.names)
     plain = cpio(tmp_path / "plain", {"x": b"1"}) + cpio(tmp_path / "plain2", {"y": b"2"})
     assert read_initramfs(plain).names == ["x", "y"]
+
+
+def test_a_bls_command_line_whose_grubenv_cannot_be_read_decides_nothing(tmp_path: Path) -> None:
+    root = tmp_path / "root"
+    write(root, "/boot/grub2/grub.cfg", 'set default="${saved_entry}"\nblscfg\n')
+    bls_entry(root, UEK, "OL")
+    write(root, f"/boot/vmlinuz-{UEK}", b"k")
+    report = analyse_linux(GuestDir(root))  # no kernelopts anywhere: GRUB gives the kernel an empty one
+    assert report.default_kernel == UEK and report.boot.serial_console.present is False
+    write(root, "/boot/grub2/grubenv", grubenv({"kernelopts": "root=/dev/sda1 ro console=ttyS0"}))
+    assert analyse_linux(GuestDir(root)).boot.serial_console.present is True
+    os.truncate(root / "boot/grub2/grubenv", 2 << 20)
+    console = analyse_linux(GuestDir(root)).boot.serial_console
+    assert console.present is None and "/boot/grub2/grubenv" in console.source
+
+
+def test_grub_variables_set_in_grub_cfg_are_expanded_in_its_entries(tmp_path: Path) -> None:
+    root = tmp_path / "root"
+    write(
+        root,
+        "/boot/grub/grub.cfg",
+        "set serial=console=ttyS0,115200n8\n"
+        "menuentry 'U' {\n linux /boot/vmlinuz-6.8.0-1 ro ${serial} $vt_handoff\n}\n",
+    )
+    report = analyse_linux(GuestDir(root))
+    (entry,) = report.boot.entries
+    assert entry.cmdline == "ro console=ttyS0,115200n8 $vt_handoff"
+    assert report.boot.serial_console.present is True

@@ -17,13 +17,18 @@ VARIABLE = re.compile(r"\$(?:\{(?P<braced>[A-Za-z_][A-Za-z0-9_]*)\}|(?P<bare>[A-
 
 @dataclass(frozen=True)
 class GrubEnv:
+    """The variables a GRUB environment block sets (GRUB expands a variable it has no value for to nothing)."""
+
     values: dict[str, tuple[str, Evidence]]
+    unreadable: list[str]
 
 
 def read_grubenv(reader: GuestReader) -> GrubEnv:
     for path in GRUBENV:
         lines = reader.lines(path, GRUBENV_LIMIT)
         if lines is None:
+            if reader.exists(path):
+                return GrubEnv({}, [path])
             continue
         values: dict[str, tuple[str, Evidence]] = {}
         for number, line in lines:
@@ -31,8 +36,8 @@ def read_grubenv(reader: GuestReader) -> GrubEnv:
                 continue
             name, value = line.split("=", 1)
             values[name] = (value, Evidence(path, number, line))
-        return GrubEnv(values)
-    return GrubEnv({})
+        return GrubEnv(values, [])
+    return GrubEnv({}, [])
 
 
 def expand(cmdline: str, variables: dict[str, tuple[str, Evidence]]) -> str:

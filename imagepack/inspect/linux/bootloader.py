@@ -4,9 +4,9 @@ kernel command line sends the console to the first serial port (what OCI's seria
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
-from imagepack.inspect.linux.bls import read_bls, read_grubenv
+from imagepack.inspect.linux.bls import expand, read_bls, read_grubenv
 from imagepack.inspect.linux.defaults import GrubDefaults, read_grub_defaults, read_kernel_cmdline
 from imagepack.inspect.linux.entries import BootEntry, words
 from imagepack.inspect.linux.grubcfg import GrubConfig, default_value, parse_grub_cfg
@@ -49,12 +49,17 @@ def read_boot_loader(reader: GuestReader) -> BootLoader:
     bls = read_bls(reader, variables)
     if menu is not None:
         found.menu = menu.path
-        found.entries = (bls if menu.blscfg else []) + menu.entries
+        grub = [replace(e, cmdline=expand(e.cmdline, variables)) if e.cmdline else e for e in menu.entries]
+        found.entries = (bls if menu.blscfg else []) + grub
         found.default, found.default_evidence = _default(menu, found.entries, env.values)
     elif bls:
         found.entries = bls
         found.default, found.default_evidence = bls[0], bls[0].evidence
-    found.serial_console = _serial(found)
+    found.unreadable += env.unreadable
+    console = _serial(found)
+    if found.unreadable and (console.present is not True or found.menu is None):  # what was not read decides
+        console = SerialConsole(None, None, console.evidence, f"not decided: {found.unreadable[0]} could not be read")
+    found.serial_console = console
     return found
 
 
@@ -104,8 +109,6 @@ def _match(value: str, entries: list[BootEntry], *, bls: bool) -> BootEntry | No
 
 
 def _serial(found: BootLoader) -> SerialConsole:
-    if found.unreadable and found.menu is None:
-        return SerialConsole(None, None, None, f"not decided: {found.unreadable[0]} could not be read")
     if found.default is not None:
         where = f"the default boot entry '{found.default.title}'"
         return _console(found.default.cmdline or "", found.default.evidence, where)

@@ -115,8 +115,9 @@ def _archive(stream: _Stream, names: list[str]) -> None:
 def _archives(stream: _Stream, names: list[str]) -> None:
     """Every cpio archive in a stream, one after the other, with zero padding between them."""
     while stream.skip_zeros():
-        if stream.peek(6) not in NEWC:
-            raise CpioError(f"unrecognised data at offset {stream.offset} of a decompressed segment")
+        magic = stream.peek(6)
+        if magic not in NEWC:
+            raise CpioError(_not_newc(magic, f"offset {stream.offset} of a decompressed segment"))
         _archive(stream, names)
 
 
@@ -141,11 +142,17 @@ def read_initramfs(data: bytes, expanded_most: int = EXPANDED_MOST) -> Initramfs
                 continue
             kind = compression_at(view[at:])
             if kind is None:
-                raise CpioError(f"unrecognised data at offset {at} (neither cpio nor a known compression)")
+                raise CpioError(_not_newc(bytes(view[at : at + 6]), f"offset {at}"))
             at += _compressed(view[at:], kind, budget, found)
     except CpioError as e:
         found.problem = str(e)
     return found
+
+
+def _not_newc(magic: bytes, where: str) -> str:
+    if magic.startswith(b"0707") or magic.startswith(b"\xc7\x71") or magic.startswith(b"\x71\xc7"):
+        return f"a cpio archive at {where} is not in the newc format (magic {magic!r}), the only one the kernel reads"
+    return f"unrecognised data at {where} (neither a newc cpio archive nor a known compression)"
 
 
 def _pieces(view: memoryview) -> Iterator[bytes]:
@@ -158,6 +165,8 @@ def _compressed(view: memoryview, kind: Compression, budget: list[int], found: I
     stream = _Stream(codec.chunks(), budget)
     try:
         _archives(stream, found.names)
+    except CpioError:
+        raise
     except ERRORS as e:
         raise CpioError(f"its {kind.value} segment cannot be decompressed: {e}") from None
     found.segments.append(f"cpio+{kind.value}")

@@ -14,7 +14,7 @@ from imagepack.inspect.linux.yamlnodes import YamlRefused, compose, get, items, 
 MAC = r"[0-9A-Fa-f]{2}(?::[0-9A-Fa-f]{2}){5}"
 UDEV = re.compile(r"ATTRS?\{address\}\s*==\s*\"(?P<mac>" + MAC + r")\"")
 IFCFG = re.compile(r"^\s*(?P<key>HWADDR|MACADDR)\s*=\s*[\"']?(?P<mac>" + MAC + r")[\"']?\s*$")
-KEYFILE = re.compile(r"^\s*(?P<key>mac-address|cloned-mac-address)\s*=\s*(?P<mac>" + MAC + r")\s*$")
+KEYFILE = re.compile(r"^\s*(?P<key>mac-address|cloned-mac-address)\s*=\s*(?P<mac>" + MAC + r");?\s*$")
 SYSTEMD = re.compile(r"^\s*(?P<key>MACAddress|PermanentMACAddress)\s*=\s*(?P<mac>" + MAC + r"(?:\s+" + MAC + r")*)")
 NETPLAN_SECTIONS = ("ethernets", "bonds", "bridges", "vlans", "wifis", "vrfs", "tunnels")
 
