@@ -15,6 +15,7 @@ from imagepack.inspect.guestfs import Kind, TooLarge
 from imagepack.inspect.linux import analyse_linux
 from imagepack.inspect.linux.cpio import read_initramfs
 from imagepack.inspect.linux.kernels import Where
+from imagepack.inspect.linux.reading import GuestReader
 from tests.guestdir import GuestDir
 from tests.linuxguests import compress, cpio, kernel, link, write
 
@@ -156,3 +157,43 @@ def test_guest_symlinks_resolve_inside_the_guest_and_loops_are_missing(tmp_path:
     assert files.kind("/etc") is Kind.DIRECTORY and files.list("/etc/real-fstab") is None
     with pytest.raises(TooLarge):
         files.read("/etc/fstab", 10)
+
+
+def test_a_setting_that_doubles_itself_line_after_line_is_cut_not_expanded_without_end(tmp_path: Path) -> None:
+    root = tmp_path / "root"
+    write(
+        root,
+        "/etc/default/grub",
+        'GRUB_CMDLINE_LINUX="x"\n' + 'GRUB_CMDLINE_LINUX="$GRUB_CMDLINE_LINUX $GRUB_CMDLINE_LINUX"\n' * 60,
+    )
+    report = analyse_linux(GuestDir(root))
+    defaults = report.boot.grub_defaults
+    assert defaults is not None and len(defaults.values["GRUB_CMDLINE_LINUX"]) <= 64 * 1024
+    assert any("grows past" in n.why for n in report.notes)
+
+
+def test_only_a_few_initramfs_images_are_opened_the_default_kernels_first(tmp_path: Path) -> None:
+    root = tmp_path / "root"
+    versions = [f"5.{minor}.0-1-amd64" for minor in range(10, 16)]
+    image = cpio(tmp_path / "c", {f"usr/lib/modules/{v}/kernel/drivers/block/virtio_blk.ko": b"m" for v in versions})
+    for version in versions:
+        kernel(root, version, initrd=f"initrd.img-{version}", image=image, builtin=[], on_root=["virtio_blk"])
+    write(root, "/boot/grub/grub.cfg", f"menuentry 'old' {{\n linux /boot/vmlinuz-{versions[0]} ro\n}}\n")
+    report = analyse_linux(GuestDir(root))
+    assert report.default_kernel == versions[0]
+    opened = {k.version for k in report.kernels if k.initramfs_problem is None}
+    assert opened == {versions[0], *versions[-3:]}
+    skipped = report.kernel(versions[1])
+    assert skipped is not None and "only the initramfs of 4 kernels" in (skipped.initramfs_problem or "")
+    assert {d.where for d in skipped.drivers if d.name == "virtio_blk"} == {Where.UNKNOWN}
+
+
+def test_configuration_reads_share_one_budget(tmp_path: Path) -> None:
+    root = tmp_path / "root"
+    for i in range(5):
+        write(root, f"/etc/cloud/cloud.cfg.d/{i}.cfg", "#" * 999 + "\n")
+    reader = GuestReader(GuestDir(root), budget=3500)
+    read = [reader.text(f"/etc/cloud/cloud.cfg.d/{i}.cfg") is not None for i in range(5)]
+    assert read == [True, True, True, False, False]
+    assert [n.path for n in reader.notes] == ["/etc/cloud/cloud.cfg.d/3.cfg", "/etc/cloud/cloud.cfg.d/4.cfg"]
+    assert "read for configuration files is spent" in reader.notes[0].why

@@ -50,8 +50,8 @@ def analyse_linux(files: GuestFiles, filesystems: Sequence[DiskFileSystem] | Non
     """Read a Linux guest's boot-relevant configuration. `filesystems`, when given, are the file systems found on
     the disk, against which the fstab entries are resolved."""
     reader = GuestReader(files)
-    kernels = read_kernels(reader)
     boot = read_boot_loader(reader)
+    kernels = read_kernels(reader, boot.default.version if boot.default else None)
     default, evidence = _default_kernel(kernels, boot)
     fstab = read_fstab(reader)
     resolution = resolve_fstab(fstab, filesystems) if fstab is not None and filesystems is not None else None

@@ -12,6 +12,7 @@ from imagepack.inspect.linux.reading import Evidence, GuestReader, join
 ENTRIES = "/boot/loader/entries"
 GRUBENV = ("/boot/grub2/grubenv", "/boot/grub/grubenv")
 GRUBENV_LIMIT = 64 * 1024  # the block is 1 KiB
+EXPANDED_MOST = 64 * 1024  # characters of one expanded line
 VARIABLE = re.compile(r"\$(?:\{(?P<braced>[A-Za-z_][A-Za-z0-9_]*)\}|(?P<bare>[A-Za-z_][A-Za-z0-9_]*))")
 
 
@@ -40,14 +41,22 @@ def read_grubenv(reader: GuestReader) -> GrubEnv:
     return GrubEnv({}, [])
 
 
-def expand(cmdline: str, variables: dict[str, tuple[str, Evidence]]) -> str:
-    """GRUB variables in a command line replaced by the values known for them; unknown ones stay as written."""
-
-    def value(found: re.Match[str]) -> str:
+def expand(cmdline: str, variables: dict[str, tuple[str, Evidence]], most: int = EXPANDED_MOST) -> str:
+    """Variables in a command line replaced by the values known for them (unknown ones stay as written), in
+    one pass, the result cut at `most` characters: a line naming a long value many times stays bounded."""
+    pieces: list[str] = []
+    size = 0
+    at = 0
+    for found in VARIABLE.finditer(cmdline):
         name = found.group("braced") or found.group("bare")
-        return variables[name][0] if name in variables else found.group(0)
-
-    return VARIABLE.sub(value, cmdline)
+        for piece in (cmdline[at : found.start()], variables[name][0] if name in variables else found.group(0)):
+            pieces.append(piece[: most - size])
+            size += len(pieces[-1])
+        at = found.end()
+        if size >= most:
+            return "".join(pieces)
+    pieces.append(cmdline[at:][: most - size])
+    return "".join(pieces)
 
 
 def read_bls(reader: GuestReader, variables: dict[str, tuple[str, Evidence]]) -> list[BootEntry]:

@@ -105,11 +105,23 @@ class _Zstd:
 
     def chunks(self) -> Iterator[bytes]:
         dctx = zstandard.ZstdDecompressor(max_window_size=ZSTD_WINDOW)
-        trimmed = bytes(self.data).rstrip(b"\0")  # the zero padding after the last frame
+        trimmed = self.data[: _before_zeros(self.data)]  # the zero padding after the last frame
         with dctx.stream_reader(trimmed, read_across_frames=True) as reader:
             while out := reader.read(CHUNK):
                 yield out
         self.consumed = len(self.data)
+
+
+def _before_zeros(data: memoryview) -> int:
+    """Where the zero bytes that end `data` begin, found from the end without copying it."""
+    end = len(data)
+    while end > 0:
+        start = max(0, end - INPUT_STEP)
+        piece = bytes(data[start:end]).rstrip(b"\0")
+        if piece:
+            return start + len(piece)
+        end = start
+    return 0
 
 
 def decoder(data: memoryview, kind: Compression) -> Decoder:

@@ -12,6 +12,7 @@ from imagepack.inspect.linux.entries import words
 from imagepack.inspect.linux.reading import Evidence, GuestReader, join
 
 ASSIGNMENT = re.compile(r"^\s*(?:export\s+)?(?P<name>[A-Za-z_][A-Za-z0-9_]*)=(?P<value>.*)$")
+VALUE_MOST = 64 * 1024
 WANTED = ("GRUB_CMDLINE_LINUX", "GRUB_CMDLINE_LINUX_DEFAULT", "GRUB_DEFAULT", "GRUB_TERMINAL", "GRUB_SERIAL_COMMAND")
 
 
@@ -45,7 +46,10 @@ def read_grub_defaults(reader: GuestReader) -> GrubDefaults | None:
             if not match or line.lstrip().startswith("#"):
                 continue
             evidence = Evidence(path, number, line.strip())
-            value = " ".join(words(expand(match.group("value"), known)))
+            expanded = expand(match.group("value"), known, VALUE_MOST + 1)
+            if len(expanded) > VALUE_MOST:  # a value that names itself again and again: a shell expansion bomb
+                reader.note(path, f"line {number}: {match.group('name')} grows past {VALUE_MOST} characters")
+            value = " ".join(words(expanded[:VALUE_MOST]))
             known[match.group("name")] = (value, evidence)
             if match.group("name") in WANTED:
                 found.values[match.group("name")] = value

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import re
-import shlex
 from dataclasses import dataclass
 
 from imagepack.inspect.linux.reading import Evidence
 
+PIECE = re.compile(r"""(\s+)|'([^']*)'?|"((?:\\.|[^"\\])*)"?|\\(.)|([^\s'"\\]+)""", re.DOTALL)
+DOUBLE_ESCAPE = re.compile(r'\\([\\"$`])')
 KERNEL_NAME = re.compile(r"(?:^|/)vmlinu[xz]-(?P<version>[^/\s]+)$")
 
 
@@ -31,11 +32,27 @@ def version_of(kernel: str | None) -> str | None:
 
 
 def words(line: str) -> list[str]:
-    """A shell-like line split into words, quotes removed; split on white space when its quotes do not close."""
-    try:
-        return shlex.split(line, comments=False, posix=True)
-    except ValueError:
-        return line.split()
+    """A shell-like line split into words with its quotes removed, as GRUB and sh split them (a quote left open
+    runs to the end of the line). One regular-expression pass: linear in the line's length."""
+    found: list[str] = []
+    word: list[str] | None = None
+    for piece in PIECE.finditer(line):
+        space, single, double, escaped, plain = piece.groups()
+        if space is not None:
+            if word is not None:
+                found.append("".join(word))
+            word = None
+            continue
+        word = word if word is not None else []
+        if single is not None:
+            word.append(single)
+        elif double is not None:
+            word.append(DOUBLE_ESCAPE.sub(r"\1", double))
+        else:
+            word.append(escaped if escaped is not None else plain)
+    if word is not None:
+        found.append("".join(word))
+    return found
 
 
 def version_key(version: str) -> tuple[tuple[int, int | str], ...]:

@@ -12,6 +12,7 @@ from imagepack.inspect.linux.reading import Evidence, GuestReader
 
 LINUX_COMMANDS = ("linux", "linuxefi", "linux16", "kernel")
 DEPTH_MOST = 64
+ENTRIES_MOST = 1024
 SET = re.compile(r"^set\s+(?P<name>[A-Za-z_][A-Za-z0-9_]*)=(?P<value>.*)$")
 
 
@@ -64,8 +65,8 @@ def parse_grub_cfg(reader: GuestReader, path: str) -> GrubConfig | None:
                 stack[-1].kernel = (parts[1], parts[2] if len(parts) > 2 else "", evidence)
         else:
             _statement(config, line, head, evidence)
-        if len(stack) > DEPTH_MOST:
-            reader.note(path, f"nested deeper than {DEPTH_MOST} blocks: read no further")
+        if len(stack) > DEPTH_MOST or len(config.entries) > ENTRIES_MOST:
+            reader.note(path, f"more than {DEPTH_MOST} nested blocks or {ENTRIES_MOST} entries: read no further")
             break
     return config
 

@@ -26,6 +26,7 @@ DRIVERS: dict[str, str] = {
 INITRAMFS_LIMIT = 256 * 1024 * 1024
 MODULE_LISTS_LIMIT = 16 * 1024 * 1024  # modules.builtin, modules.dep
 KERNELS_MOST = 64
+INITRAMFS_MOST = 4  # initramfs images opened in one analysis: the default kernel's and the newest others
 MODULE = re.compile(r"(?:^|/)(?P<name>[^/]+)\.ko(?:\.(?:xz|zst|gz))?$")
 CONFIG = re.compile(r"^(?P<symbol>CONFIG_[A-Z0-9_]+)=(?P<value>[ym])$")
 
@@ -66,16 +67,19 @@ def module_name(path: str) -> str | None:
     return found.group("name").replace("-", "_") if found else None
 
 
-def read_kernels(reader: GuestReader) -> list[Kernel]:
-    """Every /boot/vmlinuz-VER, newest first."""
+def read_kernels(reader: GuestReader, default: str | None = None) -> list[Kernel]:
+    """Every /boot/vmlinuz-VER, newest first. The initramfs is opened for the boot loader's default kernel
+    and the newest others, INITRAMFS_MOST of them in all."""
     versions = [n.removeprefix("vmlinuz-") for n in reader.names("/boot") if n.startswith("vmlinuz-")]
     versions.sort(key=version_key, reverse=True)
     if len(versions) > KERNELS_MOST:
         reader.note("/boot", f"only the newest {KERNELS_MOST} of {len(versions)} kernels were read")
-    return [read_kernel(reader, v) for v in versions[:KERNELS_MOST]]
+        versions = versions[:KERNELS_MOST]
+    opened = ([default] if default in versions else []) + [v for v in versions if v != default]
+    return [read_kernel(reader, v, open_initramfs=v in opened[:INITRAMFS_MOST]) for v in versions]
 
 
-def read_kernel(reader: GuestReader, version: str) -> Kernel:
+def read_kernel(reader: GuestReader, version: str, *, open_initramfs: bool = True) -> Kernel:
     modules = f"/lib/modules/{version}"
     initramfs = next(
         (
@@ -93,7 +97,13 @@ def read_kernel(reader: GuestReader, version: str) -> Kernel:
         modules if reader.exists(modules) else None,
         initramfs,
     )
-    in_initramfs = _initramfs_modules(reader, kernel)
+    if open_initramfs:
+        in_initramfs = _initramfs_modules(reader, kernel)
+    elif kernel.initramfs is not None:
+        kernel.initramfs_problem = f"not opened: only the initramfs of {INITRAMFS_MOST} kernels is read"
+        in_initramfs = _Incomplete()
+    else:
+        in_initramfs = None
     builtin = _listed_modules(reader, f"{modules}/modules.builtin")
     on_root = _listed_modules(reader, f"{modules}/modules.dep")
     config = _config(reader, f"/boot/config-{version}")
@@ -132,7 +142,7 @@ def _initramfs_modules(reader: GuestReader, kernel: Kernel) -> dict[str, Evidenc
     """The modules for this kernel's version in its initramfs, each with the member that holds it."""
     if kernel.initramfs is None:
         return None
-    data = reader.data(kernel.initramfs, INITRAMFS_LIMIT)
+    data = reader.data(kernel.initramfs, INITRAMFS_LIMIT, counted=False)
     if data is None:
         kernel.initramfs_problem = f"larger than {INITRAMFS_LIMIT // 1024**2} MiB: not read"
         return _Incomplete()

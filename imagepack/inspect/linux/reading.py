@@ -12,6 +12,7 @@ from imagepack.inspect.guestfs import GuestFiles, Kind, TooLarge
 
 CONFIG_LIMIT = 1024 * 1024  # a configuration file: far above any real one
 NAMES_LIMIT = 1024  # names taken from one configuration directory
+READ_BUDGET = 64 * 1024 * 1024  # configuration bytes read in one analysis, all files together
 
 
 @dataclass(frozen=True)
@@ -34,9 +35,10 @@ class Note:
 class GuestReader:
     """The guest's files with the caps every configuration reader shares, and the notes they leave."""
 
-    def __init__(self, files: GuestFiles) -> None:
+    def __init__(self, files: GuestFiles, budget: int = READ_BUDGET) -> None:
         self.files = files
         self.notes: list[Note] = []
+        self.budget = budget  # bytes of configuration still to be read in this analysis
 
     def note(self, path: str, why: str) -> None:
         self.notes.append(Note(path, why))
@@ -47,13 +49,21 @@ class GuestReader:
     def is_file(self, path: str) -> bool:
         return self.files.kind(path) is Kind.FILE
 
-    def data(self, path: str, limit: int = CONFIG_LIMIT) -> bytes | None:
-        """The bytes of a guest file, or None when it is missing or above `limit` (then noted)."""
+    def data(self, path: str, limit: int = CONFIG_LIMIT, *, counted: bool = True) -> bytes | None:
+        """The bytes of a guest file, or None when it is missing or above `limit` (then noted). A `counted`
+        read also comes out of the budget all configuration files share."""
+        most = min(limit, self.budget) if counted else limit
         try:
-            return self.files.read(path, limit)
+            data = self.files.read(path, most)
         except TooLarge as e:
-            self.note(path, f"not read: {e.size} bytes, above the {e.limit}-byte limit for it")
+            if most < limit:
+                self.note(path, f"not read: the {READ_BUDGET // 1024**2} MiB read for configuration files is spent")
+            else:
+                self.note(path, f"not read: {e.size} bytes, above the {e.limit}-byte limit for it")
             return None
+        if data is not None and counted:
+            self.budget -= len(data)
+        return data
 
     def text(self, path: str, limit: int = CONFIG_LIMIT) -> str | None:
         data = self.data(path, limit)
