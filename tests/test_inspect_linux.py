@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from imagepack.inspect.linux import DiskFileSystem, LinuxReport, analyse_linux
+from imagepack.inspect.linux import DiskFileSystem, LinuxReport, analyse_linux, fstab_of, mount_plan, resolve_fstab
 from imagepack.inspect.linux.cpio import read_initramfs
 from imagepack.inspect.linux.fstab import Resolution, SpecKind
 from imagepack.inspect.linux.kernels import Where
@@ -482,3 +482,29 @@ def test_grub_variables_set_in_grub_cfg_are_expanded_in_its_entries(tmp_path: Pa
     (entry,) = report.boot.entries
     assert entry.cmdline == "ro console=ttyS0,115200n8 $vt_handoff"
     assert report.boot.serial_console.present is True
+
+
+def test_the_mount_plan_mounts_parents_first_and_only_what_is_on_the_disk(tmp_path: Path) -> None:
+    root = tmp_path / "root"
+    write(
+        root,
+        "/etc/fstab",
+        "UUID=e /boot/efi vfat umask=0077 0 1\nUUID=b /boot ext4 defaults 0 2\n"
+        "/dev/mapper/vg--sys-root / xfs defaults 0 0\n"
+        "UUID=s none swap sw 0 0\nLABEL=data /data ext4 noauto 0 0\nUUID=gone /var ext4 defaults 0 0\n"
+        "/dev/vdb1 /srv ext4 nofail 0 0\n",
+    )
+    disk = [
+        DiskFileSystem("vg-sys/root", lvm="vg-sys/root"),
+        DiskFileSystem("p1", uuid="E"),
+        DiskFileSystem("p2", uuid="b"),
+        DiskFileSystem("p3", uuid="s"),
+        DiskFileSystem("p4", label="data"),
+    ]
+    entries = fstab_of(GuestDir(root))
+    assert entries is not None
+    plan = [(r.entry.mountpoint, r.filesystem) for r in mount_plan(entries, disk)]
+    assert plan == [("/", "vg-sys/root"), ("/boot", "p2"), ("/boot/efi", "p1")]
+    resolved = {r.entry.mountpoint: r.resolution for r in resolve_fstab(entries, disk)}
+    assert resolved["/var"] is Resolution.MISSING and resolved["/srv"] is Resolution.DEVICE_NAME
+    assert resolved["none"] is Resolution.RESOLVES and resolved["/data"] is Resolution.RESOLVES

@@ -12,12 +12,34 @@ from imagepack.inspect.guestfs import GuestFiles
 from imagepack.inspect.linux.bootloader import BootLoader, read_boot_loader
 from imagepack.inspect.linux.cloudinit import CloudInit, read_cloud_init
 from imagepack.inspect.linux.crypttab import CrypttabEntry, read_crypttab
-from imagepack.inspect.linux.fstab import DiskFileSystem, FstabEntry, Resolved, read_fstab, resolve_fstab
+from imagepack.inspect.linux.fstab import (
+    DiskFileSystem,
+    FstabEntry,
+    Resolution,
+    Resolved,
+    find_filesystem,
+    fstab_of,
+    mount_plan,
+    read_fstab,
+    resolve_fstab,
+)
 from imagepack.inspect.linux.kernels import Kernel, read_kernels
 from imagepack.inspect.linux.macs import MacAddress, read_macs
 from imagepack.inspect.linux.reading import Evidence, GuestReader, Note, jsonable
 
-__all__ = ["DiskFileSystem", "LinuxReport", "analyse_linux", "read_fstab", "resolve_fstab"]
+__all__ = [
+    "DiskFileSystem",
+    "FstabEntry",
+    "LinuxReport",
+    "Resolution",
+    "Resolved",
+    "analyse_linux",
+    "find_filesystem",
+    "fstab_of",
+    "mount_plan",
+    "read_fstab",
+    "resolve_fstab",
+]
 
 
 @dataclass

@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 
+from imagepack.inspect.guestfs import GuestFiles
 from imagepack.inspect.linux.reading import Evidence, GuestReader
 
 FSTAB = "/etc/fstab"
@@ -180,3 +181,23 @@ def resolve_fstab(entries: Sequence[FstabEntry], filesystems: Sequence[DiskFileS
             fs = find_filesystem(entry, filesystems)
             resolved.append(Resolved(entry, Resolution.RESOLVES if fs else Resolution.MISSING, fs.ref if fs else None))
     return resolved
+
+
+def mount_plan(entries: Sequence[FstabEntry], filesystems: Sequence[DiskFileSystem]) -> list[Resolved]:
+    """The disk file systems the guest mounts at boot, where it mounts them, parents before children: what a
+    reader assembles to see the guest's tree as it would. Swap, `noauto`, bind, pseudo and network entries,
+    and entries that do not resolve to a file system on this disk, are left out."""
+    plan = [
+        r
+        for r in resolve_fstab(entries, filesystems)
+        if r.resolution is Resolution.RESOLVES
+        and not r.entry.is_swap
+        and "noauto" not in r.entry.options
+        and r.entry.mountpoint.startswith("/")
+    ]
+    return sorted(plan, key=lambda r: len([p for p in r.entry.mountpoint.split("/") if p]))
+
+
+def fstab_of(files: GuestFiles) -> list[FstabEntry] | None:
+    """The guest's /etc/fstab entries, read through the guest view with the usual bounds."""
+    return read_fstab(GuestReader(files))
