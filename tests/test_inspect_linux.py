@@ -13,8 +13,9 @@ from imagepack.inspect.linux import DiskFileSystem, LinuxReport, analyse_linux, 
 from imagepack.inspect.linux.cpio import read_initramfs
 from imagepack.inspect.linux.fstab import Resolution, SpecKind
 from imagepack.inspect.linux.kernels import Where
+from imagepack.inspect.linux.lz4legacy import Lz4Legacy
 from tests.guestdir import GuestDir
-from tests.linuxguests import VIRTIO, cpio, grubenv, initramfs, kernel, link, write
+from tests.linuxguests import VIRTIO, compress, cpio, grubenv, initramfs, kernel, link, write
 
 DEB = "6.1.0-13-cloud-amd64"
 DEB_OLD = "6.1.0-12-cloud-amd64"
@@ -508,3 +509,11 @@ def test_the_mount_plan_mounts_parents_first_and_only_what_is_on_the_disk(tmp_pa
     resolved = {r.entry.mountpoint: r.resolution for r in resolve_fstab(entries, disk)}
     assert resolved["/var"] is Resolution.MISSING and resolved["/srv"] is Resolution.DEVICE_NAME
     assert resolved["none"] is Resolution.RESOLVES and resolved["/data"] is Resolution.RESOLVES
+
+
+def test_the_lz4_legacy_decoder_gives_back_exactly_what_lz4_wrote() -> None:
+    """Long literal runs, long and overlapping matches, several 8 MiB blocks."""
+    data = os.urandom(70_000) + b"\0" * 9_000_000 + os.urandom(1000) * 300 + b"ab" * 100_000
+    packed = compress(data, "lz4")
+    decoder = Lz4Legacy(memoryview(packed))
+    assert b"".join(decoder.chunks()) == data and decoder.consumed == len(packed)

@@ -59,7 +59,9 @@ def test_an_initramfs_that_decompresses_past_the_bound_is_reported_and_decides_n
     assert where["virtio_blk"] is Where.UNKNOWN and where["virtio_pci"] is Where.BUILT_IN
 
 
-@pytest.mark.parametrize("how", [["gzip", "-c", "-1"], ["xz", "-c", "-0"], ["bzip2", "-c", "-1"]])
+@pytest.mark.parametrize(
+    "how", [["gzip", "-c", "-1"], ["xz", "-c", "-0"], ["bzip2", "-c", "-1"], ["lz4", "-l", "-c", "-q"], ["zstd", "-c"]]
+)
 def test_a_zero_bomb_stops_at_the_bound_given(tmp_path: Path, how: list[str]) -> None:
     bomb = zeros_through(how, 64 << 20)
     found = read_initramfs(bomb, expanded_most=16 << 20)
@@ -197,3 +199,18 @@ def test_configuration_reads_share_one_budget(tmp_path: Path) -> None:
     assert read == [True, True, True, False, False]
     assert [n.path for n in reader.notes] == ["/etc/cloud/cloud.cfg.d/3.cfg", "/etc/cloud/cloud.cfg.d/4.cfg"]
     assert "read for configuration files is spent" in reader.notes[0].why
+
+
+def test_an_initramfs_of_more_members_than_the_bound_stops_there() -> None:
+    member = header(b"f", 0)
+    found = read_initramfs(compress(member * 200_010, "gzip"))
+    assert found.problem == "it holds more than 200000 members" and len(found.names) == 200_000
+
+
+def test_grub_configs_that_hand_over_to_each_other_in_a_circle_are_each_read_once(tmp_path: Path) -> None:
+    root = tmp_path / "root"
+    write(root, "/boot/grub/grub.cfg", "configfile /boot/grub/b.cfg\n")
+    write(root, "/boot/grub/b.cfg", "configfile (hd0,gpt2)/boot/grub/grub.cfg\nconfigfile /boot/grub/b.cfg\n")
+    report = analyse_linux(GuestDir(root))
+    assert report.boot.configs == ["/boot/grub/grub.cfg", "/boot/grub/b.cfg"] and report.boot.menu is None
+    assert report.boot.serial_console.present is None and report.default_kernel is None

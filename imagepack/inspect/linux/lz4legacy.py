@@ -3,10 +3,14 @@ output bounded: no LZ4 library is a dependency, and an initramfs is the only pla
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 
 MAGIC = b"\x02\x21\x4c\x18"
 BLOCK_OUTPUT = 8 * 1024 * 1024  # the legacy format's fixed block size: no block decodes to more
+
+
+RUN_OF_255 = re.compile(b"\xff+")
 
 
 class Lz4Error(ValueError):
@@ -37,9 +41,11 @@ class Lz4Legacy:
         self.consumed = at
 
 
-def decode_block(block: memoryview, most: int) -> bytes:
+def decode_block(view: memoryview, most: int) -> bytes:
     """One LZ4 block, refusing to produce more than `most` bytes."""
+    block = bytes(view)
     out = bytearray()
+    size = 0  # len(out), kept by hand: this loop runs once per sequence
     at, end = 0, len(block)
     while at < end:
         token = block[at]
@@ -47,39 +53,37 @@ def decode_block(block: memoryview, most: int) -> bytes:
         literals = token >> 4
         if literals == 15:
             literals, at = _length(block, at, literals)
-        if at + literals > end or len(out) + literals > most:
+        if at + literals > end or size + literals > most:
             raise Lz4Error("a literal run goes past the block or its output bound")
         out += block[at : at + literals]
         at += literals
+        size += literals
         if at >= end:
             break  # the last sequence has literals only
         if at + 2 > end:
             raise Lz4Error("a match offset is cut off")
         offset = block[at] | block[at + 1] << 8
         at += 2
-        if offset == 0 or offset > len(out):
-            raise Lz4Error("a match refers to bytes before the block's output")
         length = token & 15
         if length == 15:
             length, at = _length(block, at, length)
         length += 4
-        if len(out) + length > most:
-            raise Lz4Error("a match goes past the block's output bound")
-        start = len(out) - offset
+        if offset == 0 or offset > size or size + length > most:
+            raise Lz4Error("a match refers to bytes before the block's output or goes past its bound")
+        start = size - offset
         if offset >= length:
             out += out[start : start + length]
         else:  # an overlapping copy repeats the last `offset` bytes
-            pattern = bytes(out[start:])
-            out += (pattern * (length // offset + 1))[:length]
+            out += (out[start:] * (length // offset + 1))[:length]
+        size += length
     return bytes(out)
 
 
-def _length(block: memoryview, at: int, length: int) -> tuple[int, int]:
-    while True:
-        if at >= len(block):
-            raise Lz4Error("a length is cut off")
-        byte = block[at]
-        at += 1
-        length += byte
-        if byte != 255:
-            return length, at
+def _length(block: bytes, at: int, length: int) -> tuple[int, int]:
+    """A length continued in bytes of 255 up to one below it (a run of 255s is counted in one step)."""
+    run = RUN_OF_255.match(block, at)
+    count = run.end() - at if run else 0
+    at += count
+    if at >= len(block):
+        raise Lz4Error("a length is cut off")
+    return length + 255 * count + block[at], at + 1
