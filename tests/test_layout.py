@@ -19,7 +19,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("qemu", "atomic", "sparse", "options"),
     ("seed",),
     ("image", "nbd", "inspect.guestfs"),
-    ("inspect.volumes", "inspect.storage", "inspect.osinfo"),
+    ("inspect.volumes", "inspect.storage", "inspect.osinfo", "inspect.linux"),
     ("inspect.tree", "inspect.firmware"),
     ("inspect.assemble",),
     ("oci", "oci.tarscan", "oci.metadata", "ova", "ova.descriptor"),
