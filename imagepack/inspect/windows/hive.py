@@ -41,6 +41,9 @@ class HiveProblem(Exception):
 
 
 def _unreadable(path: str, why: object) -> HiveProblem:
+    why = " ".join(str(why).split())  # a parser's message may span lines; a finding is one
+    if len(why) > 200:
+        why = why[:197] + "..."
     return HiveProblem(
         Problem(
             "windows.hive-unreadable",
