@@ -29,6 +29,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("convert", "oci.edit"),
     ("oci.pack", "inputs", "gcetar"),
     ("onepass",),
+    ("inspect.windows",),
     ("boot", "inspect"),
     ("oci.unpack", "build", "info", "oci.verify", "oci.importrequest"),
     ("presets",),
