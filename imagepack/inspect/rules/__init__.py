@@ -3,6 +3,7 @@ mode and firmware, or GCP, Azure, AWS), each finding with its evidence and what 
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
@@ -12,6 +13,7 @@ from imagepack.inspect.rules.common import common_rules, encryption_rule, firmwa
 from imagepack.inspect.rules.finding import Finding
 from imagepack.inspect.rules.linux import linux_rules
 from imagepack.inspect.rules.windows import windows_rules
+from imagepack.problems import Severity
 
 __all__ = ["Finding", "Target", "Wanted", "check", "guest_checked"]
 
@@ -38,8 +40,9 @@ class Wanted:
 def check(report: dict[str, Any], wanted: Wanted) -> list[Finding]:
     """The findings on the guest of `report` (inspect's JSON) for `wanted`, errors first."""
     unchecked = guest_checked(report)
-    if unchecked is not None:  # what the disk alone says still counts
-        return [*encryption_rule(report), *firmware_rule(report, wanted.firmware), unchecked]
+    if unchecked is not None:  # encryption still counts; what the boot set-up says is doubtful without the guest
+        doubtful = [dataclasses.replace(f, severity=Severity.WARNING) for f in firmware_rule(report, wanted.firmware)]
+        return [*encryption_rule(report), *doubtful, unchecked]
     family = report["os"].get("family")
     found = common_rules(report, wanted.target.value, wanted.firmware)
     if wanted.target is Target.OCI:
