@@ -37,7 +37,7 @@ def firmware_rule(report: dict[str, Any], firmware: str | None) -> list[Finding]
                 "guest.firmware",
                 ERROR,
                 "the disk is set up to boot with no firmware: it has no EFI loader and no MBR boot code",
-                "install a boot loader (grub-install) in the guest",
+                "install a boot loader in the guest",
             )
         ]
     if firmware in boots:
