@@ -167,7 +167,7 @@ def test_the_text_report_shows_the_guest_and_each_finding(bad: Path) -> None:
     assert "virtio_net module-not-in-initramfs" in out and "serial console: no console=ttyS0" in out
     assert "fstab line 2: /dev/sdb1 /data: a device name" in out and "MAC address 52:54:00:12:34:56" in out
     assert "cloud-init: not installed" in out
-    assert "error: [linux.virtio-drivers]" in out and "    fix: or import in EMULATED mode" in out
+    assert "error: [linux.virtio-drivers]" in out and "    fix: import in EMULATED mode, or in the guest: echo" in out
     assert out.rstrip().endswith("NOT ready for oci (PARAVIRTUALIZED, firmware any)")
 
 

@@ -19,9 +19,10 @@ def guest_checked(report: dict[str, Any]) -> Finding | None:
     """A warning when no OS was found to check: the rules then say nothing about the guest, which is not a pass."""
     if report["os"].get("family") is not None:
         return None
-    unreadable = report.get("unreadable") or []
-    why = f"file systems imagepack cannot read: {', '.join(unreadable)}" if unreadable else "no Linux root file "
-    why += "" if unreadable else "system and no Windows system volume were found"
+    unread = report.get("unreadable") or []
+    why = "no Linux root file system and no Windows system volume were found"
+    if unread:
+        why += f" (file systems imagepack has no reader for: {', '.join(unread)})"
     if report.get("encrypted"):
         why = f"encrypted: {', '.join(report['encrypted'])}"
     return Finding("guest.not-checked", WARNING, f"the guest was not checked ({why})")

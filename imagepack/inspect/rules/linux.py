@@ -59,7 +59,7 @@ def _drivers_rule(report: dict[str, Any], rule: str, storage: list[str], network
     told = evidence([drivers[n]["evidence"] for n in [*storage, network, *needed] if drivers[n]["evidence"]])
     found = []
     if missing:
-        alternative = "or import in EMULATED mode; " if mode == "PARAVIRTUALIZED" else ""
+        alternative = "import in EMULATED mode, or " if mode == "PARAVIRTUALIZED" else ""
         what = ", ".join(f"{n} ({drivers[n]['where']})" for n in missing)
         fix = alternative + add_drivers(report, [n for n in missing if n != network] or missing, version)
         found.append(
@@ -121,7 +121,7 @@ def console_rule(report: dict[str, Any]) -> list[Finding]:
         Finding(
             "linux.serial-console",
             WARNING,
-            f"the default boot entry has no console=ttyS0 ({serial['source']}): OCI's serial console will show nothing",
+            f"no console=ttyS0 on the kernel command line of {serial['source']}: OCI's serial console shows nothing",
             fix,
             told,
         )
