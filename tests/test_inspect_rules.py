@@ -209,6 +209,9 @@ def test_verify_of_a_bios_only_guest_packed_as_uefi_is_not_ready(good: Path, tmp
     text = run_cli("verify", str(packed))
     assert "error: guest: firmware UEFI_64 cannot boot this disk" in text.stdout
     assert "NOT ready for import" in text.stdout
+    inspected = readiness(packed, "--for", "oci", ready=False)  # the archive's metadata gives mode and firmware
+    assert (inspected["launch_mode"], inspected["firmware"]) == ("PARAVIRTUALIZED", "UEFI_64")
+    assert [f["id"] for f in inspected["findings"]] == ["guest.firmware"]
     bios = tmp_path / "bios.oci"
     done = run_cli("pack", str(good), str(bios), "--os", "Ubuntu", "--os-version", "22.04", "--firmware", "BIOS")
     assert done.returncode == 0, done.stderr
