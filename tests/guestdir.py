@@ -89,6 +89,10 @@ class GuestDir:
             raise TooLarge(path, len(data), limit)
         return data
 
+    def size(self, path: str) -> int | None:
+        found = self._stat(path)
+        return found[1].st_size if found is not None and stat.S_ISREG(found[1].st_mode) else None
+
     def list(self, path: str) -> list[str] | None:
         found = self._stat(path)
         if found is None or not stat.S_ISDIR(found[1].st_mode):

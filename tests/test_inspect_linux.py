@@ -116,6 +116,10 @@ def test_debian_kernels_with_the_drivers_their_initramfs_holds_or_the_kernel_bui
         "e1000": Where.ROOT_ONLY,
         "ata_piix": Where.ABSENT,
         "ahci": Where.ABSENT,
+        "hv_vmbus": Where.ABSENT,
+        "hv_storvsc": Where.ABSENT,
+        "hv_netvsc": Where.ABSENT,
+        "ena": Where.ABSENT,
     }
     blk = next(d for d in new.drivers if d.name == "virtio_blk")
     assert blk.evidence is not None and blk.evidence.path == f"/boot/initrd.img-{DEB}"

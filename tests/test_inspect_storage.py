@@ -80,7 +80,9 @@ def test_a_gpt_esp_ext4_guest_is_read_whole(uefi_guest: Path) -> None:
         assert system["root"] == "partition 3"
         mounts = {m["path"]: m["block"] for m in system["mounts"]}
         assert mounts == {"/": "partition 3", "/boot": "partition 2", "/boot/efi": "partition 1"}
-        assert system["unmounted"] == [{"path": "/data", "device": "/dev/sdb1", "why": "not found on this disk"}]
+        assert system["unmounted"] == [
+            {"path": "/data", "device": "/dev/sdb1", "why": "a device name, which only the running guest resolves"}
+        ]
         assert report["boot"]["firmware"] == ["UEFI_64"]
         assert report["boot"]["loader"] == "GRUB 2"
         assert report["boot"]["esp_loaders"]["partition 1"] == ["/EFI/BOOT/BOOTX64.EFI", "/EFI/debian/grubx64.efi"]
@@ -92,7 +94,7 @@ def test_the_text_report_names_os_firmware_and_file_systems(uefi_guest: Path) ->
     assert "os: Debian GNU/Linux 12 (bookworm)" in done.stdout
     assert "boot: UEFI_64; loader GRUB 2" in done.stdout
     assert f"ext4, UUID {ROOT_UUID}" in done.stdout
-    assert "not mounted: /data (/dev/sdb1: not found on this disk)" in done.stdout
+    assert "not mounted: /data (/dev/sdb1: a device name, which only the running guest resolves)" in done.stdout
 
 
 def test_an_mbr_ext4_guest_with_grub_boot_code_boots_by_bios(tmp_path: Path) -> None:

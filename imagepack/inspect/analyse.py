@@ -1,49 +1,24 @@
 """The whole reading of a guest disk, in the child process (child.py): storage, the file systems opened, the guest
-assembled, its OS and boot set-up, and the configuration readers of its OS family (linux/, windows.py), each
-called through one hook that takes the guest's files."""
+assembled, its OS and boot set-up, and the configuration readers of its OS family (linux/, windows/). Every
+string the guest states leaves here through printable()."""
 
 from __future__ import annotations
 
 import dataclasses
-import importlib
-from collections.abc import Callable
 from typing import Any
 
-from imagepack.inspect.assemble import Opened, assemble_linux, open_volumes
+from imagepack.inspect.assemble import Opened, assemble_linux, disk_filesystems, open_volumes
 from imagepack.inspect.blockio import CachedDisk, Reader
 from imagepack.inspect.firmware import boot_setup
 from imagepack.inspect.guestfs import GuestFiles, Kind
+from imagepack.inspect.linux import analyse_linux
 from imagepack.inspect.osinfo import linux_os
-from imagepack.inspect.storage import blocks
+from imagepack.inspect.storage import Block, blocks
 from imagepack.inspect.tree import GuestTree
+from imagepack.inspect.windows import analyse_windows, ntfs_volume_dirty
 from imagepack.partitions import HEAD_BYTES
 
 WINDOWS_SYSTEM_HIVE = "/Windows/System32/config/SYSTEM"
-Hook = Callable[[GuestFiles], dict[str, Any]]
-
-# The configuration readers of each OS family: module and function, each taking the guest's files and returning
-# its part of the report. A reader not installed yet is left out of the report.
-HOOKS: dict[str, tuple[str, str]] = {
-    "linux": ("imagepack.inspect.linux", "analyse_linux"),
-    "windows": ("imagepack.inspect.windows", "analyse_windows"),
-}
-
-
-def _hook(family: str) -> Hook | None:
-    module, name = HOOKS[family]
-    try:
-        found = importlib.import_module(module)
-    except ModuleNotFoundError as e:
-        if e.name == module:
-            return None
-        raise
-    hook: Hook = getattr(found, name)
-    return hook
-
-
-def _call(family: str, files: GuestFiles) -> dict[str, Any] | None:
-    hook = _hook(family)
-    return None if hook is None else hook(files)
 
 
 def _esps(opened: Opened) -> dict[str, GuestFiles]:
@@ -58,12 +33,12 @@ def _esps(opened: Opened) -> dict[str, GuestFiles]:
     return found
 
 
-def _windows(opened: Opened) -> tuple[str, GuestTree] | None:
-    for name, (block, volume) in opened.volumes.items():
+def _windows(opened: Opened) -> tuple[Block, GuestTree] | None:
+    for block, volume in opened.volumes.values():
         if block.found.type == "ntfs":
             tree = GuestTree(volume)
             if tree.kind(WINDOWS_SYSTEM_HIVE) is Kind.FILE:
-                return name, tree
+                return block, tree
     return None
 
 
@@ -99,18 +74,18 @@ def analyse(reader: Reader) -> dict[str, Any]:
     system: dict[str, Any] = {"family": None}
     guest: GuestFiles | None = None
     config: dict[str, Any] | None = None
-    linux = assemble_linux(opened)
+    linux = assemble_linux(opened, found)
     windows = _windows(opened) if linux is None else None
     if linux is not None:
         tree, facts = linux
         guest = tree
         system = {**linux_os(tree), **facts}
-        config = _call("linux", tree)
+        config = analyse_linux(tree, disk_filesystems(found)).to_json()
     elif windows is not None:
-        name, tree = windows
+        block, tree = windows
         guest = tree
-        system = {"family": "windows", "root": name}
-        config = _call("windows", tree)
+        system = {"family": "windows", "root": block.name}
+        config = {**analyse_windows(tree).to_json(), "ntfsDirty": ntfs_volume_dirty(block.window())}
     boot = boot_setup(head, storage["partition_table"], found, _esps(opened), guest, windows is not None)
     encrypted = [b.name for b in found if b.found.type in ("crypto_LUKS", "BitLocker")]
     unreadable = [b.name for b in found if not b.found.readable and b.found.type not in ("swap", "LVM2_member")]
@@ -118,7 +93,7 @@ def analyse(reader: Reader) -> dict[str, Any]:
         "storage": printable(storage),
         "os": printable(system),
         "boot": printable(boot),
-        "config": config,
+        "config": printable(config),
         "encrypted": encrypted,
         "unreadable": unreadable,
         "bytes_read": disk.bytes_read,

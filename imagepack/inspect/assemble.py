@@ -5,15 +5,15 @@ left out and said."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from imagepack.inspect.guestfs import TooLarge
+from imagepack.inspect.linux.fstab import DiskFileSystem, FstabEntry, Resolved, SpecKind, fstab_of, mount_plan
 from imagepack.inspect.storage import Block
 from imagepack.inspect.tree import GuestTree, split
 from imagepack.inspect.volumes import Volume, VolumeError
 
-FSTAB_LIMIT = 256 * 1024
 MAX_MOUNTS = 64
 # What states a Linux system: os-release, or on older ones (RHEL 6 and its kin) their own release file.
 RELEASE_FILES = ("/etc/os-release", "/usr/lib/os-release", "/etc/oracle-release", "/etc/redhat-release",
@@ -45,59 +45,66 @@ def _holds_linux_root(volume: Volume) -> bool:
     return tree.kind("/etc/fstab") is not None and any(tree.kind(p) is not None for p in RELEASE_FILES)
 
 
-def fstab_entries(text: str) -> list[tuple[str, str, str, str]]:
-    """(device, mount point, type, options) of each entry; comments, blank and short lines left out."""
-    entries = []
-    for line in text.splitlines():
-        fields = line.split("#", 1)[0].split()
-        if len(fields) >= 3:
-            entries.append((fields[0], fields[1], fields[2], fields[3] if len(fields) > 3 else "defaults"))
-    return entries
+def disk_filesystems(blocks: Iterable[Block]) -> list[DiskFileSystem]:
+    """What each block is named by (UUID, label, PARTUUID, partition name, VG/LV), as the fstab reader resolves
+    the guest's names against them: one resolution for mounting the guest and for checking its fstab."""
+    found = []
+    for block in blocks:
+        lvm = block.facts.get("volume_group"), block.facts.get("logical_volume")
+        found.append(
+            DiskFileSystem(
+                ref=block.name,
+                uuid=block.found.uuid,
+                label=block.found.label,
+                partuuid=block.facts.get("partuuid"),
+                partlabel=block.facts.get("partition_name"),
+                lvm=f"{lvm[0]}/{lvm[1]}" if all(lvm) else None,
+            )
+        )
+    return found
 
 
-def _device_names(block: Block) -> set[str]:
-    fs = block.found
-    names = set(block.devices)
-    if fs.uuid:
-        names |= {f"UUID={fs.uuid}", f"UUID={fs.uuid.lower()}", f"/dev/disk/by-uuid/{fs.uuid}"}
-    if fs.label:
-        names |= {f"LABEL={fs.label}", f"/dev/disk/by-label/{fs.label}"}
-    return names
+def _left_out(entries: list[FstabEntry], plan: list[Resolved], opened: Opened) -> list[dict[str, Any]]:
+    """The fstab's disk mounts that are not assembled, and why."""
+    planned = {id(r.entry): r.filesystem for r in plan}
+    left = []
+    for entry in entries:
+        if entry.is_swap or entry.kind in (SpecKind.NONE, SpecKind.NETWORK) or not entry.mountpoint.startswith("/"):
+            continue
+        if id(entry) in planned:
+            name = planned[id(entry)]
+            if ".." in split(entry.mountpoint):
+                why = "a mount point with '..'"
+            elif name not in opened.volumes:
+                why = f"{name} cannot be read" + (f": {opened.errors[name]}" if name in opened.errors else "")
+            else:
+                continue
+        elif entry.kind in (SpecKind.DEVICE, SpecKind.MAPPER):
+            why = "a device name, which only the running guest resolves"
+        else:
+            why = "not mounted at boot (noauto)" if "noauto" in entry.options else "not found on this disk"
+        left.append({"path": entry.mountpoint, "device": entry.spec, "why": why})
+    return left
 
 
-def _unquoted(device: str) -> str:
-    key, sep, value = device.partition("=")
-    return f"{key}={value.strip(chr(34) + chr(39))}" if sep else device
-
-
-def assemble_linux(opened: Opened) -> tuple[GuestTree, dict[str, Any]] | None:
-    """The Linux guest's tree and how it was put together, or None when no file system is a Linux root."""
+def assemble_linux(opened: Opened, blocks: list[Block]) -> tuple[GuestTree, dict[str, Any]] | None:
+    """The Linux guest's tree and how it was put together, or None when no file system is a Linux root. The
+    mounts are the fstab reader's mount plan (linux/fstab.py) against every block on the disk."""
     roots = [name for name, (_, volume) in opened.volumes.items() if _holds_linux_root(volume)]
     if not roots:
         return None
     root_block, root_volume = opened.volumes[roots[0]]
     tree = GuestTree(root_volume)
     mounts: list[dict[str, Any]] = [{"path": "/", "block": root_block.name, "filesystem": root_block.found.type}]
-    facts: dict[str, Any] = {"root": root_block.name, "other_roots": roots[1:], "mounts": mounts, "unmounted": []}
-    try:
-        raw = tree.read("/etc/fstab", FSTAB_LIMIT) or b""
-    except TooLarge as e:
-        facts["fstab_error"] = str(e)
-        raw = b""
-    by_name = {name: block for block, _ in opened.volumes.values() for name in _device_names(block)}
-    for device, point, fstype, _options in fstab_entries(raw.decode("utf-8", "replace"))[:MAX_MOUNTS]:
-        parts = split(point)
-        if not point.startswith("/") or not parts or fstype in ("swap", "none", "proc", "sysfs", "tmpfs"):
+    entries = (fstab_of(tree) or [])[:MAX_MOUNTS]
+    plan = mount_plan(entries, disk_filesystems(blocks))
+    facts: dict[str, Any] = {"root": root_block.name, "other_roots": roots[1:], "mounts": mounts}
+    facts["unmounted"] = _left_out(entries, plan, opened)
+    for resolved in plan:
+        parts, name = split(resolved.entry.mountpoint), resolved.filesystem
+        if ".." in parts or not parts or name is None or name == root_block.name or name not in opened.volumes:
             continue
-        if ".." in parts:
-            facts["unmounted"].append({"path": point, "device": device, "why": "a mount point with '..'"})
-            continue
-        block = by_name.get(_unquoted(device))
-        if block is None:
-            facts["unmounted"].append({"path": point, "device": device, "why": "not found on this disk"})
-            continue
-        if block.name == root_block.name:
-            continue
-        tree.mount(point, opened.volumes[block.name][1])
+        block, volume = opened.volumes[name]
+        tree.mount(resolved.entry.mountpoint, volume)
         mounts.append({"path": "/" + "/".join(parts), "block": block.name, "filesystem": block.found.type})
     return tree, facts

@@ -9,7 +9,6 @@ import os
 import socket
 import sys
 
-from imagepack.inspect.analyse import analyse
 from imagepack.nbd.client import NbdClient, NbdError
 
 EXIT_MEMORY = 75
@@ -17,6 +16,8 @@ EXIT_NBD = 76
 
 
 def main(argv: list[str]) -> int:
+    from imagepack.inspect.analyse import analyse  # the file system readers: loaded in the child only
+
     fd, size, context = (int(value) for value in argv)
     client = NbdClient.adopt(socket.socket(fileno=fd), size, context)
     try:

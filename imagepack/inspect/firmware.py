@@ -35,9 +35,11 @@ def efi_loaders(esp: GuestFiles) -> list[str]:
     for vendor in esp.list("/EFI") or []:
         if vendor.upper() == "BOOT":
             continue
-        for name in esp.list(f"/EFI/{vendor}") or []:
-            if name.lower().endswith("x64.efi") or name.lower() in ("bootmgfw.efi", "bootmgr.efi"):
-                found.append(f"/EFI/{vendor}/{name}")
+        # A vendor's loader sits in its folder, Windows Boot Manager one deeper (\EFI\Microsoft\Boot\bootmgfw.efi).
+        for folder in (f"/EFI/{vendor}", f"/EFI/{vendor}/Boot"):
+            for name in esp.list(folder) or []:
+                if name.lower().endswith("x64.efi") or name.lower() in ("bootmgfw.efi", "bootmgr.efi"):
+                    found.append(f"{folder}/{name}")
     return found[:32]
 
 

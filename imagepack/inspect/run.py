@@ -13,7 +13,7 @@ from typing import Any
 
 from imagepack.errors import ImagepackError
 from imagepack.formats import ImageFormat, SafetyPolicy
-from imagepack.inputs import open_source
+from imagepack.inputs import Source, open_source
 from imagepack.inspect import child
 from imagepack.nbd import exported
 from imagepack.process import Limits, run
@@ -63,17 +63,32 @@ def inspect_path(
     with open_source(
         path, claimed=claimed, policy=policy, scratch=scratch, disk=disk, on_progress=on_progress
     ) as source:
-        with exported(source.disk.ref) as client:
-            fd, size, context = client.handover()
-            report = _read_in_child(fd, size, context, str(path))
-        source.disk.require_unchanged()
-        return {
-            "path": str(path),
-            "input": source.format,
-            "format": source.disk.format.value,
-            "virtual_size": source.virtual_size,
-            **report,
+        return inspect_source(source, str(path))
+
+
+def inspect_source(source: Source, shown: str) -> dict[str, Any]:
+    """The report on the guest in an input already opened (verify reads the guest of the file it checks)."""
+    with exported(source.disk.ref) as client:
+        fd, size, context = client.handover()
+        report = _read_in_child(fd, size, context, shown)
+    source.disk.require_unchanged()
+    metadata = None
+    if source.archive is not None:
+        meta = source.archive.metadata
+        metadata = {
+            "launch_mode": meta.launch_mode.value,
+            "firmware": meta.launch.firmware.value,
+            "operating_system": meta.operating_system,
+            "operating_system_version": meta.operating_system_version,
         }
+    return {
+        "path": shown,
+        "input": source.format,
+        "format": source.disk.format.value,
+        "virtual_size": source.virtual_size,
+        "metadata": metadata,
+        **report,
+    }
 
 
 def _read_in_child(fd: int, size: int, context: int, shown: str) -> dict[str, Any]:

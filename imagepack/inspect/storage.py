@@ -51,7 +51,6 @@ class Block:
     size: int
     found: Identified
     facts: dict[str, Any] = field(default_factory=dict)  # what the report says of it besides the file system
-    devices: tuple[str, ...] = ()  # the names the guest may give it in fstab: /dev/mapper/vg-lv, PARTUUID=...
 
     def window(self) -> Window:
         return Window(self.reader, self.offset, self.size)
@@ -146,10 +145,8 @@ def blocks(disk: Reader) -> tuple[dict[str, Any], list[Block]]:
             "esp": entry.type in ESP_TYPES,
             "beyond_disk": entry.start + entry.size > disk.size,
         }
-        devices = (f"PARTUUID={entry.partuuid}",) if entry.partuuid else ()
-        found.append(
-            Block(f"partition {entry.number}", disk, entry.start, size, _probe(disk, entry.start, size), facts, devices)
-        )
+        probed = _probe(disk, entry.start, size)
+        found.append(Block(f"partition {entry.number}", disk, entry.start, size, probed, facts))
     if table == "none":
         found.append(Block("disk", disk, 0, disk.size, _probe(disk, 0, disk.size)))
     groups = [lvm_group(block) for block in found if block.found.type == "LVM2_member"]
@@ -176,14 +173,8 @@ def lvm_group(pv: Block) -> tuple[dict[str, Any], list[Block]]:
             reader = VolumeReader(lv, int(lv.size))
             block = Block(f"lv {group.name}/{lv.name}", reader, 0, reader.size, _probe(reader, 0, reader.size))
             block.facts = {"volume_group": group.name, "logical_volume": lv.name, "lv_uuid": lv.identifier}
-            block.devices = _lv_devices(str(group.name), str(lv.name))
             volumes.append(block)
             info["logical_volumes"].append(lv.name)
     except (OSError, MemoryError) as e:
         return {"physical_volume": pv.name, "error": str(e).split(". ", 1)[0][:200]}, []
     return info, volumes
-
-
-def _lv_devices(group: str, volume: str) -> tuple[str, ...]:
-    mapper = f"{group.replace('-', '--')}-{volume.replace('-', '--')}"
-    return (f"/dev/mapper/{mapper}", f"/dev/{group}/{volume}")

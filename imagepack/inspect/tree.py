@@ -99,6 +99,12 @@ class GuestTree(GuestFiles):
         except VolumeError:
             return None
 
+    def size(self, path: str) -> int | None:
+        found = self._resolve(path)
+        if found is None or found[0].kind(found[2], is_root=not found[1]) is not Kind.FILE:
+            return None
+        return found[0].size(found[2])
+
     def list(self, path: str) -> list[str] | None:
         found = self._resolve(path)
         if found is None:

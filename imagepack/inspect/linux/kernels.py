@@ -22,6 +22,10 @@ DRIVERS: dict[str, str] = {
     "e1000": "CONFIG_E1000",
     "ata_piix": "CONFIG_ATA_PIIX",
     "ahci": "CONFIG_SATA_AHCI",
+    "hv_vmbus": "CONFIG_HYPERV",  # Azure's Hyper-V bus, storage and network
+    "hv_storvsc": "CONFIG_HYPERV_STORAGE",
+    "hv_netvsc": "CONFIG_HYPERV_NET",
+    "ena": "CONFIG_ENA_ETHERNET",  # AWS's network adapter
 }
 INITRAMFS_LIMIT = 256 * 1024 * 1024
 MODULE_LISTS_LIMIT = 16 * 1024 * 1024  # modules.builtin, modules.dep

@@ -3,9 +3,7 @@ virtio drivers, hibernation and cloudbase-init, with the hive, key and value eac
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
-from imagepack.inspect.guestfs import GuestFiles, Kind, TooLarge
+from imagepack.inspect.guestfs import GuestFiles, Kind
 from imagepack.inspect.windows.hive import Hive, HiveProblem, open_hive
 from imagepack.inspect.windows.product import CURRENT_VERSION, read_version
 from imagepack.inspect.windows.report import Fact, Service, WindowsReport
@@ -22,26 +20,13 @@ CLOUDBASE_DIRS = (
 )
 
 
-def file_size(files: GuestFiles, path: str) -> int | None:
-    """The size of a regular file without reading it: the view's size() where it has one, else what its
-    bounded read states when asked for nothing (TooLarge carries the size)."""
-    size: Callable[[str], int | None] | None = getattr(files, "size", None)
-    if size is not None:
-        return size(path)
-    try:
-        empty = files.read(path, 0)
-    except TooLarge as error:
-        return error.size
-    return None if empty is None else len(empty)
-
-
 def hibernation(files: GuestFiles) -> Fact:
     """Windows allocates hiberfil.sys at the volume root while hibernation (and so Fast Startup) is enabled;
     a hibernated or fast-started session lives in it."""
     kind = files.kind(HIBERFIL)
     if kind is None:
         return Fact(False, "no hiberfil.sys at the volume root")
-    size = file_size(files, HIBERFIL) if kind is Kind.FILE else None
+    size = files.size(HIBERFIL) if kind is Kind.FILE else None
     if size is None:
         return Fact(None, f"hiberfil.sys at the volume root is a {kind}, of a size not known")
     if size == 0:
