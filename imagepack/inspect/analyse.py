@@ -19,7 +19,7 @@ from imagepack.inspect.tree import GuestTree
 from imagepack.partitions import HEAD_BYTES
 
 WINDOWS_SYSTEM_HIVE = "/Windows/System32/config/SYSTEM"
-Hook = Callable[[GuestFiles], dict[str, Any]]
+Hook = Callable[[GuestFiles], Any]  # a report object with to_json(), or its JSON already
 
 # The configuration readers of each OS family: module and function, each taking the guest's files and returning
 # its part of the report. A reader not installed yet is left out of the report.
@@ -43,7 +43,12 @@ def _hook(family: str) -> Hook | None:
 
 def _call(family: str, files: GuestFiles) -> dict[str, Any] | None:
     hook = _hook(family)
-    return None if hook is None else hook(files)
+    if hook is None:
+        return None
+    found = hook(files)
+    as_json = getattr(found, "to_json", None)
+    shown: dict[str, Any] = as_json() if callable(as_json) else found
+    return shown
 
 
 def _esps(opened: Opened) -> dict[str, GuestFiles]:

@@ -13,6 +13,7 @@ from typing import Any
 
 from imagepack.errors import ImagepackError
 from imagepack.formats import ImageFormat, SafetyPolicy
+from imagepack.image import SourceImage
 from imagepack.inputs import open_source
 from imagepack.inspect import child
 from imagepack.nbd import exported
@@ -63,10 +64,7 @@ def inspect_path(
     with open_source(
         path, claimed=claimed, policy=policy, scratch=scratch, disk=disk, on_progress=on_progress
     ) as source:
-        with exported(source.disk.ref) as client:
-            fd, size, context = client.handover()
-            report = _read_in_child(fd, size, context, str(path))
-        source.disk.require_unchanged()
+        report = inspect_image(source.disk, str(path))
         return {
             "path": str(path),
             "input": source.format,
@@ -74,6 +72,16 @@ def inspect_path(
             "virtual_size": source.virtual_size,
             **report,
         }
+
+
+def inspect_image(image: SourceImage, shown: str) -> dict[str, Any]:
+    """The report's guest part (REPORT_KEYS) on a disk already opened (a command that opened its input once
+    reads the guest through that same open file); `shown` names it in messages."""
+    with exported(image.ref) as client:
+        fd, size, context = client.handover()
+        report = _read_in_child(fd, size, context, shown)
+    image.require_unchanged()
+    return report
 
 
 def _read_in_child(fd: int, size: int, context: int, shown: str) -> dict[str, Any]:
