@@ -246,7 +246,9 @@ def test_a_batch_output_without_os_takes_it_from_the_guest(debian: Path, tmp_pat
     )
     dry = run_cli("batch", str(manifest), "--dry-run")
     assert dry.returncode == 0, dry.stderr
-    assert "out/debian.oci" in dry.stdout and "system and firmware read from the guest" in dry.stdout
+    assert "out/debian.oci" in dry.stdout and "system, version and firmware read from the guest" in dry.stdout
+    rows = json.loads(run_cli("batch", str(manifest), "--dry-run", "--json").stdout)["outputs"]
+    assert [row["from_guest"] for row in rows] == [["system", "version", "firmware"], ["firmware"]]
     done = run_cli("batch", str(manifest))
     assert done.returncode == 0, done.stdout + done.stderr
     metadata = metadata_of(tmp_path / "out" / "debian.oci")

@@ -208,6 +208,8 @@ def _parse_shard(text: str | None, count: int | None) -> Shard | None:
 
 
 def _print_plan(plan: Plan, decisions: list[Decision], shard: Shard | None, *, json_output: bool) -> None:
+    from imagepack.oci.pack import read_from_guest
+
     shard_of = {id(unit): index for unit, index in zip(plan.units, plan.shards, strict=True)}
     rows: list[dict[str, Any]] = [
         {
@@ -217,6 +219,7 @@ def _print_plan(plan: Plan, decisions: list[Decision], shard: Shard | None, *, j
             "shard": shard_of[id(d.unit)],
             "mine": shard is None or shard_of[id(d.unit)] == shard.index,
             "estimate": d.estimate,
+            "from_guest": read_from_guest(d.output.target.metadata) if d.output.target.metadata else [],
         }
         for d in decisions
     ]
@@ -227,7 +230,10 @@ def _print_plan(plan: Plan, decisions: list[Decision], shard: Shard | None, *, j
         return
     for row in rows:
         where = f"shard {row['shard']}/{plan.count}" + ("" if row["mine"] else " (not this one)")
-        print(f"{row['action']:5}  {row['path']}  from {row['source']}, {where}, ~{human_size(row['estimate'])}")
+        read = row["from_guest"]
+        said = ", ".join(read[:-1]) + " and " + read[-1] if len(read) > 1 else "".join(read)
+        guest = f", {said} read from the guest" if read else ""
+        print(f"{row['action']:5}  {row['path']}  from {row['source']}, {where}, ~{human_size(row['estimate'])}{guest}")
     if plan.count > 1:
         print("estimated per shard: " + ", ".join(human_size(load) for load in plan.loads()))
 

@@ -60,6 +60,19 @@ class MetadataRequest:
     guest_mismatch_ok: bool = False  # a value given that the guest contradicts is kept (never a Windows release)
 
 
+def read_from_guest(request: MetadataRequest) -> list[str]:
+    """What of the metadata a build will read from the guest, as far as the request tells before any input is
+    read (an OVF descriptor or a .oci repacked may still state some): what neither it nor its base file gives."""
+    if not request.inspect_guest or request.base is not None:
+        return []
+    wanted = (
+        ("system", request.operating_system),
+        ("version", request.operating_system_version),
+        ("firmware", request.firmware),
+    )
+    return [what for what, given in wanted if given is None]
+
+
 def with_descriptor(request: MetadataRequest, descriptor: Descriptor | None) -> MetadataRequest:
     """`request` with an OVF descriptor's firmware and guest OS as its defaults."""
     if descriptor is None:
