@@ -161,6 +161,9 @@ def test_convert_to_a_oci_and_a_compressed_input_take_the_guests_values(debian: 
     done = run_cli("convert", "--json", str(debian), str(tmp_path / "c.oci"))
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout)["metadata"]["operatingSystem"] == "Debian GNU/Linux"
+    done = run_cli("convert", "--json", "--for", "oci", str(debian), str(tmp_path / "f.oci"))
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["sources"]["operatingSystemVersion"]["from"] == "guest"
     qcow2 = tmp_path / "d.qcow2"
     subprocess.run(["qemu-img", "convert", "-O", "qcow2", str(debian), str(qcow2)], check=True)
     subprocess.run(["zstd", "-q", str(qcow2)], check=True)
@@ -181,6 +184,15 @@ def test_an_unreadable_guest_falls_back_to_asking_for_the_os(debian: Path, tmp_p
     done = run_cli("pack", str(debian), str(tmp_path / "x.oci"), "--os", "Ubuntu", "--os-version", "22.04", env=env)
     assert done.returncode == 0, done.stderr  # nothing read, nothing contradicted: today's behaviour
     assert "the guest could not be read" in done.stderr
+
+
+def test_a_name_no_system_has_is_not_taken_from_the_guest(tmp_path: Path) -> None:
+    disk = uefi_guest(tmp_path / "guest", f'NAME="{"Debian " * 40}"\nID=debian\nVERSION_ID=12\n')
+    done = run_cli("pack", str(disk), str(tmp_path / "x.oci"))
+    assert done.returncode != 0 and "pass --os NAME" in done.stderr
+    disk = uefi_guest(tmp_path / "bare", "ID=debian\n")  # no NAME, no VERSION_ID: nothing made up
+    done = run_cli("pack", str(disk), str(tmp_path / "y.oci"), "--os-version", "12")
+    assert done.returncode != 0 and "pass --os NAME" in done.stderr
 
 
 def windows_guest(tmp: Path, hives: dict[str, Path], build: int, edition_id: str, product_name: str) -> Path:
