@@ -60,6 +60,8 @@ def read_guest(image: SourceImage) -> GuestSays:
     try:
         report = inspect_image(image, image.label)
     except ImagepackError as e:
+        if e.code == "input.changed":
+            raise  # the input itself is in question, not the guest's readability
         log.debug("inspecting %s: %s", image.label, e.message)
         return GuestSays(failed=e.message)
     return guest_says(report)
