@@ -266,3 +266,6 @@ def test_a_batch_output_without_os_takes_it_from_the_guest(debian: Path, tmp_pat
     metadata = metadata_of(tmp_path / "out" / "debian.oci")
     assert (metadata["operatingSystem"], metadata["operatingSystemVersion"]) == ("Debian GNU/Linux", "12")
     assert metadata_of(tmp_path / "out" / "ubuntu.oci")["operatingSystem"] == "Ubuntu"
+    manifest.write_text(manifest.read_text().replace("guest_mismatch_ok = true", "guest_mismatch_ok = false"))
+    refused = run_cli("batch", str(manifest), "--keep-going")
+    assert refused.returncode == 1 and "set guest_mismatch_ok = true in the output's oci table" in refused.stderr

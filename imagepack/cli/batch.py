@@ -57,6 +57,8 @@ BATCH_REMEDY_TEXT = {
     Remedy.SET_OS: REMEDY_TEXT[Remedy.SET_OS],  # an archive's metadata: a command of its own
     Remedy.OS_UNLISTED: "did you mean {value}? If the name is right as typed, set os_unlisted = true in the output's "
     "oci table",
+    Remedy.GUEST_MISMATCH_OK: "leave the key out to take the guest's value, or set guest_mismatch_ok = true in the "
+    "output's oci table if it is right",
 }
 
 
