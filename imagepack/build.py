@@ -23,6 +23,7 @@ from imagepack.formats import ImageFormat, SafetyPolicy, format_claimed_by_name,
 from imagepack.gcetar import pack_gce_tarball
 from imagepack.inputs import Source, SourceKind, open_source
 from imagepack.leftovers import scratch_directory
+from imagepack.oci.choose import Origin
 from imagepack.oci.metadata import ImageMetadata
 from imagepack.oci.pack import MetadataRequest, PackedArchive, make_metadata, pack_disk, with_descriptor
 from imagepack.onepass import NotOnePass, decompress_raw, one_pass_for, pack_compressed
@@ -110,6 +111,7 @@ class BuildResult:
     compression: str | None = None  # the stream the output is, "zstd", "xz" or "gzip"
     preset: str | None = None  # the platform it was made for (presets.PRESETS)
     checksum: Checksums | None = None  # of the file written, when asked for
+    sources: dict[str, Origin] = field(default_factory=dict)  # a .oci's: where each metadata value came from
 
     def to_json(self) -> dict[str, Any]:
         data: dict[str, Any] = {
@@ -127,7 +129,11 @@ class BuildResult:
             "checksum": self.checksum.to_json() if self.checksum else None,
         }
         if self.metadata is not None:
-            data.update(disk_size=self.disk_size, metadata=self.metadata.to_json())
+            data.update(
+                disk_size=self.disk_size,
+                metadata=self.metadata.to_json(),
+                sources={key: origin.to_json() for key, origin in self.sources.items()},
+            )
         data["problems"] = [problem.to_json() for problem in self.warnings]
         return data
 
@@ -227,6 +233,7 @@ def build(
         metadata=built.metadata,
         disk_size=built.disk_size,
         warnings=built.warnings,
+        sources=built.sources,
         compression=STREAMS[CODEC_STREAMS[codec]],
         checksum=sums,
     )
@@ -312,12 +319,13 @@ def _build_plain(source: Source, target: Target, started: float, *, on_progress:
         request = with_descriptor(
             target.metadata or MetadataRequest(), source.ova.layout.descriptor if source.ova else None
         )
-        metadata, warnings = make_metadata(request, image, inherited=inherited)
+        metadata, warnings, sources = make_metadata(request, image, inherited=inherited)
         packed = pack_disk(
             image,
             target.path,
             metadata,
             warnings,
+            sources=sources,
             options=target.options,
             compress=target.compress,
             threads=target.threads,
@@ -333,6 +341,7 @@ def _build_plain(source: Source, target: Target, started: float, *, on_progress:
             metadata=packed.metadata,
             disk_size=packed.disk_size,
             warnings=packed.warnings,
+            sources=packed.sources,
         )
     if target.metadata is not None:
         raise InvalidValueError(f"{target.path}: image metadata applies only to a .oci target, not {target.kind.value}")
@@ -361,6 +370,7 @@ def _result(
     metadata: ImageMetadata | None = None,
     disk_size: int | None = None,
     warnings: list[Problem] | None = None,
+    sources: dict[str, Origin] | None = None,
     compression: str | None = None,
     checksum: Checksums | None = None,
 ) -> BuildResult:
@@ -377,6 +387,7 @@ def _result(
         metadata=metadata,
         disk_size=disk_size,
         warnings=warnings or [],
+        sources=sources or {},
         compression=compression,
         checksum=checksum,
     )
@@ -441,6 +452,7 @@ def _make_opened(
                     metadata=packed.metadata if packed else None,
                     disk_size=packed.disk_size if packed else None,
                     warnings=packed.warnings if packed else None,
+                    sources=packed.sources if packed else None,
                     checksum=sums,
                 )
     where = scratch or target.path.parent

@@ -13,6 +13,7 @@ from typing import Any
 
 from imagepack.errors import ImagepackError
 from imagepack.formats import ImageFormat, SafetyPolicy
+from imagepack.image import SourceImage
 from imagepack.inputs import Source, open_source
 from imagepack.inspect import child
 from imagepack.nbd import exported
@@ -68,10 +69,7 @@ def inspect_path(
 
 def inspect_source(source: Source, shown: str) -> dict[str, Any]:
     """The report on the guest in an input already opened (verify reads the guest of the file it checks)."""
-    with exported(source.disk.ref) as client:
-        fd, size, context = client.handover()
-        report = _read_in_child(fd, size, context, shown)
-    source.disk.require_unchanged()
+    report = inspect_image(source.disk, shown)
     metadata = None
     if source.archive is not None:
         meta = source.archive.metadata
@@ -89,6 +87,16 @@ def inspect_source(source: Source, shown: str) -> dict[str, Any]:
         "metadata": metadata,
         **report,
     }
+
+
+def inspect_image(image: SourceImage, shown: str) -> dict[str, Any]:
+    """The report's guest part (REPORT_KEYS) on a disk already opened (a command that opened its input once
+    reads the guest through that same open file); `shown` names it in messages."""
+    with exported(image.ref) as client:
+        fd, size, context = client.handover()
+        report = _read_in_child(fd, size, context, shown)
+    image.require_unchanged()
+    return report
 
 
 def _read_in_child(fd: int, size: int, context: int, shown: str) -> dict[str, Any]:
