@@ -31,6 +31,7 @@ from imagepack.formats import ImageFormat, SafetyPolicy, format_claimed_by_name,
 from imagepack.gcetar import pack_gce_tarball
 from imagepack.inputs import Source, SourceKind, open_source
 from imagepack.leftovers import scratch_directory
+from imagepack.oci.choose import Origin
 from imagepack.oci.metadata import ImageMetadata
 from imagepack.oci.pack import MetadataRequest, PackedArchive, make_metadata, pack_disk, with_descriptor
 from imagepack.onepass import NotOnePass, decompress_raw, one_pass_for, pack_compressed
@@ -119,6 +120,7 @@ class BuildResult:
     preset: str | None = None  # the platform it was made for (presets.PRESETS)
     checksum: Checksums | None = None  # of the file written, when asked for
     uncompressed_size: int | None = None  # what the output would weigh with its disk not compressed (--compress)
+    sources: dict[str, Origin] = field(default_factory=dict)  # a .oci's: where each metadata value came from
 
     def to_json(self) -> dict[str, Any]:
         data: dict[str, Any] = {
@@ -138,7 +140,11 @@ class BuildResult:
         if self.uncompressed_size is not None:
             data["uncompressed_size"] = self.uncompressed_size
         if self.metadata is not None:
-            data.update(disk_size=self.disk_size, metadata=self.metadata.to_json())
+            data.update(
+                disk_size=self.disk_size,
+                metadata=self.metadata.to_json(),
+                sources={key: origin.to_json() for key, origin in self.sources.items()},
+            )
         data["problems"] = [problem.to_json() for problem in self.warnings]
         return data
 
@@ -238,6 +244,7 @@ def build(
         metadata=built.metadata,
         disk_size=built.disk_size,
         warnings=built.warnings,
+        sources=built.sources,
         compression=STREAMS[CODEC_STREAMS[codec]],
         checksum=sums,
     )
@@ -330,12 +337,13 @@ def _build_plain(source: Source, target: Target, started: float, *, on_progress:
         request = with_descriptor(
             target.metadata or MetadataRequest(), source.ova.layout.descriptor if source.ova else None
         )
-        metadata, warnings = make_metadata(request, image, inherited=inherited)
+        metadata, warnings, sources = make_metadata(request, image, inherited=inherited)
         packed = pack_disk(
             image,
             target.path,
             metadata,
             warnings,
+            sources=sources,
             options=target.options,
             compress=target.compress,
             threads=target.threads,
@@ -352,6 +360,7 @@ def _build_plain(source: Source, target: Target, started: float, *, on_progress:
             metadata=packed.metadata,
             disk_size=packed.disk_size,
             warnings=packed.warnings,
+            sources=packed.sources,
         )
         if packed.uncompressed_disk_size is None:
             return built
@@ -385,6 +394,7 @@ def _result(
     metadata: ImageMetadata | None = None,
     disk_size: int | None = None,
     warnings: list[Problem] | None = None,
+    sources: dict[str, Origin] | None = None,
     compression: str | None = None,
     checksum: Checksums | None = None,
 ) -> BuildResult:
@@ -401,6 +411,7 @@ def _result(
         metadata=metadata,
         disk_size=disk_size,
         warnings=warnings or [],
+        sources=sources or {},
         compression=compression,
         checksum=checksum,
     )
@@ -465,6 +476,7 @@ def _make_opened(
                     metadata=packed.metadata if packed else None,
                     disk_size=packed.disk_size if packed else None,
                     warnings=packed.warnings if packed else None,
+                    sources=packed.sources if packed else None,
                     checksum=sums,
                 )
     where = scratch or target.path.parent

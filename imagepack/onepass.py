@@ -106,14 +106,14 @@ def pack_compressed(
             )
             if image.qemu_info.get("backing-filename"):
                 raise NotOnePass  # allowed by --allow-backing: flattened by a conversion instead
-            metadata, warnings = make_metadata(request, image)
+            metadata, warnings, sources = make_metadata(request, image)
             metadata_bytes = dump_metadata(metadata)
             if disk_data_offset(len(metadata_bytes)) > data_offset:
                 raise MetadataError("the metadata grew past the room kept for it (please report it)")
             disk_size = finish_archive(fd, metadata_bytes, data_offset, size, mtime=mtime)
         finally:
             os.close(fd)
-    return PackedArchive(target, disk_size, metadata, True, warnings), image
+    return PackedArchive(target, disk_size, metadata, True, warnings, sources=sources), image
 
 
 def decompress_raw(

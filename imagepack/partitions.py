@@ -107,3 +107,71 @@ def _read_gpt(head: bytes, sector: int) -> PartitionLayout | None:
         has_bios_boot |= guid == BIOS_BOOT_GUID
         last_lba = max(last_lba, struct.unpack_from("<Q", entry, 40)[0])
     return PartitionLayout(PartitionTable.GPT, partitions, has_esp, has_bios_boot, (last_lba + 1) * sector)
+
+
+@dataclass(frozen=True)
+class PartitionEntry:
+    """One slot of a partition table: where it is and what its table says it holds."""
+
+    number: int  # as the guest's kernel numbers it (GPT: the slot from 1; MBR: 1-4, logical ones from 5)
+    start: int  # bytes from the start of the disk
+    size: int  # bytes
+    type: str  # GPT: the type GUID; MBR: the type byte as two hex digits
+    partuuid: str | None = None  # GPT: the unique GUID; MBR: the disk signature and number, as Linux names it
+    name: str | None = None  # GPT's partition name
+    bootable: bool = False  # MBR's active flag
+
+
+MBR_EXTENDED = (0x05, 0x0F, 0x85)
+
+
+def mbr_entries(sector: bytes, base: int = 0) -> list[tuple[int, int, int, bool]]:
+    """(type, start, size, active) of the used slots of one MBR or extended boot record, in bytes; starts are
+    relative to `base` sectors. A slot whose status byte is neither 0x00 nor 0x80 makes the sector no table."""
+    if len(sector) < 512 or sector[510:512] != b"\x55\xaa":
+        return []
+    slots = [sector[446 + 16 * i : 462 + 16 * i] for i in range(4)]
+    if any(slot[0] not in (0x00, 0x80) for slot in slots):
+        return []
+    found = []
+    for slot in slots:
+        start, count = struct.unpack_from("<II", slot, 8)
+        if slot[4] and count:
+            found.append((slot[4], (base + start) * 512, count * 512, slot[0] == 0x80))
+    return found
+
+
+def gpt_entries(head: bytes) -> tuple[int, list[PartitionEntry]] | None:
+    """The logical sector size and the used entries of the GPT in `head` (512- or 4096-byte sectors), else None.
+    Entries past the end of `head` are not read."""
+    for sector in (512, 4096):
+        header = head[sector : sector + 92]
+        if len(header) < 92 or header[:8] != b"EFI PART":
+            continue
+        entries_lba, count, entry_size = struct.unpack_from("<QII", header, 72)
+        if entry_size < 128 or entry_size > 4096 or count > 4096:
+            return None
+        found = []
+        base = entries_lba * sector
+        for i in range(count):
+            entry = head[base + i * entry_size : base + i * entry_size + 128]
+            if len(entry) < 128:
+                break
+            if entry[:16] == bytes(16):
+                continue
+            first, last = struct.unpack_from("<QQ", entry, 32)
+            if last < first:
+                continue
+            name = entry[56:128].decode("utf-16-le", "replace").split("\0", 1)[0]
+            found.append(
+                PartitionEntry(
+                    i + 1,
+                    first * sector,
+                    (last - first + 1) * sector,
+                    str(uuid.UUID(bytes_le=entry[:16])),
+                    str(uuid.UUID(bytes_le=entry[16:32])),
+                    name or None,
+                )
+            )
+        return sector, found
+    return None

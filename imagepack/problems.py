@@ -34,6 +34,7 @@ class Remedy(StrEnum):
     QEMU_STREAM_WRITER = "stream-writer"  # have qemu-img write a stream-optimized vmdk (no qemu-nbd needed)
     USE_TCG = "accel"  # run a boot test under qemu's own CPU emulation rather than KVM
     STATE_DISK = "disk"  # say which of an OVA's disks to read
+    GUEST_MISMATCH_OK = "guest-mismatch-ok"  # the value given is right though the guest says otherwise
     ALLOW_PARTIAL = "allow-partial"  # merge the shard reports there are, the merged report naming those missing
 
 

@@ -189,12 +189,14 @@ def run(
     limits: Limits = Limits(),
     on_line: LineCallback | None = None,
     capture_stdout: bool = True,
+    pass_fds: Sequence[int] = (),
 ) -> Completed:
     """Run argv to completion and return what it printed.
 
     The child gets its own process group, so that on a timeout, Ctrl-C or SIGTERM the whole group is killed
     and never outlives us. stdout is read as it comes and split on CR and LF (qemu-img's progress uses CR);
-    each piece goes to `on_line`. stderr goes to an unlinked temporary file, which cannot fill a pipe."""
+    each piece goes to `on_line`. stderr goes to an unlinked temporary file, which cannot fill a pipe. The child
+    inherits `pass_fds` besides the inputs every child shares (a connection it goes on with)."""
     argv = tuple(argv)
     log.debug("run: %s", " ".join(argv))
     with tempfile.TemporaryFile() as err:
@@ -211,7 +213,7 @@ def run(
                     stdin=subprocess.DEVNULL,
                     stdout=subprocess.PIPE,
                     stderr=err,
-                    pass_fds=tuple(_shared_fds),
+                    pass_fds=tuple(_shared_fds | set(pass_fds)),
                     start_new_session=True,  # own group: we decide when it dies, not the terminal
                     preexec_fn=_setup(limits),
                     env=_child_env(limits),

@@ -144,7 +144,8 @@ def test_verify_reads_the_disk_of_a_compressed_gce_tarball(kind: str, tmp_path: 
     assert done.returncode == 3, done.stdout  # raw is not what OCI imports; everything else was read and checked
     assert report["format"] == "raw" and report["virtual_size"] == SIZE
     assert report["facts"]["compression"] == kind and report["facts"]["partition_table"] == "gpt"
-    assert [p["code"] for p in report["problems"]] == ["oci.compressed", "oci.format"]
+    codes = [p["code"] for p in report["problems"] if not p["code"].startswith("guest.")]  # a blank guest: warnings
+    assert codes == ["oci.compressed", "oci.format"]
     assert_nothing_left(tmp_path)
 
 

@@ -60,6 +60,7 @@ OCI_KEYS = (
     "metadata",
     "strict",
     "os_unlisted",
+    "guest_mismatch_ok",
 )
 CHECKSUMS = ("sha256",)
 MAX_DISKS = 1000  # disk = N: an OVA's disks
@@ -282,6 +283,7 @@ def _metadata(entry: Mapping[str, Any], root: Path, where: Where) -> MetadataReq
         base=base,
         strict=strict,
         os_unlisted=os_unlisted,
+        guest_mismatch_ok=boolean(raw, "guest_mismatch_ok", where),
     )
 
 

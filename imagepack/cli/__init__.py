@@ -22,6 +22,7 @@ from imagepack.cli import (
     convert,
     import_request,
     info,
+    inspect,
     meta,
     pack,
     seed_iso,
@@ -86,7 +87,22 @@ app = typer.Typer(
     "\n\n\b\nExamples:\n  imagepack pack disk.vmdk disk.oci --os 'Oracle Linux' --os-version 9\n"
     "  imagepack convert disk.oci disk.vmdk",
 )
-for verb in (info, convert, pack, unpack, verify, meta, compress, checksum, url, import_request, seed_iso, boot, batch):
+for verb in (
+    info,
+    inspect,
+    convert,
+    pack,
+    unpack,
+    verify,
+    meta,
+    compress,
+    checksum,
+    url,
+    import_request,
+    seed_iso,
+    boot,
+    batch,
+):
     verb.register(app)
 
 

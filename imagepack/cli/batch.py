@@ -57,6 +57,8 @@ BATCH_REMEDY_TEXT = {
     Remedy.SET_OS: REMEDY_TEXT[Remedy.SET_OS],  # an archive's metadata: a command of its own
     Remedy.OS_UNLISTED: "did you mean {value}? If the name is right as typed, set os_unlisted = true in the output's "
     "oci table",
+    Remedy.GUEST_MISMATCH_OK: "leave the key out to take the guest's value, or set guest_mismatch_ok = true in the "
+    "output's oci table if it is right",
 }
 
 
@@ -208,6 +210,8 @@ def _parse_shard(text: str | None, count: int | None) -> Shard | None:
 
 
 def _print_plan(plan: Plan, decisions: list[Decision], shard: Shard | None, *, json_output: bool) -> None:
+    from imagepack.oci.pack import read_from_guest
+
     shard_of = {id(unit): index for unit, index in zip(plan.units, plan.shards, strict=True)}
     rows: list[dict[str, Any]] = [
         {
@@ -217,6 +221,7 @@ def _print_plan(plan: Plan, decisions: list[Decision], shard: Shard | None, *, j
             "shard": shard_of[id(d.unit)],
             "mine": shard is None or shard_of[id(d.unit)] == shard.index,
             "estimate": d.estimate,
+            "from_guest": read_from_guest(d.output.target.metadata) if d.output.target.metadata else [],
         }
         for d in decisions
     ]
@@ -227,7 +232,10 @@ def _print_plan(plan: Plan, decisions: list[Decision], shard: Shard | None, *, j
         return
     for row in rows:
         where = f"shard {row['shard']}/{plan.count}" + ("" if row["mine"] else " (not this one)")
-        print(f"{row['action']:5}  {row['path']}  from {row['source']}, {where}, ~{human_size(row['estimate'])}")
+        read = row["from_guest"]
+        said = ", ".join(read[:-1]) + " and " + read[-1] if len(read) > 1 else "".join(read)
+        guest = f", {said} read from the guest" if read else ""
+        print(f"{row['action']:5}  {row['path']}  from {row['source']}, {where}, ~{human_size(row['estimate'])}{guest}")
     if plan.count > 1:
         print("estimated per shard: " + ", ".join(human_size(load) for load in plan.loads()))
 

@@ -73,6 +73,12 @@ OS_UNLISTED = typer.Option(
     help="Take the operating system's name as typed though it is one letter from a name on OCI's list "
     "(without it, 'Ubunto' is refused as a typo of Ubuntu).",
 )
+GUEST_MISMATCH_OK = typer.Option(
+    False,
+    "--guest-mismatch-ok",
+    help="Keep a --os, --os-version or --firmware the guest on the disk contradicts (a warning instead of a "
+    "refusal); never a Windows release or edition.",
+)
 
 
 @dataclass(frozen=True)
@@ -88,6 +94,7 @@ class PackOptions:
     metadata: Path | None = None
     strict: bool = False
     os_unlisted: bool = False
+    guest_mismatch_ok: bool = False
 
     def given(self) -> list[str]:
         """The options given on the command line, by their flags."""
@@ -116,7 +123,12 @@ _PACK_PARAMETERS: tuple[tuple[str, Any, Any], ...] = (
     (
         "firmware",
         str | None,
-        typer.Option(None, "--firmware", metavar="BIOS|UEFI_64", help="Default: from the disk's partition table."),
+        typer.Option(
+            None,
+            "--firmware",
+            metavar="BIOS|UEFI_64",
+            help="Default: the guest's boot set-up, else the partition table.",
+        ),
     ),
     (
         "launch_option",
@@ -144,6 +156,7 @@ _PACK_PARAMETERS: tuple[tuple[str, Any, Any], ...] = (
     ),
     ("strict", bool, STRICT),
     ("os_unlisted", bool, OS_UNLISTED),
+    ("guest_mismatch_ok", bool, GUEST_MISMATCH_OK),
 )
 _FLAGS = {name: option.param_decls[0] for name, _, option in _PACK_PARAMETERS}
 

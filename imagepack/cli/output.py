@@ -42,6 +42,7 @@ REMEDY_TEXT = {
     Remedy.WINDOWS_CLOCK_FIX: "'imagepack seed-iso --windows-rtc-fix' makes a seed ISO with a .reg file that sets it",
     Remedy.QEMU_STREAM_WRITER: "pass --stream-writer qemu to have qemu-img write it",
     Remedy.USE_TCG: "try again with --accel tcg (slower, but it does not depend on KVM)",
+    Remedy.GUEST_MISMATCH_OK: "leave the value out to take the guest's, or pass --guest-mismatch-ok if it is right",
     Remedy.ALLOW_PARTIAL: "pass --allow-partial to merge only these",
     Remedy.STATE_DISK: "pass --disk N",
 }
@@ -172,6 +173,8 @@ def report_build(done: BuildResult, *, json_output: bool, quiet: bool) -> None:
             f"({size}; {done.metadata.launch_mode.value}, "
             f"{done.metadata.launch.firmware.value}) in {done.seconds:.1f} s"
         )
+        for line in source_lines(done):
+            print(f"  {line}")
     else:
         print(
             f"converted {done.source} ({done.source_format}) to {done.target} "
@@ -189,6 +192,25 @@ def _saved(done: BuildResult) -> str:
     if saved <= 0:
         return f", no smaller than the {human_size(done.uncompressed_size)} it is uncompressed"
     return f", against {human_size(done.uncompressed_size)} uncompressed: {saved:.0%} less to upload"
+
+
+def source_lines(done: BuildResult) -> list[str]:
+    """Where a .oci's system, version and firmware came from: 'os: Debian GNU/Linux 12 (read from the guest's
+    /etc/os-release)'."""
+    if done.metadata is None:
+        return []
+    name, version = done.sources.get("operatingSystem"), done.sources.get("operatingSystemVersion")
+    system = f"{done.metadata.operating_system} {done.metadata.operating_system_version}"
+    lines = []
+    if name is not None and version is not None and name.text == version.text:
+        lines.append(f"os: {system} ({name.text})")
+    elif name is not None or version is not None:
+        said = [f"{label} {origin.text}" for label, origin in (("name", name), ("version", version)) if origin]
+        lines.append(f"os: {system} ({'; '.join(said)})")
+    firmware = done.sources.get("firmware")
+    if firmware is not None:
+        lines.append(f"firmware: {done.metadata.launch.firmware.value} ({firmware.text})")
+    return lines
 
 
 def checksum_lines(checksums: Checksums) -> list[str]:

@@ -32,6 +32,7 @@ from imagepack.cli.output import progress_bar, report_build, reported, setup_log
 
 EXAMPLES = """\b
 Examples:
+  imagepack pack debian.qcow2 debian.oci    # system, version and firmware read from the guest
   imagepack pack disk.vmdk disk.oci --os 'Oracle Linux' --os-version 9
   imagepack pack disk.raw disk.oci --os Ubuntu --os-version 22.04 --firmware UEFI_64 -o compat=1.1
   imagepack pack disk.qcow2.zst disk.oci --os 'Oracle Linux' --os-version 9"""
@@ -69,7 +70,8 @@ def pack_command(
     *,
     pack: PackOptions,
 ) -> None:
-    """Build a .oci archive from a disk image, in one pass. -o KEY=VALUE are qcow2 options of its disk."""
+    """Build a .oci archive from a disk image, in one pass. -o KEY=VALUE are qcow2 options of its disk. What of
+    --os, --os-version and --firmware is not given is read from the guest on the disk."""
     setup_logging(quiet=quiet, verbose=verbose)
     with reported(verbose=verbose, json_output=json_output):
         from imagepack.build import ArchiveKind, Target, make

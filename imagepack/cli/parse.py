@@ -128,4 +128,5 @@ def metadata_request(pack: PackOptions) -> MetadataRequest:
         base=pack.metadata,
         strict=pack.strict,
         os_unlisted=pack.os_unlisted,
+        guest_mismatch_ok=pack.guest_mismatch_ok,
     )

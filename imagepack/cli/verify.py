@@ -78,6 +78,12 @@ def verify_command(
             if booted and booted["booted"] and not quiet:
                 seconds = booted["seconds_to"]["marker"]
                 print(f"boot test: {booted['message']}, marker after {seconds:.1f} s ({booted['accelerator']})")
+            guest = report.guest
+            if guest and guest.get("checked") and not quiet:
+                system = guest["os"]
+                named = system.get("pretty_name") or system.get("id") or system.get("family")
+                boots = " and ".join(guest["firmware"]) or "no firmware"
+                print(f"guest: {named}, boots with {boots}; rules for {guest['launch_mode']} checked")
             if not quiet:
                 verdict = "ready for import" if report.ready else "NOT ready for import"
                 compressed = report.facts.get("compression")

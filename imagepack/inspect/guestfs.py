@@ -37,6 +37,10 @@ class GuestFiles(Protocol):
         Raises TooLarge, without reading, when the file is larger than `limit` bytes."""
         ...
 
+    def size(self, path: str) -> int | None:
+        """The size in bytes of a regular file, without reading it; None when it does not exist or is not one."""
+        ...
+
     def list(self, path: str) -> list[str] | None:
         """The names in a directory (no '.' or '..'), sorted, or None when it is not a directory. At most a
         bounded number of names (the implementation's cap) are returned."""

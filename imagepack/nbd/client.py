@@ -78,6 +78,19 @@ class NbdClient:
             raise
         self._cookie = 0
 
+    @classmethod
+    def adopt(cls, sock: socket.socket, size: int, context: int) -> NbdClient:
+        """A client on a connection another process has already negotiated (`handover`): a child of ours that
+        parses what is read, given the connection as an inherited descriptor."""
+        client = cls.__new__(cls)
+        client._sock, client.size, client._context, client._cookie = sock, size, context, 0
+        return client
+
+    def handover(self) -> tuple[int, int, int]:
+        """(descriptor, size, meta context id): what `adopt` needs to go on in another process. Until that process
+        ends, this client must not be used (one request at a time on one connection)."""
+        return self._sock.fileno(), self.size, self._context
+
     def __enter__(self) -> NbdClient:
         return self
 

@@ -14,9 +14,11 @@ from imagepack.atomic import atomic_output, check_free_space
 from imagepack.convert import StreamWriter, can_copy, own_compressed_qcow2
 from imagepack.errors import MetadataError, QemuImgError
 from imagepack.formats import ImageFormat
-from imagepack.image import SourceImage, partition_layout
+from imagepack.image import SourceImage
 from imagepack.leftovers import scratch_directory
 from imagepack.oci.archive import disk_data_offset, write_archive
+from imagepack.oci.choose import GUEST, Asked, Origin, choose
+from imagepack.oci.guest import DERIVED_ROOM, GuestSays, read_guest
 from imagepack.oci.metadata import (
     ImageMetadata,
     LaunchMode,
@@ -55,6 +57,21 @@ class MetadataRequest:
     stated_firmware: Firmware | None = None
     stated_os: str | None = None
     stated_os_version: str | None = None
+    inspect_guest: bool = True  # read the guest for what is not given, and check what is against it
+    guest_mismatch_ok: bool = False  # a value given that the guest contradicts is kept (never a Windows release)
+
+
+def read_from_guest(request: MetadataRequest) -> list[str]:
+    """What of the metadata a build will read from the guest, as far as the request tells before any input is
+    read (an OVF descriptor or a .oci repacked may still state some): what neither it nor its base file gives."""
+    if not request.inspect_guest or request.base is not None:
+        return []
+    wanted = (
+        ("system", request.operating_system),
+        ("version", request.operating_system_version),
+        ("firmware", request.firmware),
+    )
+    return [what for what, given in wanted if given is None]
 
 
 def with_descriptor(request: MetadataRequest, descriptor: Descriptor | None) -> MetadataRequest:
@@ -77,52 +94,41 @@ class PackedArchive:
     copied: bool  # the qcow2 was copied as it is rather than converted
     warnings: list[Problem]  # and notes
     uncompressed_disk_size: int | None = None  # a compressed disk: what qemu-img measures it at uncompressed
+    sources: dict[str, Origin] = field(default_factory=dict)  # where each metadata value came from
 
 
 def make_metadata(
     request: MetadataRequest, image: SourceImage | None, *, inherited: ImageMetadata | None = None
-) -> tuple[ImageMetadata, list[Problem]]:
-    """The metadata for `image`: firmware from the request, else from the disk's partition table (None: a disk
-    not yet written, whose firmware must then be stated). `inherited` is the metadata of a .oci being repacked;
-    a --metadata file wins over it. Returns the warnings and notes."""
-    base = inherited
+) -> tuple[ImageMetadata, list[Problem], dict[str, Origin]]:
+    """The metadata for `image` (None: a disk not yet written, whose firmware must then be stated): each value
+    given, else from a base metadata, the guest on the disk (read through the image already opened), an OVF
+    descriptor, the partition table (choose.py). `inherited` is the metadata of a .oci being repacked; a
+    --metadata file wins over it. Returns the warnings and notes, and where each value came from."""
+    base, base_origin = inherited, Origin("archive", "from the archive repacked") if inherited else None
     if request.base is not None:
         if request.base.stat().st_size > 1024 * 1024:
             raise MetadataError(f"{request.base}: larger than 1 MiB; this is not image metadata")
         base = load_metadata(request.base.read_bytes(), label=str(request.base))
-    firmware = request.firmware or (base.launch.firmware if base else None)
-    stated: list[Problem] = []
-    if firmware is None and request.stated_firmware is not None:
-        firmware = request.stated_firmware
-        guess = partition_layout(image).firmware_guess if image is not None else None
-        if guess is not None and guess is not firmware:
-            stated.append(
-                Problem(
-                    "metadata.firmware-disagrees",
-                    f"the OVF descriptor says {firmware.value} but the disk's partition table suggests {guess.value}; "
-                    f"using {firmware.value}",
-                    Remedy.STATE_FIRMWARE,
-                    Severity.WARNING,
-                    value=guess.value,
-                )
-            )
-    if firmware is None:
-        firmware = partition_layout(image).firmware_guess if image is not None else None
-        if firmware is None:
-            raise MetadataError(
-                f"{image.label if image else 'the disk'}: no partition table at the start of the disk, "
-                "so its firmware is unknown",
-                code="metadata.firmware-unknown",
-                remedy=Remedy.STATE_FIRMWARE,
-            )
-    os_name = request.operating_system or (base.operating_system if base else None) or request.stated_os
-    os_version = request.operating_system_version or (base.operating_system_version if base else None)
-    if os_version is None and os_name == request.stated_os:
-        os_version = request.stated_os_version
+        base_origin = Origin("metadata-file", f"from {request.base}")
+    guest = read_guest(image) if image is not None and request.inspect_guest else GuestSays()
+    asked = Asked(
+        operating_system=request.operating_system,
+        operating_system_version=request.operating_system_version,
+        firmware=request.firmware,
+        base=base,
+        base_origin=base_origin,
+        stated_os=request.stated_os,
+        stated_os_version=request.stated_os_version,
+        stated_firmware=request.stated_firmware,
+        mismatch_ok=request.guest_mismatch_ok,
+    )
+    chosen = choose(asked, image, guest)
+    os_name, os_version, firmware = chosen.operating_system, chosen.operating_system_version, chosen.firmware
     if not os_name or not os_version:
         raise MetadataError(
             "the archive needs an operating system and its version", code="metadata.no-os", remedy=Remedy.STATE_OS
         )
+    assert firmware is not None
     mode = request.launch_mode or (base.launch_mode if base else LaunchMode.PARAVIRTUALIZED)
     metadata = build_metadata(
         operating_system=os_name,
@@ -133,12 +139,14 @@ def make_metadata(
         shapes=request.shapes,
         base=base,
     )
-    typo = OsName.AS_TYPED if request.os_unlisted else OsName.GIVEN
+    # A name the guest states is its own, not a typo of a listed one ('Kubuntu').
+    from_guest = chosen.sources["operatingSystem"].kind == GUEST
+    typo = OsName.AS_TYPED if request.os_unlisted or from_guest else OsName.GIVEN
     problems = check_metadata(metadata, strict=request.strict, os_name=typo)
     if problems and problems[0].severity is Severity.ERROR:  # errors come first
         first = problems[0]
         raise MetadataError(first.message, code=first.code, remedy=first.remedy, value=first.value)
-    return metadata, [*stated, *problems]
+    return metadata, [*chosen.problems, *problems], chosen.sources
 
 
 def archive_mtime() -> int:
@@ -148,7 +156,22 @@ def archive_mtime() -> int:
 
 def metadata_room(request: MetadataRequest, *, inherited: ImageMetadata | None = None) -> int:
     """The longest image_metadata.json `request` can give whatever the disk's partition table says: where a disk
-    written before its metadata can start. Refuses a request that no disk could satisfy (no OS) at once."""
+    written before its metadata can start. Refuses a request that no disk could satisfy (no OS) at once, unless
+    the system is to be read from the guest: then room for the longest name and version a guest may give."""
+    try:
+        return _room(request, inherited)
+    except MetadataError as e:
+        if e.code != "metadata.no-os" or not request.inspect_guest:
+            raise
+    stand_in = replace(
+        request,
+        operating_system=request.operating_system or "Oracle Linux",
+        operating_system_version=request.operating_system_version or "9",
+    )
+    return _room(stand_in, inherited) + DERIVED_ROOM
+
+
+def _room(request: MetadataRequest, inherited: ImageMetadata | None) -> int:
     return max(
         len(dump_metadata(make_metadata(replace(request, firmware=firmware), None, inherited=inherited)[0]))
         for firmware in ([request.firmware] if request.firmware else list(Firmware))
@@ -161,6 +184,7 @@ def pack_disk(
     metadata: ImageMetadata,
     warnings: list[Problem],
     *,
+    sources: dict[str, Origin] | None = None,
     options: Mapping[str, str] = {},
     compress: bool = False,
     threads: int | None = None,
@@ -214,7 +238,7 @@ def pack_disk(
         finally:
             os.close(fd)
         image.require_unchanged()  # before the rename: an archive of a source changed meanwhile never appears
-    return PackedArchive(target, disk_size, metadata, copy, warnings, measured if compress else None)
+    return PackedArchive(target, disk_size, metadata, copy, warnings, measured if compress else None, sources or {})
 
 
 def _convert_in_place(

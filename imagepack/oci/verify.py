@@ -14,6 +14,9 @@ from imagepack.errors import InputError, UnreadableError
 from imagepack.formats import DEFAULT_MAX_SIZE, ImageFormat, SafetyPolicy, spec
 from imagepack.image import SourceImage, partition_layout
 from imagepack.inputs import Source, is_archive, open_source
+from imagepack.inspect.reader import InspectError
+from imagepack.inspect.rules import Target, Wanted, check
+from imagepack.inspect.run import inspect_source
 from imagepack.oci.archive import DISK_NAME
 from imagepack.oci.metadata import ImageMetadata, OsName, check_metadata, import_guidance
 from imagepack.oci.reader import OpenedArchive
@@ -30,6 +33,7 @@ class VerifyReport:
     kind: str  # "oci" or the disk format
     problems: list[Problem] = field(default_factory=list)
     facts: dict[str, Any] = field(default_factory=dict)
+    guest: dict[str, Any] | None = None  # what the guest inside states, and the readiness rules on it
 
     @property
     def ready(self) -> bool:
@@ -50,6 +54,7 @@ class VerifyReport:
             "ready": self.ready,
             "facts": self.facts,
             "problems": [p.to_json() for p in self.problems],
+            "guest": self.guest,
         }
 
 
@@ -104,6 +109,7 @@ def _verify_path(
                 report.kind = source.disk.format.value
                 _check_importable(report, source.disk)
                 _check_disk(report, source.disk)
+            _check_guest(report, source)
             if boot is not None:
                 _check_boot(report, source, boot)
     except InputError as e:
@@ -111,6 +117,37 @@ def _verify_path(
             raise  # an archive or a stream that cannot be parsed is not a list of problems: exit 1
         report.problems.append(Problem(e.code, e.message, e.remedy, value=e.value))
     return report
+
+
+def _check_guest(report: VerifyReport, source: Source) -> None:
+    """The readiness rules on the guest inside (inspect's), for the archive's launch mode and firmware: an error
+    among them makes the image not ready. A guest that cannot be read is a warning that it was not checked."""
+    wanted = Wanted()
+    if source.archive is not None:
+        meta = source.archive.metadata
+        wanted = Wanted(
+            Target.OCI,
+            meta.launch_mode.value,
+            meta.launch.firmware.value,
+            meta.operating_system,
+            meta.operating_system_version,
+        )
+    try:
+        inspected = inspect_source(source, str(report.path))
+    except InspectError as e:
+        report.guest = {"checked": False, "why": e.message}
+        report.warning("guest.not-checked", f"the guest was not checked: {e.message}")
+        return
+    findings = check(inspected, wanted)
+    system = inspected["os"]
+    report.guest = {
+        "checked": not any(f.id == "guest.not-checked" for f in findings),
+        "os": {key: system.get(key) for key in ("family", "id", "version", "pretty_name")},
+        "firmware": inspected["boot"]["firmware"],
+        "launch_mode": wanted.launch_mode or "PARAVIRTUALIZED",
+        "rules": [f.to_json() for f in findings],
+    }
+    report.problems.extend(f.problem() for f in findings)
 
 
 def _check_boot(report: VerifyReport, source: Source, request: BootRequest) -> None:
