@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from imagepack.sample import write_sample_disk
+from imagepack.writers.sample import write_sample_disk
 
 QEMU_IMG = os.environ.get("IMAGEPACK_QEMU_IMG", "qemu-img")
 # Not a whole MiB, but whole sectors: every format can hold it exactly.

@@ -1,4 +1,4 @@
-"""The guest file view (imagepack.inspect.guestfs.GuestFiles) over a directory tree on the host standing in for
+"""The guest file view (imagepack.sources.guest.guestfs.GuestFiles) over a directory tree on the host standing in for
 a guest's root: for the readers of guest configuration, which see only that interface. It keeps the contract
 to the letter: symlinks resolved inside the tree (absolute targets from its root), a bounded number of hops, a
 path that loops or climbs out of the tree is missing, reads refused with TooLarge before reading."""
@@ -9,7 +9,7 @@ import os
 import stat
 from pathlib import Path
 
-from imagepack.inspect.guestfs import Kind, TooLarge
+from imagepack.sources.guest.guestfs import Kind, TooLarge
 
 HOPS_MOST = 40  # the kernel's limit on symlinks followed in one lookup
 NAMES_MOST = 10_000

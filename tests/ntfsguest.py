@@ -1,4 +1,4 @@
-"""A guest's file view (imagepack.inspect.guestfs.GuestFiles) over one NTFS volume, read with pyfsntfs: names
+"""A guest's file view (imagepack.sources.guest.guestfs.GuestFiles) over one NTFS volume, read with pyfsntfs: names
 compared case-insensitively as NTFS compares them, reads bounded before any byte is read. NTFS links (symbolic
 links and junctions) name Windows paths (C:\\...), which cannot be resolved without the guest's drive letters:
 they are treated as missing, as the view does with a link that leaves the guest."""
@@ -10,7 +10,7 @@ from typing import Any, BinaryIO
 
 import pyfsntfs
 
-from imagepack.inspect.guestfs import Kind, TooLarge
+from imagepack.sources.guest.guestfs import Kind, TooLarge
 
 MAX_NAMES = 100_000  # names listed (and compared) per directory
 

@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from imagepack.atomic import atomic_output, check_target
-from imagepack.errors import OutputError
-from imagepack.leftovers import owner_tag
+from imagepack.core.errors import OutputError
+from imagepack.files.atomic import atomic_output, check_target
+from imagepack.files.leftovers import owner_tag
 from tests.conftest import leftovers, run_cli
 
 MIB = 1024**2

@@ -14,10 +14,10 @@ from typing import Any
 
 import pytest
 
-from imagepack.batch.manifest import load_manifest
-from imagepack.batch.plan import assign_shards, make_plan
-from imagepack.errors import EXIT_SIGINT, InvalidValueError
-from imagepack.sample import write_data_disk, write_sample_disk
+from imagepack.core.errors import EXIT_SIGINT, InvalidValueError
+from imagepack.verbs.batch.manifest import load_manifest
+from imagepack.verbs.batch.plan import assign_shards, make_plan
+from imagepack.writers.sample import write_data_disk, write_sample_disk
 from tests.conftest import interrupt_when, leftovers, qemu_img, run_cli
 from tests.readers import VHD_FIXED, qemu_compare, read_guest_disk, read_vhd_footer
 from tests.test_onepass import created_in

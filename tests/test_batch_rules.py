@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 
 from imagepack.cli.batch import BATCH_REMEDY_TEXT
-from imagepack.problems import Remedy
-from imagepack.sample import write_sample_disk
+from imagepack.core.problems import Remedy
+from imagepack.writers.sample import write_sample_disk
 from tests.conftest import run_cli
 
 MiB = 1024**2

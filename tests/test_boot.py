@@ -15,9 +15,9 @@ from typing import Any
 
 import pytest
 
-from imagepack.boot.machine import find_ovmf, kvm_unusable_reason
-from imagepack.boot.run import DEFAULT_MARKER, default_seed
-from imagepack.errors import BootError
+from imagepack.core.errors import BootError
+from imagepack.verbs.boot.machine import find_ovmf, kvm_unusable_reason
+from imagepack.verbs.boot.run import DEFAULT_MARKER, default_seed
 from tests import bootdisks
 from tests.conftest import file_digest, holds_open, interrupt_when, leftovers, run_cli
 
@@ -278,7 +278,7 @@ def test_a_missing_seed_is_refused_before_anything_boots(tmp_path: Path) -> None
 def test_the_console_knows_how_other_initramfs_say_the_root_is_missing(line: str) -> None:
     import re
 
-    from imagepack.boot.console import Console, Ending, Stage
+    from imagepack.verbs.boot.console import Console, Ending, Stage
 
     console = Console(re.compile("login:"))
     console.feed("[    0.000000] Linux version 5.15.0-200.131.27.el8uek.x86_64\r\n", 1.0)
@@ -324,12 +324,12 @@ def test_a_kvm_boot_stuck_before_the_kernel_suggests_tcg() -> None:
     import re
     from pathlib import Path
 
-    from imagepack.boot.console import Console
-    from imagepack.boot.machine import Accelerator, Devices, DiskBus, Nic
-    from imagepack.boot.run import BootReport, BootRequest, Outcome, _verdict
     from imagepack.cli.output import with_remedy
+    from imagepack.formats.partitions import Firmware, PartitionLayout, PartitionTable
     from imagepack.oci.metadata import LaunchMode
-    from imagepack.partitions import Firmware, PartitionLayout, PartitionTable
+    from imagepack.verbs.boot.console import Console
+    from imagepack.verbs.boot.machine import Accelerator, Devices, DiskBus, Nic
+    from imagepack.verbs.boot.run import BootReport, BootRequest, Outcome, _verdict
 
     console = Console(re.compile("login:"))
     console.feed("Booting from Hard Disk...\n", 0.5, firmware_port=True)

@@ -11,9 +11,9 @@ from typing import Any
 
 import pytest
 
-from imagepack.boot.machine import find_ovmf
-from imagepack.boot.run import DEFAULT_MARKER, default_seed
-from imagepack.errors import BootError
+from imagepack.core.errors import BootError
+from imagepack.verbs.boot.machine import find_ovmf
+from imagepack.verbs.boot.run import DEFAULT_MARKER, default_seed
 from tests import bootdisks
 from tests.conftest import run_cli
 

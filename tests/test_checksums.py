@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from imagepack.checksums import Digester, checksum_file
+from imagepack.files.checksums import Digester, checksum_file
 from tests.conftest import leftovers, run_cli
 from tests.test_detect import one_error_line
 

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from imagepack.sample import write_data_disk
+from imagepack.writers.sample import write_data_disk
 from tests.conftest import holds_open, leftovers, qemu_img, run_cli
 from tests.readers import qemu_compare
 
@@ -172,7 +172,7 @@ def batch_manifest(folder: Path, source: Path) -> Path:
 
 def workers_of(batch: int) -> list[int]:
     def child_of_batch(pid: int, argv: list[bytes]) -> bool:
-        return b"imagepack.batch.worker" in argv
+        return b"imagepack.verbs.batch.worker" in argv
 
     return [pid for pid in processes(child_of_batch) if parent_of(pid) == batch]
 

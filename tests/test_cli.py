@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from imagepack.cli.output import REMEDY_TEXT, with_remedy
-from imagepack.errors import (
+from imagepack.core.errors import (
     EXIT_FAILURE,
     EXIT_USAGE,
     ArchiveError,
@@ -27,8 +27,8 @@ from imagepack.errors import (
     UnreadableError,
     UnsafeImageError,
 )
+from imagepack.core.problems import Remedy
 from imagepack.oci.metadata import SET_KEYS
-from imagepack.problems import Remedy
 from tests.conftest import qemu_img, run_cli
 from tests.hostile import qcow2_backing_canary
 

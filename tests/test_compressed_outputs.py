@@ -12,10 +12,10 @@ from pathlib import Path
 import pytest
 import zstandard
 
-from imagepack.build import Target, make
-from imagepack.errors import InvalidValueError
+from imagepack.core.errors import InvalidValueError
 from imagepack.formats import ImageFormat
-from imagepack.sample import write_data_disk
+from imagepack.verbs.build import Target, make
+from imagepack.writers.sample import write_data_disk
 from tests.conftest import file_digest, interrupt_when, leftovers, qemu_img, run_cli
 from tests.test_detect import one_error_line
 

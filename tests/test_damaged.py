@@ -13,10 +13,10 @@ from pathlib import Path
 
 import pytest
 
-from imagepack.errors import EXIT_FAILURE, EXIT_USAGE
+from imagepack.core.errors import EXIT_FAILURE, EXIT_USAGE
+from imagepack.formats.partitions import PartitionTable, read_partition_layout
 from imagepack.formats.vhd import vhd_checksum
-from imagepack.partitions import PartitionTable, read_partition_layout
-from imagepack.sample import write_sample_disk
+from imagepack.writers.sample import write_sample_disk
 from tests.conftest import file_digest, leftovers, qemu_img, run_cli
 from tests.readers import qemu_compare, read_guest_disk
 from tests.test_refusals import assert_refused

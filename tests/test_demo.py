@@ -12,7 +12,7 @@ from tests.conftest import run_cli
 
 def test_demo_packs_the_sample_into_an_archive_that_verifies_and_exits_0(tmp_path: Path) -> None:
     done = subprocess.run(
-        [sys.executable, "-m", "imagepack._demo", str(tmp_path)], capture_output=True, text=True, timeout=300
+        [sys.executable, "-m", "imagepack.cli.demo", str(tmp_path)], capture_output=True, text=True, timeout=300
     )
     assert done.returncode == 0, done.stdout + done.stderr
     assert f"{tmp_path / 'sample.oci'}: ready for import (oci)" in done.stdout

@@ -15,7 +15,7 @@ import pycdlib
 import pytest
 import zstandard
 
-from imagepack.process import Limits, run
+from imagepack.core.process import Limits, run
 from tests.conftest import ODD_SIZE, QEMU_IMG, file_digest, leftovers, run_cli
 from tests.readers import qemu_compare, read_guest_disk
 

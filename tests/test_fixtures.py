@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from imagepack.core.problems import Severity
 from imagepack.oci.metadata import check_metadata, dump_metadata, load_metadata
-from imagepack.problems import Severity
 from tests.conftest import FIXTURES, ODD_SIZE, qemu_img, run_cli
 
 METADATA = sorted((FIXTURES / "metadata").glob("*.json"))

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from imagepack.inputs import SourceKind, open_source
-from imagepack.sample import write_sample_disk
+from imagepack.sources.open import SourceKind, open_source
+from imagepack.writers.sample import write_sample_disk
 from tests.conftest import file_digest, leftovers, qemu_img, run_cli
 from tests.readers import qemu_compare, read_guest_disk
 from tests.test_detect import one_error_line

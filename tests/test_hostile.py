@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from imagepack.formats import ImageFormat, SafetyPolicy, spec
-from imagepack.image import recheck_qemu_info
+from imagepack.sources.disk import recheck_qemu_info
 from tests import hostile, luks
 from tests.conftest import ODD_SIZE, file_digest, leftovers, qemu_img, run_cli
 

@@ -11,11 +11,11 @@ from pathlib import Path
 
 import pytest
 
-from imagepack.checksums import OBJECT_PUT_PART_SIZE
-from imagepack.errors import ImagepackError, InputError, InvalidValueError
-from imagepack.oci.importrequest import ObjectLocation, import_request
+from imagepack.core.errors import ImagepackError, InputError, InvalidValueError
+from imagepack.files.checksums import OBJECT_PUT_PART_SIZE
 from imagepack.oci.metadata import LaunchMode
 from imagepack.oci.objectstorage import parse_url
+from imagepack.verbs.import_request import ObjectLocation, import_request
 from tests.conftest import qemu_img, run_cli
 
 COMPARTMENT = "ocid1.compartment.oc1..aaaaaaaa3mb7wrcy2ls3u3jsy2soq5ck3lc3q4mczitpdaymbuazc5tkguca"

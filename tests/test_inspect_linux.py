@@ -9,11 +9,18 @@ from pathlib import Path
 
 import pytest
 
-from imagepack.inspect.linux import DiskFileSystem, LinuxReport, analyse_linux, fstab_of, mount_plan, resolve_fstab
-from imagepack.inspect.linux.cpio import read_initramfs
-from imagepack.inspect.linux.fstab import Resolution, SpecKind
-from imagepack.inspect.linux.kernels import Where
-from imagepack.inspect.linux.lz4legacy import Lz4Legacy
+from imagepack.sources.guest.linux import (
+    DiskFileSystem,
+    LinuxReport,
+    analyse_linux,
+    fstab_of,
+    mount_plan,
+    resolve_fstab,
+)
+from imagepack.sources.guest.linux.cpio import read_initramfs
+from imagepack.sources.guest.linux.fstab import Resolution, SpecKind
+from imagepack.sources.guest.linux.kernels import Where
+from imagepack.sources.guest.linux.lz4legacy import Lz4Legacy
 from tests.guestdir import GuestDir
 from tests.linuxguests import VIRTIO, compress, cpio, grubenv, initramfs, kernel, link, write
 

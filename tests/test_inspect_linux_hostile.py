@@ -11,11 +11,11 @@ from pathlib import Path
 
 import pytest
 
-from imagepack.inspect.guestfs import Kind, TooLarge
-from imagepack.inspect.linux import analyse_linux
-from imagepack.inspect.linux.cpio import read_initramfs
-from imagepack.inspect.linux.kernels import Where
-from imagepack.inspect.linux.reading import GuestReader
+from imagepack.sources.guest.guestfs import Kind, TooLarge
+from imagepack.sources.guest.linux import analyse_linux
+from imagepack.sources.guest.linux.cpio import read_initramfs
+from imagepack.sources.guest.linux.kernels import Where
+from imagepack.sources.guest.linux.reading import GuestReader
 from tests.guestdir import GuestDir
 from tests.linuxguests import compress, cpio, kernel, link, write
 

@@ -8,8 +8,8 @@ import struct
 import subprocess
 from pathlib import Path
 
-from imagepack.inspect.guestfs import Kind
-from imagepack.inspect.windows import ntfs_volume_dirty
+from imagepack.sources.guest.guestfs import Kind
+from imagepack.sources.guest.windows import ntfs_volume_dirty
 from tests.ntfsguest import NtfsGuest
 from tests.ntfsmake import make_ntfs
 

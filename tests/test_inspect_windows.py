@@ -14,9 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from imagepack.inspect.windows import WindowsReport, analyse_windows
 from imagepack.oci.metadata.model import LaunchMode
 from imagepack.oci.metadata.rules import check_system
+from imagepack.sources.guest.windows import WindowsReport, analyse_windows
 from tests.ntfsguest import NtfsGuest
 from tests.ntfsmake import make_ntfs
 

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from imagepack.errors import EXIT_SIGINT, EXIT_SIGTERM
-from imagepack.sample import write_data_disk
+from imagepack.core.errors import EXIT_SIGINT, EXIT_SIGTERM
+from imagepack.writers.sample import write_data_disk
 from tests.conftest import leftovers
 
 GiB = 1024**3

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from imagepack.sample import write_data_disk
+from imagepack.writers.sample import write_data_disk
 from tests.conftest import leftovers, qemu_img, run_cli
 from tests.readers import qemu_compare
 

@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from imagepack.sample import write_sample_disk
+from imagepack.writers.sample import write_sample_disk
 from tests.conftest import run_cli
 
 MiB = 1024**2

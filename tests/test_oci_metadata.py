@@ -15,7 +15,9 @@ from typing import Any
 
 import pytest
 
-from imagepack.errors import InvalidValueError, MetadataError
+from imagepack.core.errors import InvalidValueError, MetadataError
+from imagepack.core.problems import Problem, Remedy, Severity
+from imagepack.formats.partitions import Firmware
 from imagepack.oci.metadata import (
     CUSTOM_REQUIRED,
     OVERRIDE_KEYS,
@@ -36,9 +38,7 @@ from imagepack.oci.metadata import (
     parse_shape,
     set_values,
 )
-from imagepack.partitions import Firmware
-from imagepack.problems import Problem, Remedy, Severity
-from imagepack.sample import write_sample_disk
+from imagepack.writers.sample import write_sample_disk
 from tests.conftest import run_cli
 
 # SPEC §2, as written there.

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from imagepack.sample import write_sample_disk
+from imagepack.writers.sample import write_sample_disk
 from tests.conftest import QEMU_IMG, leftovers, qemu_img, run_cli
 
 MiB = 1024**2

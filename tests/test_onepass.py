@@ -19,11 +19,11 @@ from pathlib import Path
 
 import pytest
 
-from imagepack.build import ArchiveKind, Target, make
 from imagepack.formats import ImageFormat
-from imagepack.oci.pack import MetadataRequest
-from imagepack.partitions import Firmware
-from imagepack.sample import write_sample_disk
+from imagepack.formats.partitions import Firmware
+from imagepack.verbs.build import ArchiveKind, Target, make
+from imagepack.writers.oci.pack import MetadataRequest
+from imagepack.writers.sample import write_sample_disk
 from tests.conftest import file_digest, interrupt_when, leftovers, qemu_img, run_cli
 from tests.readers import qemu_compare, read_guest_disk
 from tests.test_compressed import PACK_ARGS, TOOLS, assert_nothing_left, compress, cut_short, flip_middle, zstd_of_zeros

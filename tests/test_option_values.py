@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from imagepack.errors import InvalidValueError
+from imagepack.core.errors import InvalidValueError
 from imagepack.formats import ImageFormat
-from imagepack.options import create_options
-from imagepack.vmdkstream import layout
+from imagepack.formats.create_options import create_options
+from imagepack.writers.vmdkstream import layout
 from tests.conftest import leftovers, run_cli
 
 # A line that would name a host file as a FLAT extent of the vmdk written, were it copied into its descriptor.

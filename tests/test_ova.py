@@ -15,7 +15,7 @@ from string import Template
 
 import pytest
 
-from imagepack.sample import write_sample_disk
+from imagepack.writers.sample import write_sample_disk
 from tests.conftest import FIXTURES, file_digest, leftovers, qemu_img, run_cli
 from tests.readers import qemu_compare, read_guest_disk
 

@@ -16,8 +16,8 @@ from pathlib import Path
 import pytest
 from dissect.hypervisor import vdi, vhdx, vmdk  # type: ignore[import-untyped]
 
-from imagepack.errors import EXIT_FAILURE, EXIT_USAGE
-from imagepack.sample import write_data_disk, write_sample_disk
+from imagepack.core.errors import EXIT_FAILURE, EXIT_USAGE
+from imagepack.writers.sample import write_data_disk, write_sample_disk
 from tests.conftest import ODD_SIZE, file_digest, interrupt_when, leftovers, run_cli
 from tests.readers import (
     VHD_FIXED,

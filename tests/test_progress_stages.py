@@ -17,10 +17,10 @@ from pathlib import Path
 
 import pytest
 
-from imagepack.build import Target, make
+from imagepack.core.progress import share, stage
 from imagepack.formats import ImageFormat
-from imagepack.progress import share, stage
-from imagepack.sample import write_data_disk
+from imagepack.verbs.build import Target, make
+from imagepack.writers.sample import write_data_disk
 
 MiB = 1024**2
 

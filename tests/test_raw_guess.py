@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from imagepack.sample import write_sample_disk
+from imagepack.writers.sample import write_sample_disk
 from tests.conftest import leftovers, run_cli
 
 

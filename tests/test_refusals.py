@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from imagepack.errors import EXIT_FAILURE, EXIT_USAGE
-from imagepack.sample import write_sample_disk
+from imagepack.core.errors import EXIT_FAILURE, EXIT_USAGE
+from imagepack.writers.sample import write_sample_disk
 from tests.conftest import file_digest, leftovers, run_cli
 from tests.readers import qemu_compare, read_guest_disk
 

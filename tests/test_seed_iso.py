@@ -16,8 +16,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from imagepack.errors import EXIT_SIGTERM, EXIT_USAGE, InputError, Interrupted, OutputError
-from imagepack.seed import default_user_data, make_seed_iso, read_iso
+from imagepack.core.errors import EXIT_SIGTERM, EXIT_USAGE, InputError, Interrupted, OutputError
+from imagepack.verbs.seed import default_user_data, make_seed_iso, read_iso
 from tests.conftest import interrupt_when, leftovers, run_cli
 from tests.test_detect import one_error_line
 

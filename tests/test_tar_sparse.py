@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from imagepack.errors import ArchiveError, UnreadableError
-from imagepack.tarmembers import Member, extract_member, members, scan
+from imagepack.core.errors import ArchiveError, UnreadableError
+from imagepack.tar.members import Member, extract_member, members, scan
 from tests import sparsetar
 from tests.conftest import file_digest, leftovers, run_cli
 

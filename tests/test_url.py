@@ -9,7 +9,7 @@ import urllib.parse
 
 import pytest
 
-from imagepack.errors import InvalidValueError
+from imagepack.core.errors import InvalidValueError
 from imagepack.oci.objectstorage import (
     REALM_DOMAINS,
     REGION_REALMS,

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from imagepack.errors import EXIT_PROBLEMS
+from imagepack.core.errors import EXIT_PROBLEMS
 from tests.conftest import run_cli
 from tests.test_detect import write_iso
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from imagepack.errors import EXIT_PROBLEMS
+from imagepack.core.errors import EXIT_PROBLEMS
 from tests.conftest import run_cli
 
 PACK_ARGS = ("--os", "Oracle Linux", "--os-version", "9", "--firmware", "UEFI_64")

@@ -31,7 +31,7 @@ from imagepack.cli import (
     verify,
 )
 from imagepack.cli.output import output_closed
-from imagepack.errors import Interrupted
+from imagepack.core.errors import Interrupted
 
 
 class _Commands(TyperGroup):
@@ -122,8 +122,8 @@ def _root(
 
 
 def main() -> None:
-    from imagepack import signals
-    from imagepack.stdfds import ensure_standard_fds
+    from imagepack.core import signals
+    from imagepack.core.stdfds import ensure_standard_fds
 
     ensure_standard_fds()
     signals.install()

@@ -12,15 +12,15 @@ from typing import TYPE_CHECKING, Any
 
 import typer
 
-from imagepack.cli.options import FORCE, JSON, QUIET, VERBOSE
 from imagepack.cli.output import REMEDY_TEXT, human_size, print_json, reported, setup_logging
-from imagepack.errors import ImagepackError, Interrupted
-from imagepack.problems import Remedy
+from imagepack.cli.shared_options import FORCE, JSON, QUIET, VERBOSE
+from imagepack.core.errors import ImagepackError, Interrupted
+from imagepack.core.problems import Remedy
 
 if TYPE_CHECKING:
-    from imagepack.batch.plan import Plan, Shard
-    from imagepack.batch.report import BatchReport, OutputReport
-    from imagepack.batch.run import Decision, Event
+    from imagepack.verbs.batch.plan import Plan, Shard
+    from imagepack.verbs.batch.report import BatchReport, OutputReport
+    from imagepack.verbs.batch.run import Decision, Event
 
 BATCH_EXAMPLES = """\b
 Examples:
@@ -108,11 +108,11 @@ def batch_command(
     a SHA256SUMS beside the outputs; exits 1 when an output failed."""
     setup_logging(quiet=quiet, verbose=verbose)
     with reported(verbose=verbose, json_output=json_output), _manifest_terms():
-        from imagepack.batch.manifest import load_manifest
-        from imagepack.batch.plan import make_plan
-        from imagepack.batch.report import write_report, write_sums_beside_outputs
-        from imagepack.batch.run import decide, run_plan
-        from imagepack.batch.writes import check_report_path
+        from imagepack.verbs.batch.manifest import load_manifest
+        from imagepack.verbs.batch.plan import make_plan
+        from imagepack.verbs.batch.report import write_report, write_sums_beside_outputs
+        from imagepack.verbs.batch.run import decide, run_plan
+        from imagepack.verbs.batch.writes import check_report_path
 
         which = _parse_shard(shard, shards)
         loaded = load_manifest(manifest)
@@ -167,11 +167,11 @@ def merge_command(
     SHA256SUMS of every output, named from the manifest's directory. Exits 1 when an output failed."""
     setup_logging(quiet=quiet, verbose=verbose)
     with reported(verbose=verbose, json_output=json_output):
-        from imagepack.atomic import check_target
-        from imagepack.batch.merge import merge_reports, merged_sums
-        from imagepack.batch.report import SUMS_NAME, write_report, write_text
-        from imagepack.batch.writes import file_key, same_file
-        from imagepack.errors import InvalidValueError
+        from imagepack.core.errors import InvalidValueError
+        from imagepack.files.atomic import check_target
+        from imagepack.verbs.batch.merge import merge_reports, merged_sums
+        from imagepack.verbs.batch.report import SUMS_NAME, write_report, write_text
+        from imagepack.verbs.batch.writes import file_key, same_file
 
         sums_path = sums or (output.parent if output else Path(".")) / SUMS_NAME
         if output is not None and same_file(file_key(output), file_key(sums_path)):
@@ -195,8 +195,8 @@ def merge_command(
 
 
 def _parse_shard(text: str | None, count: int | None) -> Shard | None:
-    from imagepack.batch.plan import parse_shard, shard_from_environment
-    from imagepack.errors import InvalidValueError
+    from imagepack.core.errors import InvalidValueError
+    from imagepack.verbs.batch.plan import parse_shard, shard_from_environment
 
     if text is None:
         if count is not None:
@@ -210,7 +210,7 @@ def _parse_shard(text: str | None, count: int | None) -> Shard | None:
 
 
 def _print_plan(plan: Plan, decisions: list[Decision], shard: Shard | None, *, json_output: bool) -> None:
-    from imagepack.oci.pack import read_from_guest
+    from imagepack.writers.oci.pack import read_from_guest
 
     shard_of = {id(unit): index for unit, index in zip(plan.units, plan.shards, strict=True)}
     rows: list[dict[str, Any]] = [
@@ -272,7 +272,7 @@ def _failure(report: OutputReport) -> str:
 def _display(total: int, *, quiet: bool) -> Iterator[Callable[[Event], None]]:
     """One bar per running output and one for the batch on a terminal; a plain line per output otherwise.
     Failures and warnings always reach stderr."""
-    from imagepack.batch.run import EventKind
+    from imagepack.verbs.batch.run import EventKind
 
     bars: dict[str, Any] = {}
     overall: Any = None

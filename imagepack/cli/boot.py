@@ -8,13 +8,13 @@ from typing import TYPE_CHECKING
 
 import typer
 
-from imagepack.cli.options import FORCE, JSON, MAX_SIZE, QUIET, VERBOSE
 from imagepack.cli.output import print_json, reported, setup_logging
-from imagepack.errors import EXIT_PROBLEMS
+from imagepack.cli.shared_options import FORCE, JSON, MAX_SIZE, QUIET, VERBOSE
+from imagepack.core.errors import EXIT_PROBLEMS
 
 if TYPE_CHECKING:
-    from imagepack.boot.console import Stage
-    from imagepack.boot.run import BootReport, BootRequest, BootWatcher
+    from imagepack.verbs.boot.console import Stage
+    from imagepack.verbs.boot.run import BootReport, BootRequest, BootWatcher
 
 EXAMPLES = """\b
 Examples:
@@ -54,11 +54,11 @@ def boot_request(
     on_stage: BootWatcher | None = None,
 ) -> BootRequest:
     """The boot options as the library's request, every typed value checked (a usage error if wrong)."""
-    from imagepack.boot.machine import Accelerator
-    from imagepack.boot.run import DEFAULT_TIMEOUT, BootRequest
     from imagepack.cli.parse import parse_choice
+    from imagepack.formats.partitions import Firmware
     from imagepack.oci.metadata import LaunchMode
-    from imagepack.partitions import Firmware
+    from imagepack.verbs.boot.machine import Accelerator
+    from imagepack.verbs.boot.run import DEFAULT_TIMEOUT, BootRequest
 
     request = BootRequest(
         launch_mode=parse_choice(LaunchMode, launch_mode, "--launch-mode"),
@@ -94,8 +94,8 @@ def boot_test_command(
     boot, 1 could not run."""
     setup_logging(quiet=quiet, verbose=verbose)
     with reported(verbose=verbose, json_output=json_output):
-        from imagepack.boot.run import boot_test
         from imagepack.cli.parse import parse_policy
+        from imagepack.verbs.boot.run import boot_test
 
         request = boot_request(
             launch_mode=launch_mode,
@@ -154,7 +154,7 @@ def stage_printer(before: Callable[[], None] | None = None) -> BootWatcher:
 
 
 def _waits_for(report: BootReport) -> str:
-    from imagepack.boot.run import DEFAULT_MARKER
+    from imagepack.verbs.boot.run import DEFAULT_MARKER
 
     if report.expect == DEFAULT_MARKER:  # no --expect: what cloud-init prints, from the default seed or --seed
         return (
@@ -171,8 +171,8 @@ def _waits_for(report: BootReport) -> str:
 def print_boot_report(report: BootReport, *, quiet: bool, indent: str = "") -> None:
     import sys
 
-    from imagepack.boot.console import Stage
     from imagepack.cli.output import with_remedy
+    from imagepack.verbs.boot.console import Stage
 
     if report.accelerator_note and not quiet:
         print(f"imagepack: note: {report.accelerator_note}", file=sys.stderr)

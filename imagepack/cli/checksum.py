@@ -6,8 +6,8 @@ from pathlib import Path
 
 import typer
 
-from imagepack.cli.options import JSON, PART_SIZE, QUIET, VERBOSE
 from imagepack.cli.output import checksum_lines, human_size, print_json, progress_bar, reported, setup_logging
+from imagepack.cli.shared_options import JSON, PART_SIZE, QUIET, VERBOSE
 
 EXAMPLES = """\b
 Examples:
@@ -30,9 +30,9 @@ def checksum_command(
     for a multipart one, in one read of the file."""
     setup_logging(quiet=quiet, verbose=verbose)
     with reported(verbose=verbose, json_output=json_output):
-        from imagepack.checksums import checksum_file
         from imagepack.cli.parse import parse_part_size
-        from imagepack.image import require_regular_file
+        from imagepack.core.openfile import require_regular_file
+        from imagepack.files.checksums import checksum_file
 
         size = parse_part_size(part_size)
         require_regular_file(path)

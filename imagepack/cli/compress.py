@@ -7,8 +7,8 @@ from typing import TYPE_CHECKING
 
 import typer
 
-from imagepack.cli.options import CHECKSUM, FORCE, JSON, LEVEL, PART_SIZE, QUIET, THREADS, VERBOSE
 from imagepack.cli.output import human_size, print_checksums, print_json, progress_bar, reported, setup_logging
+from imagepack.cli.shared_options import CHECKSUM, FORCE, JSON, LEVEL, PART_SIZE, QUIET, THREADS, VERBOSE
 
 if TYPE_CHECKING:
     from imagepack.compression import CompressionResult

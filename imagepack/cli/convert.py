@@ -7,7 +7,8 @@ from pathlib import Path
 
 import typer
 
-from imagepack.cli.options import (
+from imagepack.cli.output import print_json, progress_bar, report_build, reported, setup_logging
+from imagepack.cli.shared_options import (
     ALLOW_BACKING,
     CHECKSUM,
     COMPRESS,
@@ -29,7 +30,6 @@ from imagepack.cli.options import (
     PackOptions,
     pack_options,
 )
-from imagepack.cli.output import print_json, progress_bar, report_build, reported, setup_logging
 
 EXAMPLES = """\b
 Examples:
@@ -100,7 +100,6 @@ def convert_command(
         return
     _require_arguments(ctx, source=source, target=target)
     with reported(verbose=verbose, json_output=json_output):
-        from imagepack.build import ArchiveKind, Target, make, target_kind
         from imagepack.cli.parse import (
             metadata_request,
             parse_choice,
@@ -111,13 +110,14 @@ def convert_command(
             parse_target,
         )
         from imagepack.compression import codec_named
-        from imagepack.convert import StreamWriter
-        from imagepack.errors import InvalidValueError
-        from imagepack.options import parse_option_pairs
+        from imagepack.core.errors import InvalidValueError
+        from imagepack.formats.create_options import parse_option_pairs
+        from imagepack.verbs.build import ArchiveKind, Target, make, target_kind
+        from imagepack.writers.disk import StreamWriter
 
         preset = None
         if for_target is not None:
-            from imagepack.presets import preset_named
+            from imagepack.verbs.presets import preset_named
 
             if to is not None:
                 raise InvalidValueError("--to and --for cannot be used together: --for picks the format; drop --to")
@@ -159,7 +159,7 @@ def convert_command(
                     on_progress=on_progress,
                 )
             else:
-                from imagepack.presets import make_for
+                from imagepack.verbs.presets import make_for
 
                 done = make_for(
                     preset,
@@ -190,7 +190,7 @@ def _require_arguments(ctx: typer.Context, **given: Path | None) -> None:
 
 
 def _print_presets(*, json_output: bool) -> None:
-    from imagepack.presets import PRESETS
+    from imagepack.verbs.presets import PRESETS
 
     if json_output:
         print_json({"presets": [preset.to_json() for preset in PRESETS.values()]})

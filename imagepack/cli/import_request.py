@@ -10,12 +10,12 @@ from typing import TYPE_CHECKING
 
 import typer
 
-from imagepack.cli.options import JSON, OS_UNLISTED, QUIET, STRICT, VERBOSE
 from imagepack.cli.output import describe_problem, print_json, reported, setup_logging
-from imagepack.errors import InvalidValueError
+from imagepack.cli.shared_options import JSON, OS_UNLISTED, QUIET, STRICT, VERBOSE
+from imagepack.core.errors import InvalidValueError
 
 if TYPE_CHECKING:
-    from imagepack.oci.importrequest import ImportRequest
+    from imagepack.verbs.import_request import ImportRequest
 
 EXAMPLES = """\b
 Examples:
@@ -56,9 +56,9 @@ def import_request_command(
     setup_logging(quiet=quiet, verbose=verbose)
     with reported(verbose=verbose, json_output=json_output):
         from imagepack.cli.parse import parse_choice
-        from imagepack.oci.importrequest import ObjectLocation, import_request
         from imagepack.oci.metadata import LaunchMode
         from imagepack.oci.objectstorage import ObjectUrl, parse_url
+        from imagepack.verbs.import_request import ObjectLocation, import_request
 
         tuple_given = [
             flag
@@ -97,7 +97,7 @@ def import_request_command(
 
 def _print_script(request: ImportRequest, *, quiet: bool) -> None:
     """The body and the commands as a shell script: the body into the file the raw request reads."""
-    from imagepack.oci.importrequest import BODY_FILE
+    from imagepack.verbs.import_request import BODY_FILE
 
     if not quiet:
         for problem in request.problems:

@@ -7,12 +7,12 @@ from typing import TYPE_CHECKING
 
 import typer
 
-from imagepack.cli.options import DISK, FROM_FORMAT, JSON, MAX_SIZE, QUIET, SCRATCH, VERBOSE, VHD_SIZE
 from imagepack.cli.output import describe_problem, human_size, print_json, progress_bar, reported, setup_logging
+from imagepack.cli.shared_options import DISK, FROM_FORMAT, JSON, MAX_SIZE, QUIET, SCRATCH, VERBOSE, VHD_SIZE
 
 if TYPE_CHECKING:
-    from imagepack.info import ArchiveInfo, ImageInfo, OvaInfo
-    from imagepack.seed import IsoInfo
+    from imagepack.verbs.info import ArchiveInfo, ImageInfo, OvaInfo
+    from imagepack.verbs.seed import IsoInfo
 
 EXAMPLES = """\b
 Examples:
@@ -40,8 +40,8 @@ def info_command(
     setup_logging(quiet=quiet, verbose=verbose)
     with reported(verbose=verbose, json_output=json_output):
         from imagepack.cli.parse import parse_disk_format, parse_policy, parse_scratch
-        from imagepack.info import ArchiveInfo, OvaInfo, describe
-        from imagepack.seed import IsoInfo
+        from imagepack.verbs.info import ArchiveInfo, OvaInfo, describe
+        from imagepack.verbs.seed import IsoInfo
 
         policy = parse_policy(max_size, vhd_size=vhd_size)
         with progress_bar(f"reading {path.name}", quiet=quiet) as on_progress:

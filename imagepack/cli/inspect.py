@@ -8,10 +8,10 @@ from typing import Any
 import typer
 
 from imagepack.cli.inspect_text import config_lines, readiness_lines
-from imagepack.cli.options import DISK, FROM_FORMAT, JSON, MAX_SIZE, QUIET, SCRATCH, VERBOSE, VHD_SIZE
 from imagepack.cli.output import human_size, print_json, progress_bar, reported, setup_logging
-from imagepack.errors import EXIT_PROBLEMS
-from imagepack.inspect.rules import Target, Wanted, check
+from imagepack.cli.shared_options import DISK, FROM_FORMAT, JSON, MAX_SIZE, QUIET, SCRATCH, VERBOSE, VHD_SIZE
+from imagepack.core.errors import EXIT_PROBLEMS
+from imagepack.verbs.inspect.rules import Target, Wanted, check
 
 EXAMPLES = """\b
 Examples:
@@ -58,7 +58,7 @@ def inspect_command(
     setup_logging(quiet=quiet, verbose=verbose)
     with reported(verbose=verbose, json_output=json_output):
         from imagepack.cli.parse import parse_disk_format, parse_policy, parse_scratch
-        from imagepack.inspect.run import inspect_path
+        from imagepack.verbs.inspect.run import inspect_path
 
         policy = parse_policy(max_size, vhd_size=vhd_size)
         wanted = _wanted(target, launch_mode, firmware)
@@ -83,9 +83,9 @@ def inspect_command(
 
 def _wanted(target: str | None, launch_mode: str | None, firmware: str | None) -> Wanted | None:
     from imagepack.cli.parse import parse_choice
-    from imagepack.errors import InvalidValueError
+    from imagepack.core.errors import InvalidValueError
+    from imagepack.formats.partitions import Firmware
     from imagepack.oci.metadata.model import LaunchMode
-    from imagepack.partitions import Firmware
 
     if target is None:
         given = [flag for flag, value in (("--launch-mode", launch_mode), ("--firmware", firmware)) if value]

@@ -9,8 +9,8 @@ from typing import TYPE_CHECKING
 import typer
 from typer.core import TyperCommand
 
-from imagepack.cli.options import CHECKSUM, JSON, OS_UNLISTED, PART_SIZE, QUIET, SCRATCH, STRICT, VERBOSE
 from imagepack.cli.output import print_checksums, print_json, print_warnings, reported, setup_logging
+from imagepack.cli.shared_options import CHECKSUM, JSON, OS_UNLISTED, PART_SIZE, QUIET, SCRATCH, STRICT, VERBOSE
 
 if TYPE_CHECKING:
     from typer import _click as click
@@ -62,7 +62,7 @@ def meta_show(
     setup_logging(quiet=quiet, verbose=verbose)
     with reported(verbose=verbose, json_output=json_output):
         from imagepack.cli.parse import parse_scratch
-        from imagepack.oci.edit import show_metadata
+        from imagepack.verbs.meta import show_metadata
 
         print_json(show_metadata(archive, scratch=parse_scratch(scratch)).to_json())
 
@@ -122,7 +122,7 @@ def shapes_list(
     """List the compatible shapes."""
     setup_logging(quiet=quiet, verbose=verbose)
     with reported(verbose=verbose, json_output=json_output):
-        from imagepack.oci.edit import show_metadata
+        from imagepack.verbs.meta import show_metadata
 
         shapes = show_metadata(archive).shapes
         if json_output:
@@ -148,8 +148,8 @@ def shapes_add(
 ) -> None:
     """Add (or replace, by name) compatible shapes."""
     with reported(verbose=verbose, json_output=json_output):
-        from imagepack.oci.edit import add_shapes
         from imagepack.oci.metadata import parse_shape
+        from imagepack.verbs.meta import add_shapes
 
         added = [parse_shape(text) for text in shapes]
     _edit(
@@ -173,7 +173,7 @@ def shapes_remove(
     verbose: bool = VERBOSE,
 ) -> None:
     """Remove compatible shapes by name."""
-    from imagepack.oci.edit import remove_shapes
+    from imagepack.verbs.meta import remove_shapes
 
     _edit(
         archive,
@@ -199,8 +199,8 @@ def _edit(
     setup_logging(quiet=quiet, verbose=verbose)
     with reported(verbose=verbose, json_output=json_output):
         from imagepack.cli.parse import parse_part_size
-        from imagepack.oci.edit import edit_metadata
         from imagepack.oci.metadata import OsName
+        from imagepack.verbs.meta import edit_metadata
 
         wanted, part_size = checksum
         size = parse_part_size(part_size, checksum=wanted)

@@ -14,12 +14,12 @@ from typing import TYPE_CHECKING, Any
 
 import typer
 
-from imagepack.errors import EXIT_FAILURE, EXIT_USAGE, ImagepackError, Interrupted
-from imagepack.problems import Problem, Remedy
+from imagepack.core.errors import EXIT_FAILURE, EXIT_USAGE, ImagepackError, Interrupted
+from imagepack.core.problems import Problem, Remedy
 
 if TYPE_CHECKING:
-    from imagepack.build import BuildResult
-    from imagepack.checksums import Checksums
+    from imagepack.files.checksums import Checksums
+    from imagepack.verbs.build import BuildResult
 
 
 INTERRUPTED = "interrupted; nothing was written"

@@ -6,7 +6,8 @@ from pathlib import Path
 
 import typer
 
-from imagepack.cli.options import (
+from imagepack.cli.output import progress_bar, report_build, reported, setup_logging
+from imagepack.cli.shared_options import (
     ALLOW_BACKING,
     CHECKSUM,
     COMPRESS,
@@ -28,7 +29,6 @@ from imagepack.cli.options import (
     PackOptions,
     pack_options,
 )
-from imagepack.cli.output import progress_bar, report_build, reported, setup_logging
 
 EXAMPLES = """\b
 Examples:
@@ -74,7 +74,6 @@ def pack_command(
     --os, --os-version and --firmware is not given is read from the guest on the disk."""
     setup_logging(quiet=quiet, verbose=verbose)
     with reported(verbose=verbose, json_output=json_output):
-        from imagepack.build import ArchiveKind, Target, make
         from imagepack.cli.parse import (
             metadata_request,
             parse_choice,
@@ -84,9 +83,10 @@ def pack_command(
             parse_scratch,
         )
         from imagepack.compression import codec_named
-        from imagepack.convert import StreamWriter
-        from imagepack.errors import InvalidValueError
-        from imagepack.options import parse_option_pairs
+        from imagepack.core.errors import InvalidValueError
+        from imagepack.formats.create_options import parse_option_pairs
+        from imagepack.verbs.build import ArchiveKind, Target, make
+        from imagepack.writers.disk import StreamWriter
 
         if target is not None and output is not None:
             raise InvalidValueError("the archive to write is given twice; give DST.oci or --output, not both")

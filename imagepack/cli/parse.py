@@ -10,13 +10,13 @@ from enum import Enum
 from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
 
-from imagepack.errors import InvalidValueError, MetadataError
+from imagepack.core.errors import InvalidValueError, MetadataError
 
 if TYPE_CHECKING:
-    from imagepack.build import TargetKind
-    from imagepack.cli.options import PackOptions
+    from imagepack.cli.shared_options import PackOptions
     from imagepack.formats import ImageFormat, SafetyPolicy
-    from imagepack.oci.pack import MetadataRequest
+    from imagepack.verbs.build import TargetKind
+    from imagepack.writers.oci.pack import MetadataRequest
 
 E = TypeVar("E", bound=Enum)
 
@@ -39,15 +39,15 @@ def parse_scratch(path: Path | None) -> Path | None:
 
 
 def parse_target(name: str | None) -> TargetKind | None:
-    from imagepack.build import parse_target_kind
+    from imagepack.verbs.build import parse_target_kind
 
     return parse_target_kind(name) if name else None
 
 
 def parse_policy(max_size: str | None, *, allow_backing: bool = False, vhd_size: str | None = None) -> SafetyPolicy:
+    from imagepack.core.sizes import parse_size
     from imagepack.formats import DEFAULT_MAX_SIZE, SafetyPolicy
     from imagepack.formats.base import VhdSize
-    from imagepack.sizes import parse_size
 
     return SafetyPolicy(
         max_size=parse_size(max_size) if max_size else DEFAULT_MAX_SIZE,
@@ -59,8 +59,8 @@ def parse_policy(max_size: str | None, *, allow_backing: bool = False, vhd_size:
 def parse_part_size(text: str | None, *, checksum: bool = True) -> int:
     """The part size `--part-size` gives (Object Storage's limits checked), or the one oci os object put uses.
     Without a checksum to compute, a part size has nothing to apply to."""
-    from imagepack.checksums import OBJECT_PUT_PART_SIZE, check_part_size
-    from imagepack.sizes import parse_size
+    from imagepack.core.sizes import parse_size
+    from imagepack.files.checksums import OBJECT_PUT_PART_SIZE, check_part_size
 
     if text is None:
         return OBJECT_PUT_PART_SIZE
@@ -100,10 +100,10 @@ def typed_values() -> Iterator[None]:
 def metadata_request(pack: PackOptions) -> MetadataRequest:
     """The pack options of `pack`, and of `convert` to a .oci target, as one request; every typed value checked
     before any input is read."""
+    from imagepack.formats.partitions import Firmware
     from imagepack.oci.metadata import LaunchMode, parse_assignments, parse_shape
     from imagepack.oci.metadata.requested import check_request
-    from imagepack.oci.pack import MetadataRequest
-    from imagepack.partitions import Firmware
+    from imagepack.writers.oci.pack import MetadataRequest
 
     overrides = parse_assignments(pack.launch_option)
     launch_mode = parse_choice(LaunchMode, pack.launch_mode, "--launch-mode")

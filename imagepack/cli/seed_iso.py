@@ -7,11 +7,11 @@ from typing import TYPE_CHECKING
 
 import typer
 
-from imagepack.cli.options import FORCE, JSON, QUIET, VERBOSE
 from imagepack.cli.output import human_size, print_json, print_warnings, progress_bar, reported, setup_logging
+from imagepack.cli.shared_options import FORCE, JSON, QUIET, VERBOSE
 
 if TYPE_CHECKING:
-    from imagepack.seed import SeedIso
+    from imagepack.verbs.seed import SeedIso
 
 EXAMPLES = """\b
 Examples:
@@ -55,8 +55,8 @@ def seed_iso_command(
     """Write a cloud-init NoCloud seed ISO (label cidata, Rock Ridge and Joliet names), its files checked first."""
     setup_logging(quiet=quiet, verbose=verbose)
     with reported(verbose=verbose, json_output=json_output):
-        from imagepack.errors import InvalidValueError
-        from imagepack.seed import make_seed_iso
+        from imagepack.core.errors import InvalidValueError
+        from imagepack.verbs.seed import make_seed_iso
 
         if meta_data is not None and (instance_id is not None or hostname is not None):
             given = " and ".join(

@@ -6,7 +6,8 @@ from pathlib import Path
 
 import typer
 
-from imagepack.cli.options import (
+from imagepack.cli.output import print_checksums, print_json, progress_bar, reported, setup_logging
+from imagepack.cli.shared_options import (
     CHECKSUM,
     FORCE,
     FORMAT_OPTION,
@@ -20,7 +21,6 @@ from imagepack.cli.options import (
     THREADS,
     VERBOSE,
 )
-from imagepack.cli.output import print_checksums, print_json, progress_bar, reported, setup_logging
 
 EXAMPLES = """\b
 Examples:
@@ -64,10 +64,10 @@ def unpack_command(
     setup_logging(quiet=quiet, verbose=verbose)
     with reported(verbose=verbose, json_output=json_output):
         from imagepack.cli.parse import parse_choice, parse_disk_format, parse_part_size, parse_policy, parse_scratch
-        from imagepack.convert import StreamWriter
-        from imagepack.errors import InvalidValueError
-        from imagepack.oci.unpack import unpack_archive
-        from imagepack.options import parse_option_pairs
+        from imagepack.core.errors import InvalidValueError
+        from imagepack.formats.create_options import parse_option_pairs
+        from imagepack.verbs.unpack import unpack_archive
+        from imagepack.writers.disk import StreamWriter
 
         if option and to is None:
             # Without --to the qcow2 is written as archived, so there is nothing for a format option to change.

@@ -7,9 +7,9 @@ from typing import TYPE_CHECKING
 
 import typer
 
-from imagepack.cli.options import JSON, QUIET, VERBOSE
 from imagepack.cli.output import print_json, print_warnings, reported, setup_logging
-from imagepack.errors import InvalidValueError
+from imagepack.cli.shared_options import JSON, QUIET, VERBOSE
+from imagepack.core.errors import InvalidValueError
 
 if TYPE_CHECKING:
     from imagepack.oci.objectstorage import ObjectUrl

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import typer
 
-from imagepack.cli.options import DISK, JSON, MAX_SIZE, QUIET, SCRATCH, STRICT, VERBOSE, VHD_SIZE
 from imagepack.cli.output import describe_problem, print_json, progress_bar, reported, setup_logging
-from imagepack.errors import EXIT_PROBLEMS
+from imagepack.cli.shared_options import DISK, JSON, MAX_SIZE, QUIET, SCRATCH, STRICT, VERBOSE, VHD_SIZE
+from imagepack.core.errors import EXIT_PROBLEMS
 
 EXAMPLES = """\b
 Examples:
@@ -49,8 +49,8 @@ def verify_command(
     with reported(verbose=verbose, json_output=json_output):
         from imagepack.cli.boot import boot_request, stage_printer
         from imagepack.cli.parse import parse_policy, parse_scratch
-        from imagepack.errors import InvalidValueError
-        from imagepack.oci.verify import verify_path
+        from imagepack.core.errors import InvalidValueError
+        from imagepack.verbs.verify import verify_path
 
         policy = parse_policy(max_size, vhd_size=vhd_size)
         given = [flag for flag, value in (("--expect", expect), ("--timeout", timeout), ("--accel", accel)) if value]

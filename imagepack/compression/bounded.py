@@ -11,9 +11,14 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from imagepack.atomic import check_free_space
 from imagepack.compression.streams import STREAM_ERRORS, STREAMS, damaged, declared_size, inner_name, open_decompressed
-from imagepack.errors import ImagepackError, InputError
+from imagepack.core.errors import ImagepackError, InputError
+from imagepack.core.problems import Problem, Remedy
+from imagepack.core.progress import Progress
+from imagepack.files.atomic import check_free_space
+from imagepack.files.leftovers import scratch_directory
+from imagepack.files.sparse import write_stream_sparse
+from imagepack.files.writes import write_failed
 from imagepack.formats import (
     ByteSource,
     Container,
@@ -26,12 +31,7 @@ from imagepack.formats import (
     inspect_source,
     require_safe,
 )
-from imagepack.leftovers import scratch_directory
 from imagepack.oci.archive import MAX_METADATA
-from imagepack.problems import Problem, Remedy
-from imagepack.progress import Progress
-from imagepack.sparse import write_stream_sparse
-from imagepack.writes import write_failed
 
 ARCHIVE_SLACK = MAX_METADATA + 64 * 1024  # a .oci's tar: its disk member, the metadata, headers and padding
 

@@ -16,8 +16,6 @@ from typing import BinaryIO
 import zstandard
 from isal import igzip
 
-from imagepack.atomic import atomic_output, check_free_space, check_target
-from imagepack.checksums import OBJECT_PUT_PART_SIZE, Checksums, Digester, HashingWriter
 from imagepack.compression.bounded import expands_past
 from imagepack.compression.streams import (
     STREAM_ERRORS,
@@ -29,12 +27,14 @@ from imagepack.compression.streams import (
     open_decompressed,
 )
 from imagepack.compression.xzwrite import XzBlockWriter
-from imagepack.errors import InputError, InvalidValueError
+from imagepack.core.errors import InputError, InvalidValueError
+from imagepack.core.openfile import require_regular_file
+from imagepack.core.progress import Progress
+from imagepack.files.atomic import atomic_output, check_free_space, check_target
+from imagepack.files.checksums import OBJECT_PUT_PART_SIZE, Checksums, Digester, HashingWriter
+from imagepack.files.sparse import write_stream_sparse
+from imagepack.files.writes import write_failed
 from imagepack.formats import ByteSource, Container, detect, not_a_disk
-from imagepack.image import require_regular_file
-from imagepack.progress import Progress
-from imagepack.sparse import write_stream_sparse
-from imagepack.writes import write_failed
 
 
 class Codec(StrEnum):

@@ -5,7 +5,7 @@ saying how much it would need, rather than failing for want of memory midway."""
 from __future__ import annotations
 
 from imagepack.compression.xzblocks import NotParallel, all_blocks, block_dictionary
-from imagepack.errors import UnreadableError
+from imagepack.core.errors import UnreadableError
 
 MiB = 1024**2
 # Every dictionary xz itself writes (1.5 GiB at most, with --lzma2=dict=1536MiB), and what liblzma holds beside it.

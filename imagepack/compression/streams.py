@@ -24,10 +24,10 @@ from imagepack.compression.memory import (
 )
 from imagepack.compression.multistream import bzip2_streams, xz_streams
 from imagepack.compression.xzblocks import NotParallel, ParallelXzReader, total_size, xz_blocks
-from imagepack.errors import InputError, UnreadableError
+from imagepack.core.errors import InputError, UnreadableError
+from imagepack.core.openfile import require_regular_file
+from imagepack.core.progress import Progress
 from imagepack.formats import ByteSource, Container, Detection, ImageFormat, detect, not_a_disk
-from imagepack.image import require_regular_file
-from imagepack.progress import Progress
 
 # The streams imagepack reads, by the name it reports. lz4 is not among them: no lz4 module is a dependency, so
 # an lz4 file keeps its refusal with the command that decompresses it.

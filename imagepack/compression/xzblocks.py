@@ -21,8 +21,8 @@ from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 
-from imagepack.progress import Progress
-from imagepack.signals import leave_to_main_thread
+from imagepack.core.progress import Progress
+from imagepack.core.signals import leave_to_main_thread
 
 HEADER_MAGIC = b"\xfd7zXZ\x00"
 FOOTER_MAGIC = b"YZ"

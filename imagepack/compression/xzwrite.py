@@ -19,7 +19,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from typing import BinaryIO
 
 from imagepack.compression.xzblocks import FOOTER_MAGIC, HEADER_MAGIC, crc32_le, encode_varint, padded
-from imagepack.signals import leave_to_main_thread
+from imagepack.core.signals import leave_to_main_thread
 
 MiB = 1024**2
 # The dictionary of each preset (xz's own table), and what its encoder holds in memory (xz --info-memory).

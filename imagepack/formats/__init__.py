@@ -8,7 +8,8 @@ import logging
 from dataclasses import dataclass
 from pathlib import Path
 
-from imagepack.errors import InputError, UnsafeImageError
+from imagepack.core.errors import InputError, UnsafeImageError
+from imagepack.core.problems import Problem, Remedy
 from imagepack.formats.base import (
     DEFAULT_MAX_SIZE,
     ByteSource,
@@ -30,7 +31,6 @@ from imagepack.formats.registry import (
     parse_format,
     spec,
 )
-from imagepack.problems import Problem, Remedy
 
 log = logging.getLogger("imagepack")
 SECTOR = 512

@@ -9,9 +9,9 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any, ClassVar
 
-from imagepack.errors import InputError
-from imagepack.openfile import descriptor_of
-from imagepack.problems import Problem, Remedy
+from imagepack.core.errors import InputError
+from imagepack.core.openfile import descriptor_of
+from imagepack.core.problems import Problem, Remedy
 
 GiB = 1024**3
 # OCI's import limit; also the default cap on any virtual size we accept from an untrusted header.

@@ -7,7 +7,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from imagepack.errors import InvalidValueError
+from imagepack.core.errors import InvalidValueError
 from imagepack.formats.base import FormatInspector, ImageFormat, Inspection
 from imagepack.formats.qcow2 import Qcow2Inspector
 from imagepack.formats.vdi import VdiInspector

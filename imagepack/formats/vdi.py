@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import struct
 
+from imagepack.core.problems import Problem
 from imagepack.formats.base import (
     ByteSource,
     FormatInspector,
@@ -12,7 +13,6 @@ from imagepack.formats.base import (
     SafetyPolicy,
     check_virtual_size,
 )
-from imagepack.problems import Problem
 
 SIGNATURE = 0xBEDA107F
 IMAGE_TYPES = {1: "dynamic", 2: "static", 3: "undo", 4: "differencing"}

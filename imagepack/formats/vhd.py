@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import struct
 
+from imagepack.core.problems import Problem
 from imagepack.formats.base import (
     ByteSource,
     FormatInspector,
@@ -13,7 +14,6 @@ from imagepack.formats.base import (
     VhdSize,
     check_virtual_size,
 )
-from imagepack.problems import Problem
 
 COOKIE = b"conectix"
 DYNAMIC_COOKIE = b"cxsparse"

@@ -6,6 +6,7 @@ from __future__ import annotations
 import struct
 import uuid
 
+from imagepack.core.problems import Problem
 from imagepack.formats.base import (
     ByteSource,
     FormatInspector,
@@ -14,7 +15,6 @@ from imagepack.formats.base import (
     SafetyPolicy,
     check_virtual_size,
 )
-from imagepack.problems import Problem
 
 SIGNATURE = b"vhdxfile"
 KiB = 1024

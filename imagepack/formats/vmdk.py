@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 import struct
 
+from imagepack.core.problems import Problem, Remedy
 from imagepack.formats.base import (
     ByteSource,
     FormatInspector,
@@ -13,7 +14,6 @@ from imagepack.formats.base import (
     SafetyPolicy,
     check_virtual_size,
 )
-from imagepack.problems import Problem, Remedy
 
 SPARSE_MAGIC = b"KDMV"
 COWD_MAGIC = b"COWD"  # VMware 3 sparse, which qemu reads but nobody should still be shipping

@@ -9,17 +9,17 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from imagepack.errors import ArchiveError, UnreadableError
+from imagepack.core.errors import ArchiveError, UnreadableError
+from imagepack.core.problems import Remedy
+from imagepack.files.writes import pwrite_all
 from imagepack.formats import ByteSource, Container, detect, disk_size_limit, not_a_disk
-from imagepack.problems import Remedy
-from imagepack.tarmembers import (
+from imagepack.tar.members import (
     RECORD,
     Member,
     members,
     normalised,
     scan,
 )
-from imagepack.writes import pwrite_all
 
 METADATA_NAME = "image_metadata.json"
 DISK_NAME = "output.QCOW2"

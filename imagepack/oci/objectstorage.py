@@ -10,9 +10,9 @@ from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from typing import Any
 
-from imagepack.errors import InvalidValueError
+from imagepack.core.errors import InvalidValueError
+from imagepack.core.problems import Problem, Severity
 from imagepack.oci.metadata.codec import quote
-from imagepack.problems import Problem, Severity
 
 # The realms and their second-level domains, and the regions of each, as Oracle's SDKs list them (oci-python-sdk
 # regions_definitions.py). A region missing here may simply be newer than this list.

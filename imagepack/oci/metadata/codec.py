@@ -9,7 +9,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from imagepack.errors import InputError
+from imagepack.core.errors import InputError
 
 
 @dataclass(frozen=True)

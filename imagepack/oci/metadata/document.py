@@ -7,7 +7,7 @@ import json
 from enum import StrEnum
 from typing import Any
 
-from imagepack.errors import MetadataError
+from imagepack.core.errors import MetadataError
 from imagepack.oci.metadata.codec import decode_json, is_number, json_type, quote
 from imagepack.oci.metadata.model import (
     FIELD_BY_NAME,

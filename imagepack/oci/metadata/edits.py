@@ -11,7 +11,8 @@ from dataclasses import replace
 from types import MappingProxyType
 from typing import Any
 
-from imagepack.errors import InvalidValueError, MetadataError
+from imagepack.core.errors import InvalidValueError, MetadataError
+from imagepack.formats.partitions import Firmware
 from imagepack.oci.metadata import oslist
 from imagepack.oci.metadata.codec import has_surrogate, quote
 from imagepack.oci.metadata.model import (
@@ -29,7 +30,6 @@ from imagepack.oci.metadata.model import (
     VolumeType,
     allowed_text,
 )
-from imagepack.partitions import Firmware
 
 _NOTHING: Mapping[str, str] = MappingProxyType({})
 

@@ -9,9 +9,9 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
-from imagepack.errors import MetadataError
+from imagepack.core.errors import MetadataError
+from imagepack.formats.partitions import Firmware
 from imagepack.oci.metadata.codec import JsonLimits, decode_json, json_type
-from imagepack.partitions import Firmware
 
 METADATA_NAME = "image_metadata.json"
 METADATA_VERSION = 2

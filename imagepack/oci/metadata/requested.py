@@ -7,12 +7,12 @@ from __future__ import annotations
 from collections.abc import Mapping
 from enum import StrEnum
 
-from imagepack.errors import ImagepackError, InvalidValueError, MetadataError
+from imagepack.core.errors import ImagepackError, InvalidValueError, MetadataError
+from imagepack.core.problems import Severity
+from imagepack.formats.partitions import Firmware
 from imagepack.oci.metadata.edits import build_metadata
 from imagepack.oci.metadata.model import LaunchMode
 from imagepack.oci.metadata.systems import OsName, check_system
-from imagepack.partitions import Firmware
-from imagepack.problems import Severity
 
 
 class Asked(StrEnum):

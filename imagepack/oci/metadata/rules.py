@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import re
 
-from imagepack.errors import MetadataError
+from imagepack.core.errors import MetadataError
+from imagepack.core.problems import Problem, Remedy, Severity
+from imagepack.formats.partitions import Firmware
 from imagepack.oci.metadata import oslist
 from imagepack.oci.metadata.codec import quote
 from imagepack.oci.metadata.model import (
@@ -20,8 +22,6 @@ from imagepack.oci.metadata.model import (
     number_text,
 )
 from imagepack.oci.metadata.systems import OsName, check_system
-from imagepack.partitions import Firmware
-from imagepack.problems import Problem, Remedy, Severity
 
 # Devices that only exist in one kind of mode: emulated hardware, or paravirtual and passthrough devices.
 _EMULATED_DEVICES = frozenset({"E1000", "IDE", "SCSI"})

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 from enum import Enum
 
+from imagepack.core.problems import Problem, Remedy, Severity
 from imagepack.oci.metadata import oslist
 from imagepack.oci.metadata.codec import quote
 from imagepack.oci.metadata.model import LaunchMode
-from imagepack.problems import Problem, Remedy, Severity
 
 
 class OsName(Enum):

@@ -1,8 +1,0 @@
-"""Reading a Windows guest offline: its registry hives (through regipy, from memory) and the NTFS volume they
-are on."""
-
-from imagepack.inspect.windows.analyse import analyse_windows
-from imagepack.inspect.windows.ntfsdirty import ntfs_volume_dirty
-from imagepack.inspect.windows.report import WindowsReport
-
-__all__ = ["WindowsReport", "analyse_windows", "ntfs_volume_dirty"]

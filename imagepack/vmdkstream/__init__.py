@@ -1,5 +1,0 @@
-"""imagepack's own stream-optimized VMDK writer: grains compressed on every core, written in order."""
-
-from imagepack.vmdkstream.writer import write_stream_vmdk
-
-__all__ = ["write_stream_vmdk"]
