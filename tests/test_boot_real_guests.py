@@ -29,7 +29,8 @@ def _needs_qemu(uefi: bool) -> None:
 
 
 def _boot(disk: Path, *args: str, console: Path) -> tuple[int, dict[str, Any]]:
-    done = run_cli("boot-test", str(disk), "--accel", "tcg", "--console-log", str(console), "--json", *args, timeout=420)
+    common = ("--accel", "tcg", "--console-log", str(console), "--json")
+    done = run_cli("boot-test", str(disk), *common, *args, timeout=420)
     assert done.returncode in (0, 3), done.stderr
     report: dict[str, Any] = json.loads(done.stdout)
     assert (done.returncode == 0) == report["booted"]
