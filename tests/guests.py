@@ -270,6 +270,20 @@ def build(dest: Path) -> None:
             disk.chmod(0o444)
 
 
+def _remove(folder: Path) -> None:
+    """Remove a killed build's folder, first unmounting what mmdebstrap had mounted in its tree (/proc, /sys,
+    /dev/pts, /dev/shm), so that nothing is removed through a mount."""
+    inside = str(folder.resolve()) + "/"
+    with open("/proc/self/mounts") as f:
+        points = [line.split()[1].replace("\\040", " ") for line in f]
+    for point in sorted((p for p in points if p.startswith(inside)), key=len, reverse=True):
+        subprocess.run(["umount", "--lazy", point], capture_output=True, check=False)
+    with open("/proc/self/mounts") as f:
+        if any(line.split()[1].startswith(inside) for line in f):
+            raise RuntimeError(f"{folder}: a killed build left mounts there that could not be unmounted")
+    shutil.rmtree(folder, ignore_errors=True)
+
+
 class GuestsUnavailable(RuntimeError):
     """The guests are not built and this machine cannot build them (not root, or a tool is missing)."""
 
@@ -291,8 +305,10 @@ def ensure_guests(log: bool = False) -> dict[str, Path]:
                 start = time.monotonic()
                 if log:
                     print(f"building the Debian test guests into {final} ...", file=sys.stderr)
+                # What a killed build left (the lock says no build runs now): its half guests and its tree.
+                for stale in [*root.glob(".*.tmp"), *root.glob(".tree-*")]:
+                    _remove(stale)
                 temp = root / f".{final.name}.{os.getpid()}.tmp"
-                shutil.rmtree(temp, ignore_errors=True)
                 try:
                     build(temp)
                     os.rename(temp, final)
