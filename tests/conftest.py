@@ -144,3 +144,15 @@ def mount_tmpfs(tmp_path: Path) -> Iterator[Callable[[str], Path]]:
     yield mount
     for where in mounted:
         subprocess.run(["umount", str(where)], check=True)
+
+
+@pytest.fixture(scope="session")
+def debian_guests() -> dict[str, Path]:
+    """The real Debian 12 guests (tests/guests.py: `uefi-ext4`, `bios-ext4`, `lvm-xfs`), name -> a read-only raw
+    disk in the cache outside the clone, built on first use (as root, with the tools scripts/setup installs)."""
+    from tests.guests import GuestsUnavailable, ensure_guests
+
+    try:
+        return ensure_guests()
+    except GuestsUnavailable as e:
+        pytest.skip(str(e))

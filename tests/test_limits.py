@@ -55,7 +55,8 @@ def test_a_qemu_img_killed_by_the_callers_limit_is_named_in_one_line(tmp_path: P
     source = tmp_path / "busy.raw"
     write_data_disk(source, 256 * MiB, 32 * MiB)
     out = tmp_path / "busy.qcow2"
-    args = ("convert", "--compress", "--stream-writer", "qemu")  # qemu-img, not the in-process writer
+    # qemu-img, not the in-process writer, with as many coroutines as it takes: their threads need the memory
+    args = ("convert", "--compress", "--stream-writer", "qemu", "--threads", "16")
     done = run_cli(*args, str(source), str(out), preexec_fn=limited(resource.RLIMIT_AS, 200 * MiB))
     assert done.returncode == 1
     lines = done.stderr.strip().splitlines()
