@@ -12,8 +12,8 @@ from typing import Any
 
 import pytest
 
-from imagepack.boot.machine import find_ovmf
-from imagepack.errors import BootError
+from imagepack.core.errors import BootError
+from imagepack.verbs.boot.machine import find_ovmf
 from tests.conftest import run_cli
 from tests.guests import DISK_SIZE, fs_uuid
 
