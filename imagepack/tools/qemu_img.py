@@ -13,7 +13,6 @@ import json
 import logging
 import os
 import re
-import shutil
 import tempfile
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -25,9 +24,11 @@ from imagepack.core.openfile import OpenedPath, descriptor_of
 from imagepack.core.process import Completed, Limits, run
 from imagepack.core.progress import Progress
 from imagepack.formats import ImageFormat, spec
+from imagepack.tools.programs import Program, find_program, version_of
 
 log = logging.getLogger("imagepack")
 
+QEMU_IMG = Program(("qemu-img",), variable="IMAGEPACK_QEMU_IMG")
 MIN_VERSION = (5, 1)  # qcow2 compression_type and the raw driver's offset/size options
 # CVE-2024-4467 (qemu-img info/convert following a crafted data-file) is fixed from these releases on.
 _CVE_2024_4467_FIXED = {(7, 2): 13, (8, 2): 6, (9, 0): 2}
@@ -62,13 +63,9 @@ def _install_hint() -> str:
 @functools.cache
 def find_qemu_img() -> QemuImg:
     """Locate qemu-img (IMAGEPACK_QEMU_IMG wins over PATH) and read its version, once per process."""
-    wanted = os.environ.get("IMAGEPACK_QEMU_IMG")
-    path = shutil.which(wanted) if wanted else shutil.which("qemu-img")
-    if not path:
-        where = f"IMAGEPACK_QEMU_IMG={wanted} is not an executable" if wanted else "qemu-img is not installed"
-        raise QemuImgError(f"{where}; {_install_hint()}")
+    path = find_program(QEMU_IMG, lambda where: QemuImgError(f"{where}; {_install_hint()}"))
     try:
-        done = run([path, "--version"], limits=Limits(wall_seconds=30))
+        done = version_of(path)
     except OSError as e:
         raise QemuImgError(f"cannot run {path}: {e.strerror}; {_install_hint()}") from None
     match = re.search(r"version (\d+)\.(\d+)\.(\d+)", done.stdout)

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import functools
 import os
-import shutil
 from pathlib import Path
 
 from imagepack.core.errors import ImagepackError, OutputError
@@ -17,19 +16,21 @@ from imagepack.files.leftovers import scratch_directory
 from imagepack.files.reproducible import output_time
 from imagepack.formats import ImageFormat
 from imagepack.sources.disk import SourceImage
+from imagepack.tools.programs import Program, find_program, version_of
 from imagepack.writers.disk import plan_disk, write_planned
 
+GNU_TAR = Program(("gtar", "tar"))
 DISK_MEMBER = "disk.raw"  # the one name Google's import reads
 
 
 @functools.cache
 def find_gnu_tar() -> str:
     """GNU tar (`gtar` where the system tar is bsdtar, as on macOS and the BSDs): only it writes sparse members."""
-    for name in ("gtar", "tar"):
-        path = shutil.which(name)
-        if path and "GNU tar" in run([path, "--version"], limits=Limits(wall_seconds=30)).stdout:
-            return path
-    raise ImagepackError(
+    return find_program(GNU_TAR, _missing, accept=lambda path: "GNU tar" in version_of(path).stdout)
+
+
+def _missing(_where: str) -> ImagepackError:
+    return ImagepackError(
         "GNU tar is needed to write a GCE image tarball (sparse, old GNU format) and was not found; "
         "install it with 'apt-get install tar' (Debian/Ubuntu) or 'brew install gnu-tar' (macOS)",
         code="gce.no-gnu-tar",

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import shutil
 import socket
 import sys
 import tempfile
@@ -19,8 +18,10 @@ from imagepack.core.errors import QemuImgError
 from imagepack.core.problems import Remedy
 from imagepack.core.process import Running, spawn
 from imagepack.tools.nbd.client import NbdClient, NbdError
+from imagepack.tools.programs import Program, find_program
 from imagepack.tools.qemu_img import ImageRef, find_qemu_img
 
+QEMU_NBD = Program(("qemu-nbd",), variable="IMAGEPACK_QEMU_NBD")
 START_SECONDS = 30.0  # qemu-nbd opens the image before it answers; a healthy one does so in well under a second
 
 # Socket activation wants the socket at descriptor 3 and LISTEN_PID naming the server's own pid, which only the
@@ -45,17 +46,16 @@ os.execv(sys.argv[1], sys.argv[1:])
 
 def find_qemu_nbd() -> str:
     """qemu-nbd: IMAGEPACK_QEMU_NBD, else the one beside the qemu-img in use (same build), else PATH."""
-    wanted = os.environ.get("IMAGEPACK_QEMU_NBD")
-    beside = str(Path(find_qemu_img().path).parent)
-    path = shutil.which(wanted) if wanted else (shutil.which("qemu-nbd", path=beside) or shutil.which("qemu-nbd"))
-    if not path:
-        where = f"IMAGEPACK_QEMU_NBD={wanted} is not an executable" if wanted else "qemu-nbd is not installed"
-        raise QemuImgError(
-            f"{where} (imagepack's stream-optimized vmdk writer reads the source through it); "
-            "install qemu-utils (Debian/Ubuntu) or qemu-img (Fedora/RHEL), or point IMAGEPACK_QEMU_NBD at it",
-            remedy=Remedy.QEMU_STREAM_WRITER,
-        )
-    return path
+    beside = Path(find_qemu_img().path).parent
+    return find_program(QEMU_NBD, _missing, beside=beside)
+
+
+def _missing(where: str) -> QemuImgError:
+    return QemuImgError(
+        f"{where} (imagepack's stream-optimized vmdk writer reads the source through it); "
+        "install qemu-utils (Debian/Ubuntu) or qemu-img (Fedora/RHEL), or point IMAGEPACK_QEMU_NBD at it",
+        remedy=Remedy.QEMU_STREAM_WRITER,
+    )
 
 
 @contextlib.contextmanager

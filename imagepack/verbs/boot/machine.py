@@ -7,7 +7,6 @@ import errno
 import fcntl
 import json
 import os
-import shutil
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
@@ -17,10 +16,12 @@ from imagepack.core.errors import BootError
 from imagepack.formats.partitions import Firmware
 from imagepack.oci.metadata import LaunchOptions, NetworkType, VolumeType
 from imagepack.tools import qemu_img as qemu
+from imagepack.tools.programs import Program, find_program
 
 KVM_DEVICE = Path("/dev/kvm")
 KVM_GET_API_VERSION = 0xAE00  # _IO(KVMIO, 0x00)
 KVM_API_VERSION = 12  # the only stable version since Linux 2.6.22
+QEMU_SYSTEM = Program(("qemu-system-x86_64",), variable="IMAGEPACK_QEMU_SYSTEM", missing="is missing")
 INSTALL_HINT = "install it with 'apt-get install qemu-system-x86 ovmf' (Debian/Ubuntu)"
 
 # OVMF's code and the template of its variable store, as distributions install them (4 MiB builds first).
@@ -103,12 +104,11 @@ def kvm_unusable_reason() -> str | None:
 
 def find_qemu_system() -> Path:
     """qemu-system-x86_64 (IMAGEPACK_QEMU_SYSTEM wins over PATH)."""
-    wanted = os.environ.get("IMAGEPACK_QEMU_SYSTEM")
-    found = shutil.which(wanted) if wanted else shutil.which("qemu-system-x86_64")
-    if not found:
-        where = f"IMAGEPACK_QEMU_SYSTEM={wanted} is not an executable" if wanted else "qemu-system-x86_64 is missing"
-        raise BootError(f"cannot boot the image: {where}; {INSTALL_HINT}", code="boot.no-qemu-system")
-    return Path(found)
+    return Path(find_program(QEMU_SYSTEM, _missing))
+
+
+def _missing(where: str) -> BootError:
+    return BootError(f"cannot boot the image: {where}; {INSTALL_HINT}", code="boot.no-qemu-system")
 
 
 @dataclass(frozen=True)
