@@ -45,7 +45,10 @@ _EXTENT = re.compile(r'^[ \t]*(RW|RDONLY|NOACCESS)\s+(\d+)\s+(\w+)(?:\s+"([^"\r\
 _KEY = re.compile(r'^\s*([\w.]+)\s*=\s*"?([^"\n]*)"?\s*$', re.MULTILINE)
 
 
-def parse_descriptor(text: str) -> tuple[dict[str, str], list[tuple[str, int, str, str | None]]]:
+Extent = tuple[str, int, str, str | None]  # access, sectors, type, file name
+
+
+def parse_descriptor(text: str) -> tuple[dict[str, str], list[Extent]]:
     """The descriptor's key/value pairs and its extent lines (access, sectors, type, file name)."""
     keys = {m.group(1): m.group(2) for m in _KEY.finditer(text)}
     extents = [(m.group(1), int(m.group(2)), m.group(3), m.group(4)) for m in _EXTENT.finditer(text)]
@@ -127,13 +130,7 @@ class VmdkInspector(FormatInspector):
         # qemu ignores the embedded createType: the compression field alone decides.
         result.subformat = "streamOptimized" if compress_algorithm == COMPRESSION_DEFLATE else "monolithicSparse"
 
-        text = b""
-        if desc_offset and desc_size * 512 > MAX_DESCRIPTOR:
-            problems.append(Problem("vmdk.tables", f"vmdk embedded descriptor of {desc_size * 512} bytes is too large"))
-        elif desc_offset and desc_offset * 512 >= src.size:
-            problems.append(Problem("vmdk.header", DESCRIPTOR_PAST_END))
-        elif desc_offset and desc_size:
-            text = src.read(desc_offset * 512, desc_size * 512).split(b"\0", 1)[0]
+        text = _embedded_descriptor(src, desc_offset, desc_size, problems)
         if not text.strip():
             # Writers differ in what the header records (no offset, no size); qemu reads sector 1 whatever it says.
             text = parent_area.split(b"\0", 1)[0]
@@ -151,29 +148,8 @@ class VmdkInspector(FormatInspector):
             problems.append(Problem("vmdk.header", why))
             check_virtual_size(result, policy)
             return result
-        create_type = keys.get("createType")
         result.details["adapter_type"] = keys.get("ddb.adapterType")
-        if create_type is not None and create_type not in SINGLE_FILE_TYPES and not policy.allow_backing:
-            problems.append(
-                Problem(
-                    "vmdk.external-files",
-                    f"vmdk is one extent of a '{create_type}' disk, not a single-file vmdk; "
-                    "convert its descriptor file instead",
-                    Remedy.ALLOW_BACKING,
-                )
-            )
-        if len(extents) != 1 or extents[0][2] != "SPARSE":
-            problems.append(
-                Problem(
-                    "vmdk.external-files", f"vmdk descriptor lists {len(extents)} extents; a single-file vmdk has one"
-                )
-            )
-        else:
-            name = extents[0][3] or ""
-            if ("/" in name or "\\" in name or ":" in name) and not policy.allow_backing:
-                problems.append(
-                    Problem("vmdk.external-files", f"vmdk extent names another file: '{name}'", Remedy.ALLOW_BACKING)
-                )
+        _check_single_file(keys, extents, policy, problems)
         check_virtual_size(result, policy)
         return result
 
@@ -244,3 +220,40 @@ class VmdkInspector(FormatInspector):
         f_gd = struct.unpack_from("<Q", footer, 56)[0]
         if fields(footer) != fields(head) or f_gd == GD_AT_END or f_gd * 512 >= src.size:
             problems.append(Problem("vmdk.header", "stream-optimized vmdk footer disagrees with its header"))
+
+
+def _embedded_descriptor(src: ByteSource, desc_offset: int, desc_size: int, problems: list[Problem]) -> bytes:
+    """The descriptor the sparse header places in the file (empty when it places none, or one out of bounds)."""
+    if desc_offset and desc_size * 512 > MAX_DESCRIPTOR:
+        problems.append(Problem("vmdk.tables", f"vmdk embedded descriptor of {desc_size * 512} bytes is too large"))
+    elif desc_offset and desc_offset * 512 >= src.size:
+        problems.append(Problem("vmdk.header", DESCRIPTOR_PAST_END))
+    elif desc_offset and desc_size:
+        return src.read(desc_offset * 512, desc_size * 512).split(b"\0", 1)[0]
+    return b""
+
+
+def _check_single_file(
+    keys: dict[str, str], extents: list[Extent], policy: SafetyPolicy, problems: list[Problem]
+) -> None:
+    """A sparse extent that is the whole disk: one extent, itself, and no other file named."""
+    create_type = keys.get("createType")
+    if create_type is not None and create_type not in SINGLE_FILE_TYPES and not policy.allow_backing:
+        problems.append(
+            Problem(
+                "vmdk.external-files",
+                f"vmdk is one extent of a '{create_type}' disk, not a single-file vmdk; "
+                "convert its descriptor file instead",
+                Remedy.ALLOW_BACKING,
+            )
+        )
+    if len(extents) != 1 or extents[0][2] != "SPARSE":
+        problems.append(
+            Problem("vmdk.external-files", f"vmdk descriptor lists {len(extents)} extents; a single-file vmdk has one")
+        )
+    else:
+        name = extents[0][3] or ""
+        if ("/" in name or "\\" in name or ":" in name) and not policy.allow_backing:
+            problems.append(
+                Problem("vmdk.external-files", f"vmdk extent names another file: '{name}'", Remedy.ALLOW_BACKING)
+            )
