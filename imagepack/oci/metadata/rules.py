@@ -112,35 +112,48 @@ def check_metadata(
     (2012, 2012 R2, 2016, 2019, 2022) and exactly one edition (Standard, Datacenter), because OCI licenses the image
     by them: "Windows" + "Server 2019 Standard" and "Windows Server" + "2019 Datacenter" pass, "Windows" + "2019"
     does not."""
-    problems: list[Problem] = []
+    problems = _check_version(meta) + _check_devices(meta)
+    problems += _check_attachment(meta)
+    problems += check_system(
+        meta.operating_system, meta.operating_system_version, meta.launch_mode, strict=strict, os_name=os_name, fix=fix
+    )
+    problems += _check_shapes(meta)
+    problems += _check_capabilities(meta)
+    problems += _check_caps_version(meta)
+    # a stable sort: the errors in the order of the checks, then the warnings and notes in theirs
+    return sorted(problems, key=lambda problem: problem.severity is not Severity.ERROR)
+
+
+def _check_version(meta: ImageMetadata) -> list[Problem]:
+    if meta.version != METADATA_VERSION:
+        return [Problem("metadata.version", f"version is {meta.version}; set it to {METADATA_VERSION}")]
+    return []
+
+
+def _check_devices(meta: ImageMetadata) -> list[Problem]:
+    """The devices and firmware against the launch mode: emulated hardware only in EMULATED mode, paravirtual and
+    passthrough devices only outside it."""
     launch = meta.launch
     mode = launch.launch_options_source
-    devices = {"networkType": launch.network_type, **launch.volume_types}
-
-    if meta.version != METADATA_VERSION:
-        problems.append(Problem("metadata.version", f"version is {meta.version}; set it to {METADATA_VERSION}"))
+    problems: list[Problem] = []
     if mode in (LaunchMode.NATIVE, LaunchMode.PARAVIRTUALIZED):
-        for key, value in devices.items():
-            if value is not None and value.value in _EMULATED_DEVICES:
-                better = "VFIO" if key == "networkType" else "PARAVIRTUALIZED"
-                problems.append(
-                    Problem(
-                        "metadata.emulated-device",
-                        f"launchOptionsSource {mode} cannot use the emulated device {key} {value}; "
-                        f"set {key}={better}, or launchMode=EMULATED",
-                    )
+        for key, value, better in _devices_among(meta, _EMULATED_DEVICES, network="VFIO", volume="PARAVIRTUALIZED"):
+            problems.append(
+                Problem(
+                    "metadata.emulated-device",
+                    f"launchOptionsSource {mode} cannot use the emulated device {key} {value}; "
+                    f"set {key}={better}, or launchMode=EMULATED",
                 )
+            )
     elif mode is LaunchMode.EMULATED:
-        for key, value in devices.items():
-            if value is not None and value.value in _PV_OR_PASSTHROUGH_DEVICES:
-                better = "E1000" if key == "networkType" else "IDE"
-                problems.append(
-                    Problem(
-                        "metadata.paravirtual-device",
-                        f"launchOptionsSource EMULATED has no paravirtual or passthrough devices, but {key} is "
-                        f"{value}; set {key}={better}, or launchMode=PARAVIRTUALIZED",
-                    )
+        for key, value, better in _devices_among(meta, _PV_OR_PASSTHROUGH_DEVICES, network="E1000", volume="IDE"):
+            problems.append(
+                Problem(
+                    "metadata.paravirtual-device",
+                    f"launchOptionsSource EMULATED has no paravirtual or passthrough devices, but {key} is "
+                    f"{value}; set {key}={better}, or launchMode=PARAVIRTUALIZED",
                 )
+            )
         if launch.firmware is Firmware.UEFI_64:
             problems.append(
                 Problem(
@@ -151,25 +164,35 @@ def check_metadata(
                     severity=Severity.WARNING,
                 )
             )
+    return problems
 
-    problems += _check_attachment(meta)
-    problems += check_system(
-        meta.operating_system, meta.operating_system_version, meta.launch_mode, strict=strict, os_name=os_name, fix=fix
-    )
-    problems += _check_shapes(meta)
-    problems += _check_capabilities(meta)
+
+def _devices_among(
+    meta: ImageMetadata, kinds: frozenset[str], *, network: str, volume: str
+) -> list[tuple[str, str, str]]:
+    """(launch option, device, the device to use instead) for each device of `kinds` the launch options name:
+    `network` instead of a network device, `volume` instead of a volume's."""
+    launch = meta.launch
+    devices = {"networkType": launch.network_type, **launch.volume_types}
+    return [
+        (key, str(value), network if key == "networkType" else volume)
+        for key, value in devices.items()
+        if value is not None and value.value in kinds
+    ]
+
+
+def _check_caps_version(meta: ImageMetadata) -> list[Problem]:
     caps_version = meta.image_caps_format_version
     if caps_version is not None and not CAPS_FORMAT_VERSION.fullmatch(caps_version):
-        problems.append(
+        return [
             Problem(
                 "metadata.caps-format-version",
                 f"imageCapsFormatVersion {quote(caps_version)} is not a UUID as OCI writes it; "
                 "set imageCapsFormatVersion=null unless it comes from OCI",
                 severity=Severity.WARNING,
             )
-        )
-    # a stable sort: the errors in the order of the checks, then the warnings and notes in theirs
-    return sorted(problems, key=lambda problem: problem.severity is not Severity.ERROR)
+        ]
+    return []
 
 
 def _check_attachment(meta: ImageMetadata) -> list[Problem]:
