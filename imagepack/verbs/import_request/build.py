@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 from imagepack.core.errors import ImagepackError, InputError, InvalidValueError, MetadataError
@@ -73,7 +74,8 @@ def import_request(
     try:
         with open_source(path, policy=policy) as source:
             os_name = OsName.AS_TYPED if os_unlisted else OsName.GIVEN
-            _fill_from_source(request, source, launch_mode, operating_system, operating_system_version, strict, os_name)
+            asked = _Asked(launch_mode, operating_system, operating_system_version, strict, os_name)
+            _fill_from_source(request, source, asked)
     except ImagepackError as e:
         if e.code == "image.size-limit":  # said in OCI's terms: no setting lets OCI import it
             raise InputError(f"{path}: {_too_large(e.message)}", code="import.too-large") from None
@@ -101,36 +103,32 @@ def _too_large(message: str) -> str:
     return f"{size} is above OCI's import limit of {DEFAULT_MAX_SIZE // 1024**3} GiB"
 
 
-def _fill_from_source(
-    request: ImportRequest,
-    source: Source,
-    launch_mode: LaunchMode | None,
-    os_name: str | None,
-    os_version: str | None,
-    strict: bool,
-    os_name_check: OsName,
-) -> None:
+@dataclass(frozen=True)
+class _Asked:
+    """What the user asked of the request that the file may confirm, contradict or leave to them."""
+
+    launch_mode: LaunchMode | None
+    os_name: str | None
+    os_version: str | None
+    strict: bool
+    os_name_check: OsName
+
+
+def _fill_from_source(request: ImportRequest, source: Source, asked: _Asked) -> None:
     path = request.path
     _require_importable(path, source)
     if source.virtual_size > DEFAULT_MAX_SIZE:
         raise InputError(f"{path}: {_too_large(f'virtual size {source.virtual_size} bytes')}", code="import.too-large")
     if source.archive is not None:
-        found = _fill_from_archive(request, source.archive.metadata, launch_mode, os_name, os_version, strict)
+        found = _fill_from_archive(request, source.archive.metadata, asked)
     else:
-        found = _fill_from_disk(request, source, launch_mode, os_name, os_version, strict, os_name_check)
+        found = _fill_from_disk(request, source, asked)
     request.problems.extend(found)
     if request.operating_system is not None and request.operating_system_version is not None:
         request.problems.extend(import_guidance(request.operating_system, request.operating_system_version))
 
 
-def _fill_from_archive(
-    request: ImportRequest,
-    metadata: ImageMetadata,
-    launch_mode: LaunchMode | None,
-    os_name: str | None,
-    os_version: str | None,
-    strict: bool,
-) -> list[Problem]:
+def _fill_from_archive(request: ImportRequest, metadata: ImageMetadata, asked: _Asked) -> list[Problem]:
     """A .oci: its metadata gives the launch mode and operating system; the request may repeat them, not change them."""
     request.source_format = "oci"
     if request.endpoint is None:
@@ -139,44 +137,37 @@ def _fill_from_archive(
             "give the region",
             code="import.region",
         )
-    if launch_mode is not None and launch_mode is not metadata.launch_mode:
+    if asked.launch_mode is not None and asked.launch_mode is not metadata.launch_mode:
         raise InvalidValueError(
-            f"a .oci imports in the launch mode its metadata gives ({metadata.launch_mode}), not {launch_mode}",
+            f"a .oci imports in the launch mode its metadata gives ({metadata.launch_mode}), not {asked.launch_mode}",
             code="import.launch-mode",
         )
     request.launch_mode = metadata.launch_mode
     stored = (metadata.operating_system, metadata.operating_system_version)
-    if os_name is not None and (canonical_name(os_name), (os_version or "").strip()) != stored:
+    if asked.os_name is not None and (canonical_name(asked.os_name), (asked.os_version or "").strip()) != stored:
         raise InvalidValueError(
             f"the archive's metadata gives the operating system {quote(' '.join(stored))}; the request "
             "cannot say another: change the metadata instead",
             code="import.os",
         )
     request.operating_system, request.operating_system_version = stored
-    found = check_metadata(metadata, strict=strict, os_name=OsName.REPORTED, fix=Remedy.SET_OS)
+    found = check_metadata(metadata, strict=asked.strict, os_name=OsName.REPORTED, fix=Remedy.SET_OS)
     _refuse_errors(found, f"{request.path}: metadata", MetadataError)
     return found
 
 
-def _fill_from_disk(
-    request: ImportRequest,
-    source: Source,
-    launch_mode: LaunchMode | None,
-    os_name: str | None,
-    os_version: str | None,
-    strict: bool,
-    os_name_check: OsName,
-) -> list[Problem]:
+def _fill_from_disk(request: ImportRequest, source: Source, asked: _Asked) -> list[Problem]:
     """A disk image: the operating system is what the user typed, checked; what the file cannot say is noted."""
     request.source_format = source.disk.format.value
-    if os_name is not None and os_version is not None:
-        request.operating_system, request.operating_system_version = canonical_name(os_name), os_version.strip()
+    if asked.os_name is not None and asked.os_version is not None:
+        request.operating_system = canonical_name(asked.os_name)
+        request.operating_system_version = asked.os_version.strip()
         found = check_system(
             request.operating_system,
             request.operating_system_version,
             request.launch_mode,
-            strict=strict,
-            os_name=os_name_check,
+            strict=asked.strict,
+            os_name=asked.os_name_check,
         )
         _refuse_errors(found, "the operating system", InvalidValueError)
     else:
@@ -189,7 +180,7 @@ def _fill_from_disk(
                 severity=Severity.WARNING,
             )
         ]
-    if launch_mode is None and source.disk.format is ImageFormat.QCOW2:
+    if asked.launch_mode is None and source.disk.format is ImageFormat.QCOW2:
         found.append(
             Problem(
                 "import.exported-qcow2",
