@@ -29,6 +29,7 @@ from imagepack.formats import (
     disk_size_limit,
     format_claimed_by_name,
     inspect_source,
+    require_name_agrees,
     require_safe,
 )
 from imagepack.oci.archive import MAX_METADATA
@@ -128,16 +129,10 @@ def require_inner_name_agrees(path: Path, content: ImageFormat, *, partial: bool
     """`disk.qcow2.zst` holding a raw disk is refused as `disk.qcow2` holding one is: the name under the
     compression suffix claims a format as a plain name does. `partial`: only the first chunk is there, and a
     fixed VHD looks raw until its footer, its last 512 bytes, is written (then it is checked again)."""
-    by_name = format_claimed_by_name(Path(inner_name(path)))
-    if partial and content is ImageFormat.RAW and by_name is ImageFormat.VHD:
+    inner = Path(inner_name(path))
+    if partial and content is ImageFormat.RAW and format_claimed_by_name(inner) is ImageFormat.VHD:
         return
-    if by_name is not None and by_name is not content:
-        raise InputError(
-            f"{path}: the name says {by_name.value} but the content is {content.value}",
-            code="input.name-disagrees",
-            remedy=Remedy.STATE_FORMAT,
-            value=content.value,
-        )
+    require_name_agrees(path, content, name=inner)
 
 
 @contextlib.contextmanager

@@ -54,6 +54,7 @@ __all__ = [
     "inspect_source",
     "not_a_disk",
     "parse_format",
+    "require_name_agrees",
     "require_safe",
     "spec",
 ]
@@ -156,6 +157,19 @@ def not_a_disk(found: Detection, label: object) -> InputError:
     )
 
 
+def require_name_agrees(label: Path, content: ImageFormat, *, name: Path | None = None) -> None:
+    """Refuses content of another disk format than the file's name (`name`, else `label`) claims: `disk.qcow2`
+    holding a raw disk is a mix-up the user should hear of, not a guess to make."""
+    by_name = format_claimed_by_name(name or label)
+    if by_name is not None and by_name is not content:
+        raise InputError(
+            f"{label}: the name says {by_name.value} but the content is {content.value}",
+            code="input.name-disagrees",
+            remedy=Remedy.STATE_FORMAT,
+            value=content.value,
+        )
+
+
 def inspect_source(
     src: ByteSource,
     *,
@@ -184,14 +198,7 @@ def inspect_source(
     elif content is None:
         raise not_a_disk(found, label)
     else:
-        by_name = format_claimed_by_name(Path(label))
-        if by_name is not None and by_name is not content:
-            raise InputError(
-                f"{label}: the name says {by_name.value} but the content is {found.describe()}",
-                code="input.name-disagrees",
-                remedy=Remedy.STATE_FORMAT,
-                value=content.value,
-            )
+        require_name_agrees(label, content)
 
     inspector = spec(content).inspector
     if inspector is None:
