@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import functools
 import os
 import queue
 import threading
@@ -25,6 +26,23 @@ _ZEROS = bytes(HOLE_BLOCK)
 _ZERO_CHUNK = bytes(STREAM_CHUNK)
 # What copy_file_range raises where the kernel or the file systems cannot copy; read and write do it instead.
 _NO_KERNEL_COPY = frozenset({errno.EXDEV, errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP, errno.EBADF, errno.EPERM})
+
+
+def pieces_with_data(data: bytes, size: int) -> Iterator[tuple[int, bytes]]:
+    """(index, piece) for each `size`-byte piece of `data` that is not all zeroes, a short last one padded with
+    zeroes: what an image format stores of a chunk (a cluster or grain it leaves unallocated reads as zeroes)."""
+    zeros = _zeros(size)
+    for i in range(0, len(data), size):
+        piece = data[i : i + size]
+        if len(piece) < size:
+            piece += bytes(size - len(piece))
+        if piece != zeros:
+            yield i // size, piece
+
+
+@functools.cache
+def _zeros(size: int) -> bytes:
+    return bytes(size)
 
 
 def data_segments(fd: int, start: int, length: int) -> Iterator[tuple[int, int]]:

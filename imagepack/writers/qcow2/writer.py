@@ -16,6 +16,7 @@ from pathlib import Path
 
 from imagepack.core.progress import Progress
 from imagepack.core.signals import leave_to_main_thread
+from imagepack.files.sparse import pieces_with_data
 from imagepack.files.writes import pwrite_all
 from imagepack.tools.qemu_img import ImageRef
 from imagepack.writers.qcow2 import layout
@@ -27,7 +28,6 @@ from imagepack.writers.vmdkstream.writer import default_threads
 CHUNK = 16 * CLUSTER  # one read, one job: 1 MiB
 JOBS_PER_THREAD = 2  # queued work, so that no thread waits on the reader
 FLUSH_AT = 4 * 1024**2  # bytes gathered before one write
-_ZERO_CLUSTER = bytes(CLUSTER)
 
 Packed = list[tuple[int, bytes, bool]]  # (guest cluster, bytes to store, compressed)
 
@@ -75,15 +75,10 @@ def _pack_chunk(compress: Compressor, data: bytes, first: int) -> Packed:
     """The chunk's clusters that are not all zeroes, each compressed, or as it is where compressing does not make
     it smaller (as qemu stores it). A short last cluster is padded with zeroes, as qemu reads it."""
     packed = []
-    for i in range(0, len(data), CLUSTER):
-        piece = data[i : i + CLUSTER]
-        if len(piece) < CLUSTER:
-            piece += bytes(CLUSTER - len(piece))
-        if piece == _ZERO_CLUSTER:
-            continue  # an unallocated cluster reads as zeroes: nothing to store
+    for index, piece in pieces_with_data(data, CLUSTER):  # an unallocated cluster reads as zeroes: not stored
         squeezed = compress(piece)
         smaller = len(squeezed) < CLUSTER
-        packed.append((first + i // CLUSTER, squeezed if smaller else piece, smaller))
+        packed.append((first + index, squeezed if smaller else piece, smaller))
     return packed
 
 

@@ -17,6 +17,7 @@ from typing import BinaryIO
 from imagepack.core.progress import Progress
 from imagepack.core.signals import leave_to_main_thread
 from imagepack.files.reproducible import derived_u32
+from imagepack.files.sparse import pieces_with_data
 from imagepack.tools.qemu_img import ImageRef
 from imagepack.writers.vmdkstream import layout
 from imagepack.writers.vmdkstream.grains import GrainCodec, grain_codec
@@ -25,7 +26,6 @@ from imagepack.writers.vmdkstream.source import GuestDisk, chunks_with_data, gue
 
 CHUNK = 16 * GRAIN  # one read, one job: 1 MiB, so the per-grain Python work is done in batches
 JOBS_PER_THREAD = 2  # queued work, so that no thread waits on the reader; with the reader's own, the memory in flight
-_ZERO_GRAIN = bytes(GRAIN)
 
 
 def default_threads() -> int:
@@ -65,13 +65,8 @@ def _compress_chunk(compress: GrainCodec, data: bytes, first_grain: int) -> list
     """The chunk's grains that are not all zeroes, each compressed and framed: (grain number, bytes to write).
     A short last grain is padded to a whole grain with zeroes, which every reader takes and costs nothing."""
     framed = []
-    for i in range(0, len(data), GRAIN):
-        piece = data[i : i + GRAIN]
-        if len(piece) < GRAIN:
-            piece += bytes(GRAIN - len(piece))
-        if piece == _ZERO_GRAIN:
-            continue  # zeroes are not written, as qemu does: an unallocated grain reads as zeroes
-        number = first_grain + i // GRAIN
+    for index, piece in pieces_with_data(data, GRAIN):  # zeroes are not written, as qemu does
+        number = first_grain + index
         framed.append((number, layout.grain(number * GRAIN_SECTORS, compress(piece))))
     return framed
 
