@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import struct
 import uuid
+from collections.abc import Iterator
 
 from imagepack.core.problems import Problem
 from imagepack.formats.base import (
@@ -158,14 +159,11 @@ class VhdxInspector(FormatInspector):
                 Problem("vhdx.damaged", "vhdx region table is missing or damaged; the file is truncated or crafted")
             )
             return None
-        (count,) = struct.unpack_from("<I", table, 8)
-        if count > MAX_ENTRIES:
-            problems.append(Problem("vhdx.tables", f"vhdx region table claims {count} entries"))
+        count = _count(table, "<I", 8, "region", problems)
+        if count is None:
             return None
         regions: dict[uuid.UUID, tuple[int, int]] = {}
-        for i in range(count):
-            guid, offset, length, required = struct.unpack_from("<16sQII", table, 16 + 32 * i)
-            kind = uuid.UUID(bytes_le=guid)
+        for kind, offset, length, required in _entries(table, "<16sQII", 16, count):
             if kind not in (BAT_REGION, METADATA_REGION):
                 if required & 1:
                     problems.append(
@@ -194,14 +192,11 @@ class VhdxInspector(FormatInspector):
         if head[:8] != b"metadata":
             problems.append(Problem("vhdx.damaged", "vhdx metadata table is missing or damaged"))
             return None
-        (count,) = struct.unpack_from("<H", head, 10)
-        if count > MAX_ENTRIES:
-            problems.append(Problem("vhdx.tables", f"vhdx metadata table claims {count} entries"))
+        count = _count(head, "<H", 10, "metadata", problems)
+        if count is None:
             return None
         items: dict[uuid.UUID, tuple[int, int]] = {}
-        for i in range(count):
-            guid, item_offset, item_length, flags = struct.unpack_from("<16sIII", head, 32 + 32 * i)
-            kind = uuid.UUID(bytes_le=guid)
+        for kind, item_offset, item_length, flags in _entries(head, "<16sIII", 32, count):
             if kind == PARENT_LOCATOR:
                 problems.append(Problem("vhdx.parent", "vhdx is a differencing disk that reads from a parent file"))
                 return None
@@ -264,3 +259,19 @@ class VhdxInspector(FormatInspector):
             result.problems.append(
                 Problem("vhdx.tables", f"vhdx block table of {length} bytes cannot map {result.virtual_size} bytes")
             )
+
+
+def _count(table: bytes, fmt: str, at: int, what: str, problems: list[Problem]) -> int | None:
+    """How many entries a region or metadata table claims, or None (a problem told) when more than VHDX allows."""
+    (count,) = struct.unpack_from(fmt, table, at)
+    if count > MAX_ENTRIES:
+        problems.append(Problem("vhdx.tables", f"vhdx {what} table claims {count} entries"))
+        return None
+    return int(count)
+
+
+def _entries(table: bytes, fmt: str, first: int, count: int) -> Iterator[tuple[uuid.UUID, int, int, int]]:
+    """The table's 32-byte entries, one at a time: its GUID, then its offset, length and flags."""
+    for i in range(count):
+        guid, offset, length, flags = struct.unpack_from(fmt, table, first + 32 * i)
+        yield uuid.UUID(bytes_le=guid), offset, length, flags
