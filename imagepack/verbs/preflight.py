@@ -5,12 +5,13 @@ manifest can point at its key while the command line shows the same message."""
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from enum import StrEnum
 from pathlib import Path
+from typing import NoReturn
 
 from imagepack.compression import codec_named
-from imagepack.core.errors import ImagepackError, InvalidValueError
+from imagepack.core.errors import InvalidValueError
 from imagepack.files.atomic import check_target
 from imagepack.files.checksums import OBJECT_PUT_PART_SIZE, check_part_size
 from imagepack.formats.create_options import create_options
@@ -32,24 +33,18 @@ class Setting(StrEnum):
     PART_SIZE = "part_size"
 
 
-class TargetRefused(InvalidValueError):
-    """A setting of the target that it cannot be written with; `setting` says which."""
-
-    def __init__(self, refused: ImagepackError, setting: Setting) -> None:
-        super().__init__(
-            refused.message, detail=refused.detail, code=refused.code, remedy=refused.remedy, value=refused.value
-        )
-        self.setting = setting
+# What a caller does with a refused setting (a manifest: names its key); without one, the refusal is raised.
+Refused = Callable[[Setting, InvalidValueError], NoReturn]
 
 
 @contextlib.contextmanager
-def _refusing(setting: Setting) -> Iterator[None]:
+def _refusing(setting: Setting, refused: Refused | None) -> Iterator[None]:
     try:
         yield
-    except TargetRefused:
-        raise
     except InvalidValueError as e:
-        raise TargetRefused(e, setting) from None
+        if refused is None:
+            raise
+        refused(setting, e)
 
 
 def wanted_target(
@@ -66,11 +61,13 @@ def wanted_target(
     stream_writer: StreamWriter = StreamWriter.IMAGEPACK,
     checksum: bool = False,
     part_size: int = OBJECT_PUT_PART_SIZE,
+    refused: Refused | None = None,
 ) -> Target:
     """The target the options ask for at `path`: of the kind `to` (or the name) says, or as `preset` writes it
     (the kind the name asks of it, its options over the given ones); compressed as the name says. A .oci's image
-    metadata is the caller's to add (`Target.metadata`): it is read from options of its own."""
-    with _refusing(Setting.PRESET if preset is not None else Setting.KIND):
+    metadata is the caller's to add (`Target.metadata`): it is read from options of its own. A refusal goes to
+    `refused` with the setting it is about, when given."""
+    with _refusing(Setting.PRESET if preset is not None else Setting.KIND, refused):
         kind = preset.output_for(path).kind if preset is not None else target_kind(path, to)
     target = Target(
         path,
@@ -86,36 +83,42 @@ def wanted_target(
         checksum=checksum,
         part_size=part_size,
     )
-    if preset is None:
-        return target
-    with _refusing(Setting.PRESET):
-        return preset.target_for(target)
+    if preset is not None:
+        with _refusing(Setting.PRESET, refused):
+            target = preset.target_for(target)
+    return target
 
 
 def preflight(
-    target: Target, *, preset: Preset | None = None, inputs: tuple[Path, ...] = (), output: bool = True
+    target: Target,
+    *,
+    preset: Preset | None = None,
+    inputs: tuple[Path, ...] = (),
+    output: bool = True,
+    refused: Refused | None = None,
 ) -> Target:
     """Refuse a target that cannot be written, before any input is read: a name that disagrees with its kind or
     compression, options its format does not take, a level or threads with nothing to apply to, image metadata
     on anything but a .oci (or metadata the archive would refuse whatever the disk says), a part size Object
     Storage would not take; with `output`, a path that is an input, a directory, or exists without force (a
     batch checks its outputs' paths together, batch/writes.py). Returns the target as it will be built: as
-    `preset` takes it, when given. A refused setting raises TargetRefused, a refused metadata RequestRefused."""
+    `preset` takes it, when given. A refused setting goes to `refused` when given; a refused metadata raises
+    RequestRefused."""
     if preset is not None:
-        with _refusing(Setting.PRESET):
+        with _refusing(Setting.PRESET, refused):
             target = preset.target_for(target)
-    with _refusing(Setting.KIND):
+    with _refusing(Setting.KIND, refused):
         target_kind(target.path, target.kind)  # a name that says another format would mislabel the output
-    with _refusing(Setting.OPTIONS):
+    with _refusing(Setting.OPTIONS, refused):
         create_options(disk_format(target.kind), target.options, compress=target.compress)
-    with _refusing(Setting.COMPRESSION):
+    with _refusing(Setting.COMPRESSION, refused):
         check_compression(target)
-    with _refusing(Setting.METADATA):
+    with _refusing(Setting.METADATA, refused):
         _check_archive_settings(target)
     if target.metadata is not None:
         check_metadata(target.metadata)
     if target.checksum:
-        with _refusing(Setting.PART_SIZE):
+        with _refusing(Setting.PART_SIZE, refused):
             check_part_size(target.part_size)  # before any writing, not once the output is made
     if output:
         check_target(target.path, force=target.force, inputs=inputs)

@@ -11,8 +11,9 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
+from imagepack.core.errors import InvalidValueError
 from imagepack.core.sizes import parse_size
 from imagepack.formats import DEFAULT_MAX_SIZE, ImageFormat, SafetyPolicy, parse_format
 from imagepack.formats.base import VhdSize
@@ -34,7 +35,7 @@ from imagepack.verbs.batch.entries import (
     string,
 )
 from imagepack.verbs.batch.writes import check_manifest_writes
-from imagepack.verbs.preflight import Setting, TargetRefused, check_metadata, preflight, wanted_target
+from imagepack.verbs.preflight import Setting, check_metadata, preflight, wanted_target
 from imagepack.verbs.presets import preset_named
 from imagepack.verbs.target import ArchiveKind, Target, disk_format, parse_target_kind
 from imagepack.writers.oci.pack import MetadataRequest
@@ -177,24 +178,27 @@ def _output(entry: object, root: Path, where: Where) -> OutputEntry:
         Setting.COMPRESSION: "level" if level is not None else "threads",
         Setting.METADATA: "oci",
     }
-    try:  # what `convert` (or `convert --for`) makes of the same options, refused as it refuses them
-        target = wanted_target(
-            path,
-            to=parsed(entry, "format", parse_target_kind, where),
-            preset=parsed(entry, "for", preset_named, where),
-            options=options,
-            compress=compress,
-            level=level,
-            threads=threads,
-            checksum=checksum is not None,  # the build hashes the output as it writes it
-        )
-        if target.kind is ArchiveKind.OCI:
-            target = dataclasses.replace(target, metadata=_metadata(entry, root, where))
-        elif "oci" in entry:
-            where.fail("oci", f"image metadata applies only to a .oci output, not {target.kind.value}")
-        preflight(target, output=False)  # its path: checked with the batch's other files (batch/writes.py)
-    except TargetRefused as e:
-        where.refusing(keys.get(e.setting, "path"), e)
+
+    def refused(setting: Setting, e: InvalidValueError) -> NoReturn:
+        where.refusing(keys.get(setting, "path"), e)
+
+    # What `convert` (or `convert --for`) makes of the same options, refused as it refuses them.
+    target = wanted_target(
+        path,
+        to=parsed(entry, "format", parse_target_kind, where),
+        preset=parsed(entry, "for", preset_named, where),
+        options=options,
+        compress=compress,
+        level=level,
+        threads=threads,
+        checksum=checksum is not None,  # the build hashes the output as it writes it
+        refused=refused,
+    )
+    if target.kind is ArchiveKind.OCI:
+        target = dataclasses.replace(target, metadata=_metadata(entry, root, where))
+    elif "oci" in entry:
+        where.fail("oci", f"image metadata applies only to a .oci output, not {target.kind.value}")
+    preflight(target, output=False, refused=refused)  # its path: checked with the batch's other files (writes.py)
     resize_up = boolean(entry, "resize_up", where)
     settings = {
         "format": target.kind.value,
