@@ -75,6 +75,35 @@ def test_what_the_single_command_refuses_a_dry_run_refuses_by_the_same_rule(
     assert not (tmp_path / "out").exists()  # refused before any work: the qcow2 was not built either
 
 
+@pytest.mark.parametrize(
+    ("entry", "flags"),
+    [
+        (
+            'options = { subformat = "streamOptimized" }\n  level = 99',
+            ["-o", "subformat=streamOptimized", "--level", "99"],
+        ),
+        ('for = "aws"\n  level = 0', ["--for", "aws", "--level", "0"]),
+        ('for = "esxi"\n  level = 13', ["--for", "esxi", "--level", "13"]),
+    ],
+    ids=["stream-vmdk-level-99", "aws-level-0", "esxi-level-13"],
+)
+def test_a_target_setting_the_single_command_refuses_a_dry_run_refuses_alike(
+    entry: str, flags: list[str], tmp_path: Path
+) -> None:
+    """One pre-flight check of the target for both: a stream vmdk's grain level out of its range was refused by
+    `convert` before any reading, but a manifest's dry run passed it and the batch failed once building."""
+    write_sample_disk(tmp_path / "a.raw", 2 * MiB)
+    single = run_cli("convert", str(tmp_path / "a.raw"), str(tmp_path / "single.vmdk"), *flags)
+    assert single.returncode == 2, single.stderr
+    message = one_line(single).removeprefix("imagepack: error: ")
+    manifest = tmp_path / "m.toml"
+    manifest.write_text(f'[[source]]\npath = "a.raw"\n  [[source.output]]\n  path = "out/a.vmdk"\n  {entry}\n')
+    dry = run_cli("batch", str(manifest), "--dry-run")
+    assert dry.returncode == 2, dry.stdout + dry.stderr
+    assert one_line(dry).endswith(f"source 1 (a.raw), output 1 (out/a.vmdk), key level: {message}")
+    assert not (tmp_path / "out").exists() and not (tmp_path / "single.vmdk").exists()
+
+
 def test_a_batch_failure_says_which_key_to_set_not_which_flag_to_pass(tmp_path: Path) -> None:
     write_sample_disk(tmp_path / "a.raw", 2 * MiB)
     with open(tmp_path / "blank.raw", "wb") as blank:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 
 import typer
@@ -109,69 +110,49 @@ def convert_command(
             parse_scratch,
             parse_target,
         )
-        from imagepack.compression import codec_named
         from imagepack.core.errors import InvalidValueError
         from imagepack.formats.create_options import parse_option_pairs
-        from imagepack.verbs.build import ArchiveKind, Target, make, target_kind
+        from imagepack.verbs.build import make
+        from imagepack.verbs.preflight import wanted_target
+        from imagepack.verbs.presets import preset_named
+        from imagepack.verbs.target import ArchiveKind
         from imagepack.writers.disk import StreamWriter
 
-        preset = None
-        if for_target is not None:
-            from imagepack.verbs.presets import preset_named
-
-            if to is not None:
-                raise InvalidValueError("--to and --for cannot be used together: --for picks the format; drop --to")
-            preset = preset_named(for_target)
-            kind = preset.output_for(target).kind
-        elif resize_up:
+        if for_target is not None and to is not None:
+            raise InvalidValueError("--to and --for cannot be used together: --for picks the format; drop --to")
+        if for_target is None and resize_up:
             raise InvalidValueError("--resize-up applies with --for (azure or gcp), which says what size to reach")
-        else:
-            kind = target_kind(target, parse_target(to))
-        writer = parse_choice(StreamWriter, stream_writer, "--stream-writer") or StreamWriter.IMAGEPACK
-        if kind is not ArchiveKind.OCI and pack.given():
-            raise InvalidValueError(f"{pack.given()[0]} applies only to a .oci target, not {kind.value}")
-        wanted = Target(
+        preset = preset_named(for_target) if for_target is not None else None
+        wanted = wanted_target(
             target,
-            kind,
+            to=parse_target(to),
+            preset=preset,
             options=parse_option_pairs(option),
             compress=compress,
-            metadata=metadata_request(pack) if kind is ArchiveKind.OCI else None,
             force=force,
             sync=sync,
-            compression=codec_named(target),
             level=level,
             threads=threads,
-            stream_writer=writer,
+            stream_writer=parse_choice(StreamWriter, stream_writer, "--stream-writer") or StreamWriter.IMAGEPACK,
             checksum=checksum,
             part_size=parse_part_size(part_size, checksum=checksum),
         )
-        claimed = parse_disk_format(from_format)
-        policy = parse_policy(max_size, allow_backing=allow_backing, vhd_size=vhd_size)
+        if wanted.kind is not ArchiveKind.OCI and pack.given():
+            raise InvalidValueError(f"{pack.given()[0]} applies only to a .oci target, not {wanted.kind.value}")
+        if wanted.kind is ArchiveKind.OCI:
+            wanted = replace(wanted, metadata=metadata_request(pack))
         with progress_bar(f"{source.name} → {target.name}", quiet=quiet) as on_progress:
-            if preset is None:
-                done = make(
-                    source,
-                    wanted,
-                    claimed=claimed,
-                    policy=policy,
-                    disk=disk,
-                    scratch=parse_scratch(scratch),
-                    on_progress=on_progress,
-                )
-            else:
-                from imagepack.verbs.presets import make_for
-
-                done = make_for(
-                    preset,
-                    source,
-                    wanted,
-                    resize_up=resize_up,
-                    claimed=claimed,
-                    policy=policy,
-                    disk=disk,
-                    scratch=parse_scratch(scratch),
-                    on_progress=on_progress,
-                )
+            done = make(
+                source,
+                wanted,
+                preset=preset,
+                resize_up=resize_up,
+                claimed=parse_disk_format(from_format),
+                policy=parse_policy(max_size, allow_backing=allow_backing, vhd_size=vhd_size),
+                disk=disk,
+                scratch=parse_scratch(scratch),
+                on_progress=on_progress,
+            )
         report_build(done, json_output=json_output, quiet=quiet)
 
 

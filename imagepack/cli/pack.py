@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import typer
@@ -82,10 +83,11 @@ def pack_command(
             parse_policy,
             parse_scratch,
         )
-        from imagepack.compression import codec_named
         from imagepack.core.errors import InvalidValueError
         from imagepack.formats.create_options import parse_option_pairs
-        from imagepack.verbs.build import ArchiveKind, Target, make
+        from imagepack.verbs.build import make
+        from imagepack.verbs.preflight import wanted_target
+        from imagepack.verbs.target import ArchiveKind
         from imagepack.writers.disk import StreamWriter
 
         if target is not None and output is not None:
@@ -93,26 +95,23 @@ def pack_command(
         destination = target or output
         if destination is None:
             raise InvalidValueError("name the archive to write: imagepack pack SRC DST.oci")
-        part_size_checked = parse_part_size(part_size, checksum=checksum)
-        writer = parse_choice(StreamWriter, stream_writer, "--stream-writer") or StreamWriter.IMAGEPACK
+        wanted = wanted_target(
+            destination,
+            to=ArchiveKind.OCI,
+            options=parse_option_pairs(option),
+            compress=compress,
+            force=force,
+            sync=sync,
+            level=level,
+            threads=threads,
+            stream_writer=parse_choice(StreamWriter, stream_writer, "--stream-writer") or StreamWriter.IMAGEPACK,
+            checksum=checksum,
+            part_size=parse_part_size(part_size, checksum=checksum),
+        )
         with progress_bar(f"{source.name} → {destination.name}", quiet=quiet) as on_progress:
             done = make(
                 source,
-                Target(
-                    destination,
-                    ArchiveKind.OCI,
-                    options=parse_option_pairs(option),
-                    compress=compress,
-                    metadata=metadata_request(pack),
-                    force=force,
-                    sync=sync,
-                    compression=codec_named(destination),
-                    level=level,
-                    threads=threads,
-                    stream_writer=writer,
-                    checksum=checksum,
-                    part_size=part_size_checked,
-                ),
+                replace(wanted, metadata=metadata_request(pack)),
                 claimed=parse_disk_format(from_format),
                 policy=parse_policy(max_size, allow_backing=allow_backing, vhd_size=vhd_size),
                 on_progress=on_progress,

@@ -100,33 +100,27 @@ def typed_values() -> Iterator[None]:
 def metadata_request(pack: PackOptions) -> MetadataRequest:
     """The pack options of `pack`, and of `convert` to a .oci target, as one request; every typed value checked
     before any input is read."""
+    import dataclasses
+
     from imagepack.formats.partitions import Firmware
     from imagepack.oci.metadata import LaunchMode, parse_assignments, parse_shape
-    from imagepack.oci.metadata.requested import check_request
+    from imagepack.verbs.preflight import check_metadata
     from imagepack.writers.oci.pack import MetadataRequest
 
-    overrides = parse_assignments(pack.launch_option)
-    launch_mode = parse_choice(LaunchMode, pack.launch_mode, "--launch-mode")
-    with typed_values():
-        # The rules a batch manifest's `oci` table is checked by too, before any input is read.
-        check_request(
-            operating_system=pack.os_name,
-            operating_system_version=pack.os_version,
-            launch_mode=launch_mode,
-            overrides=overrides,
-            strict=pack.strict,
-            has_base=pack.metadata is not None,
-            os_unlisted=pack.os_unlisted,
-        )
-    return MetadataRequest(
+    asked = MetadataRequest(
         operating_system=pack.os_name,
         operating_system_version=pack.os_version,
-        launch_mode=launch_mode,
-        firmware=parse_choice(Firmware, pack.firmware, "--firmware"),
-        overrides=overrides,
-        shapes=[parse_shape(text) for text in pack.shape],
+        overrides=parse_assignments(pack.launch_option),
+        launch_mode=parse_choice(LaunchMode, pack.launch_mode, "--launch-mode"),
         base=pack.metadata,
         strict=pack.strict,
         os_unlisted=pack.os_unlisted,
+    )
+    with typed_values():
+        check_metadata(asked)  # the rules a batch manifest's `oci` table is checked by too, before any input is read
+    return dataclasses.replace(
+        asked,
+        firmware=parse_choice(Firmware, pack.firmware, "--firmware"),
+        shapes=[parse_shape(text) for text in pack.shape],
         guest_mismatch_ok=pack.guest_mismatch_ok,
     )

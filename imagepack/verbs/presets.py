@@ -1,36 +1,24 @@
 """Per-cloud presets: for each platform a disk is shipped to, the file it takes (format, options, name) and the
 checks of what the platform refuses and imagepack cannot fix. A preset is a library value that maps onto a
-build.Target, so `convert --for` and a batch of conversions use the same ones."""
+target.Target, so `convert --for` and a batch of conversions use the same ones (build.make takes one)."""
 
 from __future__ import annotations
 
 import dataclasses
-import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from imagepack.compression import codec_named, compression_of
+from imagepack.compression import codec_named
 from imagepack.core.errors import InputError, InvalidValueError
 from imagepack.core.problems import Problem, Remedy, Severity
-from imagepack.core.progress import Progress, stage
-from imagepack.files.atomic import check_target
-from imagepack.formats import DEFAULT_MAX_SIZE, ImageFormat, SafetyPolicy
+from imagepack.formats import DEFAULT_MAX_SIZE, ImageFormat
 from imagepack.formats.create_options import option_value
 from imagepack.formats.partitions import PartitionTable
 from imagepack.sources.disk import partition_layout
-from imagepack.sources.open import Source, open_source
-from imagepack.verbs.build import (
-    ArchiveKind,
-    BuildResult,
-    Target,
-    TargetKind,
-    build,
-    check_compression,
-    disk_format,
-    inner_path,
-)
+from imagepack.sources.open import Source
+from imagepack.verbs.target import ArchiveKind, Target, TargetKind, disk_format, inner_path
 from imagepack.writers.oci.pack import MetadataRequest
 
 MiB = 1024**2
@@ -136,6 +124,21 @@ class Preset:
                     "preset.no-partition-table",
                     f"the disk has no MBR or GPT partition table; {self.platform} boots only a disk with one",
                 )
+            )
+        return problems
+
+    def refuse(self, source: Source, *, resize_up: bool = False) -> list[Problem]:
+        """`check`, with every error the platform would refuse raised in one refusal; the notes and warnings
+        returned, for the result to carry."""
+        problems = self.check(source, resize_up=resize_up)
+        errors = [problem for problem in problems if problem.severity is Severity.ERROR]
+        if errors:
+            first = next((error for error in errors if error.remedy), errors[0])
+            raise InputError(
+                f"{source.path}: {'; '.join(error.message for error in errors)}",
+                code=errors[0].code,
+                remedy=first.remedy,
+                value=first.value,
             )
         return problems
 
@@ -258,57 +261,3 @@ def preset_named(name: str) -> Preset:
     if found is None:
         raise InvalidValueError(f"unknown target '{name}': use one of {', '.join(PRESETS)}", code="preset.unknown")
     return found
-
-
-def make_for(
-    preset: Preset,
-    source: Path,
-    target: Target,
-    *,
-    resize_up: bool = False,
-    claimed: ImageFormat | None = None,
-    policy: SafetyPolicy = SafetyPolicy(),
-    scratch: Path | None = None,
-    on_progress: Progress | None = None,
-    disk: int | None = None,
-) -> BuildResult:
-    """build.make for a platform: the name checked first (a refusal costs no reading), then the source against
-    what the platform refuses (every error in one refusal), then `target` built as the platform takes it
-    (target_for); the preset's notes and warnings come back with the result's."""
-    started = time.monotonic()
-    check_compression(preset.target_for(target))
-    check_target(target.path, force=target.force, inputs=(source,))
-    where = scratch or target.path.parent
-    compressed = compression_of(source) is not None
-    decoding = stage(on_progress, "decompressing", 0.0, 0.5) if compressed else None
-    with open_source(source, claimed=claimed, policy=policy, scratch=where, disk=disk, on_progress=decoding) as opened:
-        writing = stage(on_progress, "converting", 0.5, 1.0) if compressed else on_progress
-        built = build_for(preset, opened, target, resize_up=resize_up, scratch=where, on_progress=writing)
-    return dataclasses.replace(built, seconds=time.monotonic() - started)  # the decoding included
-
-
-def build_for(
-    preset: Preset,
-    opened: Source,
-    target: Target,
-    *,
-    resize_up: bool = False,
-    scratch: Path | None = None,
-    on_progress: Progress | None = None,
-) -> BuildResult:
-    """make_for from a source already open (a batch's compressed source, decoded once for all its outputs):
-    the source checked against what the platform refuses, then `target` built as the platform takes it (build
-    checks that target before it writes)."""
-    problems = preset.check(opened, resize_up=resize_up)
-    errors = [problem for problem in problems if problem.severity is Severity.ERROR]
-    if errors:
-        first = next((error for error in errors if error.remedy), errors[0])
-        raise InputError(
-            f"{opened.path}: {'; '.join(error.message for error in errors)}",
-            code=errors[0].code,
-            remedy=first.remedy,
-            value=first.value,
-        )
-    built = preset.target_for(target, opened, resize_up=resize_up)
-    done = build(opened, built, scratch=scratch or target.path.parent, on_progress=on_progress)
-    return dataclasses.replace(done, preset=preset.name, warnings=[*problems, *done.warnings])

@@ -17,7 +17,7 @@ from imagepack.files.checksums import OBJECT_PUT_PART_SIZE, Checksums, checksum_
 from imagepack.formats import Container, ImageFormat, SafetyPolicy, spec
 from imagepack.formats.create_options import create_options
 from imagepack.sources.open import open_oci
-from imagepack.writers.disk import StreamWriter, plan_disk, write_planned
+from imagepack.writers.disk import DiskRequest, StreamWriter, plan_disk, write_planned
 
 
 @dataclass(frozen=True)
@@ -102,9 +102,10 @@ def unpack_archive(
             on_progress=stage(on_progress, "decompressing", 0.0, 0.5) if compressed else None,
         ) as opened:
             disk = opened.disk
-            plan = plan_disk(
-                disk, fmt, options=options, copy_if_unchanged=True, threads=threads, stream_writer=stream_writer
+            asked = DiskRequest(
+                fmt, options=options, copy_if_unchanged=True, threads=threads, stream_writer=stream_writer
             )
+            plan = plan_disk(disk, asked)
             check_free_space(disk_target, plan.needed + len(opened.metadata_bytes))
             with atomic_outputs([disk_target, metadata_target], sync=sync) as (disk_temp, metadata_temp):
                 # A compressed archive's decompression is the first half of the work, the checksum the last fifth.

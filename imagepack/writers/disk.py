@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
 
@@ -74,7 +74,7 @@ def estimate_output_size(image: SourceImage, fmt: ImageFormat, options: Mapping[
     return data + data // 100 + entry.overhead
 
 
-def can_copy(image: SourceImage, fmt: ImageFormat, *, options: Mapping[str, str], compress: bool) -> bool:
+def can_copy(image: SourceImage, fmt: ImageFormat, options: Mapping[str, str], compress: bool) -> bool:
     """Whether `image` can go out as the bytes it is: already `fmt`, nothing asked to change, no backing file to
     flatten into it."""
     return image.format is fmt and not options and not compress and not image.qemu_info.get("backing-filename")
@@ -106,45 +106,48 @@ def uses_threads(fmt: ImageFormat, options: Mapping[str, str], *, compress: bool
     return (compress and fmt is ImageFormat.QCOW2) or is_stream_vmdk(fmt, options)
 
 
-def plan_disk(
-    image: SourceImage,
-    fmt: ImageFormat,
-    *,
-    options: Mapping[str, str] = {},
-    compress: bool = False,
-    copy_if_unchanged: bool = False,
-    grow_to: int | None = None,
-    threads: int | None = None,
-    stream_writer: StreamWriter = StreamWriter.IMAGEPACK,
-    level: int | None = None,
-) -> DiskPlan:
-    """With `copy_if_unchanged`, a source already in `fmt` that no option changes is copied in the kernel (holes
-    kept) instead of rewritten by qemu-img. With `grow_to`, the output's virtual size is that (never less than
-    the source's); only a flat output (raw, a fixed VHD) can be grown, since its GPT is then moved in place. A
-    stream-optimized vmdk is written by imagepack's own writer unless `stream_writer` asks for qemu-img's."""
-    checked = create_options(fmt, options, compress=compress)
-    if threads is not None and threads < 1:
-        raise InvalidValueError(f"threads {threads}: give at least one")
-    if grow_to is not None and grow_to <= image.virtual_size:
-        grow_to = None
+@dataclass(frozen=True)
+class DiskRequest:
+    """The disk asked for: its format and options, and how to write it (see plan_disk)."""
+
+    format: ImageFormat
+    options: Mapping[str, str] = field(default_factory=dict)
+    compress: bool = False
+    copy_if_unchanged: bool = False  # a source already in the format, no option changing it: copied as it is
+    grow_to: int | None = None  # the output's virtual size, when larger than the source's
+    threads: int | None = None  # compressing threads (one per core when None)
+    stream_writer: StreamWriter = StreamWriter.IMAGEPACK
+    level: int | None = None  # a stream vmdk's grain level
+
+
+def plan_disk(image: SourceImage, request: DiskRequest) -> DiskPlan:
+    """With `copy_if_unchanged`, a source already in the format that no option changes is copied in the kernel
+    (holes kept) instead of rewritten by qemu-img. With `grow_to`, the output's virtual size is that (never less
+    than the source's); only a flat output (raw, a fixed VHD) can be grown, since its GPT is then moved in place.
+    A stream-optimized vmdk is written by imagepack's own writer unless `stream_writer` asks for qemu-img's."""
+    fmt, compress, level = request.format, request.compress, request.level
+    checked = create_options(fmt, request.options, compress=compress)
+    if request.threads is not None and request.threads < 1:
+        raise InvalidValueError(f"threads {request.threads}: give at least one")
+    grow_to = request.grow_to if request.grow_to is not None and request.grow_to > image.virtual_size else None
     if grow_to is not None and not (fmt is ImageFormat.RAW or checked.get("subformat") in spec(fmt).flat_subformats):
         raise InvalidValueError(
             f"growing the disk works for raw and fixed VHD outputs, not {fmt.value}; "
             "grow a raw copy ('qemu-img resize -f raw COPY SIZE', then 'sgdisk -e COPY') and convert that"
         )
-    copy = grow_to is None and copy_if_unchanged and can_copy(image, fmt, options=options, compress=compress)
+    copy = grow_to is None and request.copy_if_unchanged and can_copy(image, fmt, request.options, compress)
     needed = _source_length(image) if copy else estimate_output_size(image, fmt, checked)
     if grow_to is not None and spec(fmt).allocates_whole_disk(checked):
         needed += grow_to - image.virtual_size
-    own_stream = not copy and stream_writer is StreamWriter.IMAGEPACK and is_stream_vmdk(fmt, checked)
-    own_qcow2 = own_compressed_qcow2(fmt, checked, compress=compress, stream_writer=stream_writer)
+    own_stream = not copy and request.stream_writer is StreamWriter.IMAGEPACK and is_stream_vmdk(fmt, checked)
+    own_qcow2 = own_compressed_qcow2(fmt, checked, compress=compress, stream_writer=request.stream_writer)
     if level is not None and not own_stream:
         raise InvalidValueError(
             f"level {level}: a level applies to a compressed target (.zst, .xz, .gz) or a stream-optimized vmdk "
             "that imagepack writes"
         )
     grain_codec(level)  # a level the grains' encoder has not is refused before anything is written
-    return DiskPlan(fmt, checked, compress, copy, needed, grow_to, own_stream, own_qcow2, threads, level)
+    return DiskPlan(fmt, checked, compress, copy, needed, grow_to, own_stream, own_qcow2, request.threads, level)
 
 
 def own_compressed_qcow2(
@@ -227,34 +230,12 @@ def _write_planned(
 
 
 def write_disk(
-    image: SourceImage,
-    target: Path,
-    fmt: ImageFormat,
-    *,
-    options: Mapping[str, str] = {},
-    compress: bool = False,
-    copy_if_unchanged: bool = False,
-    grow_to: int | None = None,
-    threads: int | None = None,
-    stream_writer: StreamWriter = StreamWriter.IMAGEPACK,
-    level: int | None = None,
-    sync: bool = False,
-    on_progress: Progress | None = None,
+    image: SourceImage, target: Path, request: DiskRequest, *, sync: bool = False, on_progress: Progress | None = None
 ) -> WrittenDisk:
-    """Write `image` to `target` in `fmt`, whole or not at all (grown to `grow_to` bytes, see plan_disk)."""
-    plan = plan_disk(
-        image,
-        fmt,
-        options=options,
-        compress=compress,
-        copy_if_unchanged=copy_if_unchanged,
-        grow_to=grow_to,
-        threads=threads,
-        stream_writer=stream_writer,
-        level=level,
-    )
+    """Write `image` to `target` as `request` asks, whole or not at all (grown to `grow_to` bytes, see plan_disk)."""
+    plan = plan_disk(image, request)
     check_free_space(target, plan.needed)
     with atomic_output(target, sync=sync, needed=plan.needed) as temp:
         write_planned(image, plan, temp, shown=target, on_progress=on_progress)
-    measured = plan.needed if plan.compress and fmt is ImageFormat.QCOW2 else None
-    return WrittenDisk(target, fmt, plan.options, plan.copy, measured or None)
+    measured = plan.needed if plan.compress and plan.format is ImageFormat.QCOW2 else None
+    return WrittenDisk(target, plan.format, plan.options, plan.copy, measured or None)

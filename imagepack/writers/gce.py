@@ -17,7 +17,7 @@ from imagepack.files.reproducible import output_time
 from imagepack.formats import ImageFormat
 from imagepack.sources.disk import SourceImage
 from imagepack.tools.programs import Program, find_program, version_of
-from imagepack.writers.disk import plan_disk, write_planned
+from imagepack.writers.disk import DiskRequest, plan_disk, write_planned
 
 GNU_TAR = Program(("gtar", "tar"))
 DISK_MEMBER = "disk.raw"  # the one name Google's import reads
@@ -48,7 +48,7 @@ def pack_gce_tarball(
     """Write `image` as a raw disk (grown to `grow_to` bytes, its GPT moved) and put it in the tar `target`,
     whole or not at all. The raw disk is a sparse temporary beside the target, removed whatever happens."""
     tar = find_gnu_tar()
-    plan = plan_disk(image, ImageFormat.RAW, grow_to=grow_to)
+    plan = plan_disk(image, DiskRequest(ImageFormat.RAW, grow_to=grow_to))
     check_free_space(target, 2 * plan.needed)  # the raw disk's data, then the tar's copy of it
     with (
         scratch_directory(target.parent) as tmp,

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from imagepack.compression import compression_of, declared_size, peek
-from imagepack.compression.bounded import decompress_into, first_bound, require_inner_name_agrees
+from imagepack.compression.bounded import Written, decompress_into, first_bound, require_inner_name_agrees
 from imagepack.core.errors import MetadataError
 from imagepack.core.openfile import require_unchanged
 from imagepack.core.progress import Progress
@@ -31,14 +31,24 @@ class NotOnePass(Exception):
 
 @dataclass(frozen=True)
 class OnePass:
-    """A compressed input that one of the one-pass writers takes: its stream and the disk format inside."""
+    """A compressed input that one of the one-pass writers takes: its stream and the disk format inside, and how
+    it is to be read (the format the user claims for it, the safety policy)."""
 
+    source: Path
     kind: Container
     format: ImageFormat
+    claimed: ImageFormat | None
+    policy: SafetyPolicy
 
 
 def one_pass_for(
-    source: Path, *, oci: bool, fmt: ImageFormat | None, claimed: ImageFormat | None, plain: bool
+    source: Path,
+    *,
+    oci: bool,
+    fmt: ImageFormat | None,
+    claimed: ImageFormat | None,
+    policy: SafetyPolicy = SafetyPolicy(),
+    plain: bool,
 ) -> OnePass | None:
     """Whether `source` can be written in one pass to a .oci (`oci`) or to a disk of `fmt`: a compressed qcow2 or
     raw disk, going out as the bytes it is (`plain`: no format option, no compression, no compressed output)."""
@@ -50,10 +60,8 @@ def one_pass_for(
     content = _peek(source, kind).content  # None for a tar (a .oci or OVA, compressed) and anything else
     if content is None or (claimed is not None and claimed is not content):
         return None
-    if oci and content is ImageFormat.QCOW2:
-        return OnePass(kind, content)
-    if not oci and fmt is ImageFormat.RAW and content is ImageFormat.RAW:
-        return OnePass(kind, content)
+    if (oci and content is ImageFormat.QCOW2) or (not oci and fmt is ImageFormat.RAW and content is ImageFormat.RAW):
+        return OnePass(source, kind, content, claimed, policy)
     return None
 
 
@@ -63,21 +71,34 @@ def _peek(source: Path, kind: Container) -> Detection:
         return detect(head)
 
 
+def _decompress(
+    plan: OnePass, fd: int, offset: int, temp: Path, target: Path, *, on_progress: Progress | None
+) -> Written:
+    """The stream decompressed into `fd` at `offset` (the temporary `temp` of `target`), checked as it is
+    written for the format the plan expects."""
+    return decompress_into(
+        plan.source,
+        plan.kind,
+        fd,
+        offset,
+        written=temp,
+        claimed=plan.claimed,
+        want=plan.format,
+        archive_ok=False,
+        policy=plan.policy,
+        where=target.parent,
+        on_progress=on_progress,
+    )
+
+
 def pack_compressed(
-    source: Path,
-    plan: OnePass,
-    target: Path,
-    request: MetadataRequest,
-    *,
-    claimed: ImageFormat | None = None,
-    policy: SafetyPolicy = SafetyPolicy(),
-    sync: bool = False,
-    on_progress: Progress | None = None,
+    plan: OnePass, target: Path, request: MetadataRequest, *, sync: bool = False, on_progress: Progress | None = None
 ) -> tuple[PackedArchive, SourceImage]:
     """A .oci from a compressed qcow2: the stream goes straight into the disk member's place, its header checked
     after the first chunk and the rest bounded by it; then the member is opened in place through every check,
     and only then are the metadata (the partition table it reads is now there), the disk's tar header (its size
     is now known) and the trailer written, and the archive renamed into place."""
+    source, policy = plan.source, plan.policy
     data_offset = disk_data_offset(metadata_room(request))  # refuses a request with no OS before any reading
     declared = declared_size(source, plan.kind)
     if declared is not None:
@@ -86,19 +107,7 @@ def pack_compressed(
     with atomic_output(target, sync=sync) as temp:
         fd = os.open(temp, os.O_RDWR | os.O_CLOEXEC)
         try:
-            written = decompress_into(
-                source,
-                plan.kind,
-                fd,
-                data_offset,
-                written=temp,
-                claimed=claimed,
-                want=ImageFormat.QCOW2,
-                archive_ok=False,
-                policy=policy,
-                where=target.parent,
-                on_progress=on_progress,
-            )
+            written = _decompress(plan, fd, data_offset, temp, target, on_progress=on_progress)
             require_unchanged(source)  # the whole stream is read: refused if it changed while it was
             size = pad_member(fd, data_offset, written.size)  # a whole number of sectors, as qemu reads it
             image = open_image(
@@ -117,36 +126,18 @@ def pack_compressed(
 
 
 def decompress_raw(
-    source: Path,
-    plan: OnePass,
-    target: Path,
-    *,
-    claimed: ImageFormat | None = None,
-    policy: SafetyPolicy = SafetyPolicy(),
-    sync: bool = False,
-    on_progress: Progress | None = None,
+    plan: OnePass, target: Path, *, sync: bool = False, on_progress: Progress | None = None
 ) -> SourceImage:
     """A raw disk from a compressed raw disk: the stream goes straight into the output, runs of zeroes left as
     holes, then the output is opened through every check before it takes its name."""
+    source, claimed, policy = plan.source, plan.claimed, plan.policy
     declared = declared_size(source, plan.kind)
     if declared is not None:
         check_free_space(target, min(declared, first_bound(policy, claimed, archive_ok=False)))
     with atomic_output(target, sync=sync) as temp:
         fd = os.open(temp, os.O_WRONLY | os.O_CLOEXEC)
         try:
-            decompress_into(
-                source,
-                plan.kind,
-                fd,
-                0,
-                written=temp,
-                claimed=claimed,
-                want=ImageFormat.RAW,
-                archive_ok=False,
-                policy=policy,
-                where=target.parent,
-                on_progress=on_progress,
-            )
+            _decompress(plan, fd, 0, temp, target, on_progress=on_progress)
         finally:
             os.close(fd)
         image = open_image(temp, claimed=claimed, policy=policy, label=str(source))

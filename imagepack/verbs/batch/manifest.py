@@ -11,9 +11,8 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
-from imagepack.compression import codec_named
 from imagepack.core.errors import InvalidValueError
 from imagepack.core.sizes import parse_size
 from imagepack.formats import DEFAULT_MAX_SIZE, ImageFormat, SafetyPolicy, parse_format
@@ -21,7 +20,7 @@ from imagepack.formats.base import VhdSize
 from imagepack.formats.create_options import create_options
 from imagepack.formats.partitions import Firmware
 from imagepack.oci.metadata import LaunchMode, parse_shape
-from imagepack.oci.metadata.requested import RequestRefused, check_request
+from imagepack.oci.metadata.requested import RequestRefused
 from imagepack.verbs.batch.entries import (
     KeyLines,
     Where,
@@ -36,16 +35,9 @@ from imagepack.verbs.batch.entries import (
     string,
 )
 from imagepack.verbs.batch.writes import check_manifest_writes
-from imagepack.verbs.build import (
-    ArchiveKind,
-    Target,
-    TargetKind,
-    check_compression,
-    disk_format,
-    parse_target_kind,
-    target_kind,
-)
+from imagepack.verbs.preflight import Setting, check_metadata, preflight, wanted_target
 from imagepack.verbs.presets import preset_named
+from imagepack.verbs.target import ArchiveKind, Target, disk_format, parse_target_kind
 from imagepack.writers.oci.pack import MetadataRequest
 
 SOURCE_KEYS = ("path", "from", "max_size", "allow_backing", "vhd_size", "disk", "output")
@@ -74,7 +66,7 @@ class OutputEntry:
     name: str  # the path as reports show it: relative to the manifest's directory
     checksum: str | None  # "sha256", or None when the entry asks for none
     settings: dict[str, Any]  # everything that decides the bytes written, for the record
-    preset: str | None = None  # `for = NAME`: built as `convert --for NAME` builds it (presets.make_for)
+    preset: str | None = None  # `for = NAME`: built as `convert --for NAME` builds it (build.make with it)
     resize_up: bool = False  # with a preset: grow the disk to the size the platform takes
 
 
@@ -108,13 +100,6 @@ class Manifest:
     @property
     def outputs(self) -> list[tuple[SourceEntry, OutputEntry]]:
         return [(source, output) for source in self.sources for output in source.outputs]
-
-
-def preset_target(name: str, path: Path, *, options: Mapping[str, str], compress: bool) -> Target:
-    """The target `for = NAME` stands for at `path`, as `convert --for NAME` makes it: the preset's kind and
-    options, the entry's own options added (a conflicting one is refused)."""
-    preset = preset_named(name)
-    return preset.target_for(Target(path, preset.output_for(path).kind, options=options, compress=compress))
 
 
 def load_manifest(path: Path) -> Manifest:
@@ -179,64 +164,63 @@ def _output(entry: object, root: Path, where: Where) -> OutputEntry:
     preset = string(entry, "for", where)
     format_text = string(entry, "format", where)
     compress = boolean(entry, "compress", where)
-    asked: TargetKind | None = None
-    if preset is not None:
-        if format_text is not None:
-            where.fail("for", "give either a format or a preset (for), not both")
-        try:
-            made_for = preset_target(preset, path, options=options, compress=compress)
-        except InvalidValueError as e:
-            where.refusing("for", e)
-        asked, options = made_for.kind, dict(made_for.options)
-    elif "resize_up" in entry:
+    if preset is not None and format_text is not None:
+        where.fail("for", "give either a format or a preset (for), not both")
+    if preset is None and "resize_up" in entry:
         where.fail("resize_up", "applies only to an output made for a preset (for = NAME)")
-    try:
-        if format_text is not None:
-            asked = parse_target_kind(format_text)
-        kind = asked if preset is not None and asked is not None else target_kind(path, asked)
-    except InvalidValueError as e:
-        where.refusing("format" if format_text else "path", e)
-    try:
-        checked = create_options(disk_format(kind), options, compress=compress)
-    except InvalidValueError as e:
-        where.refusing("options" if options else "compress", e)
-    metadata = _metadata(entry, root, where) if kind is ArchiveKind.OCI else None
-    if kind is not ArchiveKind.OCI and "oci" in entry:
-        where.fail("oci", f"image metadata applies only to a .oci output, not {kind.value}")
-    checksum: str | None = "sha256"
-    if "checksum" in entry:
-        value = entry["checksum"]
-        if value is False:
-            checksum = None
-        elif value is not True and value not in CHECKSUMS:
-            where.fail("checksum", f"{value!r}: give {' or '.join(repr(c) for c in CHECKSUMS)}, or false for none")
-    target = Target(
+    checksum = _checksum(entry, where)
+    level = integer(entry, "level", where, low=-MAX_LEVEL, high=MAX_LEVEL)  # the codec's own range checked below
+    threads = integer(entry, "threads", where, low=1, high=MAX_THREADS)
+    keys = {
+        Setting.KIND: "format" if format_text else "path",
+        Setting.PRESET: "for",
+        Setting.OPTIONS: "options" if options else "compress",
+        Setting.COMPRESSION: "level" if level is not None else "threads",
+        Setting.METADATA: "oci",
+    }
+
+    def refused(setting: Setting, e: InvalidValueError) -> NoReturn:
+        where.refusing(keys.get(setting, "path"), e)
+
+    # What `convert` (or `convert --for`) makes of the same options, refused as it refuses them.
+    target = wanted_target(
         path,
-        kind,
+        to=parsed(entry, "format", parse_target_kind, where),
+        preset=parsed(entry, "for", preset_named, where),
         options=options,
         compress=compress,
-        metadata=metadata,
-        compression=codec_named(path),  # a preset's GCE tarball is named .tar.gz: the tarball is gzip's
-        level=integer(entry, "level", where, low=-MAX_LEVEL, high=MAX_LEVEL),  # the codec's own range checked below
-        threads=integer(entry, "threads", where, low=1, high=MAX_THREADS),
+        level=level,
+        threads=threads,
         checksum=checksum is not None,  # the build hashes the output as it writes it
+        refused=refused,
     )
-    try:
-        check_compression(target)
-    except InvalidValueError as e:
-        where.refusing("level" if target.level is not None else "threads", e)
+    if target.kind is ArchiveKind.OCI:
+        target = dataclasses.replace(target, metadata=_metadata(entry, root, where))
+    elif "oci" in entry:
+        where.fail("oci", f"image metadata applies only to a .oci output, not {target.kind.value}")
+    preflight(target, output=False, refused=refused)  # its path: checked with the batch's other files (writes.py)
     resize_up = boolean(entry, "resize_up", where)
     settings = {
-        "format": kind.value,
-        "options": checked,
+        "format": target.kind.value,
+        "options": create_options(disk_format(target.kind), target.options, compress=compress),
         "compress": compress,
         "compression": target.compression.value if target.compression else None,
         "level": target.level,
-        "metadata": _plain(metadata) if metadata else None,
+        "metadata": _plain(target.metadata) if target.metadata else None,
         "preset": preset,
         "resize_up": resize_up,
     }
     return OutputEntry(target, name_of(path, root), checksum, settings, preset=preset, resize_up=resize_up)
+
+
+def _checksum(entry: Mapping[str, Any], where: Where) -> str | None:
+    """The checksum an output asks for: sha256 unless told otherwise."""
+    value = entry.get("checksum", True)
+    if value is False:
+        return None
+    if value is not True and value not in CHECKSUMS:
+        where.fail("checksum", f"{value!r}: give {' or '.join(repr(c) for c in CHECKSUMS)}, or false for none")
+    return "sha256"
 
 
 def _metadata(entry: Mapping[str, Any], root: Path, where: Where) -> MetadataRequest:
@@ -255,34 +239,27 @@ def _metadata(entry: Mapping[str, Any], root: Path, where: Where) -> MetadataReq
         where.fail("shapes", 'must be a list of shapes, e.g. ["VM.Standard.E4.Flex:1-64:1-1024"]')
     os_name, os_version = string(raw, "os", where), string(raw, "os_version", where)
     launch_mode = choice(LaunchMode, string(raw, "launch_mode", where), "launch_mode", where)
-    strict = boolean(raw, "strict", where)
-    os_unlisted = boolean(raw, "os_unlisted", where)
-    try:  # what `pack` checks of its options, by the same function: before any input is read
-        check_request(
-            operating_system=os_name,
-            operating_system_version=os_version,
-            launch_mode=launch_mode,
-            overrides=overrides,
-            strict=strict,
-            has_base="metadata" in raw,
-            os_unlisted=os_unlisted,
-        )
-    except RequestRefused as e:
-        where.refusing(e.asked.value, e)
-    parsed_shapes = [parsed({"shapes": text}, "shapes", parse_shape, where) for text in shapes]
     base = path_value(raw, "metadata", root, where) if "metadata" in raw else None
-    if base is not None and not base.is_file():
-        where.fail("metadata", f"{name_of(base, root)}: no such file")
-    return MetadataRequest(
+    asked = MetadataRequest(
         operating_system=os_name,
         operating_system_version=os_version,
         launch_mode=launch_mode,
-        firmware=choice(Firmware, string(raw, "firmware", where), "firmware", where),
         overrides=overrides,
-        shapes=[shape for shape in parsed_shapes if shape is not None],
         base=base,
-        strict=strict,
-        os_unlisted=os_unlisted,
+        strict=boolean(raw, "strict", where),
+        os_unlisted=boolean(raw, "os_unlisted", where),
+    )
+    try:  # what `pack` checks of its options, by the same function: before any input is read
+        check_metadata(asked)
+    except RequestRefused as e:
+        where.refusing(e.asked.value, e)
+    parsed_shapes = [parsed({"shapes": text}, "shapes", parse_shape, where) for text in shapes]
+    if base is not None and not base.is_file():
+        where.fail("metadata", f"{name_of(base, root)}: no such file")
+    return dataclasses.replace(
+        asked,
+        firmware=choice(Firmware, string(raw, "firmware", where), "firmware", where),
+        shapes=[shape for shape in parsed_shapes if shape is not None],
         guest_mismatch_ok=boolean(raw, "guest_mismatch_ok", where),
     )
 

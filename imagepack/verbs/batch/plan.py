@@ -15,8 +15,8 @@ from imagepack.core.errors import ImagepackError, InvalidValueError
 from imagepack.sources.disk import SourceImage
 from imagepack.sources.open import open_source
 from imagepack.verbs.batch.manifest import Manifest, OutputEntry, SourceEntry
-from imagepack.verbs.build import ArchiveKind, disk_format
-from imagepack.writers.disk import plan_disk
+from imagepack.verbs.target import ArchiveKind, disk_format
+from imagepack.writers.disk import DiskRequest, plan_disk
 
 ARCHIVE_OVERHEAD = 1024**2  # a .oci's metadata member, tar headers and padding
 MAX_SHARDS = 10_000  # more machines than any CI matrix runs; the plan keeps a load per shard
@@ -98,14 +98,10 @@ def estimate_source(source: SourceEntry) -> tuple[list[int], int]:
 
 def _estimate(image: SourceImage, output: OutputEntry) -> int:
     target = output.target
-    needed = plan_disk(
-        image,
-        disk_format(target.kind),
-        options=target.options,
-        compress=target.compress,
-        copy_if_unchanged=target.kind is ArchiveKind.OCI,
-    ).needed
-    return needed + (ARCHIVE_OVERHEAD if target.kind is ArchiveKind.OCI else 0)
+    oci = target.kind is ArchiveKind.OCI
+    asked = DiskRequest(disk_format(target.kind), target.options, target.compress, copy_if_unchanged=oci)
+    needed = plan_disk(image, asked).needed
+    return needed + (ARCHIVE_OVERHEAD if oci else 0)
 
 
 def units_of_source(source: SourceEntry, estimates: list[int], decoding: int) -> list[Unit]:

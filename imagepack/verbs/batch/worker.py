@@ -23,7 +23,7 @@ from imagepack.verbs.batch.manifest import OutputEntry, SourceEntry
 from imagepack.verbs.batch.record import Written, write_record
 from imagepack.verbs.batch.report import error_json
 from imagepack.verbs.build import BuildResult, build, make
-from imagepack.verbs.presets import build_for, make_for, preset_named
+from imagepack.verbs.presets import preset_named
 
 
 @dataclass(frozen=True)
@@ -77,17 +77,13 @@ def work(conn: Connection, job: Job) -> None:
             _build_each(
                 conn,
                 job,
-                lambda output, progress: (
-                    build_for(
-                        preset_named(output.preset),
-                        opened,
-                        output.target,
-                        resize_up=output.resize_up,
-                        scratch=where,
-                        on_progress=progress,
-                    )
-                    if output.preset
-                    else build(opened, output.target, scratch=where, on_progress=progress)
+                lambda output, progress: build(
+                    opened,
+                    output.target,
+                    preset=preset_named(output.preset) if output.preset else None,
+                    resize_up=output.resize_up,
+                    scratch=where,
+                    on_progress=progress,
                 ),
             )
     except ImagepackError as e:
@@ -96,16 +92,11 @@ def work(conn: Connection, job: Job) -> None:
 
 
 def _make(source: SourceEntry, output: OutputEntry, progress: Progress) -> BuildResult:
-    """The output as the single command makes it: `convert` (build.make), or `convert --for` (presets.make_for)."""
-    target = output.target
-    if output.preset is None:
-        return make(
-            source.path, target, claimed=source.claimed, policy=source.policy, disk=source.disk, on_progress=progress
-        )
-    return make_for(
-        preset_named(output.preset),
+    """The output as the single command makes it: `convert`, or `convert --for` (build.make, with the preset)."""
+    return make(
         source.path,
-        target,
+        output.target,
+        preset=preset_named(output.preset) if output.preset else None,
         resize_up=output.resize_up,
         claimed=source.claimed,
         policy=source.policy,
