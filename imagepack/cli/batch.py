@@ -12,9 +12,9 @@ from typing import TYPE_CHECKING, Any
 
 import typer
 
-from imagepack.cli.output import REMEDY_TEXT, human_size, print_json, reported, setup_logging
+from imagepack.cli.output import REMEDY_TEXT, human_size, print_json, reported, setup_logging, with_remedy
 from imagepack.cli.shared_options import FORCE, JSON, QUIET, VERBOSE
-from imagepack.core.errors import ImagepackError, Interrupted
+from imagepack.core.errors import Interrupted
 from imagepack.core.problems import Remedy
 
 if TYPE_CHECKING:
@@ -59,24 +59,15 @@ BATCH_REMEDY_TEXT = {
     "oci table",
     Remedy.GUEST_MISMATCH_OK: "leave the key out to take the guest's value, or set guest_mismatch_ok = true in the "
     "output's oci table if it is right",
+    Remedy.NO_COMPRESS: "leave compress out of the output, or write qcow2 or vmdk",
+    Remedy.FIRMWARE_AS: 'or set firmware = "{value}" in the output\'s oci table',
+    Remedy.TAKE_GUEST_OS: "leave os and os_version out of the output's oci table to take it",
 }
 
 
 def in_manifest_terms(message: str, remedy: Remedy | None, value: str | None = None) -> str:
     """A refusal, ending with what to set in the manifest (where the command line names its option)."""
-    if remedy is None:
-        return message
-    return f"{message}; {BATCH_REMEDY_TEXT[remedy].format(value=value or remedy.value.upper())}"
-
-
-@contextmanager
-def _manifest_terms() -> Iterator[None]:
-    """Inside, a refusal's remedy is said in the manifest's keys before `reported` prints it."""
-    try:
-        yield
-    except ImagepackError as e:
-        e.message, e.remedy = in_manifest_terms(e.message, e.remedy, e.value), None
-        raise  # one command name of two words: the CLI's group resolves them (cli/__init__.py)
+    return with_remedy(message, remedy, value, BATCH_REMEDY_TEXT)
 
 
 def register(app: typer.Typer) -> None:
@@ -107,7 +98,7 @@ def batch_command(
     """Build every output of a manifest, in parallel; outputs whose record says nothing changed are skipped. Writes
     a SHA256SUMS beside the outputs; exits 1 when an output failed."""
     setup_logging(quiet=quiet, verbose=verbose)
-    with reported(verbose=verbose, json_output=json_output), _manifest_terms():
+    with reported(verbose=verbose, json_output=json_output, words=BATCH_REMEDY_TEXT):
         from imagepack.verbs.batch.manifest import load_manifest
         from imagepack.verbs.batch.plan import make_plan
         from imagepack.verbs.batch.report import write_report, write_sums_beside_outputs
@@ -117,7 +108,7 @@ def batch_command(
         which = _parse_shard(shard, shards)
         loaded = load_manifest(manifest)
         if report is not None:
-            check_report_path(report, loaded)
+            check_report_path(report, loaded, named="--report")
         plan = make_plan(loaded, which.count if which else 1)
         if dry_run:
             _print_plan(plan, decide(plan, None, force=force), which, json_output=json_output)

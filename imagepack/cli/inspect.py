@@ -8,7 +8,7 @@ from typing import Any
 import typer
 
 from imagepack.cli.inspect_text import config_lines, readiness_lines
-from imagepack.cli.output import human_size, print_json, progress_bar, reported, setup_logging
+from imagepack.cli.output import finding_json, human_size, print_json, progress_bar, reported, setup_logging
 from imagepack.cli.shared_options import DISK, FROM_FORMAT, JSON, MAX_SIZE, QUIET, SCRATCH, VERBOSE, VHD_SIZE
 from imagepack.core.errors import EXIT_PROBLEMS
 from imagepack.verbs.inspect.rules import Target, Wanted, check
@@ -117,7 +117,7 @@ def readiness(report: dict[str, Any], wanted: Wanted) -> dict[str, Any]:
         "launch_mode": (wanted.launch_mode or "PARAVIRTUALIZED") if wanted.target is Target.OCI else None,
         "firmware": wanted.firmware,
         "ready": not any(f.severity.value == "error" for f in findings),
-        "findings": [f.to_json() for f in findings],
+        "findings": [finding_json(f) for f in findings],
     }
 
 

@@ -9,7 +9,7 @@ import logging
 import select
 import sys
 import traceback
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
 import typer
@@ -20,6 +20,7 @@ from imagepack.core.problems import Problem, Remedy
 if TYPE_CHECKING:
     from imagepack.files.checksums import Checksums
     from imagepack.verbs.build import BuildResult
+    from imagepack.verbs.inspect.rules.finding import Finding
 
 
 INTERRUPTED = "interrupted; nothing was written"
@@ -45,17 +46,31 @@ REMEDY_TEXT = {
     Remedy.GUEST_MISMATCH_OK: "leave the value out to take the guest's, or pass --guest-mismatch-ok if it is right",
     Remedy.ALLOW_PARTIAL: "pass --allow-partial to merge only these",
     Remedy.STATE_DISK: "pass --disk N",
+    Remedy.NO_COMPRESS: "leave --compress out, or write qcow2 or vmdk",
+    Remedy.FIRMWARE_AS: "or pack with --firmware {value}",
+    Remedy.TAKE_GUEST_OS: "leave --os out to take it",
 }
 
 
-def with_remedy(message: str, remedy: Remedy | None, value: str | None = None) -> str:
+def with_remedy(
+    message: str, remedy: Remedy | None, value: str | None = None, words: Mapping[Remedy, str] = REMEDY_TEXT
+) -> str:
+    """A refusal ending with what to do, in the front end's `words` (the command line's options by default)."""
     if remedy is None:
         return message
-    return f"{message}; {REMEDY_TEXT[remedy].format(value=value or remedy.value.upper())}"
+    return f"{message}; {words[remedy].format(value=value or remedy.value.upper())}"
 
 
 def describe_problem(problem: Problem) -> str:
     return with_remedy(problem.message, problem.remedy, problem.value)
+
+
+def finding_json(finding: Finding) -> dict[str, Any]:
+    """A guest finding as the command line shows it: its fix ending with the option or command that does it."""
+    shown = finding.to_json()
+    if finding.fix is not None:
+        shown["fix"] = with_remedy(finding.fix, finding.remedy, finding.value)
+    return shown
 
 
 class _OneLine(logging.Formatter):
@@ -109,12 +124,13 @@ def _suggest_meant(e: Exception) -> None:
 
 
 @contextlib.contextmanager
-def reported(*, verbose: bool, json_output: bool = False) -> Iterator[None]:
-    """Turn library failures into one line on stderr and the exit status they carry; never a traceback."""
+def reported(*, verbose: bool, json_output: bool = False, words: Mapping[Remedy, str] = REMEDY_TEXT) -> Iterator[None]:
+    """Turn library failures into one line on stderr and the exit status they carry; never a traceback. A
+    remedy is said in `words` (a batch's: the manifest's keys)."""
     try:
         yield
     except ImagepackError as e:
-        report_error(e.code, with_remedy(e.message, e.remedy, e.value), json_output=json_output)
+        report_error(e.code, with_remedy(e.message, e.remedy, e.value, words), json_output=json_output)
         if verbose and e.detail:
             print(e.detail.rstrip(), file=sys.stderr)
         raise typer.Exit(e.exit_code) from None

@@ -177,8 +177,7 @@ def decompressed(
         try:
             yield Decompressed(content, kind, done.is_archive)
         except ImagepackError as e:
-            # The user gave the compressed file and never sees the temporary's name.
-            e.message = e.message.replace(str(content), label)
+            e.shown_as(content, label)  # the user gave the compressed file, never the temporary
             raise
 
 

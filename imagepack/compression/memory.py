@@ -14,6 +14,7 @@ MAX_XZ_MEMORY = 1600 * MiB
 # larger window, which only `zstd --long` writes, is refused by `zstd -t` as it is here.
 MAX_ZSTD_WINDOW = 1 << 27
 STREAM_START = 12  # the first block of an xz file's first stream follows its 12-byte stream header
+ZSTD_DECOMPRESS = ("zstd", "-d", "--memory=")  # zstd's command line, its memory limit to follow
 
 
 def needs_memory(label: object, stream: str, why: str, remedy: str) -> UnreadableError:
@@ -55,7 +56,7 @@ def require_zstd_window(window: int, label: object, at: int) -> None:
             label,
             "zstd",
             f"a window of {_size(window)} (the frame at byte {at})",
-            f"decompress it first with zstd -d --memory={-(-window // MiB)}MB and give imagepack the result",
+            f"decompress it first with {' '.join(ZSTD_DECOMPRESS)}{-(-window // MiB)}MB and give imagepack the result",
         )
 
 

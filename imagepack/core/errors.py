@@ -1,11 +1,14 @@
-"""The failures a user can meet, each carrying the one line they will read and the exit status it maps to."""
+"""The failures a user can meet, each carrying the facts of the one line they will read and the exit status it
+maps to. The line is built from the facts when it is read; nobody edits it after the raise."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+import os
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Self
 
 if TYPE_CHECKING:
-    from imagepack.core.problems import Remedy
+    from imagepack.core.problems import Problem, Remedy
 
 EXIT_OK = 0
 EXIT_FAILURE = 1
@@ -20,7 +23,8 @@ class ImagepackError(Exception):
 
     `code` is stable for scripts (the "code" of the --json error object): each class has a default and a raise
     site may pass a more precise one ("qcow2.backing-file"). `remedy` says what setting would let the work go on;
-    the CLI names the option for it."""
+    each front end words it in its own terms. `subject` is the file the line is about, named before it;
+    `shown` maps names the user never sees (a temporary written to) to the names to show for them."""
 
     exit_code = EXIT_FAILURE
     code = "error"
@@ -29,17 +33,70 @@ class ImagepackError(Exception):
         self,
         message: str,
         *,
+        subject: str | os.PathLike[str] | None = None,
         detail: str | None = None,
         code: str | None = None,
         remedy: Remedy | None = None,
         value: str | None = None,
     ) -> None:
         super().__init__(message)
-        self.message = message
+        self._reason = message
+        self.subject = None if subject is None else os.fspath(subject)
+        self.shown: dict[str, str] = {}
+        self.problems: tuple[Problem, ...] = ()  # the problems it reports, where it was made from them
         self.detail = detail  # extra diagnostics shown with --verbose
         self.code = code or type(self).code
-        self.remedy = remedy  # what would let the work go on; the CLI names the option that does it
+        self.remedy = remedy  # what would let the work go on; the front end names the setting that does it
         self.value = value  # what the remedy would set, where it is known
+
+    @classmethod
+    def from_problems(cls, problems: Sequence[Problem], *, subject: str | os.PathLike[str] | None = None) -> Self:
+        """The refusal the problems found in `subject` make: each said, the first one's code, and the first remedy
+        any of them has."""
+        cured = next((problem for problem in problems if problem.remedy), problems[0])
+        error = cls(
+            "; ".join(problem.message for problem in problems),
+            subject=subject,
+            code=problems[0].code,
+            remedy=cured.remedy,
+            value=cured.value,
+        )
+        error.problems = tuple(problems)
+        return error
+
+    @classmethod
+    def from_problem(cls, problem: Problem, *, subject: str | os.PathLike[str] | None = None) -> Self:
+        """The refusal a problem found in `subject` makes."""
+        return cls.from_problems([problem], subject=subject)
+
+    @property
+    def reason(self) -> str:
+        """What is wrong, without the subject."""
+        return self._reason
+
+    @property
+    def message(self) -> str:
+        """The line the user reads: the subject, what is wrong, every hidden name replaced by the one to show."""
+        text = self.reason if self.subject is None else f"{self.subject}: {self.reason}"
+        for hidden in sorted(self.shown, key=len, reverse=True):  # a temporary's path before its folder's
+            text = text.replace(hidden, self.shown[hidden])
+        return text
+
+    def said_of(self, subject: str | os.PathLike[str]) -> str:
+        """The line in a report already about `subject`: without naming it again."""
+        return self.reason if self.subject == os.fspath(subject) else self.message
+
+    def about(self, subject: str | os.PathLike[str]) -> Self:
+        """Name `subject` first: the file the user gave, where the raiser only knew a part of it."""
+        name = os.fspath(subject)
+        self.subject = name if self.subject is None else f"{name}: {self.subject}"
+        return self
+
+    def shown_as(self, hidden: str | os.PathLike[str], shown: str | os.PathLike[str]) -> Self:
+        """Show `shown` wherever the line names `hidden` (a temporary the user never sees), relative or absolute."""
+        for name in (os.fspath(hidden), os.path.abspath(hidden)):
+            self.shown.setdefault(name, os.fspath(shown))
+        return self
 
     def __str__(self) -> str:
         return self.message
@@ -72,7 +129,8 @@ class OutputError(ImagepackError):
 
 
 class QemuImgError(ImagepackError):
-    """qemu-img is missing, too old, failed, or ran out of its limits."""
+    """qemu-img is missing, too old, failed, or ran out of its limits. `said` is the program's own last words,
+    where it ran and failed."""
 
     code = "qemu-img"
 
@@ -80,14 +138,17 @@ class QemuImgError(ImagepackError):
         self,
         message: str,
         *,
+        subject: str | os.PathLike[str] | None = None,
         detail: str | None = None,
         returncode: int | None = None,
+        said: str | None = None,
         code: str | None = None,
         remedy: Remedy | None = None,
         value: str | None = None,
     ) -> None:
-        super().__init__(message, detail=detail, code=code, remedy=remedy, value=value)
+        super().__init__(message, subject=subject, detail=detail, code=code, remedy=remedy, value=value)
         self.returncode = returncode
+        self.said = said
 
 
 class ArchiveError(InputError):

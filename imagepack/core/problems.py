@@ -1,5 +1,6 @@
 """What is wrong with an input, in one shape for every layer: a stable code a script can test, a message with no
-command-line syntax in it, and the remedy in library terms. The command line turns a remedy into its flag."""
+command-line syntax in it, and the remedy in library terms. Each front end words a remedy in its own terms (the
+command line names its option, a batch manifest its key)."""
 
 from __future__ import annotations
 
@@ -36,6 +37,9 @@ class Remedy(StrEnum):
     STATE_DISK = "disk"  # say which of an OVA's disks to read
     GUEST_MISMATCH_OK = "guest-mismatch-ok"  # the value given is right though the guest says otherwise
     ALLOW_PARTIAL = "allow-partial"  # merge the shard reports there are, the merged report naming those missing
+    NO_COMPRESS = "no-compress"  # write the output uncompressed (only qcow2 and vmdk outputs compress)
+    FIRMWARE_AS = "firmware-as"  # state the firmware as the value, the one the disk boots with
+    TAKE_GUEST_OS = "guest-os"  # leave the operating system out, to take the one the guest holds
 
 
 @dataclass(frozen=True)
@@ -45,6 +49,7 @@ class Problem:
     remedy: Remedy | None = None
     severity: Severity = Severity.ERROR
     value: str | None = None  # what the remedy would set, where it is known (the format the content is)
+    size: int | None = None  # the size in bytes it is about, where it is one (a virtual size above the limit)
 
     def __str__(self) -> str:
         return self.message

@@ -137,13 +137,11 @@ def atomic_outputs(
         if isinstance(e, NoSpaceError):  # what is free once our temporaries are gone
             e.needed = e.needed if e.needed is not None else needed
             e.measure()
-        elif isinstance(e, QemuImgError) and (full := _full_in_words(e.message)) is not None:
+        elif isinstance(e, QemuImgError) and (full := _full_in_words(e.said or "")) is not None:
             raise NoSpaceError(targets[0].parent, needed=needed, quota=full == errno.EDQUOT) from None
         # qemu-img names the file it wrote; the user asked for the target and never sees the temporary name.
         for folder, target in zip(folders, targets, strict=False):
-            temp = folder / target.name
-            for hidden in (os.path.abspath(temp), str(temp), os.path.abspath(folder), str(folder)):
-                e.message = e.message.replace(hidden, str(target))
+            e.shown_as(folder / target.name, target).shown_as(folder, target)
         raise
     except BaseException:
         _remove(folders)
@@ -171,11 +169,11 @@ def _rename_all(temps: Sequence[Path], targets: Sequence[Path], replacing: Seque
         placed.append(target)
 
 
-def _full_in_words(message: str) -> int | None:
-    """The errno a program's message (qemu-img's: "error while writing at byte N: No space left on device")
+def _full_in_words(said: str) -> int | None:
+    """The errno a program's last words (qemu-img's: "error while writing at byte N: No space left on device")
     reports when it ran out of room writing our temporary, if it does."""
     for code in (errno.ENOSPC, errno.EDQUOT):
-        if os.strerror(code) in message:
+        if os.strerror(code) in said:
             return code
     return None
 

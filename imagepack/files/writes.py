@@ -51,17 +51,23 @@ class NoSpaceError(OutputError):
         self.where = where
         self.needed = needed
         self.quota = quota
-        super().__init__("")
+        self.free: int | None = None
+        super().__init__("no space left")
         self.measure()
 
     def measure(self) -> None:
+        """What is free at `where` now (None when it cannot be told)."""
         try:
-            free = f"free {_mib(shutil.disk_usage(self.where).free)}"
+            self.free = shutil.disk_usage(self.where).free
         except OSError:
-            free = "free unknown"
+            self.free = None
+
+    @property
+    def reason(self) -> str:
+        free = f"free {_mib(self.free)}" if self.free is not None else "free unknown"
         wanted = f", needed {_mib(self.needed)}" if self.needed is not None else ""
         quota = " (disk quota exceeded)" if self.quota else ""
-        self.message = (
+        return (
             f"no space left on {self.where}{quota}: {free}{wanted}; nothing was written; "
             "free some space or write elsewhere"
         )

@@ -241,4 +241,4 @@ def require_safe(problems: list[Problem], label: object) -> None:
     """Raise the first refusal as the one line the user reads."""
     if problems:
         first = problems[0]
-        raise UnsafeImageError(f"{label}: {first.message}", code=first.code, remedy=first.remedy, value=first.value)
+        raise UnsafeImageError.from_problem(first, subject=str(label))

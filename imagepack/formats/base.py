@@ -161,5 +161,6 @@ def check_virtual_size(inspection: Inspection, policy: SafetyPolicy) -> None:
                 "image.size-limit",
                 f"virtual size {inspection.virtual_size} bytes is above the limit of {policy.max_size} bytes",
                 Remedy.RAISE_MAX_SIZE,
+                size=inspection.virtual_size,
             )
         )

@@ -8,6 +8,7 @@ import re
 from collections.abc import Iterable, Mapping
 
 from imagepack.core.errors import InvalidValueError
+from imagepack.core.problems import Remedy
 from imagepack.core.sizes import parse_size
 from imagepack.formats import ImageFormat, spec
 from imagepack.formats.registry import Choices
@@ -74,10 +75,10 @@ def create_options(fmt: ImageFormat, given: Mapping[str, str], *, compress: bool
     if entry.check_options is not None:
         entry.check_options(options)
     if compress and not entry.compressible:
-        raise InvalidValueError(f"--compress works for qcow2 and vmdk outputs, not {fmt.value}")
+        raise InvalidValueError(f"a compressed output is qcow2 or vmdk, not {fmt.value}", remedy=Remedy.NO_COMPRESS)
     if compress and fmt is ImageFormat.VMDK:
         if options.get("subformat", "streamOptimized") != "streamOptimized":
-            raise InvalidValueError("--compress for vmdk writes subformat=streamOptimized; drop the other subformat")
+            raise InvalidValueError("a compressed vmdk is subformat=streamOptimized; drop the other subformat")
         options["subformat"] = "streamOptimized"
     return options
 

@@ -80,7 +80,9 @@ def _require_same_file(name: Path, opened: OpenedPath) -> None:
     assert opened.state is not None
     if now is None or (now.st_dev, now.st_ino) != (opened.state.device, opened.state.inode):
         raise InputError(
-            f"{opened}: the file was replaced while imagepack read it; nothing was written", code="input.changed"
+            "the file was replaced while imagepack read it; nothing was written",
+            subject=str(opened),
+            code="input.changed",
         )
 
 
@@ -140,6 +142,7 @@ def recheck_qemu_info(found: dict[str, Any], expected: ImageFormat, policy: Safe
                 "image.size-limit",
                 f"virtual size {found.get('virtual-size')} bytes is above the limit",
                 Remedy.RAISE_MAX_SIZE,
+                size=int(found.get("virtual-size", 0)),
             )
         )
     return problems
@@ -186,10 +189,10 @@ def open_image(
 def _unreadable(e: QemuImgError, ref: qemu.ImageRef, shown: str, what: str) -> QemuImgError | InputError:
     if e.returncode is None:
         return e  # qemu-img itself is missing or timed out: not this image's fault
-    reason = e.message.split(" failed: ", 1)[-1]
+    error = InputError(f"{what}: {e.said or e.reason}", subject=shown, detail=e.detail)
     for name in ref.names():
-        reason = reason.replace(name, shown)
-    return InputError(f"{shown}: {what}: {reason}", detail=e.detail)
+        error.shown_as(name, shown)
+    return error
 
 
 def _driver_options(inspection: Inspection, policy: SafetyPolicy, shown: str) -> tuple[tuple[str, str], ...]:
@@ -222,13 +225,15 @@ def _require_undamaged(ref: qemu.ImageRef, shown: str, found: dict[str, Any]) ->
         # Not closed cleanly with lazy refcounts: stale refcounts read as corruptions, and check cannot tell
         # them from damage; qemu's own repair settles it.
         raise InputError(
-            f"{shown}: {damaged}, or was not closed cleanly (its dirty flag is set): qemu-img check found "
+            f"{damaged}, or was not closed cleanly (its dirty flag is set): qemu-img check found "
             f"{corruptions}; repair a copy with 'qemu-img check -r all' and convert that",
+            subject=shown,
             code="image.damaged",
         )
     raise InputError(
-        f"{shown}: {damaged}: qemu-img check found {corruptions}; get a complete copy "
+        f"{damaged}: qemu-img check found {corruptions}; get a complete copy "
         f"(an interrupted download?), or repair a copy with 'qemu-img check -r all' and convert that",
+        subject=shown,
         code="image.damaged",
     )
 
@@ -243,8 +248,9 @@ def _require_table_fits(image: SourceImage) -> None:
     by_geometry = image.format is ImageFormat.VHD and image.virtual_size == details.get("geometry_size")
     how = " (this VHD is read by its CHS geometry)" if by_geometry else ""
     raise InputError(
-        f"{image.label}: its {layout.table.value.upper()} partition table ends at byte {layout.table_end} but the "
+        f"its {layout.table.value.upper()} partition table ends at byte {layout.table_end} but the "
         f"disk has {image.virtual_size} bytes{how}; the end of the disk is missing",
+        subject=image.label,
         code="image.partition-table-past-end",
     )
 

@@ -214,10 +214,12 @@ def _run(verb: str, args: list[str], *, limits: Limits, on_line: Callable[[str],
 def _checked(verb: str, args: list[str], *, limits: Limits, on_line: Callable[[str], None] | None = None) -> str:
     done = _run(verb, args, limits=limits, on_line=on_line)
     if done.returncode != 0:
+        said = _last_useful_line(done.stderr)
         raise QemuImgError(
-            f"qemu-img {verb} failed: {_last_useful_line(done.stderr)}",
+            f"qemu-img {verb} failed: {said}",
             detail=f"{' '.join(done.argv)}\n{done.stderr}",
             returncode=done.returncode,
+            said=said,
         )
     return done.stdout
 
@@ -379,10 +381,12 @@ def check(image: ImageRef) -> CheckResult:
     table pointing past the end of the file) raises QemuImgError with returncode 1."""
     done = _run("check", ["--output=json", *image.args()], limits=CHECK_LIMITS)
     if done.returncode == 1:
+        said = _first_error_line(done.stderr)
         raise QemuImgError(
-            f"qemu-img check failed: {_first_error_line(done.stderr)}",
+            f"qemu-img check failed: {said}",
             detail=f"{' '.join(done.argv)}\n{done.stderr}",
             returncode=1,
+            said=said,
         )
     if done.returncode not in (0, 2, 3, 63):
         raise QemuImgError(

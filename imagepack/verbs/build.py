@@ -195,9 +195,7 @@ def _compress_built(
                     on_progress=stage(on_progress, "compressing", 0.5, 1.0),
                 )
         except ImagepackError as e:
-            # The user named the compressed output and never sees the temporary's name.
-            e.message = e.message.replace(os.path.abspath(inner.path), str(target.path))
-            e.message = e.message.replace(str(inner.path), str(target.path))
+            e.shown_as(inner.path, target.path)  # the user named the output, never the temporary
             raise
     return replace(
         _result(source, target, started, options=built.options, copied=built.copied, checksum=sums),

@@ -123,7 +123,7 @@ def describe_image(
     try:
         image = open_image(path, claimed=inspection.format, policy=policy)
     except InputError as e:
-        result.problems.append(Problem(e.code, e.message.removeprefix(f"{path}: "), e.remedy, value=e.value))
+        result.problems.append(Problem(e.code, e.said_of(path), e.remedy, value=e.value))
         return result
     add_qemu_facts(result, image)
     return result
@@ -303,7 +303,8 @@ def describe_compressed_tar(
         else:
             if disk is not None:
                 raise InvalidValueError(
-                    f"--disk picks one of an OVA's disks; {path} is not an OVA", code="ova.not-an-ova"
+                    f"{path} is not an OVA: a disk number picks one of an OVA's disks, and this is a .oci archive",
+                    code="ova.not-an-ova",
                 )
             with open_archive(content.path, policy=policy, scratch=scratch) as opened:
                 found = describe_archive(opened, path)

@@ -140,8 +140,7 @@ def _edit_locked(
     updated = change(read_metadata(layout))
     problems = check_metadata(updated, strict=strict, os_name=os_name, fix=Remedy.SET_OS)
     if problems and problems[0].severity is Severity.ERROR:  # errors come first
-        first = problems[0]
-        raise MetadataError(f"{archive}: {first.message}", code=first.code, remedy=first.remedy, value=first.value)
+        raise MetadataError.from_problem(problems[0], subject=archive)
     data = dump_metadata(updated)
     mtime = output_time()  # as a new archive's: SOURCE_DATE_EPOCH or the fixed time
     why_not = _why_not_in_place(layout, data)

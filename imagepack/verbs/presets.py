@@ -133,13 +133,7 @@ class Preset:
         problems = self.check(source, resize_up=resize_up)
         errors = [problem for problem in problems if problem.severity is Severity.ERROR]
         if errors:
-            first = next((error for error in errors if error.remedy), errors[0])
-            raise InputError(
-                f"{source.path}: {'; '.join(error.message for error in errors)}",
-                code=errors[0].code,
-                remedy=first.remedy,
-                value=first.value,
-            )
+            raise InputError.from_problems(errors, subject=source.path)
         return problems
 
     def _size_rule(self, size: int) -> str:
@@ -219,7 +213,7 @@ PRESETS: dict[str, Preset] = {
             min_size=20 * MiB,
             max_size=32 * TiB,
             boot_max_size=4095 * GiB,
-            checks="a whole number of MiB, ≥ 20 MiB (--resize-up); ≤ 32 TiB, ≤ 4095 GiB to boot",
+            checks="a whole number of MiB, ≥ 20 MiB (or grown to it); ≤ 32 TiB, ≤ 4095 GiB to boot",
         ),
         Preset(
             "aws",
@@ -248,7 +242,7 @@ PRESETS: dict[str, Preset] = {
             "Google Compute Engine",
             (Output(".tar.gz", ArchiveKind.GCE),),
             align=GiB,
-            checks="a whole number of GiB (--resize-up)",
+            checks="a whole number of GiB (or grown to it)",
         ),
         Preset("virtualbox", "VirtualBox", (Output(".vdi", ImageFormat.VDI),)),
         Preset("hyperv", "Hyper-V", (Output(".vhdx", ImageFormat.VHDX, {"subformat": "dynamic"}),)),

@@ -29,8 +29,14 @@ class RequestRefused(MetadataError):
 
     def __init__(self, refused: ImagepackError, asked: Asked) -> None:
         super().__init__(
-            refused.message, detail=refused.detail, code=refused.code, remedy=refused.remedy, value=refused.value
+            refused.reason,
+            subject=refused.subject,
+            detail=refused.detail,
+            code=refused.code,
+            remedy=refused.remedy,
+            value=refused.value,
         )
+        self.shown.update(refused.shown)
         self.asked = asked
 
 
@@ -84,5 +90,5 @@ def check_request(
     ):
         asked = _RULE_VALUE.get(problem.code, Asked.OS_VERSION)
         if problem.severity is Severity.ERROR and (mode is not None or asked is not Asked.LAUNCH_MODE):
-            refused = MetadataError(problem.message, code=problem.code, remedy=problem.remedy, value=problem.value)
+            refused = MetadataError.from_problem(problem)
             raise RuleRefused(refused, asked)

@@ -125,17 +125,19 @@ def _clash_message(use: Use, clash: Use | None) -> str:
     return f"{itself} also the path of {clash.what}; give every output its own path"
 
 
-def check_report_path(report: Path, manifest: Manifest, *, option: str = "--report") -> None:
-    """Refuse a report path that is one of the batch's inputs or of the files it writes."""
+def check_report_path(report: Path, manifest: Manifest, *, named: str) -> None:
+    """Refuse a report path that is one of the batch's inputs or of the files it writes; `named` is how the front
+    end names the report (the command line: its option)."""
+    subject = f"{named} {report}"
     key = file_key(report)
     for use in manifest_uses(manifest.path, manifest.sources):
         if same_file(key, file_key(use.path)):
             advice = "an input must not be overwritten" if use.kind is Kind.INPUT else "give the report its own path"
-            raise InvalidValueError(f"{option} {report}: is also {use.what}; {advice}", code="batch.collision")
+            raise InvalidValueError(f"is also {use.what}; {advice}", subject=subject, code="batch.collision")
     beside_outputs = (file_key(output.target.path.parent / report.name) for _, output in manifest.outputs)
     if is_sums_name(report) and any(same_file(key, sums) for sums in beside_outputs):
         raise InvalidValueError(
-            f"{option} {report}: is also the checksum list the batch writes in that directory; "
-            "give the report its own path",
+            "is also the checksum list the batch writes in that directory; give the report its own path",
+            subject=subject,
             code="batch.collision",
         )

@@ -3,7 +3,6 @@ it, its format, launch mode and operating system read from it."""
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -78,7 +77,8 @@ def import_request(
             _fill_from_source(request, source, asked)
     except ImagepackError as e:
         if e.code == "image.size-limit":  # said in OCI's terms: no setting lets OCI import it
-            raise InputError(f"{path}: {_too_large(e.message)}", code="import.too-large") from None
+            size = next((problem.size for problem in e.problems if problem.size is not None), None)
+            raise _too_large(path, size) from None
         raise
     return request
 
@@ -97,10 +97,14 @@ def _endpoint(location: ObjectUrl | ObjectLocation, realm: str) -> str | None:
     return f"https://iaas.{location.region}.{domain}" if domain is not None else None
 
 
-def _too_large(message: str) -> str:
-    found = re.search(r"virtual size (\d+) bytes", message)
-    size = f"virtual size {found[1]} bytes" if found else "its virtual size"
-    return f"{size} is above OCI's import limit of {DEFAULT_MAX_SIZE // 1024**3} GiB"
+def _too_large(path: Path, virtual_size: int | None) -> InputError:
+    """A disk OCI will not import, in OCI's terms: no setting of imagepack's lets OCI import it."""
+    size = f"virtual size {virtual_size} bytes" if virtual_size is not None else "its virtual size"
+    return InputError(
+        f"{size} is above OCI's import limit of {DEFAULT_MAX_SIZE // 1024**3} GiB",
+        subject=path,
+        code="import.too-large",
+    )
 
 
 @dataclass(frozen=True)
@@ -118,7 +122,7 @@ def _fill_from_source(request: ImportRequest, source: Source, asked: _Asked) -> 
     path = request.path
     _require_importable(path, source)
     if source.virtual_size > DEFAULT_MAX_SIZE:
-        raise InputError(f"{path}: {_too_large(f'virtual size {source.virtual_size} bytes')}", code="import.too-large")
+        raise _too_large(path, source.virtual_size)
     if source.archive is not None:
         found = _fill_from_archive(request, source.archive.metadata, asked)
     else:
@@ -240,8 +244,7 @@ def _require_importable(path: Path, source: Source) -> None:
 def _refuse_errors(found: list[Problem], where: str, error: type[ImagepackError]) -> None:
     errors = [problem for problem in found if problem.severity is Severity.ERROR]
     if errors:
-        first = errors[0]
-        raise error(f"{where}: {first.message}", code=first.code, remedy=first.remedy, value=first.value)
+        raise error.from_problem(errors[0], subject=where)
 
 
 # ---------------------------------------------------------------------------------------------------------------

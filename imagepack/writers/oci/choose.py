@@ -217,13 +217,14 @@ def _check_windows(guest: GuestSays, name: str, version: str, origin: Origin) ->
 
 def _windows_refused(guest: GuestSays, what: str) -> None:
     holds = guest.windows_product or "Windows"
-    fix = ""
+    fix, remedy = "", None
     if guest.os_name is not None and guest.os_version is not None:
-        fix = f"; pack it as {guest.os_name.value} '{guest.os_version.value}' (leave --os out to take it)"
+        fix, remedy = f"; pack it as {guest.os_name.value} '{guest.os_version.value}'", Remedy.TAKE_GUEST_OS
     raise MetadataError(
         f"{what}: the guest holds {holds} ({guest.os_name.where if guest.os_name else 'read from its registry'}); "
         f"OCI licenses Windows by the release and edition the image holds, so no other may be given{fix}",
         code="metadata.guest-windows",
+        remedy=remedy,
     )
 
 

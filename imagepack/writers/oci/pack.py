@@ -145,7 +145,7 @@ def make_metadata(
     problems = check_metadata(metadata, strict=request.strict, os_name=typo)
     if problems and problems[0].severity is Severity.ERROR:  # errors come first
         first = problems[0]
-        raise MetadataError(first.message, code=first.code, remedy=first.remedy, value=first.value)
+        raise MetadataError.from_problem(first)
     return metadata, [*chosen.problems, *problems], chosen.sources
 
 
@@ -231,7 +231,7 @@ def pack_disk(
                 try:
                     _convert_in_place(image, temp, fd, data_offset, qcow2_options, compress, threads, on_progress)
                 except QemuImgError as e:
-                    e.message = f"{target}: {e.message}"  # qemu-img wrote through an offset into our temporary
+                    e.about(target)  # qemu-img wrote through an offset into our temporary
                     raise
 
             disk_size = write_archive(fd, metadata_bytes, mtime=mtime, write_disk=write_disk)

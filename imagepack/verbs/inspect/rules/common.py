@@ -5,8 +5,12 @@ from __future__ import annotations
 
 from typing import Any
 
+from imagepack.core.problems import Remedy
 from imagepack.oci.metadata import oslist
 from imagepack.verbs.inspect.rules.finding import ERROR, NOTE, WARNING, Finding
+
+# Programs the user runs in the guest, as their command lines.
+CRYPTSETUP_DECRYPT = ("cryptsetup", "reencrypt", "--decrypt")
 
 FIRMWARE_NEEDS = {
     "UEFI_64": "an EFI system partition holding a loader (\\EFI\\BOOT\\BOOTX64.EFI or a vendor's)",
@@ -45,8 +49,7 @@ def firmware_rule(report: dict[str, Any], firmware: str | None) -> list[Finding]
         return []
     other = [f for f in boots if f != firmware]
     fix = (
-        f"set the firmware to {other[0]} ('imagepack meta set IMAGE.oci firmware={other[0]}', or pack with "
-        f"--firmware {other[0]})"
+        f"set the firmware to {other[0]} ('imagepack meta set IMAGE.oci firmware={other[0]}')"
         if other
         else "install a boot loader for it in the guest"
     )
@@ -57,7 +60,10 @@ def firmware_rule(report: dict[str, Any], firmware: str | None) -> list[Finding]
     )
     loaders = [f"{name}: {', '.join(paths) or 'no loader'}" for name, paths in report["boot"]["esp_loaders"].items()]
     mbr = report["boot"].get("mbr_boot_code")
-    return [Finding("guest.firmware", ERROR, message, fix, [*loaders, f"MBR boot code: {mbr or 'none'}"])]
+    told = [*loaders, f"MBR boot code: {mbr or 'none'}"]
+    if other:
+        return [Finding("guest.firmware", ERROR, message, fix, told, Remedy.FIRMWARE_AS, other[0])]
+    return [Finding("guest.firmware", ERROR, message, fix, told)]
 
 
 def encryption_rule(report: dict[str, Any]) -> list[Finding]:
@@ -71,7 +77,7 @@ def encryption_rule(report: dict[str, Any]) -> list[Finding]:
             "guest.encrypted",
             ERROR,
             f"encrypted volumes: {names}; OCI imports no encrypted disk",
-            "decrypt them in the guest (cryptsetup reencrypt --decrypt, or turn BitLocker off) first",
+            f"decrypt them in the guest ({' '.join(CRYPTSETUP_DECRYPT)}, or turn BitLocker off) first",
         )
     ]
 

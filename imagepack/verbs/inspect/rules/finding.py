@@ -7,7 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from imagepack.core.problems import Problem, Severity
+from imagepack.core.problems import Problem, Remedy, Severity
 
 ERROR, WARNING, NOTE = Severity.ERROR, Severity.WARNING, Severity.NOTE
 
@@ -19,6 +19,8 @@ class Finding:
     message: str
     fix: str | None = None
     evidence: list[str] = field(default_factory=list)
+    remedy: Remedy | None = None  # a setting or command of imagepack's that does the fix; the front end words it
+    value: str | None = None  # what the remedy would set
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -27,13 +29,17 @@ class Finding:
             "message": self.message,
             "evidence": self.evidence,
             "fix": self.fix,
+            "remedy": self.remedy.value if self.remedy else None,
+            "value": self.value,
         }
 
     def problem(self) -> Problem:
         """The finding as every other check reports a problem (verify's list)."""
         told = f" [{'; '.join(self.evidence[:2])}]" if self.evidence else ""
         fix = f"; {self.fix}" if self.fix else ""
-        return Problem(self.id, f"guest: {self.message}{told}{fix}", severity=self.severity)
+        return Problem(
+            self.id, f"guest: {self.message}{told}{fix}", self.remedy, severity=self.severity, value=self.value
+        )
 
 
 def evidence(found: Any) -> list[str]:

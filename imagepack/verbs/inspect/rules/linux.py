@@ -13,6 +13,7 @@ OLDEST_PV_KERNEL = (3, 4)  # SPEC §8: EMULATED (e1000, IDE/SCSI) is what kernel
 RHEL_FAMILY = ("ol", "rhel", "centos", "almalinux", "rocky", "fedora")
 DEBIAN_FAMILY = ("debian", "ubuntu")
 KERNEL_UPDATE = {"rhel": "yum update", "debian": "apt-get update && apt-get dist-upgrade"}
+DRACUT_ADD_DRIVERS = ("dracut", "--add-drivers")  # the guest's program, as its command line starts
 
 
 def family(report: dict[str, Any]) -> str | None:
@@ -24,7 +25,7 @@ def add_drivers(report: dict[str, Any], drivers: list[str], version: str) -> str
     """The line that puts `drivers` in the initramfs, for the guest's distribution."""
     names = " ".join(drivers)
     if family(report) == "rhel":
-        return f'in the guest: dracut --add-drivers "{names}" -f /boot/initramfs-{version}.img {version}'
+        return f'in the guest: {" ".join(DRACUT_ADD_DRIVERS)} "{names}" -f /boot/initramfs-{version}.img {version}'
     if family(report) == "debian":
         lines = " ".join(f"echo {name} >> /etc/initramfs-tools/modules &&" for name in drivers)
         return f"in the guest: {lines} update-initramfs -u -k {version}"

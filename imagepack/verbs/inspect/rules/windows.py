@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from imagepack.core.problems import Remedy
 from imagepack.oci.metadata import oslist
 from imagepack.verbs.inspect.rules.finding import ERROR, NOTE, WARNING, Finding, evidence
 
@@ -59,17 +60,14 @@ def clock_rule(config: dict[str, Any]) -> list[Finding]:
     if fact is not None and fact["value"]:
         return []
     detail = fact["detail"] if fact else "the SYSTEM hive could not be read"
-    fix = (
-        "set it in the guest, or boot it once with the seed ISO 'imagepack seed-iso --windows-rtc-fix' "
-        "writes (RealTimeIsUniversal.reg)"
-    )
     return [
         Finding(
             "windows.rtc",
             WARNING,
             f"RealTimeIsUniversal is not 1 ({detail}): the clock goes back to the default time zone after a reboot",
-            fix,
+            "set it in the guest",
             evidence(fact["evidence"]) if fact else [],
+            Remedy.WINDOWS_CLOCK_FIX,  # or boot it once with imagepack's seed ISO, which holds the fix
         )
     ]
 
