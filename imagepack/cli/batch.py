@@ -12,7 +12,8 @@ from typing import TYPE_CHECKING, Any
 
 import typer
 
-from imagepack.cli.output import REMEDY_TEXT, human_size, print_json, reported, setup_logging
+from imagepack.cli.output import REMEDY_TEXT, human_size, print_json
+from imagepack.cli.run import running
 from imagepack.cli.shared_options import FORCE, JSON, QUIET, VERBOSE
 from imagepack.core.errors import ImagepackError, Interrupted
 from imagepack.core.problems import Remedy
@@ -106,8 +107,7 @@ def batch_command(
 ) -> None:
     """Build every output of a manifest, in parallel; outputs whose record says nothing changed are skipped. Writes
     a SHA256SUMS beside the outputs; exits 1 when an output failed."""
-    setup_logging(quiet=quiet, verbose=verbose)
-    with reported(verbose=verbose, json_output=json_output), _manifest_terms():
+    with running(json_output=json_output, quiet=quiet, verbose=verbose) as run, _manifest_terms():
         from imagepack.verbs.batch.manifest import load_manifest
         from imagepack.verbs.batch.plan import make_plan
         from imagepack.verbs.batch.report import write_report, write_sums_beside_outputs
@@ -139,10 +139,7 @@ def batch_command(
         if report is not None:
             write_report(report, done)
         sums = write_sums_beside_outputs(done, loaded.root)
-        if json_output:
-            print_json(done.to_json())
-        elif not quiet:
-            _print_summary(done, sums)
+        run.show(done, lambda: _print_summary(done, sums))
         if done.failed:
             raise typer.Exit(1)
 
@@ -165,8 +162,7 @@ def merge_command(
 ) -> None:
     """Join the reports of every shard of a manifest's plan into the report one run would have written, and one
     SHA256SUMS of every output, named from the manifest's directory. Exits 1 when an output failed."""
-    setup_logging(quiet=quiet, verbose=verbose)
-    with reported(verbose=verbose, json_output=json_output):
+    with running(json_output=json_output, quiet=quiet, verbose=verbose) as run:
         from imagepack.core.errors import InvalidValueError
         from imagepack.files.atomic import check_target
         from imagepack.verbs.batch.merge import merge_reports, merged_sums
@@ -186,10 +182,10 @@ def merge_command(
         if output is not None:
             write_report(output, merged)
         write_text(sums_path, merged_sums(merged))
-        if output is None or json_output:
+        if output is None:  # the merged report goes to stdout
             print_json(merged.to_json())
-        elif not quiet:
-            _print_summary(merged, [sums_path], merged=True)
+        else:
+            run.show(merged, lambda: _print_summary(merged, [sums_path], merged=True))
         if merged.failed:
             raise typer.Exit(1)
 

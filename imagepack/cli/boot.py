@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 
 import typer
 
-from imagepack.cli.output import print_json, reported, setup_logging
+from imagepack.cli.run import running
 from imagepack.cli.shared_options import FORCE, JSON, MAX_SIZE, QUIET, VERBOSE
 from imagepack.core.errors import EXIT_PROBLEMS
 
@@ -92,8 +92,7 @@ def boot_test_command(
 ) -> None:
     """Boot the disk read-only in qemu as OCI would launch it and watch its console. Exit 0 booted, 3 did not
     boot, 1 could not run."""
-    setup_logging(quiet=quiet, verbose=verbose)
-    with reported(verbose=verbose, json_output=json_output):
+    with running(json_output=json_output, quiet=quiet, verbose=verbose) as run:
         from imagepack.cli.parse import parse_policy
         from imagepack.verbs.boot.run import boot_test
 
@@ -109,10 +108,7 @@ def boot_test_command(
             on_stage=None if quiet else stage_printer(),
         )
         report = boot_test(path, request, policy=parse_policy(max_size))
-        if json_output:
-            print_json(report.to_json())
-        else:
-            print_boot_report(report, quiet=quiet)
+        run.show(report, lambda: print_boot_report(report, quiet=quiet), even_quiet=True)
         if not report.booted:
             raise typer.Exit(EXIT_PROBLEMS)
 

@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 
-from imagepack.cli.output import checksum_lines, human_size, print_json, progress_bar, reported, setup_logging
+from imagepack.cli.output import checksum_lines, human_size
+from imagepack.cli.run import running
 from imagepack.cli.shared_options import JSON, PART_SIZE, QUIET, VERBOSE
+
+if TYPE_CHECKING:
+    from imagepack.files.checksums import Checksums
 
 EXAMPLES = """\b
 Examples:
@@ -28,19 +33,19 @@ def checksum_command(
 ) -> None:
     """Print the SHA-256, the Content-MD5 of a single-part upload and the opc-multipart-md5 Object Storage shows
     for a multipart one, in one read of the file."""
-    setup_logging(quiet=quiet, verbose=verbose)
-    with reported(verbose=verbose, json_output=json_output):
+    with running(json_output=json_output, quiet=quiet, verbose=verbose) as run:
         from imagepack.cli.parse import parse_part_size
         from imagepack.core.openfile import require_regular_file
         from imagepack.files.checksums import checksum_file
 
         size = parse_part_size(part_size)
         require_regular_file(path)
-        with progress_bar(f"checksumming {path.name}", quiet=quiet) as on_progress:
+        with run.progress(f"checksumming {path.name}") as on_progress:
             done = checksum_file(path, part_size=size, on_progress=on_progress)
-        if json_output:
-            print_json({"source": str(path), **done.to_json()})
-            return
-        print(f"{path} ({human_size(done.size)}, {done.size} bytes)")
-        for line in checksum_lines(done):
-            print(f"  {line}")
+        run.show({"source": str(path), **done.to_json()}, lambda: _print(path, done), even_quiet=True)
+
+
+def _print(path: Path, done: Checksums) -> None:
+    print(f"{path} ({human_size(done.size)}, {done.size} bytes)")
+    for line in checksum_lines(done):
+        print(f"  {line}")

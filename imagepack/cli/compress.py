@@ -7,7 +7,8 @@ from typing import TYPE_CHECKING
 
 import typer
 
-from imagepack.cli.output import human_size, print_checksums, print_json, progress_bar, reported, setup_logging
+from imagepack.cli.output import human_size, print_checksums
+from imagepack.cli.run import running
 from imagepack.cli.shared_options import CHECKSUM, FORCE, JSON, LEVEL, PART_SIZE, QUIET, THREADS, VERBOSE
 
 if TYPE_CHECKING:
@@ -45,14 +46,13 @@ def compress_command(
     verbose: bool = VERBOSE,
 ) -> None:
     """Compress a file with zstd (multi-threaded, with a checksum), xz or gzip; the output appears whole."""
-    setup_logging(quiet=quiet, verbose=verbose)
-    with reported(verbose=verbose, json_output=json_output):
+    with running(json_output=json_output, quiet=quiet, verbose=verbose) as run:
         from imagepack.cli.parse import parse_part_size
         from imagepack.compression import compress_file, parse_codec
 
         codec = parse_codec(to)
         size = parse_part_size(part_size, checksum=checksum)
-        with progress_bar(f"compressing {source.name}", quiet=quiet) as on_progress:
+        with run.progress(f"compressing {source.name}") as on_progress:
             done = compress_file(
                 source,
                 output,
@@ -64,7 +64,7 @@ def compress_command(
                 part_size=size,
                 on_progress=on_progress,
             )
-        _report(done, "compressed", json_output=json_output, quiet=quiet)
+        run.show(done, lambda: _print(done, "compressed"))
 
 
 def decompress_command(
@@ -80,25 +80,21 @@ def decompress_command(
     verbose: bool = VERBOSE,
 ) -> None:
     """Decompress a zstd, xz, gzip or bzip2 file (found by its bytes); runs of zeroes become holes."""
-    setup_logging(quiet=quiet, verbose=verbose)
-    with reported(verbose=verbose, json_output=json_output):
+    with running(json_output=json_output, quiet=quiet, verbose=verbose) as run:
         from imagepack.cli.parse import parse_part_size
         from imagepack.compression import decompress_file
 
         size = parse_part_size(part_size, checksum=checksum)
-        with progress_bar(f"decompressing {source.name}", quiet=quiet) as on_progress:
+        with run.progress(f"decompressing {source.name}") as on_progress:
             done = decompress_file(
                 source, output, force=force, checksum=checksum, part_size=size, on_progress=on_progress
             )
-        _report(done, "decompressed", json_output=json_output, quiet=quiet)
+        run.show(done, lambda: _print(done, "decompressed"))
 
 
-def _report(done: CompressionResult, verb: str, *, json_output: bool, quiet: bool) -> None:
-    if json_output:
-        print_json(done.to_json())
-    elif not quiet:
-        print(
-            f"{verb} {done.source} ({human_size(done.source_size)}) to {done.target} "
-            f"({done.compression}, {human_size(done.size)}) in {done.seconds:.1f} s"
-        )
-        print_checksums(done.checksum)
+def _print(done: CompressionResult, verb: str) -> None:
+    print(
+        f"{verb} {done.source} ({human_size(done.source_size)}) to {done.target} "
+        f"({done.compression}, {human_size(done.size)}) in {done.seconds:.1f} s"
+    )
+    print_checksums(done.checksum)

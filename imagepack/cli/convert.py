@@ -7,7 +7,8 @@ from pathlib import Path
 
 import typer
 
-from imagepack.cli.output import print_json, progress_bar, report_build, reported, setup_logging
+from imagepack.cli.output import print_build, print_json
+from imagepack.cli.run import running
 from imagepack.cli.shared_options import (
     ALLOW_BACKING,
     CHECKSUM,
@@ -94,20 +95,17 @@ def convert_command(
 ) -> None:
     """Convert a disk image between raw, qcow2, vmdk, vdi, vhd, vhdx and .oci (a .oci source works too; a .oci
     target takes the pack options)."""
-    setup_logging(quiet=quiet, verbose=verbose)
     if for_target is not None and for_target.strip().lower() == "list":
         _print_presets(json_output=json_output)
         return
     _require_arguments(ctx, source=source, target=target)
-    with reported(verbose=verbose, json_output=json_output):
+    with running(json_output=json_output, quiet=quiet, verbose=verbose) as run:
         from imagepack.cli.parse import (
             metadata_request,
             parse_choice,
-            parse_disk_format,
             parse_part_size,
-            parse_policy,
-            parse_scratch,
             parse_target,
+            source_args,
         )
         from imagepack.compression import codec_named
         from imagepack.core.errors import InvalidValueError
@@ -145,34 +143,17 @@ def convert_command(
             checksum=checksum,
             part_size=parse_part_size(part_size, checksum=checksum),
         )
-        claimed = parse_disk_format(from_format)
-        policy = parse_policy(max_size, allow_backing=allow_backing, vhd_size=vhd_size)
-        with progress_bar(f"{source.name} → {target.name}", quiet=quiet) as on_progress:
+        args = source_args(
+            from_format, max_size, allow_backing=allow_backing, vhd_size=vhd_size, disk=disk, scratch=scratch
+        )
+        with run.progress(f"{source.name} → {target.name}") as on_progress:
             if preset is None:
-                done = make(
-                    source,
-                    wanted,
-                    claimed=claimed,
-                    policy=policy,
-                    disk=disk,
-                    scratch=parse_scratch(scratch),
-                    on_progress=on_progress,
-                )
+                done = make(source, wanted, **args, on_progress=on_progress)
             else:
                 from imagepack.verbs.presets import make_for
 
-                done = make_for(
-                    preset,
-                    source,
-                    wanted,
-                    resize_up=resize_up,
-                    claimed=claimed,
-                    policy=policy,
-                    disk=disk,
-                    scratch=parse_scratch(scratch),
-                    on_progress=on_progress,
-                )
-        report_build(done, json_output=json_output, quiet=quiet)
+                done = make_for(preset, source, wanted, resize_up=resize_up, **args, on_progress=on_progress)
+        run.show(done, lambda: print_build(done), warnings=done.warnings)
 
 
 # click's MissingParameter, reached through the name typer exports, whichever copy of click this typer uses.

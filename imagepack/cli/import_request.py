@@ -10,7 +10,8 @@ from typing import TYPE_CHECKING
 
 import typer
 
-from imagepack.cli.output import describe_problem, print_json, reported, setup_logging
+from imagepack.cli.output import describe_problem
+from imagepack.cli.run import running
 from imagepack.cli.shared_options import JSON, OS_UNLISTED, QUIET, STRICT, VERBOSE
 from imagepack.core.errors import InvalidValueError
 
@@ -53,8 +54,7 @@ def import_request_command(
     verbose: bool = VERBOSE,
 ) -> None:
     """Print the CreateImage request body for an image and the oci-cli commands that upload and import it."""
-    setup_logging(quiet=quiet, verbose=verbose)
-    with reported(verbose=verbose, json_output=json_output):
+    with running(json_output=json_output, quiet=quiet, verbose=verbose) as run:
         from imagepack.cli.parse import parse_choice
         from imagepack.oci.metadata import LaunchMode
         from imagepack.oci.objectstorage import ObjectUrl, parse_url
@@ -89,10 +89,7 @@ def import_request_command(
             strict=strict,
             os_unlisted=os_unlisted,
         )
-        if json_output:
-            print_json(request.to_json())
-        else:
-            _print_script(request, quiet=quiet)
+        run.show(request, lambda: _print_script(request, quiet=quiet), even_quiet=True)
 
 
 def _print_script(request: ImportRequest, *, quiet: bool) -> None:

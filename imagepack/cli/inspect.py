@@ -8,7 +8,8 @@ from typing import Any
 import typer
 
 from imagepack.cli.inspect_text import config_lines, readiness_lines
-from imagepack.cli.output import human_size, print_json, progress_bar, reported, setup_logging
+from imagepack.cli.output import human_size
+from imagepack.cli.run import running
 from imagepack.cli.shared_options import DISK, FROM_FORMAT, JSON, MAX_SIZE, QUIET, SCRATCH, VERBOSE, VHD_SIZE
 from imagepack.core.errors import EXIT_PROBLEMS
 from imagepack.verbs.inspect.rules import Target, Wanted, check
@@ -55,28 +56,17 @@ def inspect_command(
     verbose: bool = VERBOSE,
 ) -> None:
     """Read the guest inside a disk: partitions and file systems, the OS it states, the firmware it boots with."""
-    setup_logging(quiet=quiet, verbose=verbose)
-    with reported(verbose=verbose, json_output=json_output):
-        from imagepack.cli.parse import parse_disk_format, parse_policy, parse_scratch
+    with running(json_output=json_output, quiet=quiet, verbose=verbose) as run:
+        from imagepack.cli.parse import source_args
         from imagepack.verbs.inspect.run import inspect_path
 
-        policy = parse_policy(max_size, vhd_size=vhd_size)
+        args = source_args(from_format, max_size, vhd_size=vhd_size, disk=disk, scratch=scratch)
         wanted = _wanted(target, launch_mode, firmware)
-        with progress_bar(f"reading {path.name}", quiet=quiet) as on_progress:
-            report = inspect_path(
-                path,
-                claimed=parse_disk_format(from_format),
-                policy=policy,
-                disk=disk,
-                scratch=parse_scratch(scratch),
-                on_progress=on_progress,
-            )
+        with run.progress(f"reading {path.name}") as on_progress:
+            report = inspect_path(path, **args, on_progress=on_progress)
         if wanted is not None:
             report["readiness"] = readiness(report, wanted)
-        if json_output:
-            print_json(report)
-        else:
-            print_report(report)
+        run.show(report, lambda: print_report(report), even_quiet=True)
         if wanted is not None and not report["readiness"]["ready"]:
             raise typer.Exit(EXIT_PROBLEMS)
 

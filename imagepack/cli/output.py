@@ -157,14 +157,8 @@ def print_warnings(warnings: Iterable[Problem]) -> None:
         print(f"imagepack: {warning.severity.value}: {warning.message}", file=sys.stderr)
 
 
-def report_build(done: BuildResult, *, json_output: bool, quiet: bool) -> None:
-    """What `convert` and `pack` print for the target they made."""
-    if json_output:
-        print_json(done.to_json())
-        return
-    print_warnings(done.warnings)
-    if quiet:
-        return
+def print_build(done: BuildResult) -> None:
+    """What `convert` and `pack` say of the target they made (run.show prints its JSON and warnings)."""
     how = "copied" if done.copied else "converted"
     size = human_size(done.size) + _saved(done)
     if done.metadata is not None:

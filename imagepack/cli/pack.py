@@ -6,7 +6,8 @@ from pathlib import Path
 
 import typer
 
-from imagepack.cli.output import progress_bar, report_build, reported, setup_logging
+from imagepack.cli.output import print_build
+from imagepack.cli.run import running
 from imagepack.cli.shared_options import (
     ALLOW_BACKING,
     CHECKSUM,
@@ -72,15 +73,12 @@ def pack_command(
 ) -> None:
     """Build a .oci archive from a disk image, in one pass. -o KEY=VALUE are qcow2 options of its disk. What of
     --os, --os-version and --firmware is not given is read from the guest on the disk."""
-    setup_logging(quiet=quiet, verbose=verbose)
-    with reported(verbose=verbose, json_output=json_output):
+    with running(json_output=json_output, quiet=quiet, verbose=verbose) as run:
         from imagepack.cli.parse import (
             metadata_request,
             parse_choice,
-            parse_disk_format,
             parse_part_size,
-            parse_policy,
-            parse_scratch,
+            source_args,
         )
         from imagepack.compression import codec_named
         from imagepack.core.errors import InvalidValueError
@@ -95,7 +93,7 @@ def pack_command(
             raise InvalidValueError("name the archive to write: imagepack pack SRC DST.oci")
         part_size_checked = parse_part_size(part_size, checksum=checksum)
         writer = parse_choice(StreamWriter, stream_writer, "--stream-writer") or StreamWriter.IMAGEPACK
-        with progress_bar(f"{source.name} → {destination.name}", quiet=quiet) as on_progress:
+        with run.progress(f"{source.name} → {destination.name}") as on_progress:
             done = make(
                 source,
                 Target(
@@ -113,10 +111,9 @@ def pack_command(
                     checksum=checksum,
                     part_size=part_size_checked,
                 ),
-                claimed=parse_disk_format(from_format),
-                policy=parse_policy(max_size, allow_backing=allow_backing, vhd_size=vhd_size),
+                **source_args(
+                    from_format, max_size, allow_backing=allow_backing, vhd_size=vhd_size, disk=disk, scratch=scratch
+                ),
                 on_progress=on_progress,
-                disk=disk,
-                scratch=parse_scratch(scratch),
             )
-        report_build(done, json_output=json_output, quiet=quiet)
+        run.show(done, lambda: print_build(done), warnings=done.warnings)

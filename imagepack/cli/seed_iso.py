@@ -7,7 +7,8 @@ from typing import TYPE_CHECKING
 
 import typer
 
-from imagepack.cli.output import human_size, print_json, print_warnings, progress_bar, reported, setup_logging
+from imagepack.cli.output import human_size
+from imagepack.cli.run import running
 from imagepack.cli.shared_options import FORCE, JSON, QUIET, VERBOSE
 
 if TYPE_CHECKING:
@@ -53,8 +54,7 @@ def seed_iso_command(
     verbose: bool = VERBOSE,
 ) -> None:
     """Write a cloud-init NoCloud seed ISO (label cidata, Rock Ridge and Joliet names), its files checked first."""
-    setup_logging(quiet=quiet, verbose=verbose)
-    with reported(verbose=verbose, json_output=json_output):
+    with running(json_output=json_output, quiet=quiet, verbose=verbose) as run:
         from imagepack.core.errors import InvalidValueError
         from imagepack.verbs.seed import make_seed_iso
 
@@ -66,7 +66,7 @@ def seed_iso_command(
                 f"{given} with --meta-data: put instance-id and local-hostname in the meta-data file, "
                 "or leave out --meta-data to have it generated"
             )
-        with progress_bar(f"writing {output.name}", quiet=quiet) as on_progress:
+        with run.progress(f"writing {output.name}") as on_progress:
             done = make_seed_iso(
                 output,
                 user_data=user_data,
@@ -79,16 +79,10 @@ def seed_iso_command(
                 force=force,
                 on_progress=on_progress,
             )
-        _report(done, json_output=json_output, quiet=quiet)
+        run.show(done, lambda: _print(done), warnings=done.warnings)
 
 
-def _report(done: SeedIso, *, json_output: bool, quiet: bool) -> None:
-    if json_output:
-        print_json(done.to_json())
-        return
-    print_warnings(done.warnings)
-    if quiet:
-        return
+def _print(done: SeedIso) -> None:
     meta = "generated" if done.meta_data_generated else "as given"
     print(f"wrote {done.target} (cidata, {human_size(done.size)}) in {done.seconds:.2f} s")
     print(f"  user-data: {done.user_data_type}")

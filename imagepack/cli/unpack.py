@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 
-from imagepack.cli.output import print_checksums, print_json, progress_bar, reported, setup_logging
+from imagepack.cli.output import print_checksums
+from imagepack.cli.run import running
 from imagepack.cli.shared_options import (
     CHECKSUM,
     FORCE,
@@ -21,6 +23,9 @@ from imagepack.cli.shared_options import (
     THREADS,
     VERBOSE,
 )
+
+if TYPE_CHECKING:
+    from imagepack.verbs.unpack import UnpackResult
 
 EXAMPLES = """\b
 Examples:
@@ -61,8 +66,7 @@ def unpack_command(
     verbose: bool = VERBOSE,
 ) -> None:
     """Write an archive's disk (NAME.qcow2) and metadata (NAME.json) into a directory. -o KEY=VALUE takes --to."""
-    setup_logging(quiet=quiet, verbose=verbose)
-    with reported(verbose=verbose, json_output=json_output):
+    with running(json_output=json_output, quiet=quiet, verbose=verbose) as run:
         from imagepack.cli.parse import parse_choice, parse_disk_format, parse_part_size, parse_policy, parse_scratch
         from imagepack.core.errors import InvalidValueError
         from imagepack.formats.create_options import parse_option_pairs
@@ -73,7 +77,7 @@ def unpack_command(
             # Without --to the qcow2 is written as archived, so there is nothing for a format option to change.
             raise InvalidValueError("-o applies to the disk written with --to FORMAT; give --to too, or drop -o")
         size = parse_part_size(part_size, checksum=checksum)
-        with progress_bar(archive.name, quiet=quiet) as on_progress:
+        with run.progress(archive.name) as on_progress:
             done = unpack_archive(
                 archive,
                 directory,
@@ -90,8 +94,9 @@ def unpack_command(
                 part_size=size,
                 on_progress=on_progress,
             )
-        if json_output:
-            print_json(done.to_json())
-        elif not quiet:
-            print(f"unpacked {done.archive} into {done.disk} ({done.disk_format.value}) and {done.metadata}")
-            print_checksums(done.checksum)
+        run.show(done, lambda: _print(done))
+
+
+def _print(done: UnpackResult) -> None:
+    print(f"unpacked {done.archive} into {done.disk} ({done.disk_format.value}) and {done.metadata}")
+    print_checksums(done.checksum)

@@ -7,7 +7,8 @@ from typing import TYPE_CHECKING
 
 import typer
 
-from imagepack.cli.output import print_json, print_warnings, reported, setup_logging
+from imagepack.cli.output import print_warnings
+from imagepack.cli.run import running
 from imagepack.cli.shared_options import JSON, QUIET, VERBOSE
 from imagepack.core.errors import InvalidValueError
 
@@ -45,8 +46,7 @@ def url_command(
     verbose: bool = VERBOSE,
 ) -> None:
     """Print an Object Storage URL built from its parts, or from a bucket PAR and an object name; or parse one."""
-    setup_logging(quiet=quiet, verbose=verbose)
-    with reported(verbose=verbose, json_output=json_output):
+    with running(json_output=json_output, quiet=quiet, verbose=verbose) as run:
         from imagepack.oci.objectstorage import build_url, parse_url
 
         parts = {"--region": region, "--namespace": namespace, "--bucket": bucket, "--realm": realm}
@@ -55,7 +55,8 @@ def url_command(
             if typed or par is not None or object_name is not None:
                 given = typed + (["--par"] if par is not None else []) + (["--object"] if object_name else [])
                 raise InvalidValueError(f"a URL to parse takes none of {', '.join(given)}")
-            _report(parse_url(url), json_output=json_output, quiet=quiet, parsed=True)
+            found = parse_url(url)
+            run.show(found, lambda: _print(found, quiet=quiet, parsed=True), even_quiet=True)
         elif par is not None:
             if typed:
                 raise InvalidValueError(f"--par takes only --object, not {', '.join(typed)}")
@@ -65,7 +66,7 @@ def url_command(
             built = found if object_name is None else found.with_object(object_name)
             if not quiet and not json_output:
                 print(f"imagepack: note: --par is {_KIND_TEXT[found.kind.value]}", file=sys.stderr)
-            _report(built, json_output=json_output, quiet=quiet, parsed=False)
+            run.show(built, lambda: _print(built, quiet=quiet, parsed=False), even_quiet=True)
         else:
             missing = [flag for flag, value in list(parts.items())[:3] if value is None]
             missing += ["--object"] if object_name is None else []
@@ -83,13 +84,10 @@ def url_command(
                 realm=realm,
                 dedicated=dedicated,
             )
-            _report(built, json_output=json_output, quiet=quiet, parsed=False)
+            run.show(built, lambda: _print(built, quiet=quiet, parsed=False), even_quiet=True)
 
 
-def _report(found: ObjectUrl, *, json_output: bool, quiet: bool, parsed: bool) -> None:
-    if json_output:
-        print_json(found.to_json())
-        return
+def _print(found: ObjectUrl, *, quiet: bool, parsed: bool) -> None:
     if not quiet:
         print_warnings(found.notes)
     if not parsed:
