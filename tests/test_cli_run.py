@@ -1,6 +1,6 @@
-"""The body every command shares is written once (cli/run.py): each verb module opens its work with `running`,
-and prints its result with `Run.show`, so logging, failure lines, exit statuses, the progress bar and --json
-behave the same in every verb."""
+"""The body every command shares is written once (cli/run.py): each verb takes --json, --quiet and --verbose from
+@reporting (or opens its work with `running`), and prints its result with `Run.show`, so logging, failure lines,
+exit statuses, the progress bar and --json behave the same in every verb."""
 
 from __future__ import annotations
 
@@ -9,8 +9,9 @@ from pathlib import Path
 
 import pytest
 import typer
+from typer.testing import CliRunner
 
-from imagepack.cli.run import Run, running
+from imagepack.cli.run import Run, reporting, running
 from imagepack.core.errors import EXIT_USAGE, InvalidValueError
 from imagepack.core.problems import Problem, Severity
 
@@ -104,3 +105,23 @@ def test_a_failure_inside_is_one_line_and_its_exit_status(
 def test_the_progress_bar_is_none_when_quiet() -> None:
     with Run(json_output=False, quiet=True).progress("reading") as on_progress:
         assert on_progress is None
+
+
+def test_reporting_gives_the_options_and_runs_the_command_inside(capsys: pytest.CaptureFixture[str]) -> None:
+    """@reporting adds --json, --quiet and --verbose last, hands the command one Run, and reports its failure."""
+    seen: list[Run] = []
+
+    @reporting
+    def verb(path: str = typer.Argument(...), *, run: Run) -> None:
+        seen.append(run)
+        raise InvalidValueError(f"{path}: refused")
+
+    app = typer.Typer()
+    app.command()(verb)
+    app.command("other")(lambda: None)
+    result = CliRunner().invoke(app, ["verb", "disk.raw", "--json", "--quiet"])
+    assert result.exit_code == EXIT_USAGE
+    assert seen == [Run(json_output=True, quiet=True)]
+    assert '"message": "disk.raw: refused"' in capsys.readouterr().out + result.stdout
+    help_text = CliRunner().invoke(app, ["verb", "--help"]).stdout
+    assert help_text.index("--json") < help_text.index("--quiet") < help_text.index("--verbose")

@@ -8,8 +8,8 @@ from typing import TYPE_CHECKING
 
 import typer
 
-from imagepack.cli.run import running
-from imagepack.cli.shared_options import FORCE, JSON, MAX_SIZE, QUIET, VERBOSE
+from imagepack.cli.run import Run, reporting
+from imagepack.cli.shared_options import FORCE, MAX_SIZE
 from imagepack.core.errors import EXIT_PROBLEMS
 
 if TYPE_CHECKING:
@@ -75,6 +75,7 @@ def boot_request(
     return request
 
 
+@reporting
 def boot_test_command(
     path: Path = typer.Argument(..., metavar="IMAGE_OR_ARCHIVE", help="A .oci archive or a disk image (not modified)."),
     launch_mode: str | None = LAUNCH_MODE,
@@ -86,31 +87,29 @@ def boot_test_command(
     force: bool = FORCE,
     accel: str | None = ACCEL,
     max_size: str = MAX_SIZE,
-    json_output: bool = JSON,
-    quiet: bool = QUIET,
-    verbose: bool = VERBOSE,
+    *,
+    run: Run,
 ) -> None:
     """Boot the disk read-only in qemu as OCI would launch it and watch its console. Exit 0 booted, 3 did not
     boot, 1 could not run."""
-    with running(json_output=json_output, quiet=quiet, verbose=verbose) as run:
-        from imagepack.cli.parse import parse_policy
-        from imagepack.verbs.boot.run import boot_test
+    from imagepack.cli.parse import parse_policy
+    from imagepack.verbs.boot.run import boot_test
 
-        request = boot_request(
-            launch_mode=launch_mode,
-            firmware=firmware,
-            seed=seed,
-            timeout=timeout,
-            expect=expect,
-            console_log=console_log,
-            force=force,
-            accel=accel,
-            on_stage=None if quiet else stage_printer(),
-        )
-        report = boot_test(path, request, policy=parse_policy(max_size))
-        run.show(report, lambda: print_boot_report(report, quiet=quiet), even_quiet=True)
-        if not report.booted:
-            raise typer.Exit(EXIT_PROBLEMS)
+    request = boot_request(
+        launch_mode=launch_mode,
+        firmware=firmware,
+        seed=seed,
+        timeout=timeout,
+        expect=expect,
+        console_log=console_log,
+        force=force,
+        accel=accel,
+        on_stage=None if run.quiet else stage_printer(),
+    )
+    report = boot_test(path, request, policy=parse_policy(max_size))
+    run.show(report, lambda: print_boot_report(report, quiet=run.quiet), even_quiet=True)
+    if not report.booted:
+        raise typer.Exit(EXIT_PROBLEMS)
 
 
 STAGE_PASSED = {

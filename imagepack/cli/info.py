@@ -8,8 +8,8 @@ from typing import TYPE_CHECKING
 import typer
 
 from imagepack.cli.output import describe_problem, human_size
-from imagepack.cli.run import running
-from imagepack.cli.shared_options import DISK, FROM_FORMAT, JSON, MAX_SIZE, QUIET, SCRATCH, VERBOSE, VHD_SIZE
+from imagepack.cli.run import Run, reporting
+from imagepack.cli.shared_options import DISK, FROM_FORMAT, MAX_SIZE, SCRATCH, VHD_SIZE
 
 if TYPE_CHECKING:
     from imagepack.verbs.info import ArchiveInfo, ImageInfo, OvaInfo
@@ -26,6 +26,7 @@ def register(app: typer.Typer) -> None:
     app.command("info", epilog=EXAMPLES)(info_command)
 
 
+@reporting
 def info_command(
     path: Path = typer.Argument(..., metavar="PATH", help="Disk image to describe."),
     from_format: str = FROM_FORMAT,
@@ -33,19 +34,17 @@ def info_command(
     vhd_size: str = VHD_SIZE,
     disk: int | None = DISK,
     scratch: Path | None = SCRATCH,
-    json_output: bool = JSON,
-    quiet: bool = QUIET,
-    verbose: bool = VERBOSE,
+    *,
+    run: Run,
 ) -> None:
     """Describe a disk image (format, sizes, partition table, firmware guess), a .oci archive, an OVA or an ISO."""
-    with running(json_output=json_output, quiet=quiet, verbose=verbose) as run:
-        from imagepack.cli.parse import source_args
-        from imagepack.verbs.info import describe
+    from imagepack.cli.parse import source_args
+    from imagepack.verbs.info import describe
 
-        args = source_args(from_format, max_size, vhd_size=vhd_size, disk=disk, scratch=scratch)
-        with run.progress(f"reading {path.name}") as on_progress:
-            found = describe(path, **args, on_progress=on_progress)
-        run.show(found, lambda: _print(found), even_quiet=True)
+    args = source_args(from_format, max_size, vhd_size=vhd_size, disk=disk, scratch=scratch)
+    with run.progress(f"reading {path.name}") as on_progress:
+        found = describe(path, **args, on_progress=on_progress)
+    run.show(found, lambda: _print(found), even_quiet=True)
 
 
 def _print(found: ImageInfo | ArchiveInfo | OvaInfo | IsoInfo) -> None:

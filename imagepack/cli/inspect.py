@@ -9,8 +9,8 @@ import typer
 
 from imagepack.cli.inspect_text import config_lines, readiness_lines
 from imagepack.cli.output import human_size
-from imagepack.cli.run import running
-from imagepack.cli.shared_options import DISK, FROM_FORMAT, JSON, MAX_SIZE, QUIET, SCRATCH, VERBOSE, VHD_SIZE
+from imagepack.cli.run import Run, reporting
+from imagepack.cli.shared_options import DISK, FROM_FORMAT, MAX_SIZE, SCRATCH, VHD_SIZE
 from imagepack.core.errors import EXIT_PROBLEMS
 from imagepack.verbs.inspect.rules import Target, Wanted, check
 
@@ -39,6 +39,7 @@ def register(app: typer.Typer) -> None:
     app.command("inspect", epilog=EXAMPLES)(inspect_command)
 
 
+@reporting
 def inspect_command(
     path: Path = typer.Argument(
         ..., metavar="IMAGE", help="Disk image, .oci archive, OVA or GCE tarball to look into."
@@ -51,24 +52,22 @@ def inspect_command(
     target: str | None = FOR,
     launch_mode: str | None = LAUNCH_MODE,
     firmware: str | None = FIRMWARE,
-    json_output: bool = JSON,
-    quiet: bool = QUIET,
-    verbose: bool = VERBOSE,
+    *,
+    run: Run,
 ) -> None:
     """Read the guest inside a disk: partitions and file systems, the OS it states, the firmware it boots with."""
-    with running(json_output=json_output, quiet=quiet, verbose=verbose) as run:
-        from imagepack.cli.parse import source_args
-        from imagepack.verbs.inspect.run import inspect_path
+    from imagepack.cli.parse import source_args
+    from imagepack.verbs.inspect.run import inspect_path
 
-        args = source_args(from_format, max_size, vhd_size=vhd_size, disk=disk, scratch=scratch)
-        wanted = _wanted(target, launch_mode, firmware)
-        with run.progress(f"reading {path.name}") as on_progress:
-            report = inspect_path(path, **args, on_progress=on_progress)
-        if wanted is not None:
-            report["readiness"] = readiness(report, wanted)
-        run.show(report, lambda: print_report(report), even_quiet=True)
-        if wanted is not None and not report["readiness"]["ready"]:
-            raise typer.Exit(EXIT_PROBLEMS)
+    args = source_args(from_format, max_size, vhd_size=vhd_size, disk=disk, scratch=scratch)
+    wanted = _wanted(target, launch_mode, firmware)
+    with run.progress(f"reading {path.name}") as on_progress:
+        report = inspect_path(path, **args, on_progress=on_progress)
+    if wanted is not None:
+        report["readiness"] = readiness(report, wanted)
+    run.show(report, lambda: print_report(report), even_quiet=True)
+    if wanted is not None and not report["readiness"]["ready"]:
+        raise typer.Exit(EXIT_PROBLEMS)
 
 
 def _wanted(target: str | None, launch_mode: str | None, firmware: str | None) -> Wanted | None:

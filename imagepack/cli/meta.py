@@ -10,8 +10,8 @@ import typer
 from typer.core import TyperCommand
 
 from imagepack.cli.output import print_checksums, print_json
-from imagepack.cli.run import Run, running
-from imagepack.cli.shared_options import CHECKSUM, JSON, OS_UNLISTED, PART_SIZE, QUIET, SCRATCH, STRICT, VERBOSE
+from imagepack.cli.run import Run, reporting
+from imagepack.cli.shared_options import CHECKSUM, OS_UNLISTED, PART_SIZE, SCRATCH, STRICT
 
 if TYPE_CHECKING:
     from typer import _click as click
@@ -53,19 +53,18 @@ class _SetCommand(TyperCommand):
     epilog="\b\nExamples:\n  imagepack meta show disk.oci\n"
     "  imagepack meta show disk.oci | jq .externalLaunchOptions.firmware",
 )
+@reporting(json_option=typer.Option(False, "--json", help="The output is JSON anyway; with --json a failure is too."))
 def meta_show(
     archive: Path = typer.Argument(..., metavar="ARCHIVE", help="The .oci archive."),
     scratch: Path | None = SCRATCH,
-    json_output: bool = typer.Option(False, "--json", help="The output is JSON anyway; with --json a failure is too."),
-    quiet: bool = QUIET,
-    verbose: bool = VERBOSE,
+    *,
+    run: Run,
 ) -> None:
     """Print image_metadata.json (as JSON, without the padding our archives carry)."""
-    with running(json_output=json_output, quiet=quiet, verbose=verbose):
-        from imagepack.cli.parse import parse_scratch
-        from imagepack.verbs.meta import show_metadata
+    from imagepack.cli.parse import parse_scratch
+    from imagepack.verbs.meta import show_metadata
 
-        print_json(show_metadata(archive, scratch=parse_scratch(scratch)).to_json())
+    print_json(show_metadata(archive, scratch=parse_scratch(scratch)).to_json())
 
 
 @meta_app.command(
@@ -74,6 +73,7 @@ def meta_show(
     epilog="\b\nExamples:\n  imagepack meta set disk.oci firmware=UEFI_64\n"
     "  imagepack meta set disk.oci operatingSystem='Oracle Linux' operatingSystemVersion=9",
 )
+@reporting
 def meta_set(
     archive: Path = typer.Argument(..., metavar="ARCHIVE", help="The .oci archive (changed in place)."),
     assignments: list[str] = typer.Argument(..., metavar="KEY=VALUE...", help="Values to set, names in any case."),
@@ -81,42 +81,39 @@ def meta_set(
     os_unlisted: bool = OS_UNLISTED,
     checksum: bool = CHECKSUM,
     part_size: str = PART_SIZE,
-    json_output: bool = JSON,
-    quiet: bool = QUIET,
-    verbose: bool = VERBOSE,
+    *,
+    run: Run,
 ) -> None:
     """Change metadata values without touching the disk member."""
-    with running(json_output=json_output, quiet=quiet, verbose=verbose) as run:
-        from imagepack.cli.parse import typed_values
-        from imagepack.oci.metadata import OsName, parse_assignments, set_values
+    from imagepack.cli.parse import typed_values
+    from imagepack.oci.metadata import OsName, parse_assignments, set_values
 
-        values = parse_assignments(assignments)
-        # A name being set is refused when one typo from a listed one; the archive's own name is only reported.
-        sets_name = any(key.casefold() == "operatingsystem" for key in values)
-        os_name = OsName.REPORTED if not sets_name else OsName.AS_TYPED if os_unlisted else OsName.GIVEN
+    values = parse_assignments(assignments)
+    # A name being set is refused when one typo from a listed one; the archive's own name is only reported.
+    sets_name = any(key.casefold() == "operatingsystem" for key in values)
+    os_name = OsName.REPORTED if not sets_name else OsName.AS_TYPED if os_unlisted else OsName.GIVEN
 
-        def change(meta: ImageMetadata) -> ImageMetadata:
-            with typed_values():
-                return set_values(meta, values)
+    def change(meta: ImageMetadata) -> ImageMetadata:
+        with typed_values():
+            return set_values(meta, values)
 
-        _edit(run, archive, change, checksum, part_size, strict=strict, os_name=os_name)
+    _edit(run, archive, change, checksum, part_size, strict=strict, os_name=os_name)
 
 
 @shapes_app.command(
     "list", epilog="\b\nExamples:\n  imagepack meta shapes list disk.oci\n  imagepack meta shapes list --json disk.oci"
 )
+@reporting
 def shapes_list(
     archive: Path = typer.Argument(..., metavar="ARCHIVE", help="The .oci archive."),
-    json_output: bool = JSON,
-    quiet: bool = QUIET,
-    verbose: bool = VERBOSE,
+    *,
+    run: Run,
 ) -> None:
     """List the compatible shapes."""
-    with running(json_output=json_output, quiet=quiet, verbose=verbose) as run:
-        from imagepack.verbs.meta import show_metadata
+    from imagepack.verbs.meta import show_metadata
 
-        shapes = show_metadata(archive).shapes
-        run.show([shape.to_json() for shape in shapes], lambda: _print_shapes(shapes), even_quiet=True)
+    shapes = show_metadata(archive).shapes
+    run.show([shape.to_json() for shape in shapes], lambda: _print_shapes(shapes), even_quiet=True)
 
 
 def _print_shapes(shapes: Sequence[ShapeCompatibility]) -> None:
@@ -129,39 +126,37 @@ def _print_shapes(shapes: Sequence[ShapeCompatibility]) -> None:
     epilog="\b\nExamples:\n  imagepack meta shapes add disk.oci VM.Standard.E4.Flex:1-64:1-1024\n"
     "  imagepack meta shapes add disk.oci VM.Standard2.1 VM.Standard2.2",
 )
+@reporting
 def shapes_add(
     archive: Path = typer.Argument(..., metavar="ARCHIVE", help="The .oci archive (changed in place)."),
     shapes: list[str] = typer.Argument(..., metavar="SHAPE...", help="NAME[:OCPU_MIN-OCPU_MAX[:MEM_MIN-MEM_MAX]]"),
     checksum: bool = CHECKSUM,
     part_size: str = PART_SIZE,
-    json_output: bool = JSON,
-    quiet: bool = QUIET,
-    verbose: bool = VERBOSE,
+    *,
+    run: Run,
 ) -> None:
     """Add (or replace, by name) compatible shapes."""
-    with running(json_output=json_output, quiet=quiet, verbose=verbose) as run:
-        from imagepack.oci.metadata import parse_shape
-        from imagepack.verbs.meta import add_shapes
+    from imagepack.oci.metadata import parse_shape
+    from imagepack.verbs.meta import add_shapes
 
-        added = [parse_shape(text) for text in shapes]
-        _edit(run, archive, lambda meta: add_shapes(meta, added), checksum, part_size)
+    added = [parse_shape(text) for text in shapes]
+    _edit(run, archive, lambda meta: add_shapes(meta, added), checksum, part_size)
 
 
 @shapes_app.command("remove", epilog="\b\nExample:\n  imagepack meta shapes remove disk.oci VM.Standard2.1")
+@reporting
 def shapes_remove(
     archive: Path = typer.Argument(..., metavar="ARCHIVE", help="The .oci archive (changed in place)."),
     names: list[str] = typer.Argument(..., metavar="NAME...", help="Shape names to remove."),
     checksum: bool = CHECKSUM,
     part_size: str = PART_SIZE,
-    json_output: bool = JSON,
-    quiet: bool = QUIET,
-    verbose: bool = VERBOSE,
+    *,
+    run: Run,
 ) -> None:
     """Remove compatible shapes by name."""
-    with running(json_output=json_output, quiet=quiet, verbose=verbose) as run:
-        from imagepack.verbs.meta import remove_shapes
+    from imagepack.verbs.meta import remove_shapes
 
-        _edit(run, archive, lambda meta: remove_shapes(meta, names), checksum, part_size)
+    _edit(run, archive, lambda meta: remove_shapes(meta, names), checksum, part_size)
 
 
 def _edit(

@@ -24,6 +24,10 @@ if TYPE_CHECKING:
 
 INTERRUPTED = "interrupted; nothing was written"
 
+# click's UsageError (an unknown option, a missing argument, a bad value for a typed option), reached through the
+# name typer exports, whichever copy of click this typer uses.
+CommandLineError: type[Exception] = typer.BadParameter.__mro__[1]
+
 
 # The option that does what a library remedy says, in the words a refusal ends with.
 REMEDY_TEXT = {
@@ -131,8 +135,8 @@ def reported(*, verbose: bool, json_output: bool = False) -> Iterator[None]:
         where = f"{e.filename}: " if e.filename else ""
         report_error("system", f"{where}{e.strerror or e}", json_output=json_output)
         raise typer.Exit(EXIT_FAILURE) from None
-    except (typer.Exit, typer.Abort):
-        raise
+    except (typer.Exit, typer.Abort, CommandLineError):
+        raise  # the command line's own mistakes are click's to report
     except Exception as e:
         report_error(
             "internal", f"{type(e).__name__}: {e} (please report it)", json_output=json_output, label="internal error"

@@ -1,8 +1,10 @@
-"""The body every command shares, said once: logging set up from --quiet and --verbose, the library's failures
-turned into one line and an exit status (a JSON error object too with --json), a progress bar while it works, and
-the result printed as JSON or in the verb's own words. A verb module keeps its signature and its wording:
+"""The body every command shares, said once: --json, --quiet and --verbose, logging set up from them, the
+library's failures turned into one line and an exit status (a JSON error object too with --json), a progress bar
+while it works, and the result printed as JSON or in the verb's own words. A verb module keeps its own options and
+its wording:
 
-    with running(json_output=json_output, quiet=quiet, verbose=verbose) as run:
+    @reporting
+    def info_command(path: Path = typer.Argument(...), *, run: Run) -> None:
         with run.progress(f"reading {path.name}") as on_progress:
             found = describe(path, on_progress=on_progress)
         run.show(found, lambda: print_found(found))
@@ -11,11 +13,14 @@ the result printed as JSON or in the verb's own words. A verb module keeps its s
 from __future__ import annotations
 
 import contextlib
+import functools
+import inspect
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Protocol, overload
 
 from imagepack.cli.output import print_json, print_warnings, progress_bar, reported, setup_logging
+from imagepack.cli.shared_options import JSON, QUIET, VERBOSE
 from imagepack.core.problems import Problem
 
 
@@ -62,3 +67,48 @@ def running(*, json_output: bool, quiet: bool, verbose: bool) -> Iterator[Run]:
     setup_logging(quiet=quiet, verbose=verbose)
     with reported(verbose=verbose, json_output=json_output):
         yield Run(json_output=json_output, quiet=quiet)
+
+
+# The options every command takes, last in its --help: (parameter, its type, its typer.Option).
+_REPORTING = (("json_output", bool, JSON), ("quiet", bool, QUIET), ("verbose", bool, VERBOSE))
+REPORTING_NAMES = tuple(name for name, _, _ in _REPORTING)
+
+
+Command = Callable[..., None]
+
+
+@overload
+def reporting(command: Command) -> Command: ...
+
+
+@overload
+def reporting(*, json_option: Any) -> Callable[[Command], Command]: ...
+
+
+def reporting(command: Command | None = None, *, json_option: Any = JSON) -> Command | Callable[[Command], Command]:
+    """Give `command` --json, --quiet and --verbose (`json_option`: a --json of its own wording) and run it inside
+    `running`: typer sees the options at the end of its signature, and the command receives them as one
+    `run: Run` argument. Usable bare (`@reporting`) or with the option (`@reporting(json_option=...)`)."""
+    if command is None:
+        return lambda command: _with_run(command, json_option)
+    return _with_run(command, json_option)
+
+
+def _with_run(command: Command, json_option: Any) -> Command:
+    own = inspect.signature(command, eval_str=True)
+    kept = [p.replace(kind=inspect.Parameter.KEYWORD_ONLY) for name, p in own.parameters.items() if name != "run"]
+    added = [
+        inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=option, annotation=annotation)
+        for name, annotation, option in _REPORTING
+    ]
+    added[0] = added[0].replace(default=json_option)
+
+    @functools.wraps(command)
+    def with_run(**kwargs: Any) -> None:
+        json_output, quiet, verbose = (kwargs.pop(name) for name in REPORTING_NAMES)
+        with running(json_output=json_output, quiet=quiet, verbose=verbose) as run:
+            command(**kwargs, run=run)
+
+    with_run.__signature__ = own.replace(parameters=kept + added)  # type: ignore[attr-defined]
+    with_run.__annotations__ = {p.name: p.annotation for p in kept + added} | {"return": None}
+    return with_run

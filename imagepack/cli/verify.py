@@ -8,8 +8,8 @@ from typing import TYPE_CHECKING
 import typer
 
 from imagepack.cli.output import describe_problem
-from imagepack.cli.run import running
-from imagepack.cli.shared_options import DISK, JSON, MAX_SIZE, QUIET, SCRATCH, STRICT, VERBOSE, VHD_SIZE
+from imagepack.cli.run import Run, reporting
+from imagepack.cli.shared_options import DISK, MAX_SIZE, SCRATCH, STRICT, VHD_SIZE
 from imagepack.core.errors import EXIT_PROBLEMS
 
 if TYPE_CHECKING:
@@ -33,6 +33,7 @@ def register(app: typer.Typer) -> None:
     app.command("verify", epilog=EXAMPLES)(verify_command)
 
 
+@reporting
 def verify_command(
     path: Path = typer.Argument(..., metavar="PATH", help="A .oci archive, or a qcow2/vmdk to be imported."),
     strict: bool = STRICT,
@@ -44,38 +45,36 @@ def verify_command(
     expect: str | None = EXPECT,
     timeout: float | None = TIMEOUT,
     accel: str | None = ACCEL,
-    json_output: bool = JSON,
-    quiet: bool = QUIET,
-    verbose: bool = VERBOSE,
+    *,
+    run: Run,
 ) -> None:
     """Check that OCI's image import would take this file (--boot: and that it boots). Exit 0 ready, 3 problems
     found, 1 unreadable (or the boot test could not run)."""
-    with running(json_output=json_output, quiet=quiet, verbose=verbose) as run:
-        from imagepack.cli.boot import boot_request, stage_printer
-        from imagepack.cli.parse import parse_policy, parse_scratch
-        from imagepack.core.errors import InvalidValueError
-        from imagepack.verbs.verify import verify_path
+    from imagepack.cli.boot import boot_request, stage_printer
+    from imagepack.cli.parse import parse_policy, parse_scratch
+    from imagepack.core.errors import InvalidValueError
+    from imagepack.verbs.verify import verify_path
 
-        policy = parse_policy(max_size, vhd_size=vhd_size)
-        given = [flag for flag, value in (("--expect", expect), ("--timeout", timeout), ("--accel", accel)) if value]
-        if given and not boot:
-            raise InvalidValueError(f"{', '.join(given)} applies only with --boot")
-        with run.progress(f"reading {path.name}") as on_progress:
-            # The boot says what it waits for and each stage it passes; the reading bar is full by then.
-            told = None if quiet else stage_printer(on_progress and (lambda: on_progress(1.0)))
-            request = boot_request(expect=expect, timeout=timeout, accel=accel, on_stage=told) if boot else None
-            report = verify_path(
-                path,
-                strict=strict,
-                policy=policy,
-                disk=disk,
-                scratch=parse_scratch(scratch),
-                on_progress=on_progress,
-                boot=request,
-            )
-        run.show(report, lambda: _print(path, report, quiet=quiet), even_quiet=True)
-        if not report.ready:
-            raise typer.Exit(EXIT_PROBLEMS)
+    policy = parse_policy(max_size, vhd_size=vhd_size)
+    given = [flag for flag, value in (("--expect", expect), ("--timeout", timeout), ("--accel", accel)) if value]
+    if given and not boot:
+        raise InvalidValueError(f"{', '.join(given)} applies only with --boot")
+    with run.progress(f"reading {path.name}") as on_progress:
+        # The boot says what it waits for and each stage it passes; the reading bar is full by then.
+        told = None if run.quiet else stage_printer(on_progress and (lambda: on_progress(1.0)))
+        request = boot_request(expect=expect, timeout=timeout, accel=accel, on_stage=told) if boot else None
+        report = verify_path(
+            path,
+            strict=strict,
+            policy=policy,
+            disk=disk,
+            scratch=parse_scratch(scratch),
+            on_progress=on_progress,
+            boot=request,
+        )
+    run.show(report, lambda: _print(path, report, quiet=run.quiet), even_quiet=True)
+    if not report.ready:
+        raise typer.Exit(EXIT_PROBLEMS)
 
 
 def _print(path: Path, report: VerifyReport, *, quiet: bool) -> None:
