@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 import typer
 
 from imagepack.cli.run import Run, reporting
-from imagepack.cli.shared_options import FORCE, MAX_SIZE
+from imagepack.cli.shared_options import FORCE, MAX_SIZE, worded
 from imagepack.core.errors import EXIT_PROBLEMS
 
 if TYPE_CHECKING:
@@ -22,19 +22,13 @@ Examples:
   imagepack boot-test disk.qcow2 --firmware UEFI_64 --launch-mode emulated
   imagepack boot-test disk.oci --expect 'login:' --timeout 120 --console-log console.txt"""
 
-LAUNCH_MODE = typer.Option(
-    None, "--launch-mode", metavar="MODE", help="NATIVE, PARAVIRTUALIZED or EMULATED (default: the .oci's)."
-)
-FIRMWARE = typer.Option(
-    None, "--firmware", metavar="BIOS|UEFI_64", help="Default: the .oci's, or the disk's partition table."
-)
+LAUNCH_MODE = worded("--launch-mode", "NATIVE, PARAVIRTUALIZED or EMULATED (default: the .oci's).")
+FIRMWARE = worded("--firmware", "Default: the .oci's, or the disk's partition table.")
 SEED = typer.Option(None, "--seed", metavar="SEED.ISO", help="Attach this cloud-init seed ISO (NoCloud).")
-TIMEOUT = typer.Option(None, "--timeout", metavar="S", min=1, help="Seconds to wait for the marker (default 300).")
-EXPECT = typer.Option(
-    None, "--expect", metavar="REGEX", help="Success is this on the console (default: the default seed's marker)."
-)
+TIMEOUT = worded("--timeout", "Seconds to wait for the marker (default 300).")
+EXPECT = worded("--expect", "Success is this on the console (default: the default seed's marker).")
 CONSOLE_LOG = typer.Option(None, "--console-log", metavar="FILE", help="Keep the serial console's output here.")
-ACCEL = typer.Option(None, "--accel", metavar="kvm|tcg", help="Default: KVM when /dev/kvm is usable, else TCG.")
+ACCEL = worded("--accel", "Default: KVM when /dev/kvm is usable, else TCG.")
 
 
 def register(app: typer.Typer) -> None:

@@ -12,7 +12,7 @@ import typer
 
 from imagepack.cli.output import describe_problem
 from imagepack.cli.run import Run, reporting
-from imagepack.cli.shared_options import OS_UNLISTED, STRICT
+from imagepack.cli.shared_options import LAUNCH_MODE, OS_UNLISTED, STRICT, worded
 from imagepack.core.errors import InvalidValueError
 
 if TYPE_CHECKING:
@@ -39,11 +39,9 @@ def import_request_command(
     bucket: str | None = typer.Option(None, "--bucket", metavar="BUCKET", help="Bucket name."),
     object_name: str | None = typer.Option(None, "--object", metavar="NAME", help="Object name."),
     region: str | None = typer.Option(None, "--region", metavar="REGION", help="The bucket's region."),
-    launch_mode: str | None = typer.Option(
-        None, "--launch-mode", metavar="MODE", help="NATIVE, PARAVIRTUALIZED (default), EMULATED, CUSTOM."
-    ),
-    os_name: str | None = typer.Option(None, "--os", metavar="NAME", help="Operating system (not for a .oci)."),
-    os_version: str | None = typer.Option(None, "--os-version", metavar="VERSION", help="Its version."),
+    launch_mode: str | None = LAUNCH_MODE,
+    os_name: str | None = worded("--os", "Operating system (not for a .oci)."),
+    os_version: str | None = worded("--os-version", "Its version."),
     tag: list[str] = typer.Option([], "--tag", metavar="KEY=VALUE", help="Freeform tag (repeatable)."),
     defined_tag: list[str] = typer.Option(
         [], "--defined-tag", metavar="NS.KEY=VALUE", help="Defined tag (repeatable)."

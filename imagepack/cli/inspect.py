@@ -10,7 +10,7 @@ import typer
 from imagepack.cli.inspect_text import config_lines, readiness_lines
 from imagepack.cli.output import human_size
 from imagepack.cli.run import Run, reporting
-from imagepack.cli.shared_options import DISK, FROM_FORMAT, MAX_SIZE, SCRATCH, VHD_SIZE
+from imagepack.cli.shared_options import DISK, FROM_FORMAT, MAX_SIZE, SCRATCH, VHD_SIZE, worded
 from imagepack.core.errors import EXIT_PROBLEMS
 from imagepack.verbs.inspect.rules import Target, Wanted, check
 
@@ -24,15 +24,8 @@ Examples:
 FOR = typer.Option(
     None, "--for", metavar="oci|gcp|azure|aws", help="Check the guest against where it is going (readiness rules)."
 )
-LAUNCH_MODE = typer.Option(
-    None,
-    "--launch-mode",
-    metavar="MODE",
-    help="With --for oci: the launch mode (default: a .oci's; else PARAVIRTUALIZED).",
-)
-FIRMWARE = typer.Option(
-    None, "--firmware", metavar="BIOS|UEFI_64", help="With --for oci: the firmware (default: a .oci's)."
-)
+LAUNCH_MODE = worded("--launch-mode", "With --for oci: the launch mode (default: a .oci's; else PARAVIRTUALIZED).")
+FIRMWARE = worded("--firmware", "With --for oci: the firmware (default: a .oci's).")
 
 
 def register(app: typer.Typer) -> None:

@@ -9,7 +9,7 @@ import typer
 
 from imagepack.cli.output import describe_problem
 from imagepack.cli.run import Run, reporting
-from imagepack.cli.shared_options import DISK, MAX_SIZE, SCRATCH, STRICT, VHD_SIZE
+from imagepack.cli.shared_options import DISK, MAX_SIZE, SCRATCH, STRICT, VHD_SIZE, worded
 from imagepack.core.errors import EXIT_PROBLEMS
 
 if TYPE_CHECKING:
@@ -22,11 +22,9 @@ Examples:
   imagepack verify --boot --expect 'login:' disk.oci"""
 
 BOOT = typer.Option(False, "--boot", help="Also boot the disk as OCI would launch it (see boot-test).")
-EXPECT = typer.Option(
-    None, "--expect", metavar="REGEX", help="With --boot: success is this on the console (default: the seed's marker)."
-)
-TIMEOUT = typer.Option(None, "--timeout", metavar="S", min=1, help="With --boot: seconds to wait (default 300).")
-ACCEL = typer.Option(None, "--accel", metavar="kvm|tcg", help="With --boot: the accelerator (default: KVM if usable).")
+EXPECT = worded("--expect", "With --boot: success is this on the console (default: the seed's marker).")
+TIMEOUT = worded("--timeout", "With --boot: seconds to wait (default 300).")
+ACCEL = worded("--accel", "With --boot: the accelerator (default: KVM if usable).")
 
 
 def register(app: typer.Typer) -> None:
