@@ -1,5 +1,6 @@
 """The command line: parses arguments, calls the library, prints its result objects. One module per verb, each
-registering its command here; the options they share are in options.py, parsing in parse.py, printing in output.py.
+registering its command here; the options they share are in shared_options.py, the body they share (--json,
+--quiet, --verbose, failures, progress, printing) in run.py, parsing in parse.py, printing in output.py.
 """
 
 from __future__ import annotations
