@@ -1,5 +1,6 @@
 """The command line: parses arguments, calls the library, prints its result objects. One module per verb, each
-registering its command here; the options they share are in options.py, parsing in parse.py, printing in output.py.
+registering its command here; the options they share are in shared_options.py, the body they share (--json,
+--quiet, --verbose, failures, progress, printing) in run.py, parsing in parse.py, printing in output.py.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ from imagepack.cli import (
     url,
     verify,
 )
-from imagepack.cli.output import output_closed
+from imagepack.cli.output import CommandLineError, output_closed
 from imagepack.core.errors import Interrupted
 
 
@@ -139,7 +140,7 @@ def _run() -> None:
     try:
         # Not standalone, so that a command line that does not parse is reported here, in --json too.
         status = app(standalone_mode=False)
-    except _CommandLineError as e:
+    except CommandLineError as e:
         sys.exit(report_unparsed(e, json_output=_asks_for_json(sys.argv[1:])))
     except typer.Abort:
         print("imagepack: aborted", file=sys.stderr)  # what standalone click said, in our words
@@ -158,11 +159,6 @@ def _quiet_exit(status: int) -> None:
         with contextlib.suppress(OSError, ValueError):
             os.dup2(null, stream.fileno())
     sys.exit(status)
-
-
-# click's UsageError (an unknown option, a missing argument, a bad value for a typed option), reached through the
-# name typer exports, whichever copy of click this typer uses.
-_CommandLineError: type[Exception] = typer.BadParameter.__mro__[1]
 
 
 def _asks_for_json(args: list[str]) -> bool:

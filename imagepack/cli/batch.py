@@ -12,8 +12,9 @@ from typing import TYPE_CHECKING, Any
 
 import typer
 
-from imagepack.cli.output import REMEDY_TEXT, human_size, print_json, reported, setup_logging, with_remedy
-from imagepack.cli.shared_options import FORCE, JSON, QUIET, VERBOSE
+from imagepack.cli.output import REMEDY_TEXT, human_size, print_json, with_remedy
+from imagepack.cli.run import Run, reporting
+from imagepack.cli.shared_options import FORCE
 from imagepack.core.errors import Interrupted
 from imagepack.core.problems import Remedy
 
@@ -76,6 +77,7 @@ def register(app: typer.Typer) -> None:
     app.command("batch-merge", hidden=True, epilog=MERGE_EXAMPLES)(merge_command)  # the name it first had
 
 
+@reporting(words=BATCH_REMEDY_TEXT)
 def batch_command(
     manifest: Path = typer.Argument(..., metavar="MANIFEST", help="TOML manifest of sources and their outputs."),
     jobs: int = typer.Option(None, "--jobs", "-j", min=1, metavar="N", help="Outputs built at once (default: cores)."),
@@ -91,53 +93,46 @@ def batch_command(
     force: bool = typer.Option(
         False, "--force", help="Rebuild every output, even unchanged ones, and replace files not made by a batch."
     ),
-    json_output: bool = JSON,
-    quiet: bool = QUIET,
-    verbose: bool = VERBOSE,
+    *,
+    run: Run,
 ) -> None:
     """Build every output of a manifest, in parallel; outputs whose record says nothing changed are skipped. Writes
     a SHA256SUMS beside the outputs; exits 1 when an output failed."""
-    setup_logging(quiet=quiet, verbose=verbose)
-    with reported(verbose=verbose, json_output=json_output, words=BATCH_REMEDY_TEXT):
-        from imagepack.verbs.batch.manifest import load_manifest
-        from imagepack.verbs.batch.plan import make_plan
-        from imagepack.verbs.batch.report import write_report, write_sums_beside_outputs
-        from imagepack.verbs.batch.run import decide, run_plan
-        from imagepack.verbs.batch.writes import check_report_path
+    from imagepack.verbs.batch.manifest import load_manifest
+    from imagepack.verbs.batch.plan import make_plan
+    from imagepack.verbs.batch.report import write_report, write_sums_beside_outputs
+    from imagepack.verbs.batch.run import decide, run_plan
+    from imagepack.verbs.batch.writes import check_report_path
 
-        which = _parse_shard(shard, shards)
-        loaded = load_manifest(manifest)
-        if report is not None:
-            check_report_path(report, loaded, named="--report")
-        plan = make_plan(loaded, which.count if which else 1)
-        if dry_run:
-            _print_plan(plan, decide(plan, None, force=force), which, json_output=json_output)
-            return
-        total = sum(len(unit.outputs) for unit in plan.units_of(which))
-        if report is not None:
-            report.parent.mkdir(parents=True, exist_ok=True)  # as the outputs' directories are: before the work
-        try:
-            with _display(total, quiet=quiet or json_output) as on_event:
-                done = run_plan(
-                    loaded, plan, shard=which, jobs=jobs, keep_going=keep_going, force=force, on_event=on_event
-                )
-        except Interrupted as e:
-            # Unlike a single command's, a batch's finished outputs stay: each is whole and recorded.
-            print(f"imagepack: {BATCH_INTERRUPTED}", file=sys.stderr)
-            if json_output:
-                print_json({"error": {"code": Interrupted.code, "message": BATCH_INTERRUPTED}})
-            raise typer.Exit(e.exit_code) from None
-        if report is not None:
-            write_report(report, done)
-        sums = write_sums_beside_outputs(done, loaded.root)
-        if json_output:
-            print_json(done.to_json())
-        elif not quiet:
-            _print_summary(done, sums)
-        if done.failed:
-            raise typer.Exit(1)
+    which = _parse_shard(shard, shards)
+    loaded = load_manifest(manifest)
+    if report is not None:
+        check_report_path(report, loaded, named="--report")
+    plan = make_plan(loaded, which.count if which else 1)
+    if dry_run:
+        _print_plan(plan, decide(plan, None, force=force), which, json_output=run.json_output)
+        return
+    total = sum(len(unit.outputs) for unit in plan.units_of(which))
+    if report is not None:
+        report.parent.mkdir(parents=True, exist_ok=True)  # as the outputs' directories are: before the work
+    try:
+        with _display(total, quiet=run.quiet or run.json_output) as on_event:
+            done = run_plan(loaded, plan, shard=which, jobs=jobs, keep_going=keep_going, force=force, on_event=on_event)
+    except Interrupted as e:
+        # Unlike a single command's, a batch's finished outputs stay: each is whole and recorded.
+        print(f"imagepack: {BATCH_INTERRUPTED}", file=sys.stderr)
+        if run.json_output:
+            print_json({"error": {"code": Interrupted.code, "message": BATCH_INTERRUPTED}})
+        raise typer.Exit(e.exit_code) from None
+    if report is not None:
+        write_report(report, done)
+    sums = write_sums_beside_outputs(done, loaded.root)
+    run.show(done, lambda: _print_summary(done, sums))
+    if done.failed:
+        raise typer.Exit(1)
 
 
+@reporting
 def merge_command(
     reports: list[Path] = typer.Argument(..., metavar="REPORT...", help="The shards' reports, of one manifest."),
     output: Path = typer.Option(
@@ -150,39 +145,36 @@ def merge_command(
         False, "--allow-partial", help="Merge the reports there are, though shards are missing (the report names them)."
     ),
     force: bool = FORCE,
-    json_output: bool = JSON,
-    quiet: bool = QUIET,
-    verbose: bool = VERBOSE,
+    *,
+    run: Run,
 ) -> None:
     """Join the reports of every shard of a manifest's plan into the report one run would have written, and one
     SHA256SUMS of every output, named from the manifest's directory. Exits 1 when an output failed."""
-    setup_logging(quiet=quiet, verbose=verbose)
-    with reported(verbose=verbose, json_output=json_output):
-        from imagepack.core.errors import InvalidValueError
-        from imagepack.files.atomic import check_target
-        from imagepack.verbs.batch.merge import merge_reports, merged_sums
-        from imagepack.verbs.batch.report import SUMS_NAME, write_report, write_text
-        from imagepack.verbs.batch.writes import file_key, same_file
+    from imagepack.core.errors import InvalidValueError
+    from imagepack.files.atomic import check_target
+    from imagepack.verbs.batch.merge import merge_reports, merged_sums
+    from imagepack.verbs.batch.report import SUMS_NAME, write_report, write_text
+    from imagepack.verbs.batch.writes import file_key, same_file
 
-        sums_path = sums or (output.parent if output else Path(".")) / SUMS_NAME
-        if output is not None and same_file(file_key(output), file_key(sums_path)):
-            raise InvalidValueError(
-                f"--output {output} is also where the SHA256SUMS goes; give --sums another path",
-                code="batch.collision",
-            )
-        merged = merge_reports(reports, allow_partial=allow_partial)
-        for path in (output, sums_path):
-            if path is not None:
-                check_target(path, force=force, inputs=tuple(reports))
-        if output is not None:
-            write_report(output, merged)
-        write_text(sums_path, merged_sums(merged))
-        if output is None or json_output:
-            print_json(merged.to_json())
-        elif not quiet:
-            _print_summary(merged, [sums_path], merged=True)
-        if merged.failed:
-            raise typer.Exit(1)
+    sums_path = sums or (output.parent if output else Path(".")) / SUMS_NAME
+    if output is not None and same_file(file_key(output), file_key(sums_path)):
+        raise InvalidValueError(
+            f"--output {output} is also where the SHA256SUMS goes; give --sums another path",
+            code="batch.collision",
+        )
+    merged = merge_reports(reports, allow_partial=allow_partial)
+    for path in (output, sums_path):
+        if path is not None:
+            check_target(path, force=force, inputs=tuple(reports))
+    if output is not None:
+        write_report(output, merged)
+    write_text(sums_path, merged_sums(merged))
+    if output is None:  # the merged report goes to stdout
+        print_json(merged.to_json())
+    else:
+        run.show(merged, lambda: _print_summary(merged, [sums_path], merged=True))
+    if merged.failed:
+        raise typer.Exit(1)
 
 
 def _parse_shard(text: str | None, count: int | None) -> Shard | None:

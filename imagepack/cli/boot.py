@@ -8,8 +8,8 @@ from typing import TYPE_CHECKING
 
 import typer
 
-from imagepack.cli.output import print_json, reported, setup_logging
-from imagepack.cli.shared_options import FORCE, JSON, MAX_SIZE, QUIET, VERBOSE
+from imagepack.cli.run import Run, reporting
+from imagepack.cli.shared_options import FORCE, MAX_SIZE, worded
 from imagepack.core.errors import EXIT_PROBLEMS
 
 if TYPE_CHECKING:
@@ -22,19 +22,13 @@ Examples:
   imagepack boot-test disk.qcow2 --firmware UEFI_64 --launch-mode emulated
   imagepack boot-test disk.oci --expect 'login:' --timeout 120 --console-log console.txt"""
 
-LAUNCH_MODE = typer.Option(
-    None, "--launch-mode", metavar="MODE", help="NATIVE, PARAVIRTUALIZED or EMULATED (default: the .oci's)."
-)
-FIRMWARE = typer.Option(
-    None, "--firmware", metavar="BIOS|UEFI_64", help="Default: the .oci's, or the disk's partition table."
-)
+LAUNCH_MODE = worded("--launch-mode", "NATIVE, PARAVIRTUALIZED or EMULATED (default: the .oci's).")
+FIRMWARE = worded("--firmware", "Default: the .oci's, or the disk's partition table.")
 SEED = typer.Option(None, "--seed", metavar="SEED.ISO", help="Attach this cloud-init seed ISO (NoCloud).")
-TIMEOUT = typer.Option(None, "--timeout", metavar="S", min=1, help="Seconds to wait for the marker (default 300).")
-EXPECT = typer.Option(
-    None, "--expect", metavar="REGEX", help="Success is this on the console (default: the default seed's marker)."
-)
+TIMEOUT = worded("--timeout", "Seconds to wait for the marker (default 300).")
+EXPECT = worded("--expect", "Success is this on the console (default: the default seed's marker).")
 CONSOLE_LOG = typer.Option(None, "--console-log", metavar="FILE", help="Keep the serial console's output here.")
-ACCEL = typer.Option(None, "--accel", metavar="kvm|tcg", help="Default: KVM when /dev/kvm is usable, else TCG.")
+ACCEL = worded("--accel", "Default: KVM when /dev/kvm is usable, else TCG.")
 
 
 def register(app: typer.Typer) -> None:
@@ -75,6 +69,7 @@ def boot_request(
     return request
 
 
+@reporting
 def boot_test_command(
     path: Path = typer.Argument(..., metavar="IMAGE_OR_ARCHIVE", help="A .oci archive or a disk image (not modified)."),
     launch_mode: str | None = LAUNCH_MODE,
@@ -86,35 +81,29 @@ def boot_test_command(
     force: bool = FORCE,
     accel: str | None = ACCEL,
     max_size: str = MAX_SIZE,
-    json_output: bool = JSON,
-    quiet: bool = QUIET,
-    verbose: bool = VERBOSE,
+    *,
+    run: Run,
 ) -> None:
     """Boot the disk read-only in qemu as OCI would launch it and watch its console. Exit 0 booted, 3 did not
     boot, 1 could not run."""
-    setup_logging(quiet=quiet, verbose=verbose)
-    with reported(verbose=verbose, json_output=json_output):
-        from imagepack.cli.parse import parse_policy
-        from imagepack.verbs.boot.run import boot_test
+    from imagepack.cli.parse import parse_policy
+    from imagepack.verbs.boot.run import boot_test
 
-        request = boot_request(
-            launch_mode=launch_mode,
-            firmware=firmware,
-            seed=seed,
-            timeout=timeout,
-            expect=expect,
-            console_log=console_log,
-            force=force,
-            accel=accel,
-            on_stage=None if quiet else stage_printer(),
-        )
-        report = boot_test(path, request, policy=parse_policy(max_size))
-        if json_output:
-            print_json(report.to_json())
-        else:
-            print_boot_report(report, quiet=quiet)
-        if not report.booted:
-            raise typer.Exit(EXIT_PROBLEMS)
+    request = boot_request(
+        launch_mode=launch_mode,
+        firmware=firmware,
+        seed=seed,
+        timeout=timeout,
+        expect=expect,
+        console_log=console_log,
+        force=force,
+        accel=accel,
+        on_stage=None if run.quiet else stage_printer(),
+    )
+    report = boot_test(path, request, policy=parse_policy(max_size))
+    run.show(report, lambda: print_boot_report(report, quiet=run.quiet), even_quiet=True)
+    if not report.booted:
+        raise typer.Exit(EXIT_PROBLEMS)
 
 
 STAGE_PASSED = {

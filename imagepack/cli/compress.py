@@ -7,8 +7,9 @@ from typing import TYPE_CHECKING
 
 import typer
 
-from imagepack.cli.output import human_size, print_checksums, print_json, progress_bar, reported, setup_logging
-from imagepack.cli.shared_options import CHECKSUM, FORCE, JSON, LEVEL, PART_SIZE, QUIET, THREADS, VERBOSE
+from imagepack.cli.output import human_size, print_checksums
+from imagepack.cli.run import Run, reporting
+from imagepack.cli.shared_options import CHECKSUM, FORCE, LEVEL, PART_SIZE, THREADS
 
 if TYPE_CHECKING:
     from imagepack.compression import CompressionResult
@@ -29,6 +30,7 @@ def register(app: typer.Typer) -> None:
     app.command("decompress", epilog=DECOMPRESS_EXAMPLES)(decompress_command)
 
 
+@reporting
 def compress_command(
     source: Path = typer.Argument(..., help="File to compress (never modified)."),
     to: str = typer.Option("zst", "--to", metavar="zst|xz|gz", help="Compression to write (default zst)."),
@@ -40,33 +42,31 @@ def compress_command(
     force: bool = FORCE,
     checksum: bool = CHECKSUM,
     part_size: str = PART_SIZE,
-    json_output: bool = JSON,
-    quiet: bool = QUIET,
-    verbose: bool = VERBOSE,
+    *,
+    run: Run,
 ) -> None:
     """Compress a file with zstd (multi-threaded, with a checksum), xz or gzip; the output appears whole."""
-    setup_logging(quiet=quiet, verbose=verbose)
-    with reported(verbose=verbose, json_output=json_output):
-        from imagepack.cli.parse import parse_part_size
-        from imagepack.compression import compress_file, parse_codec
+    from imagepack.cli.parse import parse_part_size
+    from imagepack.compression import compress_file, parse_codec
 
-        codec = parse_codec(to)
-        size = parse_part_size(part_size, checksum=checksum)
-        with progress_bar(f"compressing {source.name}", quiet=quiet) as on_progress:
-            done = compress_file(
-                source,
-                output,
-                to=codec,
-                level=level,
-                threads=threads,
-                force=force,
-                checksum=checksum,
-                part_size=size,
-                on_progress=on_progress,
-            )
-        _report(done, "compressed", json_output=json_output, quiet=quiet)
+    codec = parse_codec(to)
+    size = parse_part_size(part_size, checksum=checksum)
+    with run.progress(f"compressing {source.name}") as on_progress:
+        done = compress_file(
+            source,
+            output,
+            to=codec,
+            level=level,
+            threads=threads,
+            force=force,
+            checksum=checksum,
+            part_size=size,
+            on_progress=on_progress,
+        )
+    run.show(done, lambda: _print(done, "compressed"))
 
 
+@reporting
 def decompress_command(
     source: Path = typer.Argument(..., help="zstd, xz, gzip or bzip2 file (never modified)."),
     output: Path = typer.Argument(
@@ -75,30 +75,22 @@ def decompress_command(
     force: bool = FORCE,
     checksum: bool = CHECKSUM,
     part_size: str = PART_SIZE,
-    json_output: bool = JSON,
-    quiet: bool = QUIET,
-    verbose: bool = VERBOSE,
+    *,
+    run: Run,
 ) -> None:
     """Decompress a zstd, xz, gzip or bzip2 file (found by its bytes); runs of zeroes become holes."""
-    setup_logging(quiet=quiet, verbose=verbose)
-    with reported(verbose=verbose, json_output=json_output):
-        from imagepack.cli.parse import parse_part_size
-        from imagepack.compression import decompress_file
+    from imagepack.cli.parse import parse_part_size
+    from imagepack.compression import decompress_file
 
-        size = parse_part_size(part_size, checksum=checksum)
-        with progress_bar(f"decompressing {source.name}", quiet=quiet) as on_progress:
-            done = decompress_file(
-                source, output, force=force, checksum=checksum, part_size=size, on_progress=on_progress
-            )
-        _report(done, "decompressed", json_output=json_output, quiet=quiet)
+    size = parse_part_size(part_size, checksum=checksum)
+    with run.progress(f"decompressing {source.name}") as on_progress:
+        done = decompress_file(source, output, force=force, checksum=checksum, part_size=size, on_progress=on_progress)
+    run.show(done, lambda: _print(done, "decompressed"))
 
 
-def _report(done: CompressionResult, verb: str, *, json_output: bool, quiet: bool) -> None:
-    if json_output:
-        print_json(done.to_json())
-    elif not quiet:
-        print(
-            f"{verb} {done.source} ({human_size(done.source_size)}) to {done.target} "
-            f"({done.compression}, {human_size(done.size)}) in {done.seconds:.1f} s"
-        )
-        print_checksums(done.checksum)
+def _print(done: CompressionResult, verb: str) -> None:
+    print(
+        f"{verb} {done.source} ({human_size(done.source_size)}) to {done.target} "
+        f"({done.compression}, {human_size(done.size)}) in {done.seconds:.1f} s"
+    )
+    print_checksums(done.checksum)

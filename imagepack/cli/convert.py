@@ -8,7 +8,8 @@ from pathlib import Path
 
 import typer
 
-from imagepack.cli.output import print_json, progress_bar, report_build, reported, setup_logging
+from imagepack.cli.output import print_build, print_json
+from imagepack.cli.run import running
 from imagepack.cli.shared_options import (
     ALLOW_BACKING,
     CHECKSUM,
@@ -95,20 +96,17 @@ def convert_command(
 ) -> None:
     """Convert a disk image between raw, qcow2, vmdk, vdi, vhd, vhdx and .oci (a .oci source works too; a .oci
     target takes the pack options)."""
-    setup_logging(quiet=quiet, verbose=verbose)
     if for_target is not None and for_target.strip().lower() == "list":
         _print_presets(json_output=json_output)
         return
     _require_arguments(ctx, source=source, target=target)
-    with reported(verbose=verbose, json_output=json_output):
+    with running(json_output=json_output, quiet=quiet, verbose=verbose) as run:
         from imagepack.cli.parse import (
             metadata_request,
             parse_choice,
-            parse_disk_format,
             parse_part_size,
-            parse_policy,
-            parse_scratch,
             parse_target,
+            source_args,
         )
         from imagepack.core.errors import InvalidValueError
         from imagepack.formats.create_options import parse_option_pairs
@@ -141,19 +139,12 @@ def convert_command(
             raise InvalidValueError(f"{pack.given()[0]} applies only to a .oci target, not {wanted.kind.value}")
         if wanted.kind is ArchiveKind.OCI:
             wanted = replace(wanted, metadata=metadata_request(pack))
-        with progress_bar(f"{source.name} → {target.name}", quiet=quiet) as on_progress:
-            done = make(
-                source,
-                wanted,
-                preset=preset,
-                resize_up=resize_up,
-                claimed=parse_disk_format(from_format),
-                policy=parse_policy(max_size, allow_backing=allow_backing, vhd_size=vhd_size),
-                disk=disk,
-                scratch=parse_scratch(scratch),
-                on_progress=on_progress,
-            )
-        report_build(done, json_output=json_output, quiet=quiet)
+        args = source_args(
+            from_format, max_size, allow_backing=allow_backing, vhd_size=vhd_size, disk=disk, scratch=scratch
+        )
+        with run.progress(f"{source.name} → {target.name}") as on_progress:
+            done = make(source, wanted, preset=preset, resize_up=resize_up, **args, on_progress=on_progress)
+        run.show(done, lambda: print_build(done), warnings=done.warnings)
 
 
 # click's MissingParameter, reached through the name typer exports, whichever copy of click this typer uses.

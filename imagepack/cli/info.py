@@ -7,8 +7,9 @@ from typing import TYPE_CHECKING
 
 import typer
 
-from imagepack.cli.output import describe_problem, human_size, print_json, progress_bar, reported, setup_logging
-from imagepack.cli.shared_options import DISK, FROM_FORMAT, JSON, MAX_SIZE, QUIET, SCRATCH, VERBOSE, VHD_SIZE
+from imagepack.cli.output import describe_problem, human_size
+from imagepack.cli.run import Run, reporting
+from imagepack.cli.shared_options import DISK, FROM_FORMAT, MAX_SIZE, SCRATCH, VHD_SIZE
 
 if TYPE_CHECKING:
     from imagepack.verbs.info import ArchiveInfo, ImageInfo, OvaInfo
@@ -25,6 +26,7 @@ def register(app: typer.Typer) -> None:
     app.command("info", epilog=EXAMPLES)(info_command)
 
 
+@reporting
 def info_command(
     path: Path = typer.Argument(..., metavar="PATH", help="Disk image to describe."),
     from_format: str = FROM_FORMAT,
@@ -32,37 +34,31 @@ def info_command(
     vhd_size: str = VHD_SIZE,
     disk: int | None = DISK,
     scratch: Path | None = SCRATCH,
-    json_output: bool = JSON,
-    quiet: bool = QUIET,
-    verbose: bool = VERBOSE,
+    *,
+    run: Run,
 ) -> None:
     """Describe a disk image (format, sizes, partition table, firmware guess), a .oci archive, an OVA or an ISO."""
-    setup_logging(quiet=quiet, verbose=verbose)
-    with reported(verbose=verbose, json_output=json_output):
-        from imagepack.cli.parse import parse_disk_format, parse_policy, parse_scratch
-        from imagepack.verbs.info import ArchiveInfo, OvaInfo, describe
-        from imagepack.verbs.seed import IsoInfo
+    from imagepack.cli.parse import source_args
+    from imagepack.verbs.info import describe
 
-        policy = parse_policy(max_size, vhd_size=vhd_size)
-        with progress_bar(f"reading {path.name}", quiet=quiet) as on_progress:
-            found = describe(
-                path,
-                claimed=parse_disk_format(from_format),
-                policy=policy,
-                disk=disk,
-                scratch=parse_scratch(scratch),
-                on_progress=on_progress,
-            )
-        if json_output:
-            print_json(found.to_json())
-        elif isinstance(found, ArchiveInfo):
-            _print_archive(found)
-        elif isinstance(found, OvaInfo):
-            _print_ova(found)
-        elif isinstance(found, IsoInfo):
-            _print_iso(found)
-        else:
-            _print_image(found)
+    args = source_args(from_format, max_size, vhd_size=vhd_size, disk=disk, scratch=scratch)
+    with run.progress(f"reading {path.name}") as on_progress:
+        found = describe(path, **args, on_progress=on_progress)
+    run.show(found, lambda: _print(found), even_quiet=True)
+
+
+def _print(found: ImageInfo | ArchiveInfo | OvaInfo | IsoInfo) -> None:
+    from imagepack.verbs.info import ArchiveInfo, OvaInfo
+    from imagepack.verbs.seed import IsoInfo
+
+    if isinstance(found, ArchiveInfo):
+        _print_archive(found)
+    elif isinstance(found, OvaInfo):
+        _print_ova(found)
+    elif isinstance(found, IsoInfo):
+        _print_iso(found)
+    else:
+        _print_image(found)
 
 
 def _print_archive(found: ArchiveInfo) -> None:

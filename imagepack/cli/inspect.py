@@ -8,8 +8,9 @@ from typing import Any
 import typer
 
 from imagepack.cli.inspect_text import config_lines, readiness_lines
-from imagepack.cli.output import finding_json, human_size, print_json, progress_bar, reported, setup_logging
-from imagepack.cli.shared_options import DISK, FROM_FORMAT, JSON, MAX_SIZE, QUIET, SCRATCH, VERBOSE, VHD_SIZE
+from imagepack.cli.output import finding_json, human_size
+from imagepack.cli.run import Run, reporting
+from imagepack.cli.shared_options import DISK, FROM_FORMAT, MAX_SIZE, SCRATCH, VHD_SIZE, worded
 from imagepack.core.errors import EXIT_PROBLEMS
 from imagepack.verbs.inspect.rules import Target, Wanted, check
 
@@ -23,21 +24,15 @@ Examples:
 FOR = typer.Option(
     None, "--for", metavar="oci|gcp|azure|aws", help="Check the guest against where it is going (readiness rules)."
 )
-LAUNCH_MODE = typer.Option(
-    None,
-    "--launch-mode",
-    metavar="MODE",
-    help="With --for oci: the launch mode (default: a .oci's; else PARAVIRTUALIZED).",
-)
-FIRMWARE = typer.Option(
-    None, "--firmware", metavar="BIOS|UEFI_64", help="With --for oci: the firmware (default: a .oci's)."
-)
+LAUNCH_MODE = worded("--launch-mode", "With --for oci: the launch mode (default: a .oci's; else PARAVIRTUALIZED).")
+FIRMWARE = worded("--firmware", "With --for oci: the firmware (default: a .oci's).")
 
 
 def register(app: typer.Typer) -> None:
     app.command("inspect", epilog=EXAMPLES)(inspect_command)
 
 
+@reporting
 def inspect_command(
     path: Path = typer.Argument(
         ..., metavar="IMAGE", help="Disk image, .oci archive, OVA or GCE tarball to look into."
@@ -50,35 +45,22 @@ def inspect_command(
     target: str | None = FOR,
     launch_mode: str | None = LAUNCH_MODE,
     firmware: str | None = FIRMWARE,
-    json_output: bool = JSON,
-    quiet: bool = QUIET,
-    verbose: bool = VERBOSE,
+    *,
+    run: Run,
 ) -> None:
     """Read the guest inside a disk: partitions and file systems, the OS it states, the firmware it boots with."""
-    setup_logging(quiet=quiet, verbose=verbose)
-    with reported(verbose=verbose, json_output=json_output):
-        from imagepack.cli.parse import parse_disk_format, parse_policy, parse_scratch
-        from imagepack.verbs.inspect.run import inspect_path
+    from imagepack.cli.parse import source_args
+    from imagepack.verbs.inspect.run import inspect_path
 
-        policy = parse_policy(max_size, vhd_size=vhd_size)
-        wanted = _wanted(target, launch_mode, firmware)
-        with progress_bar(f"reading {path.name}", quiet=quiet) as on_progress:
-            report = inspect_path(
-                path,
-                claimed=parse_disk_format(from_format),
-                policy=policy,
-                disk=disk,
-                scratch=parse_scratch(scratch),
-                on_progress=on_progress,
-            )
-        if wanted is not None:
-            report["readiness"] = readiness(report, wanted)
-        if json_output:
-            print_json(report)
-        else:
-            print_report(report)
-        if wanted is not None and not report["readiness"]["ready"]:
-            raise typer.Exit(EXIT_PROBLEMS)
+    args = source_args(from_format, max_size, vhd_size=vhd_size, disk=disk, scratch=scratch)
+    wanted = _wanted(target, launch_mode, firmware)
+    with run.progress(f"reading {path.name}") as on_progress:
+        report = inspect_path(path, **args, on_progress=on_progress)
+    if wanted is not None:
+        report["readiness"] = readiness(report, wanted)
+    run.show(report, lambda: print_report(report), even_quiet=True)
+    if wanted is not None and not report["readiness"]["ready"]:
+        raise typer.Exit(EXIT_PROBLEMS)
 
 
 def _wanted(target: str | None, launch_mode: str | None, firmware: str | None) -> Wanted | None:

@@ -25,6 +25,10 @@ if TYPE_CHECKING:
 
 INTERRUPTED = "interrupted; nothing was written"
 
+# click's UsageError (an unknown option, a missing argument, a bad value for a typed option), reached through the
+# name typer exports, whichever copy of click this typer uses.
+CommandLineError: type[Exception] = typer.BadParameter.__mro__[1]
+
 
 # The option that does what a library remedy says, in the words a refusal ends with.
 REMEDY_TEXT = {
@@ -147,8 +151,8 @@ def reported(*, verbose: bool, json_output: bool = False, words: Mapping[Remedy,
         where = f"{e.filename}: " if e.filename else ""
         report_error("system", f"{where}{e.strerror or e}", json_output=json_output)
         raise typer.Exit(EXIT_FAILURE) from None
-    except (typer.Exit, typer.Abort):
-        raise
+    except (typer.Exit, typer.Abort, CommandLineError):
+        raise  # the command line's own mistakes are click's to report
     except Exception as e:
         report_error(
             "internal", f"{type(e).__name__}: {e} (please report it)", json_output=json_output, label="internal error"
@@ -173,14 +177,8 @@ def print_warnings(warnings: Iterable[Problem]) -> None:
         print(f"imagepack: {warning.severity.value}: {warning.message}", file=sys.stderr)
 
 
-def report_build(done: BuildResult, *, json_output: bool, quiet: bool) -> None:
-    """What `convert` and `pack` print for the target they made."""
-    if json_output:
-        print_json(done.to_json())
-        return
-    print_warnings(done.warnings)
-    if quiet:
-        return
+def print_build(done: BuildResult) -> None:
+    """What `convert` and `pack` say of the target they made (run.show prints its JSON and warnings)."""
     how = "copied" if done.copied else "converted"
     size = human_size(done.size) + _saved(done)
     if done.metadata is not None:

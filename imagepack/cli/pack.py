@@ -7,7 +7,8 @@ from pathlib import Path
 
 import typer
 
-from imagepack.cli.output import progress_bar, report_build, reported, setup_logging
+from imagepack.cli.output import print_build
+from imagepack.cli.run import running
 from imagepack.cli.shared_options import (
     ALLOW_BACKING,
     CHECKSUM,
@@ -73,15 +74,12 @@ def pack_command(
 ) -> None:
     """Build a .oci archive from a disk image, in one pass. -o KEY=VALUE are qcow2 options of its disk. What of
     --os, --os-version and --firmware is not given is read from the guest on the disk."""
-    setup_logging(quiet=quiet, verbose=verbose)
-    with reported(verbose=verbose, json_output=json_output):
+    with running(json_output=json_output, quiet=quiet, verbose=verbose) as run:
         from imagepack.cli.parse import (
             metadata_request,
             parse_choice,
-            parse_disk_format,
             parse_part_size,
-            parse_policy,
-            parse_scratch,
+            source_args,
         )
         from imagepack.core.errors import InvalidValueError
         from imagepack.formats.create_options import parse_option_pairs
@@ -108,14 +106,14 @@ def pack_command(
             checksum=checksum,
             part_size=parse_part_size(part_size, checksum=checksum),
         )
-        with progress_bar(f"{source.name} → {destination.name}", quiet=quiet) as on_progress:
+        args = source_args(
+            from_format, max_size, allow_backing=allow_backing, vhd_size=vhd_size, disk=disk, scratch=scratch
+        )
+        with run.progress(f"{source.name} → {destination.name}") as on_progress:
             done = make(
                 source,
                 replace(wanted, metadata=metadata_request(pack)),
-                claimed=parse_disk_format(from_format),
-                policy=parse_policy(max_size, allow_backing=allow_backing, vhd_size=vhd_size),
+                **args,
                 on_progress=on_progress,
-                disk=disk,
-                scratch=parse_scratch(scratch),
             )
-        report_build(done, json_output=json_output, quiet=quiet)
+        run.show(done, lambda: print_build(done), warnings=done.warnings)

@@ -8,7 +8,7 @@ import os
 from collections.abc import Iterator
 from enum import Enum
 from pathlib import Path
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING, TypedDict, TypeVar
 
 from imagepack.core.errors import InvalidValueError, MetadataError
 
@@ -53,6 +53,33 @@ def parse_policy(max_size: str | None, *, allow_backing: bool = False, vhd_size:
         max_size=parse_size(max_size) if max_size else DEFAULT_MAX_SIZE,
         allow_backing=allow_backing,
         vhd_size=parse_choice(VhdSize, vhd_size, "--vhd-size") or VhdSize.CURRENT,
+    )
+
+
+class SourceArgs(TypedDict):
+    """How a verb reads what the user gave, as the library's keyword arguments (`describe(path, **args)`)."""
+
+    claimed: ImageFormat | None
+    policy: SafetyPolicy
+    disk: int | None
+    scratch: Path | None
+
+
+def source_args(
+    from_format: str | None,
+    max_size: str | None,
+    *,
+    allow_backing: bool = False,
+    vhd_size: str | None = None,
+    disk: int | None = None,
+    scratch: Path | None = None,
+) -> SourceArgs:
+    """--from, --max-size, --allow-backing, --vhd-size, --disk and --scratch as typed, each checked, in that order."""
+    return SourceArgs(
+        claimed=parse_disk_format(from_format),
+        policy=parse_policy(max_size, allow_backing=allow_backing, vhd_size=vhd_size),
+        disk=disk,
+        scratch=parse_scratch(scratch),
     )
 
 

@@ -7,8 +7,9 @@ from typing import TYPE_CHECKING
 
 import typer
 
-from imagepack.cli.output import human_size, print_json, print_warnings, progress_bar, reported, setup_logging
-from imagepack.cli.shared_options import FORCE, JSON, QUIET, VERBOSE
+from imagepack.cli.output import human_size
+from imagepack.cli.run import Run, reporting
+from imagepack.cli.shared_options import FORCE
 
 if TYPE_CHECKING:
     from imagepack.verbs.seed import SeedIso
@@ -24,6 +25,7 @@ def register(app: typer.Typer) -> None:
     app.command("seed-iso", epilog=EXAMPLES)(seed_iso_command)
 
 
+@reporting
 def seed_iso_command(
     output: Path = typer.Argument(..., metavar="OUT.iso", help="The seed ISO to write."),
     user_data: Path = typer.Option(
@@ -48,47 +50,38 @@ def seed_iso_command(
         help="Add a .reg file and a PowerShell script that set RealTimeIsUniversal (Windows images), and a README.",
     ),
     force: bool = FORCE,
-    json_output: bool = JSON,
-    quiet: bool = QUIET,
-    verbose: bool = VERBOSE,
+    *,
+    run: Run,
 ) -> None:
     """Write a cloud-init NoCloud seed ISO (label cidata, Rock Ridge and Joliet names), its files checked first."""
-    setup_logging(quiet=quiet, verbose=verbose)
-    with reported(verbose=verbose, json_output=json_output):
-        from imagepack.core.errors import InvalidValueError
-        from imagepack.verbs.seed import make_seed_iso
+    from imagepack.core.errors import InvalidValueError
+    from imagepack.verbs.seed import make_seed_iso
 
-        if meta_data is not None and (instance_id is not None or hostname is not None):
-            given = " and ".join(
-                flag for flag, value in (("--instance-id", instance_id), ("--hostname", hostname)) if value is not None
-            )
-            raise InvalidValueError(
-                f"{given} with --meta-data: put instance-id and local-hostname in the meta-data file, "
-                "or leave out --meta-data to have it generated"
-            )
-        with progress_bar(f"writing {output.name}", quiet=quiet) as on_progress:
-            done = make_seed_iso(
-                output,
-                user_data=user_data,
-                meta_data=meta_data,
-                network_config=network_config,
-                vendor_data=vendor_data,
-                instance_id=instance_id,
-                hostname=hostname,
-                windows_rtc_fix=windows_rtc_fix,
-                force=force,
-                on_progress=on_progress,
-            )
-        _report(done, json_output=json_output, quiet=quiet)
+    if meta_data is not None and (instance_id is not None or hostname is not None):
+        given = " and ".join(
+            flag for flag, value in (("--instance-id", instance_id), ("--hostname", hostname)) if value is not None
+        )
+        raise InvalidValueError(
+            f"{given} with --meta-data: put instance-id and local-hostname in the meta-data file, "
+            "or leave out --meta-data to have it generated"
+        )
+    with run.progress(f"writing {output.name}") as on_progress:
+        done = make_seed_iso(
+            output,
+            user_data=user_data,
+            meta_data=meta_data,
+            network_config=network_config,
+            vendor_data=vendor_data,
+            instance_id=instance_id,
+            hostname=hostname,
+            windows_rtc_fix=windows_rtc_fix,
+            force=force,
+            on_progress=on_progress,
+        )
+    run.show(done, lambda: _print(done), warnings=done.warnings)
 
 
-def _report(done: SeedIso, *, json_output: bool, quiet: bool) -> None:
-    if json_output:
-        print_json(done.to_json())
-        return
-    print_warnings(done.warnings)
-    if quiet:
-        return
+def _print(done: SeedIso) -> None:
     meta = "generated" if done.meta_data_generated else "as given"
     print(f"wrote {done.target} (cidata, {human_size(done.size)}) in {done.seconds:.2f} s")
     print(f"  user-data: {done.user_data_type}")

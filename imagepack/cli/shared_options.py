@@ -81,6 +81,27 @@ GUEST_MISMATCH_OK = typer.Option(
 )
 
 
+# Options several verbs take in words of their own: the flag, its default, metavar and bounds said here once, the
+# help by each verb (worded("--firmware", "Default: ...")).
+_WORDED: dict[str, dict[str, Any]] = {
+    "--os": {"metavar": "NAME"},
+    "--os-version": {"metavar": "VERSION"},
+    "--launch-mode": {"metavar": "MODE"},
+    "--firmware": {"metavar": "BIOS|UEFI_64"},
+    "--expect": {"metavar": "REGEX"},
+    "--timeout": {"metavar": "S", "min": 1},
+    "--accel": {"metavar": "kvm|tcg"},
+}
+
+
+def worded(flag: str, help: str) -> Any:
+    """The typer.Option of `flag` (one of _WORDED), with the help the verb words it with."""
+    return typer.Option(None, flag, help=help, **_WORDED[flag])
+
+
+LAUNCH_MODE = worded("--launch-mode", "NATIVE, PARAVIRTUALIZED (default), EMULATED, CUSTOM.")
+
+
 @dataclass(frozen=True)
 class PackOptions:
     """The pack options as typed: what a .oci target's image_metadata.json should say."""
@@ -106,29 +127,22 @@ _PACK_PARAMETERS: tuple[tuple[str, Any, Any], ...] = (
     (
         "os_name",
         str | None,
-        typer.Option(None, "--os", metavar="NAME", help="Operating system, e.g. 'Oracle Linux', 'Ubuntu', 'Windows'."),
+        worded("--os", "Operating system, e.g. 'Oracle Linux', 'Ubuntu', 'Windows'."),
     ),
     (
         "os_version",
         str | None,
-        typer.Option(None, "--os-version", metavar="VERSION", help="Its version, e.g. 8, 22.04, 'Server 2022'."),
+        worded("--os-version", "Its version, e.g. 8, 22.04, 'Server 2022'."),
     ),
     (
         "launch_mode",
         str | None,
-        typer.Option(
-            None, "--launch-mode", metavar="MODE", help="NATIVE, PARAVIRTUALIZED (default), EMULATED, CUSTOM."
-        ),
+        LAUNCH_MODE,
     ),
     (
         "firmware",
         str | None,
-        typer.Option(
-            None,
-            "--firmware",
-            metavar="BIOS|UEFI_64",
-            help="Default: the guest's boot set-up, else the partition table.",
-        ),
+        worded("--firmware", "Default: the guest's boot set-up, else the partition table."),
     ),
     (
         "launch_option",

@@ -3,24 +3,26 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 
-from imagepack.cli.output import print_checksums, print_json, progress_bar, reported, setup_logging
+from imagepack.cli.output import print_checksums
+from imagepack.cli.run import Run, reporting
 from imagepack.cli.shared_options import (
     CHECKSUM,
     FORCE,
     FORMAT_OPTION,
-    JSON,
     MAX_SIZE,
     PART_SIZE,
-    QUIET,
     SCRATCH,
     STREAM_WRITER,
     SYNC,
     THREADS,
-    VERBOSE,
 )
+
+if TYPE_CHECKING:
+    from imagepack.verbs.unpack import UnpackResult
 
 EXAMPLES = """\b
 Examples:
@@ -32,6 +34,7 @@ def register(app: typer.Typer) -> None:
     app.command("unpack", epilog=EXAMPLES)(unpack_command)
 
 
+@reporting
 def unpack_command(
     archive: Path = typer.Argument(..., metavar="ARCHIVE", help="The .oci archive (never modified)."),
     directory: Path = typer.Option(
@@ -56,42 +59,40 @@ def unpack_command(
     scratch: Path | None = SCRATCH,
     checksum: bool = CHECKSUM,
     part_size: str = PART_SIZE,
-    json_output: bool = JSON,
-    quiet: bool = QUIET,
-    verbose: bool = VERBOSE,
+    *,
+    run: Run,
 ) -> None:
     """Write an archive's disk (NAME.qcow2) and metadata (NAME.json) into a directory. -o KEY=VALUE takes --to."""
-    setup_logging(quiet=quiet, verbose=verbose)
-    with reported(verbose=verbose, json_output=json_output):
-        from imagepack.cli.parse import parse_choice, parse_disk_format, parse_part_size, parse_policy, parse_scratch
-        from imagepack.core.errors import InvalidValueError
-        from imagepack.formats.create_options import parse_option_pairs
-        from imagepack.verbs.unpack import unpack_archive
-        from imagepack.writers.disk import StreamWriter
+    from imagepack.cli.parse import parse_choice, parse_disk_format, parse_part_size, parse_policy, parse_scratch
+    from imagepack.core.errors import InvalidValueError
+    from imagepack.formats.create_options import parse_option_pairs
+    from imagepack.verbs.unpack import unpack_archive
+    from imagepack.writers.disk import StreamWriter
 
-        if option and to is None:
-            # Without --to the qcow2 is written as archived, so there is nothing for a format option to change.
-            raise InvalidValueError("-o applies to the disk written with --to FORMAT; give --to too, or drop -o")
-        size = parse_part_size(part_size, checksum=checksum)
-        with progress_bar(archive.name, quiet=quiet) as on_progress:
-            done = unpack_archive(
-                archive,
-                directory,
-                to=parse_disk_format(to),
-                name=name,
-                options=parse_option_pairs(option),
-                threads=threads,
-                stream_writer=parse_choice(StreamWriter, stream_writer, "--stream-writer") or StreamWriter.IMAGEPACK,
-                force=force,
-                sync=sync,
-                policy=parse_policy(max_size),
-                scratch=parse_scratch(scratch),
-                checksum=checksum,
-                part_size=size,
-                on_progress=on_progress,
-            )
-        if json_output:
-            print_json(done.to_json())
-        elif not quiet:
-            print(f"unpacked {done.archive} into {done.disk} ({done.disk_format.value}) and {done.metadata}")
-            print_checksums(done.checksum)
+    if option and to is None:
+        # Without --to the qcow2 is written as archived, so there is nothing for a format option to change.
+        raise InvalidValueError("-o applies to the disk written with --to FORMAT; give --to too, or drop -o")
+    size = parse_part_size(part_size, checksum=checksum)
+    with run.progress(archive.name) as on_progress:
+        done = unpack_archive(
+            archive,
+            directory,
+            to=parse_disk_format(to),
+            name=name,
+            options=parse_option_pairs(option),
+            threads=threads,
+            stream_writer=parse_choice(StreamWriter, stream_writer, "--stream-writer") or StreamWriter.IMAGEPACK,
+            force=force,
+            sync=sync,
+            policy=parse_policy(max_size),
+            scratch=parse_scratch(scratch),
+            checksum=checksum,
+            part_size=size,
+            on_progress=on_progress,
+        )
+    run.show(done, lambda: _print(done))
+
+
+def _print(done: UnpackResult) -> None:
+    print(f"unpacked {done.archive} into {done.disk} ({done.disk_format.value}) and {done.metadata}")
+    print_checksums(done.checksum)

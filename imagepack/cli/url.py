@@ -7,8 +7,8 @@ from typing import TYPE_CHECKING
 
 import typer
 
-from imagepack.cli.output import print_json, print_warnings, reported, setup_logging
-from imagepack.cli.shared_options import JSON, QUIET, VERBOSE
+from imagepack.cli.output import print_warnings
+from imagepack.cli.run import Run, reporting
 from imagepack.core.errors import InvalidValueError
 
 if TYPE_CHECKING:
@@ -31,6 +31,7 @@ def register(app: typer.Typer) -> None:
     app.command("url", epilog=EXAMPLES)(url_command)
 
 
+@reporting
 def url_command(
     url: str | None = typer.Argument(None, metavar="[URL]", help="An Object Storage URL to parse."),
     region: str | None = typer.Option(None, "--region", metavar="REGION", help="Region, e.g. us-ashburn-1."),
@@ -40,56 +41,51 @@ def url_command(
     realm: str | None = typer.Option(None, "--realm", metavar="REALM", help="oc1, oc2, ... (default: the region's)."),
     dedicated: bool = typer.Option(False, "--dedicated", help="The namespace-prefixed endpoint (customer-oci.com)."),
     par: str | None = typer.Option(None, "--par", metavar="URL", help="A bucket PAR to append --object to."),
-    json_output: bool = JSON,
-    quiet: bool = QUIET,
-    verbose: bool = VERBOSE,
+    *,
+    run: Run,
 ) -> None:
     """Print an Object Storage URL built from its parts, or from a bucket PAR and an object name; or parse one."""
-    setup_logging(quiet=quiet, verbose=verbose)
-    with reported(verbose=verbose, json_output=json_output):
-        from imagepack.oci.objectstorage import build_url, parse_url
+    from imagepack.oci.objectstorage import build_url, parse_url
 
-        parts = {"--region": region, "--namespace": namespace, "--bucket": bucket, "--realm": realm}
-        typed = [flag for flag, value in parts.items() if value is not None] + (["--dedicated"] if dedicated else [])
-        if url is not None:
-            if typed or par is not None or object_name is not None:
-                given = typed + (["--par"] if par is not None else []) + (["--object"] if object_name else [])
-                raise InvalidValueError(f"a URL to parse takes none of {', '.join(given)}")
-            _report(parse_url(url), json_output=json_output, quiet=quiet, parsed=True)
-        elif par is not None:
-            if typed:
-                raise InvalidValueError(f"--par takes only --object, not {', '.join(typed)}")
-            found = parse_url(par)
-            if object_name is None and found.object is None:
-                raise InvalidValueError("a bucket PAR needs an object name appended: pass --object NAME")
-            built = found if object_name is None else found.with_object(object_name)
-            if not quiet and not json_output:
-                print(f"imagepack: note: --par is {_KIND_TEXT[found.kind.value]}", file=sys.stderr)
-            _report(built, json_output=json_output, quiet=quiet, parsed=False)
-        else:
-            missing = [flag for flag, value in list(parts.items())[:3] if value is None]
-            missing += ["--object"] if object_name is None else []
-            if missing:
-                raise InvalidValueError(
-                    f"give a URL to parse, --par URL --object NAME, or all of --region, --namespace, --bucket and "
-                    f"--object (missing: {', '.join(missing)})",
-                )
-            assert region is not None and namespace is not None and bucket is not None and object_name is not None
-            built = build_url(
-                region=region,
-                namespace=namespace,
-                bucket=bucket,
-                object_name=object_name,
-                realm=realm,
-                dedicated=dedicated,
+    parts = {"--region": region, "--namespace": namespace, "--bucket": bucket, "--realm": realm}
+    typed = [flag for flag, value in parts.items() if value is not None] + (["--dedicated"] if dedicated else [])
+    if url is not None:
+        if typed or par is not None or object_name is not None:
+            given = typed + (["--par"] if par is not None else []) + (["--object"] if object_name else [])
+            raise InvalidValueError(f"a URL to parse takes none of {', '.join(given)}")
+        found = parse_url(url)
+        run.show(found, lambda: _print(found, quiet=run.quiet, parsed=True), even_quiet=True)
+    elif par is not None:
+        if typed:
+            raise InvalidValueError(f"--par takes only --object, not {', '.join(typed)}")
+        found = parse_url(par)
+        if object_name is None and found.object is None:
+            raise InvalidValueError("a bucket PAR needs an object name appended: pass --object NAME")
+        built = found if object_name is None else found.with_object(object_name)
+        if not run.quiet and not run.json_output:
+            print(f"imagepack: note: --par is {_KIND_TEXT[found.kind.value]}", file=sys.stderr)
+        run.show(built, lambda: _print(built, quiet=run.quiet, parsed=False), even_quiet=True)
+    else:
+        missing = [flag for flag, value in list(parts.items())[:3] if value is None]
+        missing += ["--object"] if object_name is None else []
+        if missing:
+            raise InvalidValueError(
+                f"give a URL to parse, --par URL --object NAME, or all of --region, --namespace, --bucket and "
+                f"--object (missing: {', '.join(missing)})",
             )
-            _report(built, json_output=json_output, quiet=quiet, parsed=False)
+        assert region is not None and namespace is not None and bucket is not None and object_name is not None
+        built = build_url(
+            region=region,
+            namespace=namespace,
+            bucket=bucket,
+            object_name=object_name,
+            realm=realm,
+            dedicated=dedicated,
+        )
+        run.show(built, lambda: _print(built, quiet=run.quiet, parsed=False), even_quiet=True)
 
 
-def _report(found: ObjectUrl, *, json_output: bool, quiet: bool, parsed: bool) -> None:
-    if json_output:
-        print_json(found.to_json())
-        return
+def _print(found: ObjectUrl, *, quiet: bool, parsed: bool) -> None:
     if not quiet:
         print_warnings(found.notes)
     if not parsed:
