@@ -40,19 +40,20 @@ def info_command(
     setup_logging(quiet=quiet, verbose=verbose)
     with reported(verbose=verbose, json_output=json_output):
         from imagepack.cli.parse import parse_disk_format, parse_policy, parse_scratch
+        from imagepack.sources.open import OpenOptions
         from imagepack.verbs.info import ArchiveInfo, OvaInfo, describe
         from imagepack.verbs.seed import IsoInfo
 
         policy = parse_policy(max_size, vhd_size=vhd_size)
         with progress_bar(f"reading {path.name}", quiet=quiet) as on_progress:
-            found = describe(
-                path,
+            options = OpenOptions(
                 claimed=parse_disk_format(from_format),
                 policy=policy,
-                disk=disk,
                 scratch=parse_scratch(scratch),
+                disk=disk,
                 on_progress=on_progress,
             )
+            found = describe(path, options)
         if json_output:
             print_json(found.to_json())
         elif isinstance(found, ArchiveInfo):

@@ -58,19 +58,20 @@ def inspect_command(
     setup_logging(quiet=quiet, verbose=verbose)
     with reported(verbose=verbose, json_output=json_output):
         from imagepack.cli.parse import parse_disk_format, parse_policy, parse_scratch
+        from imagepack.sources.open import OpenOptions
         from imagepack.verbs.inspect.run import inspect_path
 
         policy = parse_policy(max_size, vhd_size=vhd_size)
         wanted = _wanted(target, launch_mode, firmware)
         with progress_bar(f"reading {path.name}", quiet=quiet) as on_progress:
-            report = inspect_path(
-                path,
+            options = OpenOptions(
                 claimed=parse_disk_format(from_format),
                 policy=policy,
-                disk=disk,
                 scratch=parse_scratch(scratch),
+                disk=disk,
                 on_progress=on_progress,
             )
+            report = inspect_path(path, options)
         if wanted is not None:
             report["readiness"] = readiness(report, wanted)
         if json_output:

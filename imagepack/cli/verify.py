@@ -50,6 +50,7 @@ def verify_command(
         from imagepack.cli.boot import boot_request, stage_printer
         from imagepack.cli.parse import parse_policy, parse_scratch
         from imagepack.core.errors import InvalidValueError
+        from imagepack.sources.open import OpenOptions
         from imagepack.verbs.verify import verify_path
 
         policy = parse_policy(max_size, vhd_size=vhd_size)
@@ -60,15 +61,8 @@ def verify_command(
             # The boot says what it waits for and each stage it passes; the reading bar is full by then.
             told = None if quiet else stage_printer(on_progress and (lambda: on_progress(1.0)))
             request = boot_request(expect=expect, timeout=timeout, accel=accel, on_stage=told) if boot else None
-            report = verify_path(
-                path,
-                strict=strict,
-                policy=policy,
-                disk=disk,
-                scratch=parse_scratch(scratch),
-                on_progress=on_progress,
-                boot=request,
-            )
+            options = OpenOptions(policy=policy, scratch=parse_scratch(scratch), disk=disk, on_progress=on_progress)
+            report = verify_path(path, options, strict=strict, boot=request)
         if json_output:
             print_json(report.to_json())
         else:

@@ -25,7 +25,7 @@ from imagepack.files.leftovers import scratch_directory
 from imagepack.formats import ImageFormat, SafetyPolicy, format_claimed_by_name, parse_format
 from imagepack.formats.create_options import create_options
 from imagepack.oci.metadata import ImageMetadata
-from imagepack.sources.open import Source, SourceKind, open_source
+from imagepack.sources.open import OpenOptions, Source, SourceKind, open_source
 from imagepack.writers.disk import (
     StreamWriter,
     can_copy,
@@ -481,14 +481,9 @@ def _make_opened(
                 )
     where = scratch or target.path.parent
     compressed = compression_of(source) is not None
-    with open_source(
-        source,
-        claimed=claimed,
-        policy=policy,
-        scratch=where,
-        disk=disk,
-        on_progress=stage(on_progress, "decompressing", 0.0, 0.5) if compressed else None,
-    ) as opened:
+    decoding = stage(on_progress, "decompressing", 0.0, 0.5) if compressed else None
+    options = OpenOptions(claimed=claimed, policy=policy, scratch=where, disk=disk, on_progress=decoding)
+    with open_source(source, options) as opened:
         built = build(
             opened,
             target,

@@ -29,7 +29,7 @@ from imagepack.oci.objectstorage import (
     check_object_name,
     check_region,
 )
-from imagepack.sources.open import Source, SourceKind, open_source
+from imagepack.sources.open import OpenOptions, Source, SourceKind, open_source
 
 IAAS_API_VERSION = "20160918"  # the Core Services API version CreateImage is under
 BODY_FILE = "create-image.json"  # the name the printed commands give the request body
@@ -250,7 +250,7 @@ def import_request(
     if (operating_system is None) != (operating_system_version is None):
         raise InvalidValueError("give the operating system and its version together", code="import.os")
     try:
-        with open_source(path, policy=policy) as source:
+        with open_source(path, OpenOptions(policy=policy)) as source:
             os_name = OsName.AS_TYPED if os_unlisted else OsName.GIVEN
             _fill_from_source(request, source, launch_mode, operating_system, operating_system_version, strict, os_name)
     except ImagepackError as e:

@@ -20,7 +20,7 @@ from imagepack.formats import DEFAULT_MAX_SIZE, ImageFormat, SafetyPolicy
 from imagepack.formats.create_options import option_value
 from imagepack.formats.partitions import PartitionTable
 from imagepack.sources.disk import partition_layout
-from imagepack.sources.open import Source, open_source
+from imagepack.sources.open import OpenOptions, Source, open_source
 from imagepack.verbs.build import (
     ArchiveKind,
     BuildResult,
@@ -281,7 +281,8 @@ def make_for(
     where = scratch or target.path.parent
     compressed = compression_of(source) is not None
     decoding = stage(on_progress, "decompressing", 0.0, 0.5) if compressed else None
-    with open_source(source, claimed=claimed, policy=policy, scratch=where, disk=disk, on_progress=decoding) as opened:
+    options = OpenOptions(claimed=claimed, policy=policy, scratch=where, disk=disk, on_progress=decoding)
+    with open_source(source, options) as opened:
         writing = stage(on_progress, "converting", 0.5, 1.0) if compressed else on_progress
         built = build_for(preset, opened, target, resize_up=resize_up, scratch=where, on_progress=writing)
     return dataclasses.replace(built, seconds=time.monotonic() - started)  # the decoding included

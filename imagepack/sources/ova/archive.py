@@ -34,17 +34,6 @@ class OvaLayout:
         return f"{self.path}:{member.name}"
 
 
-def looks_like_ova(path: Path) -> bool:
-    """An .ova by name, or a plain tar whose first member is an .ovf descriptor."""
-    if path.suffix.lower() == ".ova":
-        return True
-    with ByteSource(path) as src:
-        if detect(src).archive is not Container.TAR:
-            return False
-        head = src.read(0, 100)
-    return head.split(b"\0", 1)[0].lower().endswith(b".ovf")
-
-
 def read_ova_layout(path: Path, *, max_disk_size: int) -> OvaLayout:
     """Walk the headers (never extracting), check each member, and parse the descriptor."""
     try:

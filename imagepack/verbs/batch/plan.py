@@ -84,9 +84,7 @@ def estimate_source(source: SourceEntry) -> tuple[list[int], int]:
     try:
         with (
             tempfile.TemporaryDirectory(prefix="imagepack-plan-") as scratch,
-            open_source(
-                source.path, claimed=source.claimed, policy=source.policy, scratch=Path(scratch), disk=source.disk
-            ) as opened,
+            open_source(source.path, source.open_options(Path(scratch))) as opened,
         ):
             return [_estimate(opened.disk, output) for output in source.outputs], 0
     except ImagepackError:

@@ -71,9 +71,7 @@ def work(conn: Connection, job: Job) -> None:
         return
     where = job.outputs[0].target.path.parent
     try:
-        with open_source(
-            job.source.path, claimed=job.source.claimed, policy=job.source.policy, scratch=where, disk=job.source.disk
-        ) as opened:
+        with open_source(job.source.path, job.source.open_options(where)) as opened:
             _build_each(
                 conn,
                 job,
