@@ -16,7 +16,7 @@ from imagepack.core.openfile import opened_input
 from imagepack.files.leftovers import scratch_directory
 from imagepack.formats import ByteSource, Container, ImageFormat, SafetyPolicy, detect
 from imagepack.sources.disk import SourceImage, open_image
-from imagepack.tar.members import Member, extract_member, members, scan
+from imagepack.tar.members import Member, extract_member, members, scan, sniff
 
 DISK_NAME = "disk.raw"
 _HOLDS = f"a GCE image tarball holds {DISK_NAME} only"
@@ -42,9 +42,8 @@ def member_name_in(head: bytes) -> str | None:
 
 
 def read_gce_layout(path: Path, *, max_size: int, shown: Path | None = None) -> GceLayout:
-    with ByteSource(path) as src:
-        compressed = detect(src).archive is Container.GZIP
-        file_size = src.size
+    detected, file_size = sniff(path)
+    compressed = detected.archive is Container.GZIP
     scan(path, compressed=compressed, file_size=file_size, member_limit=max_size)
     found = [member for _, member in members(path, compressed=compressed, holds=_HOLDS)]
     if [m.name for m in found] != [DISK_NAME]:
