@@ -101,3 +101,14 @@ def test_a_stream_named_for_another_is_refused_before_anything_else(qcow2: Path)
     renamed = qcow2.rename(qcow2.with_name("disk.qcow2.xz"))
     with pytest.raises(InputError, match="the name says xz"):
         identify(renamed)
+
+
+def test_info_describes_a_compressed_disk_named_oci_as_convert_reads_it(tmp_path: Path, qcow2: Path) -> None:
+    """The name said .oci, so info asked open_source for an archive and met a disk (an internal error); the one
+    identity makes it the zstd-compressed qcow2 that convert reads."""
+    named = _zstd(qcow2, "disk.oci")
+    done = run_cli("info", "--json", str(named))
+    assert done.returncode == 0, done.stderr
+    assert '"format": "qcow2"' in done.stdout and '"compression": "zstd"' in done.stdout, done.stdout
+    converted = run_cli("convert", str(named), str(tmp_path / "out.raw"))
+    assert converted.returncode == 0, converted.stderr

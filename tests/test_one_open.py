@@ -210,3 +210,10 @@ def test_convert_of_a_compressed_qcow2_opens_it_once(tmp_path: Path) -> None:
     subprocess.run(["zstd", "-q", str(disk), "-o", str(tmp_path / "disk.qcow2.zst")], check=True)
     log = _traced(tmp_path, "convert", "disk.qcow2.zst", "out.vmdk")
     assert len(_opens_of(log, "disk.qcow2.zst")) == 1, _opens_of(log, "disk.qcow2.zst")
+
+
+def test_convert_for_a_platform_opens_the_source_once(tmp_path: Path) -> None:
+    """A preset's convert used to open the source by name to ask whether it is compressed, then again to read it."""
+    _swap_setup(tmp_path)
+    log = _traced(tmp_path, "convert", "disk.qcow2", "out.vdi", "--for", "virtualbox")
+    assert len(_opens_of(log, "disk.qcow2")) == 1, _opens_of(log, "disk.qcow2")

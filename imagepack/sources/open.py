@@ -6,14 +6,14 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from imagepack.compression import STREAMS, decompressed
 from imagepack.compression.bounded import require_inner_name_agrees
 from imagepack.core.errors import InvalidValueError, UnreadableError
 from imagepack.core.openfile import OpenedPath, opened_input
-from imagepack.core.progress import Progress
+from imagepack.core.progress import Progress, stage
 from imagepack.formats import Container, ImageFormat, SafetyPolicy
 from imagepack.sources.disk import SourceImage, open_image
 from imagepack.sources.gce import open_gce
@@ -21,7 +21,7 @@ from imagepack.sources.identify import Identity, SourceKind, content_kind, ident
 from imagepack.sources.oci import OpenedArchive, open_archive
 from imagepack.sources.ova.reader import OpenedOva, open_ova
 
-__all__ = ["Identity", "OpenOptions", "Source", "SourceKind", "identify", "open_oci", "open_source"]
+__all__ = ["Identity", "OpenOptions", "Source", "SourceKind", "identify", "open_in_stages", "open_oci", "open_source"]
 
 
 @dataclass(frozen=True)
@@ -75,6 +75,19 @@ def open_source(
         found = identity or identify(opened, claimed=options.claimed)
         with _open_source(opened, found, options) as source:
             yield source
+
+
+@contextlib.contextmanager
+def open_in_stages(path: Path, options: OpenOptions) -> Iterator[tuple[Source, Progress | None]]:
+    """open_source for a command with one more step to take with what it opened (`options.on_progress` follows
+    the whole): a compressed input's decompression is its first half, the step the second; for any other input
+    the step is the whole. Yields the source and the step's progress."""
+    with opened_input(path) as opened:
+        identity = identify(opened, claimed=options.claimed)
+        whole = options.on_progress
+        decoding = stage(whole, "decompressing", 0.0, 0.5) if identity.stream is not None else None
+        with open_source(opened, replace(options, on_progress=decoding), identity=identity) as source:
+            yield source, stage(whole, "converting", 0.5, 1.0) if identity.stream is not None else whole
 
 
 @contextlib.contextmanager

@@ -13,7 +13,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
-from imagepack.compression import STREAMS, THREADED, Codec, check_settings, codec_named, compress_into, compression_of
+from imagepack.compression import STREAMS, THREADED, Codec, check_settings, codec_named, compress_into
 from imagepack.compression.files import CODEC_STREAMS
 from imagepack.core.errors import ImagepackError, InvalidValueError
 from imagepack.core.openfile import opened_input
@@ -25,7 +25,7 @@ from imagepack.files.leftovers import scratch_directory
 from imagepack.formats import ImageFormat, SafetyPolicy, format_claimed_by_name, parse_format
 from imagepack.formats.create_options import create_options
 from imagepack.oci.metadata import ImageMetadata
-from imagepack.sources.open import OpenOptions, Source, SourceKind, open_source
+from imagepack.sources.open import OpenOptions, Source, SourceKind, open_in_stages
 from imagepack.writers.disk import (
     StreamWriter,
     can_copy,
@@ -480,16 +480,9 @@ def _make_opened(
                     checksum=sums,
                 )
     where = scratch or target.path.parent
-    compressed = compression_of(source) is not None
-    decoding = stage(on_progress, "decompressing", 0.0, 0.5) if compressed else None
-    options = OpenOptions(claimed=claimed, policy=policy, scratch=where, disk=disk, on_progress=decoding)
-    with open_source(source, options) as opened:
-        built = build(
-            opened,
-            target,
-            scratch=where,
-            on_progress=stage(on_progress, "converting", 0.5, 1.0) if compressed else on_progress,
-        )
+    options = OpenOptions(claimed=claimed, policy=policy, scratch=where, disk=disk, on_progress=on_progress)
+    with open_in_stages(source, options) as (opened, writing):
+        built = build(opened, target, scratch=where, on_progress=writing)
     # The whole command's time: the decoding, and the scratch copy's removal, count as much as the writing.
     return replace(built, seconds=time.monotonic() - started)
 

@@ -11,16 +11,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from imagepack.compression import codec_named, compression_of
+from imagepack.compression import codec_named
 from imagepack.core.errors import InputError, InvalidValueError
 from imagepack.core.problems import Problem, Remedy, Severity
-from imagepack.core.progress import Progress, stage
+from imagepack.core.progress import Progress
 from imagepack.files.atomic import check_target
 from imagepack.formats import DEFAULT_MAX_SIZE, ImageFormat, SafetyPolicy
 from imagepack.formats.create_options import option_value
 from imagepack.formats.partitions import PartitionTable
 from imagepack.sources.disk import partition_layout
-from imagepack.sources.open import OpenOptions, Source, open_source
+from imagepack.sources.open import OpenOptions, Source, open_in_stages
 from imagepack.verbs.build import (
     ArchiveKind,
     BuildResult,
@@ -279,11 +279,8 @@ def make_for(
     check_compression(preset.target_for(target))
     check_target(target.path, force=target.force, inputs=(source,))
     where = scratch or target.path.parent
-    compressed = compression_of(source) is not None
-    decoding = stage(on_progress, "decompressing", 0.0, 0.5) if compressed else None
-    options = OpenOptions(claimed=claimed, policy=policy, scratch=where, disk=disk, on_progress=decoding)
-    with open_source(source, options) as opened:
-        writing = stage(on_progress, "converting", 0.5, 1.0) if compressed else on_progress
+    options = OpenOptions(claimed=claimed, policy=policy, scratch=where, disk=disk, on_progress=on_progress)
+    with open_in_stages(source, options) as (opened, writing):
         built = build_for(preset, opened, target, resize_up=resize_up, scratch=where, on_progress=writing)
     return dataclasses.replace(built, seconds=time.monotonic() - started)  # the decoding included
 
