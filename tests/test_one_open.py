@@ -192,11 +192,12 @@ def test_convert_of_a_gce_tarball_opens_it_once(tmp_path: Path) -> None:
         pytest.param(["verify", "disk.oci"], id="verify"),
         pytest.param(["info", "disk.oci"], id="info"),
         pytest.param(["inspect", "disk.oci"], id="inspect"),
+        pytest.param(["meta", "show", "disk.oci"], id="meta-show"),
     ],
 )
 def test_every_verb_reading_a_oci_opens_it_once(tmp_path: Path, verb: list[str]) -> None:
-    """What a .oci is, and then its members, are read from one open file (unpack used to open it by name to ask
-    whether it is compressed, then again to read it)."""
+    """What a .oci is, and then its members, are read from one open file (unpack and meta show used to open it by
+    name to ask whether it is compressed, then again to read it)."""
     _swap_setup(tmp_path)
     pack = ["pack", "disk.qcow2", "disk.oci", "--os", "Oracle Linux", "--os-version", "9", "--firmware", "BIOS"]
     packed = run_cli(*pack, cwd=tmp_path)

@@ -21,7 +21,17 @@ from imagepack.sources.identify import Identity, SourceKind, content_kind, ident
 from imagepack.sources.oci import OpenedArchive, open_archive
 from imagepack.sources.ova.reader import OpenedOva, open_ova
 
-__all__ = ["Identity", "OpenOptions", "Source", "SourceKind", "identify", "open_in_stages", "open_oci", "open_source"]
+__all__ = [
+    "Identity",
+    "OpenOptions",
+    "Source",
+    "SourceKind",
+    "archive_tar",
+    "identify",
+    "open_in_stages",
+    "open_oci",
+    "open_source",
+]
 
 
 @dataclass(frozen=True)
@@ -152,16 +162,26 @@ def open_oci(
 
 @contextlib.contextmanager
 def _open_oci(path: OpenedPath, identity: Identity, options: OpenOptions) -> Iterator[OpenedArchive]:
-    policy, scratch, stream = options.policy, options.scratch, identity.stream
+    with (
+        archive_tar(path, identity, options) as tar,
+        open_archive(tar, policy=options.policy, scratch=options.scratch) as opened,  # or says what it is instead
+    ):
+        yield opened
+
+
+@contextlib.contextmanager
+def archive_tar(path: Path, identity: Identity, options: OpenOptions) -> Iterator[Path]:
+    """The tar of a .oci archive `identity` says `path` is: the file itself (plain, or a gzip the archive reader
+    reads), or a zstd, xz or bzip2 stream's content, decompressed into `options.scratch`."""
+    stream = identity.stream
     if stream is None or (stream is Container.GZIP and identity.archive):
-        with open_archive(path, policy=policy, scratch=scratch) as opened:  # or says what the file is instead
-            yield opened
+        yield path
         return
+    policy, scratch = options.policy, options.scratch
     with decompressed(path, stream, policy=policy, scratch=scratch, on_progress=options.on_progress) as content:
         if not content.is_archive:
             raise UnreadableError(f"{path}: this is a {STREAMS[stream]}-compressed disk, not a .oci archive")
-        with open_archive(content.path, policy=policy, scratch=scratch) as opened:
-            yield opened
+        yield content.path
 
 
 def _not_an_ova(path: Path) -> InvalidValueError:
