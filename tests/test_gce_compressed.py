@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from imagepack.sources.open import SourceKind, open_source
+from imagepack.sources.open import OpenOptions, SourceKind, open_source
 from imagepack.writers.sample import write_sample_disk
 from tests.conftest import file_digest, leftovers, qemu_img, run_cli
 from tests.readers import qemu_compare, read_guest_disk
@@ -156,7 +156,7 @@ def test_a_plain_member_is_read_in_place_in_the_decompressed_tar_and_a_sparse_on
     source = compress(gnu_tar(tmp_path, raw_disk, sparse=sparse), "zstd")
     scratch = tmp_path / "scratch"
     scratch.mkdir()
-    with open_source(source, scratch=scratch) as opened:
+    with open_source(source, OpenOptions(scratch=scratch)) as opened:
         assert opened.kind is SourceKind.GCE and opened.compression == "zstd"
         assert opened.disk.label == f"{source}:disk.raw"
         ref = opened.disk.ref

@@ -132,7 +132,7 @@ def _opens_of(log: Path, name: str) -> list[str]:
     return [line for line in log.read_text().splitlines() if pattern.search(line)]
 
 
-def _traced(tmp_path: Path, *args: str) -> Path:
+def _traced(tmp_path: Path, *args: str, exits: tuple[int, ...] = (0,)) -> Path:
     strace = shutil.which("strace")
     assert strace, "strace is needed for this test (apt-get install strace)"
     log = tmp_path / "openat.log"
@@ -144,7 +144,7 @@ def _traced(tmp_path: Path, *args: str) -> Path:
         timeout=120,
         check=False,
     )
-    assert traced.returncode == 0, traced.stderr
+    assert traced.returncode in exits, traced.stderr
     return log
 
 
@@ -183,3 +183,38 @@ def test_convert_of_a_gce_tarball_opens_it_once(tmp_path: Path) -> None:
     )
     log = _traced(tmp_path, "convert", "image.tar", "out.qcow2")
     assert len(_opens_of(log, "image.tar")) == 1, _opens_of(log, "image.tar")
+
+
+@pytest.mark.parametrize(
+    "verb",
+    [
+        pytest.param(["unpack", "disk.oci", "-d", "out"], id="unpack"),
+        pytest.param(["verify", "disk.oci"], id="verify"),
+        pytest.param(["info", "disk.oci"], id="info"),
+        pytest.param(["inspect", "disk.oci"], id="inspect"),
+        pytest.param(["meta", "show", "disk.oci"], id="meta-show"),
+    ],
+)
+def test_every_verb_reading_a_oci_opens_it_once(tmp_path: Path, verb: list[str]) -> None:
+    """What a .oci is, and then its members, are read from one open file (unpack and meta show used to open it by
+    name to ask whether it is compressed, then again to read it)."""
+    _swap_setup(tmp_path)
+    pack = ["pack", "disk.qcow2", "disk.oci", "--os", "Oracle Linux", "--os-version", "9", "--firmware", "BIOS"]
+    packed = run_cli(*pack, cwd=tmp_path)
+    assert packed.returncode == 0, packed.stderr
+    log = _traced(tmp_path, *verb, exits=(0, 3))  # verify: an empty guest is not ready for import
+    assert len(_opens_of(log, "disk.oci")) == 1, _opens_of(log, "disk.oci")
+
+
+def test_convert_of_a_compressed_qcow2_opens_it_once(tmp_path: Path) -> None:
+    disk, _ = _swap_setup(tmp_path)
+    subprocess.run(["zstd", "-q", str(disk), "-o", str(tmp_path / "disk.qcow2.zst")], check=True)
+    log = _traced(tmp_path, "convert", "disk.qcow2.zst", "out.vmdk")
+    assert len(_opens_of(log, "disk.qcow2.zst")) == 1, _opens_of(log, "disk.qcow2.zst")
+
+
+def test_convert_for_a_platform_opens_the_source_once(tmp_path: Path) -> None:
+    """A preset's convert used to open the source by name to ask whether it is compressed, then again to read it."""
+    _swap_setup(tmp_path)
+    log = _traced(tmp_path, "convert", "disk.qcow2", "out.vdi", "--for", "virtualbox")
+    assert len(_opens_of(log, "disk.qcow2")) == 1, _opens_of(log, "disk.qcow2")

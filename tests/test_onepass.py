@@ -21,6 +21,7 @@ import pytest
 
 from imagepack.formats import ImageFormat
 from imagepack.formats.partitions import Firmware
+from imagepack.sources.open import OpenOptions
 from imagepack.verbs.build import ArchiveKind, Target, make
 from imagepack.writers.oci.pack import MetadataRequest
 from imagepack.writers.sample import write_sample_disk
@@ -398,7 +399,7 @@ def test_decompressing_reports_progress_from_start_to_end(target_name: str, qcow
     make(
         source,
         Target(target, ArchiveKind.OCI if oci else ImageFormat.VMDK, metadata=request if oci else None),
-        on_progress=seen.append,
+        OpenOptions(on_progress=seen.append),
     )
     assert seen and seen == sorted(seen) and seen[0] > 0 and seen[-1] <= 1.0
     decompressing = [f for f in seen if f <= 0.5] if not oci else seen

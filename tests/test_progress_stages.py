@@ -19,6 +19,7 @@ import pytest
 
 from imagepack.core.progress import share, stage
 from imagepack.formats import ImageFormat
+from imagepack.sources.open import OpenOptions
 from imagepack.verbs.build import Target, make
 from imagepack.writers.sample import write_data_disk
 
@@ -50,7 +51,7 @@ class Recorder:
 
 def test_a_compressed_input_is_decoded_then_converted_each_a_stage_of_its_own(compressed: Path, tmp_path: Path) -> None:
     seen = Recorder()
-    make(compressed, Target(tmp_path / "disk.vmdk", ImageFormat.VMDK), on_progress=seen)
+    make(compressed, Target(tmp_path / "disk.vmdk", ImageFormat.VMDK), OpenOptions(on_progress=seen))
     assert [(label, start, end) for _, label, start, end in seen.stages] == [
         ("decompressing", 0.0, 0.5),
         ("converting", 0.5, 1.0),
@@ -64,7 +65,7 @@ def test_a_compressed_input_is_decoded_then_converted_each_a_stage_of_its_own(co
 def test_the_time_reported_covers_the_decoding(compressed: Path, tmp_path: Path) -> None:
     seen = Recorder()
     began = time.monotonic()
-    done = make(compressed, Target(tmp_path / "disk.vmdk", ImageFormat.VMDK), on_progress=seen)
+    done = make(compressed, Target(tmp_path / "disk.vmdk", ImageFormat.VMDK), OpenOptions(on_progress=seen))
     ended = time.monotonic()
     decoded = max(at for at, fraction in seen.fractions if fraction <= 0.5)  # the last report of the decoding
     assert decoded - began <= done.seconds <= ended - began

@@ -103,10 +103,10 @@ def convert_command(
     with running(json_output=json_output, quiet=quiet, verbose=verbose) as run:
         from imagepack.cli.parse import (
             metadata_request,
+            open_options,
             parse_choice,
             parse_part_size,
             parse_target,
-            source_args,
         )
         from imagepack.core.errors import InvalidValueError
         from imagepack.formats.create_options import parse_option_pairs
@@ -139,11 +139,11 @@ def convert_command(
             raise InvalidValueError(f"{pack.given()[0]} applies only to a .oci target, not {wanted.kind.value}")
         if wanted.kind is ArchiveKind.OCI:
             wanted = replace(wanted, metadata=metadata_request(pack))
-        args = source_args(
+        options = open_options(
             from_format, max_size, allow_backing=allow_backing, vhd_size=vhd_size, disk=disk, scratch=scratch
         )
         with run.progress(f"{source.name} → {target.name}") as on_progress:
-            done = make(source, wanted, preset=preset, resize_up=resize_up, **args, on_progress=on_progress)
+            done = make(source, wanted, options.following(on_progress), preset=preset, resize_up=resize_up)
         run.show(done, lambda: print_build(done), warnings=done.warnings)
 
 

@@ -38,12 +38,12 @@ def info_command(
     run: Run,
 ) -> None:
     """Describe a disk image (format, sizes, partition table, firmware guess), a .oci archive, an OVA or an ISO."""
-    from imagepack.cli.parse import source_args
+    from imagepack.cli.parse import open_options
     from imagepack.verbs.info import describe
 
-    args = source_args(from_format, max_size, vhd_size=vhd_size, disk=disk, scratch=scratch)
+    options = open_options(from_format, max_size, vhd_size=vhd_size, disk=disk, scratch=scratch)
     with run.progress(f"reading {path.name}") as on_progress:
-        found = describe(path, **args, on_progress=on_progress)
+        found = describe(path, options.following(on_progress))
     run.show(found, lambda: _print(found), even_quiet=True)
 
 

@@ -49,13 +49,13 @@ def inspect_command(
     run: Run,
 ) -> None:
     """Read the guest inside a disk: partitions and file systems, the OS it states, the firmware it boots with."""
-    from imagepack.cli.parse import source_args
+    from imagepack.cli.parse import open_options
     from imagepack.verbs.inspect.run import inspect_path
 
-    args = source_args(from_format, max_size, vhd_size=vhd_size, disk=disk, scratch=scratch)
+    options = open_options(from_format, max_size, vhd_size=vhd_size, disk=disk, scratch=scratch)
     wanted = _wanted(target, launch_mode, firmware)
     with run.progress(f"reading {path.name}") as on_progress:
-        report = inspect_path(path, **args, on_progress=on_progress)
+        report = inspect_path(path, options.following(on_progress))
     if wanted is not None:
         report["readiness"] = readiness(report, wanted)
     run.show(report, lambda: print_report(report), even_quiet=True)

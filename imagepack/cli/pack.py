@@ -77,9 +77,9 @@ def pack_command(
     with running(json_output=json_output, quiet=quiet, verbose=verbose) as run:
         from imagepack.cli.parse import (
             metadata_request,
+            open_options,
             parse_choice,
             parse_part_size,
-            source_args,
         )
         from imagepack.core.errors import InvalidValueError
         from imagepack.formats.create_options import parse_option_pairs
@@ -106,14 +106,9 @@ def pack_command(
             checksum=checksum,
             part_size=parse_part_size(part_size, checksum=checksum),
         )
-        args = source_args(
+        options = open_options(
             from_format, max_size, allow_backing=allow_backing, vhd_size=vhd_size, disk=disk, scratch=scratch
         )
         with run.progress(f"{source.name} → {destination.name}") as on_progress:
-            done = make(
-                source,
-                replace(wanted, metadata=metadata_request(pack)),
-                **args,
-                on_progress=on_progress,
-            )
+            done = make(source, replace(wanted, metadata=metadata_request(pack)), options.following(on_progress))
         run.show(done, lambda: print_build(done), warnings=done.warnings)

@@ -8,13 +8,14 @@ import os
 from collections.abc import Iterator
 from enum import Enum
 from pathlib import Path
-from typing import TYPE_CHECKING, TypedDict, TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 from imagepack.core.errors import InvalidValueError, MetadataError
 
 if TYPE_CHECKING:
     from imagepack.cli.shared_options import PackOptions
     from imagepack.formats import ImageFormat, SafetyPolicy
+    from imagepack.sources.open import OpenOptions
     from imagepack.verbs.build import TargetKind
     from imagepack.writers.oci.pack import MetadataRequest
 
@@ -56,16 +57,7 @@ def parse_policy(max_size: str | None, *, allow_backing: bool = False, vhd_size:
     )
 
 
-class SourceArgs(TypedDict):
-    """How a verb reads what the user gave, as the library's keyword arguments (`describe(path, **args)`)."""
-
-    claimed: ImageFormat | None
-    policy: SafetyPolicy
-    disk: int | None
-    scratch: Path | None
-
-
-def source_args(
+def open_options(
     from_format: str | None,
     max_size: str | None,
     *,
@@ -73,9 +65,12 @@ def source_args(
     vhd_size: str | None = None,
     disk: int | None = None,
     scratch: Path | None = None,
-) -> SourceArgs:
-    """--from, --max-size, --allow-backing, --vhd-size, --disk and --scratch as typed, each checked, in that order."""
-    return SourceArgs(
+) -> OpenOptions:
+    """How to open what the user gave, from --from, --max-size, --allow-backing, --vhd-size, --disk and
+    --scratch as typed, each checked, in that order (the progress is the command's, added when it starts)."""
+    from imagepack.sources.open import OpenOptions
+
+    return OpenOptions(
         claimed=parse_disk_format(from_format),
         policy=parse_policy(max_size, allow_backing=allow_backing, vhd_size=vhd_size),
         disk=disk,

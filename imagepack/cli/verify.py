@@ -49,11 +49,11 @@ def verify_command(
     """Check that OCI's image import would take this file (--boot: and that it boots). Exit 0 ready, 3 problems
     found, 1 unreadable (or the boot test could not run)."""
     from imagepack.cli.boot import boot_request, stage_printer
-    from imagepack.cli.parse import parse_policy, parse_scratch
+    from imagepack.cli.parse import open_options
     from imagepack.core.errors import InvalidValueError
     from imagepack.verbs.verify import verify_path
 
-    policy = parse_policy(max_size, vhd_size=vhd_size)
+    options = open_options(None, max_size, vhd_size=vhd_size, disk=disk, scratch=scratch)
     given = [flag for flag, value in (("--expect", expect), ("--timeout", timeout), ("--accel", accel)) if value]
     if given and not boot:
         raise InvalidValueError(f"{', '.join(given)} applies only with --boot")
@@ -61,15 +61,7 @@ def verify_command(
         # The boot says what it waits for and each stage it passes; the reading bar is full by then.
         told = None if run.quiet else stage_printer(on_progress and (lambda: on_progress(1.0)))
         request = boot_request(expect=expect, timeout=timeout, accel=accel, on_stage=told) if boot else None
-        report = verify_path(
-            path,
-            strict=strict,
-            policy=policy,
-            disk=disk,
-            scratch=parse_scratch(scratch),
-            on_progress=on_progress,
-            boot=request,
-        )
+        report = verify_path(path, options.following(on_progress), strict=strict, boot=request)
     run.show(report, lambda: _print(path, report, quiet=run.quiet), even_quiet=True)
     if not report.ready:
         raise typer.Exit(EXIT_PROBLEMS)

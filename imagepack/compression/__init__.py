@@ -23,6 +23,7 @@ from imagepack.compression.streams import (
     inner_name,
     open_decompressed,
     peek,
+    stream_in,
 )
 
 __all__ = [
@@ -46,4 +47,5 @@ __all__ = [
     "parse_codec",
     "peek",
     "problems_before_the_end",
+    "stream_in",
 ]

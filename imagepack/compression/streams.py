@@ -61,7 +61,11 @@ def compression_of(path: Path) -> Container | None:
     the stream's own tool refuses it too."""
     require_regular_file(path)
     with ByteSource(path) as src:
-        found = detect(src)
+        return stream_in(path, detect(src))
+
+
+def stream_in(path: Path, found: Detection) -> Container | None:
+    """compression_of, from what detection already found in `path`'s first bytes."""
     kind = None
     if not found.formats and not found.foreign and len(found.containers) == 1 and found.containers[0] in STREAMS:
         kind = found.containers[0]

@@ -12,13 +12,14 @@ from pathlib import Path
 from imagepack.core.errors import ArchiveError, UnreadableError
 from imagepack.core.problems import Remedy
 from imagepack.files.writes import pwrite_all
-from imagepack.formats import ByteSource, Container, detect, disk_size_limit, not_a_disk
+from imagepack.formats import Container, disk_size_limit, not_a_disk
 from imagepack.tar.members import (
     RECORD,
     Member,
     members,
     normalised,
     scan,
+    sniff,
 )
 
 METADATA_NAME = "image_metadata.json"
@@ -52,12 +53,7 @@ class OciLayout:
 def read_layout(path: Path, *, max_disk_size: int | None = None) -> OciLayout:
     """Walk the tar headers (never extracting) and check the archive holds exactly the two members."""
     limit = max_disk_size if max_disk_size is not None else disk_size_limit()
-    try:
-        with ByteSource(path) as src:
-            found = detect(src)
-            file_size = src.size
-    except OSError as e:
-        raise ArchiveError(f"{path}: cannot read: {e.strerror}") from None
+    found, file_size = sniff(path)
     if found.ambiguous:
         raise UnreadableError(not_a_disk(found, path).message, code="input.ambiguous")
     if found.archive is None:

@@ -1,14 +1,12 @@
 """A Google Compute Engine image tarball: `disk.raw` alone in a tar, usually gzip-wrapped and GNU-sparse
 (`tar --format=oldgnu -Sczf`). Its member is checked like a .oci archive's; a plain, non-sparse member is read
 in place, any other extracted once, bounded by the size limit, with its holes kept. A tarball in a zstd, xz or
-bzip2 stream is decompressed first (inputs.py) and then read here as a plain tar."""
+bzip2 stream is decompressed first (open.py) and then read here as a plain tar."""
 
 from __future__ import annotations
 
 import contextlib
-import gzip
 import os
-import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,7 +16,7 @@ from imagepack.core.openfile import opened_input
 from imagepack.files.leftovers import scratch_directory
 from imagepack.formats import ByteSource, Container, ImageFormat, SafetyPolicy, detect
 from imagepack.sources.disk import SourceImage, open_image
-from imagepack.tar.members import Member, extract_member, members, scan
+from imagepack.tar.members import Member, extract_member, members, scan, sniff
 
 DISK_NAME = "disk.raw"
 _HOLDS = f"a GCE image tarball holds {DISK_NAME} only"
@@ -36,20 +34,6 @@ class GceLayout:
         return f"{self.shown or self.path}:{self.disk.name}"
 
 
-def first_member_name(path: Path) -> str | None:
-    """The name in the first tar header of `path` (a tar, or a gzip holding one), without reading further."""
-    with ByteSource(path) as src:
-        kind = detect(src).archive
-        head = src.read(0, 512) if kind is Container.TAR else b""
-    if kind is Container.GZIP:
-        try:
-            with gzip.open(path, "rb") as f:
-                head = f.read(512)
-        except (OSError, EOFError, zlib.error):
-            return None
-    return member_name_in(head)
-
-
 def member_name_in(head: bytes) -> str | None:
     """The member name in `head`, the first 512 bytes of a tar (of a decompressed one too), if they are a header."""
     if len(head) < 512 or head[257:262] != b"ustar":
@@ -57,19 +41,9 @@ def member_name_in(head: bytes) -> str | None:
     return head[:100].split(b"\0", 1)[0].decode("utf-8", "replace").removeprefix("./")
 
 
-def is_gce_tarball(path: Path) -> bool:
-    return first_member_name(path) == DISK_NAME
-
-
-def starts_gce_tarball(head: bytes) -> bool:
-    """Whether `head`, the start of a tar, is the header of a GCE image tarball's disk."""
-    return member_name_in(head) == DISK_NAME
-
-
 def read_gce_layout(path: Path, *, max_size: int, shown: Path | None = None) -> GceLayout:
-    with ByteSource(path) as src:
-        compressed = detect(src).archive is Container.GZIP
-        file_size = src.size
+    detected, file_size = sniff(path)
+    compressed = detected.archive is Container.GZIP
     scan(path, compressed=compressed, file_size=file_size, member_limit=max_size)
     found = [member for _, member in members(path, compressed=compressed, holds=_HOLDS)]
     if [m.name for m in found] != [DISK_NAME]:

@@ -18,7 +18,7 @@ from typing import Any, BinaryIO, Protocol, cast
 
 from imagepack.core.errors import ArchiveError, UnreadableError
 from imagepack.files.sparse import STREAM_CHUNK, write_stream_sparse
-from imagepack.formats import ByteSource
+from imagepack.formats import ByteSource, Detection, detect
 from imagepack.tar.scan import scan_tar
 
 RECORD = 20 * 512  # tar's default record; GNU tar and tarfile pad archives to it
@@ -65,6 +65,15 @@ def check_member(info: tarfile.TarInfo, label: Path, *, holds: str) -> str:
     if any(ord(c) < 32 for c in plain):
         raise ArchiveError(f"{label}: member name {name!r} has control characters; refusing it")
     return plain
+
+
+def sniff(path: Path) -> tuple[Detection, int]:
+    """What an archive's first bytes are, and its size; a file that cannot be read is refused as the archive."""
+    try:
+        with ByteSource(path) as src:
+            return detect(src), src.size
+    except OSError as e:
+        raise ArchiveError(f"{path}: cannot read: {e.strerror}") from None
 
 
 def scan(path: Path, *, compressed: bool, file_size: int, member_limit: int) -> None:

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from imagepack.compression import STREAMS, compress_into, compression_of
+from imagepack.compression import STREAMS, compress_into
 from imagepack.compression.files import CODEC_STREAMS
 from imagepack.core.errors import ImagepackError
 from imagepack.core.openfile import opened_input
@@ -22,7 +22,7 @@ from imagepack.files.checksums import Checksums, Digester, checksum_file
 from imagepack.files.leftovers import scratch_directory
 from imagepack.formats import ImageFormat, SafetyPolicy
 from imagepack.oci.metadata import ImageMetadata
-from imagepack.sources.open import Source, SourceKind, open_source
+from imagepack.sources.open import OpenOptions, Source, SourceKind, open_in_stages
 from imagepack.verbs.preflight import preflight
 from imagepack.verbs.presets import Preset
 from imagepack.verbs.target import ArchiveKind as ArchiveKind
@@ -310,50 +310,27 @@ def _result(
 def make(
     source: Path,
     target: Target,
+    options: OpenOptions = OpenOptions(),
     *,
     preset: Preset | None = None,
     resize_up: bool = False,
-    claimed: ImageFormat | None = None,
-    policy: SafetyPolicy = SafetyPolicy(),
-    scratch: Path | None = None,
-    on_progress: Progress | None = None,
-    disk: int | None = None,
 ) -> BuildResult:
-    """Open `source` and build `target` from it (`disk`: which of an OVA's disks; `preset`: as `build`). The
-    target is checked first, so a refusal costs no reading; a disk that must be extracted, and the uncompressed
-    temporary of a compressed target, go in `scratch` (beside the target by default). A compressed qcow2 packed
-    into a .oci, and a compressed raw disk written as raw, need no temporary (onepass.py)."""
+    """Open `source` as `options` say and build `target` from it (`preset`: as `build`); `options.on_progress`
+    follows the whole command. The target is checked first, so a refusal costs no reading; a disk that must be
+    extracted, and the uncompressed temporary of a compressed target, go in `options.scratch` (beside the target
+    by default). A compressed qcow2 packed into a .oci, and a compressed raw disk written as raw, need no
+    temporary (onepass.py)."""
     started = time.monotonic()
     preflight(target, preset=preset, inputs=(source,))
     with opened_input(source) as opened:  # once: every reader below reads this open file, never the name again
-        return _make_opened(
-            opened,
-            target,
-            started,
-            preset=preset,
-            resize_up=resize_up,
-            claimed=claimed,
-            policy=policy,
-            scratch=scratch,
-            on_progress=on_progress,
-            disk=disk,
-        )
+        return _make_opened(opened, target, started, options, preset=preset, resize_up=resize_up)
 
 
 def _make_opened(
-    source: Path,
-    target: Target,
-    started: float,
-    *,
-    preset: Preset | None,
-    resize_up: bool,
-    claimed: ImageFormat | None,
-    policy: SafetyPolicy,
-    scratch: Path | None,
-    on_progress: Progress | None,
-    disk: int | None,
+    source: Path, target: Target, started: float, options: OpenOptions, *, preset: Preset | None, resize_up: bool
 ) -> BuildResult:
-    if disk is None and preset is None:  # a preset checks the source as opened: never in one pass
+    claimed, policy, on_progress = options.claimed, options.policy, options.on_progress
+    if options.disk is None and preset is None:  # a preset checks the source as opened: never in one pass
         with contextlib.suppress(NotOnePass):
             writing = stage(on_progress, "writing", 0.0, 0.8) if target.checksum else on_progress
             done = _make_in_one_pass(source, target, claimed=claimed, policy=policy, on_progress=writing)
@@ -362,24 +339,9 @@ def _make_opened(
                 # The bytes went through Python, but holes were skipped: read them back.
                 sums = _read_back(target, on_progress) if target.checksum else None
                 return _packed_result(opened, target, started, packed, options={}, copied=True, checksum=sums)
-    where = scratch or target.path.parent
-    compressed = compression_of(source) is not None
-    with open_source(
-        source,
-        claimed=claimed,
-        policy=policy,
-        scratch=where,
-        disk=disk,
-        on_progress=stage(on_progress, "decompressing", 0.0, 0.5) if compressed else None,
-    ) as opened:
-        built = build(
-            opened,
-            target,
-            preset=preset,
-            resize_up=resize_up,
-            scratch=where,
-            on_progress=stage(on_progress, "converting", 0.5, 1.0) if compressed else on_progress,
-        )
+    where = options.scratch or target.path.parent
+    with open_in_stages(source, replace(options, scratch=where)) as (opened, writing):
+        built = build(opened, target, preset=preset, resize_up=resize_up, scratch=where, on_progress=writing)
     # The whole command's time: the decoding, and the scratch copy's removal, count as much as the writing.
     return replace(built, seconds=time.monotonic() - started)
 

@@ -6,23 +6,14 @@ compressed one is described from the first few MiB of its content, never decompr
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from imagepack.compression import (
-    STREAMS,
-    compression_of,
-    declared_size,
-    decompressed,
-    inner_name,
-    peek,
-    problems_before_the_end,
-)
+from imagepack.compression import STREAMS, declared_size, decompressed, inner_name, peek, problems_before_the_end
 from imagepack.core.errors import InputError, InvalidValueError
-from imagepack.core.openfile import opened_input, require_regular_file
+from imagepack.core.openfile import opened_input
 from imagepack.core.problems import Problem, Remedy
-from imagepack.core.progress import Progress
 from imagepack.formats import (
     Container,
     ImageFormat,
@@ -33,15 +24,15 @@ from imagepack.formats import (
     inspect_source,
     not_a_disk,
 )
-from imagepack.formats.base import ByteSource, Inspection, MemorySource
+from imagepack.formats.base import Inspection, MemorySource
 from imagepack.formats.partitions import HEAD_BYTES, PartitionLayout, read_partition_layout
 from imagepack.oci.archive import OciLayout
 from imagepack.oci.metadata import ImageMetadata
 from imagepack.sources.disk import SourceImage, inspect_file, open_image, partition_layout
-from imagepack.sources.gce import starts_gce_tarball
+from imagepack.sources.identify import Identity, SourceKind, identify, peek_kind
 from imagepack.sources.oci import OpenedArchive, open_archive
-from imagepack.sources.open import SourceKind, is_archive, open_source
-from imagepack.sources.ova.archive import OvaLayout, looks_like_ova, read_ova_layout, verify_manifest
+from imagepack.sources.open import OpenOptions, open_source
+from imagepack.sources.ova.archive import OvaLayout, read_ova_layout, verify_manifest
 from imagepack.sources.ova.reader import open_ova
 from imagepack.verbs.seed import IsoInfo, read_iso
 
@@ -88,14 +79,12 @@ def _name_disagrees(path: Path, inspection: Inspection) -> str | None:
 
 
 def describe_image(
-    path: Path, *, claimed: ImageFormat | None = None, policy: SafetyPolicy = SafetyPolicy()
+    path: Path, identity: Identity, *, claimed: ImageFormat | None = None, policy: SafetyPolicy = SafetyPolicy()
 ) -> ImageInfo:
-    require_regular_file(path)
-    compression = compression_of(path)
-    if compression is not None:
-        return describe_compressed(path, compression, claimed=claimed, policy=policy)
-    with ByteSource(path) as src:
-        found = detect(src)
+    """A disk image, compressed or not, as `identity` says `path` is."""
+    if identity.stream is not None:
+        return describe_compressed(path, identity.stream, claimed=claimed, policy=policy)
+    found = identity.detection
     content = found.content
     if claimed is None and content is None:
         raise not_a_disk(found, path)
@@ -286,19 +275,14 @@ def describe_ova(
 
 
 def describe_compressed_tar(
-    path: Path,
-    kind: Container,
-    *,
-    disk: int | None,
-    policy: SafetyPolicy,
-    scratch: Path | None = None,
-    on_progress: Progress | None = None,
+    path: Path, kind: Container, content_is: SourceKind, options: OpenOptions
 ) -> ArchiveInfo | OvaInfo:
-    """A .oci archive or an OVA in a zstd, xz or bzip2 stream: decompressed (bounded, into `scratch`), then
-    described as the plain one is, with the stream it came in."""
+    """A .oci archive or an OVA (`content_is`) in a zstd, xz or bzip2 stream: decompressed (bounded, into
+    `options.scratch`), then described as the plain one is, with the stream it came in."""
     found: ArchiveInfo | OvaInfo
-    with decompressed(path, kind, policy=policy, scratch=scratch, on_progress=on_progress) as content:
-        if looks_like_ova(content.path):
+    policy, scratch, disk = options.policy, options.scratch, options.disk
+    with decompressed(path, kind, policy=policy, scratch=scratch, on_progress=options.on_progress) as content:
+        if content_is is SourceKind.OVA:
             found = describe_ova(content.path, disk=disk, policy=policy, scratch=scratch, shown=path)
         else:
             if disk is not None:
@@ -312,54 +296,28 @@ def describe_compressed_tar(
     return found
 
 
-def _compressed_tar_head(path: Path, kind: Container | None) -> bytes | None:
-    """The first bytes of a tar in a zstd, xz or bzip2 stream (None for anything else): enough to tell a GCE
-    image tarball (described through open_source) from a .oci archive or an OVA."""
-    if kind not in (Container.ZSTD, Container.XZ, Container.BZIP2):
-        return None
-    head = peek(path, kind, 1024)
-    with MemorySource(path, head) as src:
-        return head if detect(src).archive is Container.TAR else None
-
-
-def describe(
-    path: Path,
-    *,
-    claimed: ImageFormat | None = None,
-    policy: SafetyPolicy = SafetyPolicy(),
-    disk: int | None = None,
-    scratch: Path | None = None,
-    on_progress: Progress | None = None,
-) -> ImageInfo | ArchiveInfo | OvaInfo | IsoInfo:
+def describe(path: Path, options: OpenOptions = OpenOptions()) -> ImageInfo | ArchiveInfo | OvaInfo | IsoInfo:
     """What `path` is: a .oci archive and its disk, an OVA and its disks, an ISO 9660 image and its files (a
     cloud-init seed), or a disk image (described even when it would be refused). `path` is opened once, and every
     reader reads that open file."""
     with opened_input(path) as opened:
-        return _describe(opened, claimed=claimed, policy=policy, disk=disk, scratch=scratch, on_progress=on_progress)
+        return _describe(opened, identify(opened, claimed=options.claimed), options)
 
 
-def _describe(
-    path: Path,
-    *,
-    claimed: ImageFormat | None,
-    policy: SafetyPolicy,
-    disk: int | None,
-    scratch: Path | None,
-    on_progress: Progress | None,
-) -> ImageInfo | ArchiveInfo | OvaInfo | IsoInfo:
-    kind = compression_of(path)
-    if claimed is None and kind in (None, Container.GZIP) and looks_like_ova(path):
-        return describe_ova(path, disk=disk, policy=policy, scratch=scratch)
-    tar_head = _compressed_tar_head(path, kind) if claimed is None else None
-    gce = tar_head is not None and starts_gce_tarball(tar_head)
-    if tar_head is not None and not gce:
-        assert kind is not None
-        return describe_compressed_tar(path, kind, disk=disk, policy=policy, scratch=scratch, on_progress=on_progress)
-    if disk is not None:
-        with open_source(path, policy=policy, disk=disk, scratch=scratch, on_progress=on_progress):
+def _describe(path: Path, identity: Identity, options: OpenOptions) -> ImageInfo | ArchiveInfo | OvaInfo | IsoInfo:
+    claimed, policy, scratch = options.claimed, options.policy, options.scratch
+    if identity.kind is SourceKind.OVA:
+        return describe_ova(path, disk=options.disk, policy=policy, scratch=scratch)
+    content_is = peek_kind(path, identity) if claimed is None else identity.kind
+    if content_is in (SourceKind.OCI, SourceKind.OVA) and identity.kind is SourceKind.COMPRESSED:
+        assert identity.stream is not None
+        return describe_compressed_tar(path, identity.stream, content_is, options)
+    unclaimed, known = replace(options, claimed=None), identity if claimed is None else None
+    if options.disk is not None:
+        with open_source(path, unclaimed, identity=known):
             pass  # refuses --disk for what is not an OVA
-    if gce or (claimed is None and is_archive(path)):
-        with open_source(path, policy=policy, scratch=scratch, on_progress=on_progress) as source:
+    if content_is in (SourceKind.GCE, SourceKind.OCI):
+        with open_source(path, unclaimed, identity=known) as source:
             if source.kind is SourceKind.GCE:
                 described = info_from_source(source.disk, Path(source.disk.label), os.stat(path).st_size)
                 # The layers outside in, before the disk's own details: the stream, then the tarball.
@@ -369,11 +327,6 @@ def _describe(
                 return described
             assert source.archive is not None
             return describe_archive(source.archive, path)
-    if claimed is None and compression_of(path) is None and _is_iso(path):
+    if claimed is None and identity.stream is None and identity.detection.iso:
         return read_iso(path)  # described, but every other verb still refuses it as a disk
-    return describe_image(path, claimed=claimed, policy=policy)
-
-
-def _is_iso(path: Path) -> bool:
-    with ByteSource(path) as src:
-        return detect(src).iso
+    return describe_image(path, identity, claimed=claimed, policy=policy)

@@ -13,15 +13,13 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from imagepack.compression import STREAMS, compression_of, decompressed
-from imagepack.core.errors import ArchiveError, InvalidValueError, MetadataError, OutputError, UnreadableError
-from imagepack.core.openfile import require_regular_file
+from imagepack.core.errors import ArchiveError, InvalidValueError, MetadataError, OutputError
+from imagepack.core.openfile import opened_input, require_regular_file
 from imagepack.core.problems import Problem, Remedy, Severity
 from imagepack.files.atomic import atomic_output, check_free_space
 from imagepack.files.checksums import OBJECT_PUT_PART_SIZE, Checksums, checksum_file
 from imagepack.files.reproducible import output_time
 from imagepack.files.sparse import copy_file_range_from
-from imagepack.formats import Container
 from imagepack.oci.archive import (
     BLOCK,
     OciLayout,
@@ -31,7 +29,9 @@ from imagepack.oci.archive import (
     write_archive,
 )
 from imagepack.oci.metadata import ImageMetadata, OsName, ShapeCompatibility, check_metadata, dump_metadata
+from imagepack.sources.identify import identify
 from imagepack.sources.oci import read_metadata
+from imagepack.sources.open import OpenOptions, archive_tar
 from imagepack.tar.members import extract_member
 
 
@@ -78,14 +78,8 @@ def remove_shapes(meta: ImageMetadata, names: Iterable[str]) -> ImageMetadata:
 def show_metadata(archive: Path, *, scratch: Path | None = None) -> ImageMetadata:
     """The metadata of a .oci archive, plain or compressed (a zstd, xz or bzip2 one is decompressed into
     `scratch` first, the system's temporary directory by default)."""
-    require_regular_file(archive)
-    kind = compression_of(archive)
-    if kind in (None, Container.GZIP):
-        return read_metadata(read_layout(archive))
-    with decompressed(archive, kind, scratch=scratch) as content:
-        if not content.is_archive:
-            raise UnreadableError(f"{archive}: this is a {STREAMS[kind]}-compressed disk, not a .oci archive")
-        return read_metadata(read_layout(content.path))
+    with opened_input(archive) as opened, archive_tar(opened, identify(opened), OpenOptions(scratch=scratch)) as tar:
+        return read_metadata(read_layout(tar))
 
 
 def edit_metadata(

@@ -4,19 +4,21 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from imagepack.compression import compression_of
 from imagepack.core.errors import InvalidValueError, OutputError
+from imagepack.core.openfile import opened_input
 from imagepack.core.progress import Progress, stage
 from imagepack.files.atomic import atomic_outputs, check_free_space, check_target
 from imagepack.files.checksums import OBJECT_PUT_PART_SIZE, Checksums, checksum_file
 from imagepack.formats import Container, ImageFormat, SafetyPolicy, spec
 from imagepack.formats.create_options import create_options
-from imagepack.sources.open import open_oci
+from imagepack.sources.identify import identify
+from imagepack.sources.oci import OpenedArchive
+from imagepack.sources.open import OpenOptions, open_oci
 from imagepack.writers.disk import DiskRequest, StreamWriter, plan_disk, write_planned
 
 
@@ -58,6 +60,18 @@ def output_names(archive: Path, fmt: ImageFormat, name: str | None = None) -> tu
     return name + spec(fmt).suffix, name + ".json"
 
 
+@contextlib.contextmanager
+def _opened(archive: Path, options: OpenOptions) -> Iterator[tuple[OpenedArchive, bool]]:
+    """The archive opened once, and whether it is in a zstd, xz or bzip2 stream: then its decompression is the
+    first half of the work (`options.on_progress`), else no part of it."""
+    with opened_input(archive) as source:  # what is identified is what is read
+        identity = identify(source)
+        compressed = identity.stream not in (None, Container.GZIP)
+        decoding = stage(options.on_progress, "decompressing", 0.0, 0.5) if compressed else None
+        with open_oci(source, replace(options, on_progress=decoding), identity=identity) as opened:
+            yield opened, compressed
+
+
 def unpack_archive(
     archive: Path,
     directory: Path,
@@ -94,13 +108,10 @@ def unpack_archive(
     try:
         for target in (disk_target, metadata_target):
             check_target(target, force=force, inputs=(archive,))
-        compressed = compression_of(archive) not in (None, Container.GZIP)
-        with open_oci(
-            archive,
-            policy=policy,
-            scratch=scratch or directory,
-            on_progress=stage(on_progress, "decompressing", 0.0, 0.5) if compressed else None,
-        ) as opened:
+        with _opened(archive, OpenOptions(policy=policy, scratch=scratch or directory, on_progress=on_progress)) as (
+            opened,
+            compressed,
+        ):
             disk = opened.disk
             asked = DiskRequest(
                 fmt, options=options, copy_if_unchanged=True, threads=threads, stream_writer=stream_writer

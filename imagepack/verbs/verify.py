@@ -7,19 +7,19 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from imagepack.compression import compression_of, inner_name
+from imagepack.compression import inner_name
 from imagepack.core.errors import InputError, UnreadableError
 from imagepack.core.openfile import opened_input
 from imagepack.core.problems import Problem, Remedy, Severity
-from imagepack.core.progress import Progress
-from imagepack.formats import DEFAULT_MAX_SIZE, ImageFormat, SafetyPolicy, spec
+from imagepack.formats import DEFAULT_MAX_SIZE, ImageFormat, spec
 from imagepack.formats.partitions import PartitionTable
 from imagepack.oci.archive import DISK_NAME
 from imagepack.oci.metadata import ImageMetadata, OsName, check_metadata, import_guidance
 from imagepack.sources.disk import SourceImage, partition_layout
 from imagepack.sources.guest.reader import InspectError
+from imagepack.sources.identify import Identity, identify
 from imagepack.sources.oci import OpenedArchive
-from imagepack.sources.open import Source, is_archive, open_source
+from imagepack.sources.open import OpenOptions, Source, open_source
 from imagepack.sources.ova.reader import OpenedOva
 from imagepack.tools import qemu_img as qemu
 from imagepack.verbs.boot.run import BootRequest, boot_source
@@ -59,39 +59,23 @@ class VerifyReport:
 
 
 def verify_path(
-    path: Path,
-    *,
-    strict: bool = False,
-    policy: SafetyPolicy = SafetyPolicy(),
-    disk: int | None = None,
-    scratch: Path | None = None,
-    on_progress: Progress | None = None,
-    boot: BootRequest | None = None,
+    path: Path, options: OpenOptions = OpenOptions(), *, strict: bool = False, boot: BootRequest | None = None
 ) -> VerifyReport:
-    """Check `path` (`disk`: which of an OVA's disks); raises only when an archive cannot be read at all, or a
-    boot test (`boot`) cannot run. Refusals, and a boot that fails, become problems. `scratch`: where a
-    compressed input is decompressed to (see open_source). `path` is opened once; every reader reads that file."""
+    """Check `path`, opened as `options` say (`disk`: which of an OVA's disks; `scratch`: where a compressed input
+    is decompressed to); raises only when an archive cannot be read at all, or a boot test (`boot`) cannot run.
+    Refusals, and a boot that fails, become problems. `path` is opened once; every reader reads that file."""
     with opened_input(path) as opened:
-        return _verify_path(
-            opened, strict=strict, policy=policy, disk=disk, scratch=scratch, on_progress=on_progress, boot=boot
-        )
+        return _verify_path(opened, identify(opened, claimed=options.claimed), options, strict=strict, boot=boot)
 
 
 def _verify_path(
-    path: Path,
-    *,
-    strict: bool,
-    policy: SafetyPolicy,
-    disk: int | None,
-    scratch: Path | None,
-    on_progress: Progress | None,
-    boot: BootRequest | None,
+    path: Path, identity: Identity, options: OpenOptions, *, strict: bool, boot: BootRequest | None
 ) -> VerifyReport:
-    archive = is_archive(path)
-    compressed = compression_of(path) is not None
+    archive = identity.archive
+    compressed = identity.stream is not None
     report = VerifyReport(path, "oci" if archive else "unknown")
     try:
-        with open_source(path, policy=policy, disk=disk, scratch=scratch, on_progress=on_progress) as source:
+        with open_source(path, options, identity=identity) as source:
             if source.compression is not None:
                 report.facts["compression"] = source.compression
                 _check_compressed(report, source)

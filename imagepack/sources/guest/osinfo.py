@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 import shlex
+from collections.abc import Iterator
 from typing import Any
 
 from imagepack.sources.guest.guestfs import GuestFiles, TooLarge
@@ -33,17 +34,22 @@ def parse_os_release(text: str) -> dict[str, str]:
     return values
 
 
-def linux_os(files: GuestFiles) -> dict[str, Any]:
-    """id, version, name, pretty name and where they were read; problems (a file too large) are said."""
-    problems: list[str] = []
-    for path in OS_RELEASE_FILES:
+def _present(files: GuestFiles, paths: tuple[str, ...], problems: list[str]) -> Iterator[tuple[str, bytes]]:
+    """Each of `paths` the guest holds, with its content, in order; one too large is said in `problems`."""
+    for path in paths:
         try:
             raw = files.read(path, RELEASE_LIMIT)
         except TooLarge as e:
             problems.append(str(e))
             continue
-        if raw is None:
-            continue
+        if raw is not None:
+            yield path, raw
+
+
+def linux_os(files: GuestFiles) -> dict[str, Any]:
+    """id, version, name, pretty name and where they were read; problems (a file too large) are said."""
+    problems: list[str] = []
+    for path, raw in _present(files, OS_RELEASE_FILES, problems):
         values = parse_os_release(raw.decode("utf-8", "replace"))
         return {
             "family": "linux",
@@ -54,14 +60,9 @@ def linux_os(files: GuestFiles) -> dict[str, Any]:
             "source": path,
             "problems": problems,
         }
-    for path, distro, name in OLD_RELEASE_FILES:
-        try:
-            raw = files.read(path, RELEASE_LIMIT)
-        except TooLarge as e:
-            problems.append(str(e))
-            continue
-        if raw is None:
-            continue
+    old = {path: (distro, name) for path, distro, name in OLD_RELEASE_FILES}
+    for path, raw in _present(files, tuple(old), problems):
+        distro, name = old[path]
         line = raw.decode("utf-8", "replace").strip().splitlines()[0] if raw.strip() else ""
         version = re.search(r"release\s+([0-9][0-9.]*)", line)
         return {

@@ -84,13 +84,19 @@ class GuestTree(GuestFiles):
         found = self._resolve(path)
         return None if found is None else found[0].kind(found[2], is_root=not found[1])
 
-    def read(self, path: str, limit: int) -> bytes | None:
+    def _of_kind(self, path: str, kind: Kind) -> tuple[Volume, Any] | None:
+        """The volume and entry `path` names, when it is an entry of `kind` (symlinks followed)."""
         found = self._resolve(path)
         if found is None:
             return None
         volume, inner, entry = found
-        if volume.kind(entry, is_root=not inner) is not Kind.FILE:
+        return (volume, entry) if volume.kind(entry, is_root=not inner) is kind else None
+
+    def read(self, path: str, limit: int) -> bytes | None:
+        found = self._of_kind(path, Kind.FILE)
+        if found is None:
             return None
+        volume, entry = found
         size = volume.size(entry)
         if size > limit:
             raise TooLarge(path, size, limit)
@@ -100,19 +106,12 @@ class GuestTree(GuestFiles):
             return None
 
     def size(self, path: str) -> int | None:
-        found = self._resolve(path)
-        if found is None or found[0].kind(found[2], is_root=not found[1]) is not Kind.FILE:
-            return None
-        return found[0].size(found[2])
+        found = self._of_kind(path, Kind.FILE)
+        return None if found is None else found[0].size(found[1])
 
     def list(self, path: str) -> list[str] | None:
-        found = self._resolve(path)
-        if found is None:
-            return None
-        volume, inner, entry = found
-        if volume.kind(entry, is_root=not inner) is not Kind.DIRECTORY:
-            return None
-        return sorted(volume.names(entry, MAX_NAMES))
+        found = self._of_kind(path, Kind.DIRECTORY)
+        return None if found is None else sorted(found[0].names(found[1], MAX_NAMES))
 
     def readlink(self, path: str) -> str | None:
         found = self._resolve(path, follow_last=False)

@@ -10,9 +10,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from imagepack.core.errors import ArchiveError, UnreadableError
-from imagepack.formats import ByteSource, Container, detect, disk_size_limit
+from imagepack.formats import Container, disk_size_limit
 from imagepack.sources.ova.descriptor import MAX_DESCRIPTOR, Descriptor, parse_descriptor
-from imagepack.tar.members import Member, member_stream, members, normalised, read_member, scan
+from imagepack.tar.members import Member, member_stream, members, normalised, read_member, scan, sniff
 
 MAX_MANIFEST = 1024 * 1024  # a certificate too
 MAX_AUX = 64 * 1024 * 1024  # a referenced file that is not a disk (NVRAM: a few hundred KiB)
@@ -34,25 +34,9 @@ class OvaLayout:
         return f"{self.path}:{member.name}"
 
 
-def looks_like_ova(path: Path) -> bool:
-    """An .ova by name, or a plain tar whose first member is an .ovf descriptor."""
-    if path.suffix.lower() == ".ova":
-        return True
-    with ByteSource(path) as src:
-        if detect(src).archive is not Container.TAR:
-            return False
-        head = src.read(0, 100)
-    return head.split(b"\0", 1)[0].lower().endswith(b".ovf")
-
-
 def read_ova_layout(path: Path, *, max_disk_size: int) -> OvaLayout:
     """Walk the headers (never extracting), check each member, and parse the descriptor."""
-    try:
-        with ByteSource(path) as src:
-            found = detect(src)
-            file_size = src.size
-    except OSError as e:
-        raise ArchiveError(f"{path}: cannot read: {e.strerror}") from None
+    found, file_size = sniff(path)
     if found.archive not in (Container.TAR, Container.GZIP):
         raise UnreadableError(f"{path}: this is {found.describe()}, not an OVA (a tar of an .ovf and its disks)")
     compressed = found.archive is Container.GZIP

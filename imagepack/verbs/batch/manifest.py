@@ -21,6 +21,7 @@ from imagepack.formats.create_options import create_options
 from imagepack.formats.partitions import Firmware
 from imagepack.oci.metadata import LaunchMode, parse_shape
 from imagepack.oci.metadata.requested import RequestRefused
+from imagepack.sources.open import OpenOptions
 from imagepack.verbs.batch.entries import (
     KeyLines,
     Where,
@@ -88,6 +89,10 @@ class SourceEntry:
             "vhd_size": self.policy.vhd_size.value,
             "disk": self.disk,
         }
+
+    def open_options(self, scratch: Path) -> OpenOptions:
+        """How this source is opened, `scratch` holding what must be extracted or decompressed."""
+        return OpenOptions(claimed=self.claimed, policy=self.policy, scratch=scratch, disk=self.disk)
 
 
 @dataclass(frozen=True)

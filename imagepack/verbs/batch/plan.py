@@ -9,10 +9,13 @@ import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
-from imagepack.compression import compression_of, declared_size
+from imagepack.compression import declared_size
 from imagepack.core.errors import ImagepackError, InvalidValueError
+from imagepack.core.openfile import opened_input
 from imagepack.sources.disk import SourceImage
+from imagepack.sources.identify import identify
 from imagepack.sources.open import open_source
 from imagepack.verbs.batch.manifest import Manifest, OutputEntry, SourceEntry
 from imagepack.verbs.target import ArchiveKind, disk_format
@@ -69,31 +72,33 @@ class Plan:
         return loads
 
 
-def needs_decoding(source: SourceEntry) -> bool:
-    """Whether the source is a stream that is decoded into a temporary before anything can read it."""
-    return compression_of(source.path) is not None
+class Estimate(NamedTuple):
+    outputs: list[int]  # bytes each output of a source needs
+    decoding: int  # bytes a decoding of the source writes
+    decoded: bool  # whether the source is a stream, decoded into a temporary before anything can read it
 
 
-def estimate_source(source: SourceEntry) -> tuple[list[int], int]:
+def estimate_source(source: SourceEntry) -> Estimate:
     """Bytes each output of `source` needs, and the bytes a decoding of it writes. A plain input is opened (its
     headers, qemu-img info and measure; nothing is written beside the outputs). A compressed one is not decoded
-    to estimate it: its declared content size stands for each output, else its own size."""
-    if (kind := compression_of(source.path)) is not None:  # needs_decoding, with the kind it needs
-        size = declared_size(source.path, kind) or os.stat(source.path).st_size
-        return [size for _ in source.outputs], size
-    try:
-        with (
-            tempfile.TemporaryDirectory(prefix="imagepack-plan-") as scratch,
-            open_source(
-                source.path, claimed=source.claimed, policy=source.policy, scratch=Path(scratch), disk=source.disk
-            ) as opened,
-        ):
-            return [_estimate(opened.disk, output) for output in source.outputs], 0
-    except ImagepackError:
-        # A source that cannot be opened fails when its outputs are built, with the same error; its own size
-        # keeps the plan the same on every machine.
-        size = os.stat(source.path).st_size
-        return [size for _ in source.outputs], 0
+    to estimate it: its declared content size stands for each output, else its own size. The source is opened
+    once for all of it."""
+    with opened_input(source.path) as opened:
+        identity = identify(opened, claimed=source.claimed)
+        if identity.stream is not None:
+            size = declared_size(opened, identity.stream) or os.stat(opened).st_size
+            return Estimate([size for _ in source.outputs], size, True)
+        try:
+            with (
+                tempfile.TemporaryDirectory(prefix="imagepack-plan-") as scratch,
+                open_source(opened, source.open_options(Path(scratch)), identity=identity) as found,
+            ):
+                return Estimate([_estimate(found.disk, output) for output in source.outputs], 0, False)
+        except ImagepackError:
+            # A source that cannot be opened fails when its outputs are built, with the same error; its own size
+            # keeps the plan the same on every machine.
+            size = os.stat(opened).st_size
+            return Estimate([size for _ in source.outputs], 0, False)
 
 
 def _estimate(image: SourceImage, output: OutputEntry) -> int:
@@ -104,18 +109,18 @@ def _estimate(image: SourceImage, output: OutputEntry) -> int:
     return needed + (ARCHIVE_OVERHEAD if oci else 0)
 
 
-def units_of_source(source: SourceEntry, estimates: list[int], decoding: int) -> list[Unit]:
-    if needs_decoding(source):
-        return [Unit(source, source.outputs, tuple(estimates), decoding)]
-    return [Unit(source, (output,), (estimate,), 0) for output, estimate in zip(source.outputs, estimates, strict=True)]
+def units_of_source(source: SourceEntry, estimate: Estimate) -> list[Unit]:
+    if estimate.decoded:
+        return [Unit(source, source.outputs, tuple(estimate.outputs), estimate.decoding)]
+    pairs = zip(source.outputs, estimate.outputs, strict=True)
+    return [Unit(source, (output,), (needs,), 0) for output, needs in pairs]
 
 
 def make_plan(manifest: Manifest, count: int = 1) -> Plan:
     """Estimate every output and split the units into `count` shards."""
     units: list[Unit] = []
     for source in manifest.sources:
-        estimates, decoding = estimate_source(source)
-        units.extend(units_of_source(source, estimates, decoding))
+        units.extend(units_of_source(source, estimate_source(source)))
     return Plan(
         tuple(units), tuple(assign_shards([unit.weight for unit in units], [u.name for u in units], count)), count
     )

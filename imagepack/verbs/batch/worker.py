@@ -71,9 +71,7 @@ def work(conn: Connection, job: Job) -> None:
         return
     where = job.outputs[0].target.path.parent
     try:
-        with open_source(
-            job.source.path, claimed=job.source.claimed, policy=job.source.policy, scratch=where, disk=job.source.disk
-        ) as opened:
+        with open_source(job.source.path, job.source.open_options(where)) as opened:
             _build_each(
                 conn,
                 job,
@@ -96,12 +94,9 @@ def _make(source: SourceEntry, output: OutputEntry, progress: Progress) -> Build
     return make(
         source.path,
         output.target,
+        source.open_options(output.target.path.parent).following(progress),
         preset=preset_named(output.preset) if output.preset else None,
         resize_up=output.resize_up,
-        claimed=source.claimed,
-        policy=source.policy,
-        disk=source.disk,
-        on_progress=progress,
     )
 
 

@@ -24,7 +24,7 @@ from imagepack.files.atomic import atomic_output, check_target
 from imagepack.formats import ImageFormat, SafetyPolicy
 from imagepack.formats.partitions import Firmware, PartitionLayout, PartitionTable
 from imagepack.oci.metadata import LaunchMode, LaunchOptions, launch_options_for
-from imagepack.sources.open import Source, open_source
+from imagepack.sources.open import OpenOptions, Source, open_source
 from imagepack.tools import qemu_img as qemu
 from imagepack.verbs.boot.console import Console, Ending, Stage
 from imagepack.verbs.boot.machine import (
@@ -144,7 +144,7 @@ class BootReport:
 def boot_test(path: Path, request: BootRequest = BootRequest(), *, policy: SafetyPolicy = SafetyPolicy()) -> BootReport:
     """Open `path` through every check of an input (any disk format, a .oci, compressed) and boot it."""
     request.pattern()  # a bad expression is refused before anything is read
-    with open_source(path, policy=policy) as source:
+    with open_source(path, OpenOptions(policy=policy)) as source:
         return boot_source(source, request)
 
 

@@ -15,7 +15,7 @@ from imagepack.oci.metadata import ImageMetadata, LaunchMode, OsName, check_meta
 from imagepack.oci.metadata.codec import quote
 from imagepack.oci.metadata.oslist import canonical_name
 from imagepack.oci.objectstorage import REALM_DOMAINS, REGION_REALMS, ObjectUrl
-from imagepack.sources.open import Source, SourceKind, open_source
+from imagepack.sources.open import OpenOptions, Source, SourceKind, open_source
 from imagepack.verbs.import_request.request import ImportRequest, ObjectLocation
 from imagepack.verbs.import_request.values import (
     check_compartment_ocid,
@@ -71,7 +71,7 @@ def import_request(
     if (operating_system is None) != (operating_system_version is None):
         raise InvalidValueError("give the operating system and its version together", code="import.os")
     try:
-        with open_source(path, policy=policy) as source:
+        with open_source(path, OpenOptions(policy=policy)) as source:
             os_name = OsName.AS_TYPED if os_unlisted else OsName.GIVEN
             asked = _Asked(launch_mode, operating_system, operating_system_version, strict, os_name)
             _fill_from_source(request, source, asked)

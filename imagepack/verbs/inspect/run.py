@@ -6,25 +6,13 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from imagepack.core.progress import Progress
-from imagepack.formats import ImageFormat, SafetyPolicy
 from imagepack.sources.guest.reader import inspect_image
-from imagepack.sources.open import Source, open_source
+from imagepack.sources.open import OpenOptions, Source, open_source
 
 
-def inspect_path(
-    path: Path,
-    *,
-    claimed: ImageFormat | None = None,
-    policy: SafetyPolicy = SafetyPolicy(),
-    scratch: Path | None = None,
-    disk: int | None = None,
-    on_progress: Progress | None = None,
-) -> dict[str, Any]:
-    """The report on the guest in `path` (any input imagepack reads)."""
-    with open_source(
-        path, claimed=claimed, policy=policy, scratch=scratch, disk=disk, on_progress=on_progress
-    ) as source:
+def inspect_path(path: Path, options: OpenOptions = OpenOptions()) -> dict[str, Any]:
+    """The report on the guest in `path` (any input imagepack reads), opened as `options` say."""
+    with open_source(path, options) as source:
         return inspect_source(source, str(path))
 
 
