@@ -104,8 +104,8 @@ def convert_command(
         from imagepack.cli.parse import (
             metadata_request,
             open_options,
-            parse_choice,
             parse_part_size,
+            parse_stream_writer,
             parse_target,
         )
         from imagepack.core.errors import InvalidValueError
@@ -114,7 +114,6 @@ def convert_command(
         from imagepack.verbs.preflight import wanted_target
         from imagepack.verbs.presets import preset_named
         from imagepack.verbs.target import ArchiveKind
-        from imagepack.writers.disk import StreamWriter
 
         if for_target is not None and to is not None:
             raise InvalidValueError("--to and --for cannot be used together: --for picks the format; drop --to")
@@ -131,7 +130,7 @@ def convert_command(
             sync=sync,
             level=level,
             threads=threads,
-            stream_writer=parse_choice(StreamWriter, stream_writer, "--stream-writer") or StreamWriter.IMAGEPACK,
+            stream_writer=parse_stream_writer(stream_writer),
             checksum=checksum,
             part_size=parse_part_size(part_size, checksum=checksum),
         )

@@ -78,15 +78,14 @@ def pack_command(
         from imagepack.cli.parse import (
             metadata_request,
             open_options,
-            parse_choice,
             parse_part_size,
+            parse_stream_writer,
         )
         from imagepack.core.errors import InvalidValueError
         from imagepack.formats.create_options import parse_option_pairs
         from imagepack.verbs.build import make
         from imagepack.verbs.preflight import wanted_target
         from imagepack.verbs.target import ArchiveKind
-        from imagepack.writers.disk import StreamWriter
 
         if target is not None and output is not None:
             raise InvalidValueError("the archive to write is given twice; give DST.oci or --output, not both")
@@ -102,7 +101,7 @@ def pack_command(
             sync=sync,
             level=level,
             threads=threads,
-            stream_writer=parse_choice(StreamWriter, stream_writer, "--stream-writer") or StreamWriter.IMAGEPACK,
+            stream_writer=parse_stream_writer(stream_writer),
             checksum=checksum,
             part_size=parse_part_size(part_size, checksum=checksum),
         )

@@ -17,6 +17,7 @@ if TYPE_CHECKING:
     from imagepack.formats import ImageFormat, SafetyPolicy
     from imagepack.sources.open import OpenOptions
     from imagepack.verbs.build import TargetKind
+    from imagepack.writers.disk import StreamWriter
     from imagepack.writers.oci.pack import MetadataRequest
 
 E = TypeVar("E", bound=Enum)
@@ -102,6 +103,13 @@ def parse_choice(kind: type[E], value: str | None, option: str) -> E | None:
             return member
     allowed = " | ".join(str(m.value) for m in kind)
     raise InvalidValueError(f"{option} {value}: use one of {allowed}")
+
+
+def parse_stream_writer(value: str | None) -> StreamWriter:
+    """`--stream-writer`: which program writes a stream-optimized vmdk (imagepack's own unless told)."""
+    from imagepack.writers.disk import StreamWriter
+
+    return parse_choice(StreamWriter, value, "--stream-writer") or StreamWriter.IMAGEPACK
 
 
 @contextlib.contextmanager

@@ -63,11 +63,16 @@ def unpack_command(
     run: Run,
 ) -> None:
     """Write an archive's disk (NAME.qcow2) and metadata (NAME.json) into a directory. -o KEY=VALUE takes --to."""
-    from imagepack.cli.parse import parse_choice, parse_disk_format, parse_part_size, parse_policy, parse_scratch
+    from imagepack.cli.parse import (
+        parse_disk_format,
+        parse_part_size,
+        parse_policy,
+        parse_scratch,
+        parse_stream_writer,
+    )
     from imagepack.core.errors import InvalidValueError
     from imagepack.formats.create_options import parse_option_pairs
     from imagepack.verbs.unpack import unpack_archive
-    from imagepack.writers.disk import StreamWriter
 
     if option and to is None:
         # Without --to the qcow2 is written as archived, so there is nothing for a format option to change.
@@ -81,7 +86,7 @@ def unpack_command(
             name=name,
             options=parse_option_pairs(option),
             threads=threads,
-            stream_writer=parse_choice(StreamWriter, stream_writer, "--stream-writer") or StreamWriter.IMAGEPACK,
+            stream_writer=parse_stream_writer(stream_writer),
             force=force,
             sync=sync,
             policy=parse_policy(max_size),

@@ -92,12 +92,15 @@ def open_source(
 
 
 @contextlib.contextmanager
-def open_in_stages(path: Path, options: OpenOptions) -> Iterator[tuple[Source, Progress | None]]:
+def open_in_stages(
+    path: Path, options: OpenOptions, *, identity: Identity | None = None
+) -> Iterator[tuple[Source, Progress | None]]:
     """open_source for a command with one more step to take with what it opened (`options.on_progress` follows
     the whole): a compressed input's decompression is its first half, the step the second; for any other input
-    the step is the whole. Yields the source and the step's progress."""
+    the step is the whole. Yields the source and the step's progress. `identity`: what `path` is, where the
+    caller has asked already."""
     with opened_input(path) as opened:
-        identity = identify(opened, claimed=options.claimed)
+        identity = identity or identify(opened, claimed=options.claimed)
         whole = options.on_progress
         decoding = stage(whole, "decompressing", 0.0, 0.5) if identity.stream is not None else None
         with open_source(opened, replace(options, on_progress=decoding), identity=identity) as source:

@@ -22,6 +22,7 @@ from imagepack.files.checksums import Checksums, Digester, checksum_file
 from imagepack.files.leftovers import scratch_directory
 from imagepack.formats import ImageFormat, SafetyPolicy
 from imagepack.oci.metadata import ImageMetadata
+from imagepack.sources.identify import Identity, identify
 from imagepack.sources.open import OpenOptions, Source, SourceKind, open_in_stages
 from imagepack.verbs.preflight import preflight
 from imagepack.verbs.presets import Preset
@@ -330,31 +331,38 @@ def _make_opened(
     source: Path, target: Target, started: float, options: OpenOptions, *, preset: Preset | None, resize_up: bool
 ) -> BuildResult:
     claimed, policy, on_progress = options.claimed, options.policy, options.on_progress
+    identity = identify(source, claimed=claimed)  # what the source is, asked once for both routes
     if options.disk is None and preset is None:  # a preset checks the source as opened: never in one pass
         with contextlib.suppress(NotOnePass):
             writing = stage(on_progress, "writing", 0.0, 0.8) if target.checksum else on_progress
-            done = _make_in_one_pass(source, target, claimed=claimed, policy=policy, on_progress=writing)
+            done = _make_in_one_pass(source, identity, target, claimed=claimed, policy=policy, on_progress=writing)
             if done is not None:
                 opened, packed = done
                 # The bytes went through Python, but holes were skipped: read them back.
                 sums = _read_back(target, on_progress) if target.checksum else None
                 return _packed_result(opened, target, started, packed, options={}, copied=True, checksum=sums)
     where = options.scratch or target.path.parent
-    with open_in_stages(source, replace(options, scratch=where)) as (opened, writing):
+    with open_in_stages(source, replace(options, scratch=where), identity=identity) as (opened, writing):
         built = build(opened, target, preset=preset, resize_up=resize_up, scratch=where, on_progress=writing)
     # The whole command's time: the decoding, and the scratch copy's removal, count as much as the writing.
     return replace(built, seconds=time.monotonic() - started)
 
 
 def _make_in_one_pass(
-    source: Path, target: Target, *, claimed: ImageFormat | None, policy: SafetyPolicy, on_progress: Progress | None
+    source: Path,
+    identity: Identity,
+    target: Target,
+    *,
+    claimed: ImageFormat | None,
+    policy: SafetyPolicy,
+    on_progress: Progress | None,
 ) -> tuple[Source, PackedArchive | None] | None:
     """The target written straight from a compressed source where it can be (None where it cannot): the source
     as opened (its disk now the target's bytes) and, for a .oci, the archive."""
     oci = target.kind is ArchiveKind.OCI
     plain = not target.options and not target.compress and target.compression is None and target.grow_to is None
     fmt = None if isinstance(target.kind, ArchiveKind) else target.kind
-    plan = one_pass_for(source, oci=oci, fmt=fmt, claimed=claimed, policy=policy, plain=plain)
+    plan = one_pass_for(source, identity, oci=oci, fmt=fmt, claimed=claimed, policy=policy, plain=plain)
     if plan is None:
         return None
     name = STREAMS[plan.kind]

@@ -9,7 +9,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from imagepack.compression import compression_of, declared_size, peek
+from imagepack.compression import declared_size, peek
 from imagepack.compression.bounded import Written, decompress_into, first_bound, require_inner_name_agrees
 from imagepack.core.errors import MetadataError
 from imagepack.core.openfile import require_unchanged
@@ -19,6 +19,7 @@ from imagepack.formats import Container, Detection, ImageFormat, MemorySource, S
 from imagepack.oci.archive import disk_data_offset, finish_archive, pad_member
 from imagepack.oci.metadata import dump_metadata
 from imagepack.sources.disk import SourceImage, open_image
+from imagepack.sources.identify import Identity, SourceKind
 from imagepack.writers.oci.pack import MetadataRequest, PackedArchive, archive_mtime, make_metadata, metadata_room
 
 PEEK = 1024**2  # what is decompressed (into memory) to tell a qcow2 or a raw disk from anything else
@@ -43,6 +44,7 @@ class OnePass:
 
 def one_pass_for(
     source: Path,
+    identity: Identity,
     *,
     oci: bool,
     fmt: ImageFormat | None,
@@ -51,10 +53,11 @@ def one_pass_for(
     plain: bool,
 ) -> OnePass | None:
     """Whether `source` can be written in one pass to a .oci (`oci`) or to a disk of `fmt`: a compressed qcow2 or
-    raw disk, going out as the bytes it is (`plain`: no format option, no compression, no compressed output)."""
+    raw disk, going out as the bytes it is (`plain`: no format option, no compression, no compressed output).
+    `identity`: what `source` is (sources.identify)."""
     if not plain or not (oci or fmt is ImageFormat.RAW):
         return None
-    kind = compression_of(source)
+    kind = identity.stream if identity.kind is SourceKind.COMPRESSED else None
     if kind is None:
         return None
     content = _peek(source, kind).content  # None for a tar (a .oci or OVA, compressed) and anything else
