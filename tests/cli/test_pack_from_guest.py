@@ -16,8 +16,8 @@ import pytest
 from tests.conftest import run_cli
 from tests.guestdisks import ext4, fat, gpt_disk, mbr_disk, tree
 from tests.ntfsmake import make_ntfs
-from tests.test_inspect_windows import CONFIG, CURRENT_VERSION, edit_hive
-from tests.test_inspect_windows import base as base
+from tests.unit.test_sources_guest_windows import CONFIG, CURRENT_VERSION, edit_hive
+from tests.unit.test_sources_guest_windows import base as base
 
 ROOT_UUID = "6f1b2a3c-1111-4222-8333-944455556666"
 GRUB_BOOT_IMG = Path("/usr/lib/grub/i386-pc/boot.img")

@@ -23,7 +23,7 @@ from imagepack.formats.vhdx import crc32c
 from tests.conftest import ODD_SIZE, QEMU_IMG, file_digest, leftovers, qemu_img, run_cli
 from tests.luks import luks_container
 from tests.readers import qemu_compare, qemu_info, read_guest_disk
-from tests.test_detect import one_error_line
+from tests.unit.test_formats_detect import one_error_line
 
 MiB = 1024**2
 PACK_ARGS = ("--os", "Oracle Linux", "--os-version", "9", "--firmware", "UEFI_64")

@@ -12,7 +12,7 @@ import pytest
 from tests.conftest import run_cli
 from tests.guestdisks import fat, gpt_disk
 from tests.ntfsmake import make_ntfs
-from tests.test_inspect_windows import CONFIG, CURRENT_VERSION, base, edit_hive
+from tests.unit.test_sources_guest_windows import CONFIG, CURRENT_VERSION, base, edit_hive
 
 __all__ = ["base"]  # the hives fixture, shared
 

@@ -15,7 +15,7 @@ from imagepack.cli.run import Run, reporting, running
 from imagepack.core.errors import EXIT_USAGE, InvalidValueError
 from imagepack.core.problems import Problem, Severity
 
-CLI = Path(__file__).parent.parent / "imagepack" / "cli"
+CLI = Path(__file__).parents[2] / "imagepack" / "cli"
 # What only the runner calls: a verb that calls one of them writes the shared body again.
 SHARED_BODY = {"setup_logging", "reported", "progress_bar"}
 

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.cli.test_import_request import URL, request_cli
 from tests.conftest import leftovers, run_cli
-from tests.test_import_request import URL, request_cli
 
 TYPOS = {
     "Ubunto": "Ubuntu",  # a letter changed

@@ -16,7 +16,7 @@ import zstandard
 
 from tests.conftest import file_digest, interrupt_when, leftovers, qemu_img, run_cli
 from tests.readers import qemu_compare, read_guest_disk
-from tests.test_detect import one_error_line
+from tests.unit.test_formats_detect import one_error_line
 
 MiB = 1024**2
 PACK_ARGS = ("--os", "Oracle Linux", "--os-version", "9", "--firmware", "UEFI_64")

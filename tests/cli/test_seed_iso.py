@@ -19,7 +19,7 @@ import yaml
 from imagepack.core.errors import EXIT_SIGTERM, EXIT_USAGE, InputError, Interrupted, OutputError
 from imagepack.verbs.seed import default_user_data, make_seed_iso, read_iso
 from tests.conftest import interrupt_when, leftovers, run_cli
-from tests.test_detect import one_error_line
+from tests.unit.test_formats_detect import one_error_line
 
 CLOUD_CONFIG = b"#cloud-config\nusers:\n  - name: opc\n    sudo: ALL=(ALL) NOPASSWD:ALL\nfinal_message: done\n"
 

@@ -20,7 +20,7 @@ from imagepack.sources.guest.windows import WindowsReport, analyse_windows
 from tests.ntfsguest import NtfsGuest
 from tests.ntfsmake import make_ntfs
 
-HIVES = Path(__file__).parent.parent.parent / "shared" / "testdata" / "windows-hives"
+HIVES = Path(__file__).parents[3] / "shared" / "testdata" / "windows-hives"
 CONFIG = "/Windows/System32/config"
 CURRENT_VERSION = r"\Microsoft\Windows NT\CurrentVersion"
 

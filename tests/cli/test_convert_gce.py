@@ -14,10 +14,10 @@ import pytest
 
 from imagepack.sources.open import OpenOptions, SourceKind, open_source
 from imagepack.writers.sample import write_sample_disk
+from tests.cli.test_convert_ova import python_tar
 from tests.conftest import file_digest, leftovers, qemu_img, run_cli
 from tests.readers import qemu_compare, read_guest_disk
-from tests.test_detect import one_error_line
-from tests.test_ova import python_tar
+from tests.unit.test_formats_detect import one_error_line
 
 MIB = 1024**2
 SIZE = 8 * MIB

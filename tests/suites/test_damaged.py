@@ -19,7 +19,7 @@ from imagepack.formats.vhd import vhd_checksum
 from imagepack.writers.sample import write_sample_disk
 from tests.conftest import file_digest, leftovers, qemu_img, run_cli
 from tests.readers import qemu_compare, read_guest_disk
-from tests.test_refusals import assert_refused
+from tests.suites.test_refusals import assert_refused
 
 MiB = 1024**2
 VBOX_DISK = 20 * MiB

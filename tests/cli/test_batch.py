@@ -18,9 +18,9 @@ from imagepack.core.errors import EXIT_SIGINT, InvalidValueError
 from imagepack.verbs.batch.manifest import load_manifest
 from imagepack.verbs.batch.plan import assign_shards, make_plan
 from imagepack.writers.sample import write_data_disk, write_sample_disk
+from tests.cli.test_pack_onepass import created_in
 from tests.conftest import interrupt_when, leftovers, qemu_img, run_cli
 from tests.readers import VHD_FIXED, qemu_compare, read_guest_disk, read_vhd_footer
-from tests.test_onepass import created_in
 
 MiB = 1024**2
 NAMES = ("alpha", "beta", "gamma")

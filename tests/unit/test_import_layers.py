@@ -8,7 +8,7 @@ import ast
 from collections import defaultdict
 from pathlib import Path
 
-PACKAGE = Path(__file__).parent.parent / "imagepack"
+PACKAGE = Path(__file__).parents[2] / "imagepack"
 
 # Lowest first, one row per folder. A module's layer is that of the longest prefix listed.
 LAYERS: tuple[tuple[str, ...], ...] = (

@@ -165,7 +165,7 @@ def test_convert_of_a_oci_opens_it_once(tmp_path: Path) -> None:
 
 
 def test_convert_of_an_ova_opens_it_once(tmp_path: Path) -> None:
-    from tests.test_ova import SIZE, vmware_ova
+    from tests.cli.test_convert_ova import SIZE, vmware_ova
 
     raw = tmp_path / "guest.raw"
     write_sample_disk(raw, SIZE)

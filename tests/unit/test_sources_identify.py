@@ -14,8 +14,8 @@ from imagepack.compression import decompressed
 from imagepack.core.errors import InputError
 from imagepack.formats import Container, ImageFormat
 from imagepack.sources.identify import SourceKind, content_kind, identify, peek_kind
+from tests.cli.test_convert_ova import python_tar
 from tests.conftest import qemu_img, run_cli
-from tests.test_ova import python_tar
 
 MiB = 1024**2
 PACK = ("--os", "Oracle Linux", "--os-version", "9", "--firmware", "BIOS")

@@ -17,9 +17,9 @@ from pathlib import Path
 
 import pytest
 
+from tests.cli.test_convert_stream_vmdk import qemu_nbd_serving, writing_started
 from tests.conftest import ODD_SIZE, QEMU_IMG, interrupt_when, qemu_img, run_cli
 from tests.readers import qemu_compare, read_guest_disk, read_qcow2_header
-from tests.test_stream_vmdk import qemu_nbd_serving, writing_started
 
 MiB = 1024**2
 GiB = 1024**3

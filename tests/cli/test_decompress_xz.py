@@ -19,7 +19,7 @@ import pytest
 from imagepack.compression.xzblocks import MAX_BLOCKS, NotParallel, xz_blocks
 from tests.conftest import file_digest, interrupt_when, leftovers, run_cli
 from tests.readers import qemu_compare, read_guest_disk
-from tests.test_detect import one_error_line
+from tests.unit.test_formats_detect import one_error_line
 from tests.xzbytes import index, one_block, stream, stream_footer, stream_header
 
 BLOCK = 256 * 1024

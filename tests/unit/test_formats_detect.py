@@ -177,7 +177,8 @@ CONTAINERS: dict[str, Callable[[Path, Path], None]] = {
 CONTAINER_WORDS = {"iso": "an ISO 9660 image"}
 
 
-# A compressed disk is read: tests/test_compressed.py; `info` describes an ISO: tests/test_seed_iso.py.
+# A compressed disk is read: tests/cli/test_convert_compressed_inputs.py;
+# `info` describes an ISO: tests/cli/test_seed_iso.py.
 @pytest.mark.parametrize("kind", ["iso"])
 @pytest.mark.parametrize("command", ["convert"])
 def test_a_container_is_recognised_and_refused_as_not_a_disk_image(
@@ -198,8 +199,9 @@ def test_a_container_is_recognised_and_refused_as_not_a_disk_image(
 def test_a_tar_that_is_neither_an_oci_archive_nor_a_gce_tarball_is_refused(
     command: str, sample_raw: Path, tmp_path: Path
 ) -> None:
-    """tar is how .oci archives come (and GCE's disk.raw, tests/test_ova.py), so it is opened as one; any other
-    disk wrapped in one is not. (A disk in a gzip is a compressed disk, read: tests/test_compressed.py.)"""
+    """tar is how .oci archives come (and GCE's disk.raw, tests/cli/test_convert_ova.py), so it is opened as one;
+    any other disk wrapped in one is not. (A disk in a gzip is a compressed disk, read:
+    tests/cli/test_convert_compressed_inputs.py.)"""
     container = tmp_path / "download.img"
     with tarfile.open(container, "w", format=tarfile.USTAR_FORMAT) as tar:
         tar.add(sample_raw, arcname="image.bin")

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from tests.cli.test_inspect_storage import block, both, inspect_json
 from tests.guestdisks import ext4, gpt_disk, lvm_pv, ntfs, tree, xfs
-from tests.test_inspect_storage import block, both, inspect_json
 
 ROOT_UUID = "77777777-1111-4222-8333-944455556666"
 BOOT_UUID = "88888888-1111-4222-8333-944455556666"

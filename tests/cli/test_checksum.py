@@ -14,7 +14,7 @@ import pytest
 
 from imagepack.files.checksums import Digester, checksum_file
 from tests.conftest import leftovers, run_cli
-from tests.test_detect import one_error_line
+from tests.unit.test_formats_detect import one_error_line
 
 MIB = 1024**2
 

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import run_cli
-from tests.test_detect import one_error_line
+from tests.unit.test_formats_detect import one_error_line
 
 # By suffix: the command that tests a file, and the one that decodes it to stdout.
 TOOLS = {

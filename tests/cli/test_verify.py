@@ -12,9 +12,10 @@ import pytest
 
 from imagepack.core.errors import EXIT_PROBLEMS
 from tests.conftest import run_cli
-from tests.test_detect import write_iso
+from tests.unit.test_formats_detect import write_iso
 
-# A compressed disk is read (tests/test_compressed.py); an lz4 one is refused by every verb (test_other_formats.py).
+# A compressed disk is read (tests/cli/test_convert_compressed_inputs.py); an lz4 one is refused by every verb
+# (test_convert_formats.py).
 NOT_ARCHIVES: dict[str, Callable[[Path, Path], None]] = {"iso": write_iso}
 
 

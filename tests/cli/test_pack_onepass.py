@@ -25,11 +25,19 @@ from imagepack.sources.open import OpenOptions
 from imagepack.verbs.build import ArchiveKind, Target, make
 from imagepack.writers.oci.pack import MetadataRequest
 from imagepack.writers.sample import write_sample_disk
+from tests.cli.test_convert_compressed_inputs import (
+    PACK_ARGS,
+    TOOLS,
+    assert_nothing_left,
+    compress,
+    cut_short,
+    flip_middle,
+    zstd_of_zeros,
+)
+from tests.cli.test_convert_ova import vmware_ova
 from tests.conftest import file_digest, interrupt_when, leftovers, qemu_img, run_cli
 from tests.readers import qemu_compare, read_guest_disk
-from tests.test_compressed import PACK_ARGS, TOOLS, assert_nothing_left, compress, cut_short, flip_middle, zstd_of_zeros
-from tests.test_detect import one_error_line
-from tests.test_ova import vmware_ova
+from tests.unit.test_formats_detect import one_error_line
 
 MiB = 1024**2
 IN_CREATE, IN_MOVED_TO = 0x100, 0x80

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from tests import sparsetar
+from tests.cli.test_convert_ova import SIZE, ova_parts, python_tar, raw_disk
 from tests.conftest import file_digest, leftovers, run_cli
-from tests.test_ova import SIZE, ova_parts, python_tar, raw_disk
 
 __all__ = ["raw_disk"]  # the fixture, shared with test_ova
 

@@ -13,7 +13,7 @@ import pytest
 import zstandard
 
 from tests.conftest import file_digest, interrupt_when, leftovers, run_cli
-from tests.test_detect import one_error_line
+from tests.unit.test_formats_detect import one_error_line
 
 TESTERS = {"zst": ["zstd", "-q", "-t"], "xz": ["xz", "-t"], "gz": ["gzip", "-t"]}
 

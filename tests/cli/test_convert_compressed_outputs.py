@@ -17,7 +17,7 @@ from imagepack.formats import ImageFormat
 from imagepack.verbs.build import Target, make
 from imagepack.writers.sample import write_data_disk
 from tests.conftest import file_digest, interrupt_when, leftovers, qemu_img, run_cli
-from tests.test_detect import one_error_line
+from tests.unit.test_formats_detect import one_error_line
 
 PACK_ARGS = ("--os", "Oracle Linux", "--os-version", "8")
 DECOMPRESSORS = {"zst": ["zstd", "-q", "-d", "-c"], "xz": ["xz", "-d", "-c"], "gz": ["gzip", "-d", "-c"]}
