@@ -124,7 +124,7 @@ def typed_values() -> Iterator[None]:
         raise  # values each typed right that together break a rule of OCI's: refused as the archive would be
     except MetadataError as e:
         code = InvalidValueError.code if e.code == MetadataError.code else e.code  # a raise site's precise code is kept
-        raise InvalidValueError(e.message, detail=e.detail, code=code, remedy=e.remedy) from None
+        raise InvalidValueError(e.reason, subject=e.subject, detail=e.detail, code=code, remedy=e.remedy) from None
 
 
 def metadata_request(pack: PackOptions) -> MetadataRequest:

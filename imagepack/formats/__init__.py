@@ -118,39 +118,45 @@ def _compressed(found: Detection) -> bool:
     return any(container in DECOMPRESS for container in found.containers)
 
 
-def not_a_disk(found: Detection, label: object) -> InputError:
-    """The refusal of a file that is not a disk we read: what it is, and what to do with it."""
+def not_a_disk(found: Detection, label: object, *, error: type[InputError] = InputError) -> InputError:
+    """The refusal of a file that is not a disk we read: what it is, and what to do with it (`error`: the
+    refusal's class, where the caller says how bad it is)."""
     if found.ambiguous:
         both = " and ".join(found.names)
-        return InputError(
-            f"{label}: content matches both {both}; refusing an ambiguous file "
+        return error(
+            f"content matches both {both}; refusing an ambiguous file "
             "(tools that read it as one format would see other data than those that read it as the other)",
+            subject=str(label),
             code="input.ambiguous",
         )
     if found.foreign:
         foreign = found.foreign[0]
-        return InputError(
-            f"{label}: this is {foreign.what}, a format imagepack does not read; {foreign.advice}",
+        return error(
+            f"this is {foreign.what}, a format imagepack does not read; {foreign.advice}",
+            subject=str(label),
             code=f"input.{foreign.name}",
         )
     container = found.containers[0]
     what = DESCRIPTIONS[container]
     if container in DECOMPRESS:
-        return InputError(
-            f"{label}: this is {what}, not a disk image; decompress it first "
+        return error(
+            f"this is {what}, not a disk image; decompress it first "
             f"({DECOMPRESS[container]} {Path(str(label)).name}) and give imagepack the result",
+            subject=str(label),
             code="input.compressed",
         )
     if container is Container.ISO:
-        return InputError(
-            f"{label}: this is {what}, not a disk image; take its bytes as a raw disk only if it is a hybrid "
+        return error(
+            f"this is {what}, not a disk image; take its bytes as a raw disk only if it is a hybrid "
             "image meant to be written to a disk as it is",
+            subject=str(label),
             code="input.iso",
             remedy=Remedy.STATE_FORMAT,
             value="raw",
         )
-    return InputError(
-        f"{label}: this is {what}, not a disk image",
+    return error(
+        f"this is {what}, not a disk image",
+        subject=str(label),
         code=f"input.{container.value}",
         remedy=Remedy.STATE_FORMAT,
         value="raw",

@@ -55,7 +55,7 @@ def read_layout(path: Path, *, max_disk_size: int | None = None) -> OciLayout:
     limit = max_disk_size if max_disk_size is not None else disk_size_limit()
     found, file_size = sniff(path)
     if found.ambiguous:
-        raise UnreadableError(not_a_disk(found, path).message, code="input.ambiguous")
+        raise not_a_disk(found, path, error=UnreadableError)
     if found.archive is None:
         what = found.describe()
         raise UnreadableError(f"{path}: this is {what}, not a .oci archive (a tar of {METADATA_NAME} and {DISK_NAME})")
