@@ -56,6 +56,7 @@ __all__ = [
     "parse_format",
     "require_name_agrees",
     "require_safe",
+    "require_whole_sectors",
     "spec",
 ]
 
@@ -209,7 +210,7 @@ def inspect_source(
     inspector = spec(content).inspector
     if inspector is None:
         if whole:
-            _require_whole_sectors(src.size, label, stated=claimed is not None)
+            require_whole_sectors(src.size, label, stated=claimed is not None)
         inspection = Inspection(ImageFormat.RAW, src.size)
         if found.containers:
             inspection.details["container"] = found.containers[0].value
@@ -218,7 +219,7 @@ def inspect_source(
     return inspector.inspect(src, policy)
 
 
-def _require_whole_sectors(size: int, label: object, *, stated: bool) -> None:
+def require_whole_sectors(size: int, label: object, *, stated: bool) -> None:
     """A disk is a whole number of 512-byte sectors; bytes taken as raw that are not were never one, unless the
     user says they are (qemu then reads them padded with zeroes to the next sector, and we say so)."""
     if size % SECTOR == 0:

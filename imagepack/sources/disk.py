@@ -156,16 +156,19 @@ def open_image(
     offset: int = 0,
     size: int | None = None,
     label: str | None = None,
+    inspection: Inspection | None = None,
 ) -> SourceImage:
     """All the layers; raises UnsafeImageError with the first problem, naming the option that allows it, or
-    InputError for an image qemu-img cannot read or finds damaged.
+    InputError for an image qemu-img cannot read or finds damaged. `inspection`: what inspect_file said of this
+    same open file, where the caller asked already (its headers are not read twice).
 
     The file is opened once (unless `path` is already an opened input) and every check and every later reader
     reads that open file. Only when the user allowed backing files does qemu get its name, so that it can find
     the files the image names relative to it; then that name must still be the file opened when it is read."""
     shown = label or str(path)
     opened = open_input(path)
-    inspection = inspect_file(opened, claimed=claimed, policy=policy, offset=offset, size=size, label=label)
+    if inspection is None:
+        inspection = inspect_file(opened, claimed=claimed, policy=policy, offset=offset, size=size, label=label)
     require_safe(inspection.problems, shown)
     ref = qemu.ImageRef(
         Path(str(opened)) if policy.allow_backing else opened,

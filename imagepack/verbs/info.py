@@ -23,6 +23,7 @@ from imagepack.formats import (
     format_claimed_by_name,
     inspect_source,
     not_a_disk,
+    require_whole_sectors,
 )
 from imagepack.formats.base import Inspection, MemorySource
 from imagepack.formats.partitions import HEAD_BYTES, PartitionLayout, read_partition_layout
@@ -88,6 +89,8 @@ def describe_image(
     content = found.content
     if claimed is None and content is None:
         raise not_a_disk(found, path)
+    if claimed is None and content is ImageFormat.RAW:  # as every verb that reads it would refuse it
+        require_whole_sectors(os.stat(path).st_size, path, stated=False)
     # Describe by content even when the name disagrees; the disagreement is itself a refusal, below.
     inspection = inspect_file(path, claimed=claimed or content, policy=policy)
     st = os.stat(path)
@@ -110,7 +113,7 @@ def describe_image(
     if result.problems:
         return result  # qemu-img is not run on an image we would refuse
     try:
-        image = open_image(path, claimed=inspection.format, policy=policy)
+        image = open_image(path, claimed=inspection.format, policy=policy, inspection=inspection)
     except InputError as e:
         result.problems.append(Problem(e.code, e.said_of(path), e.remedy, value=e.value))
         return result

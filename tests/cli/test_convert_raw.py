@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
 import zipfile
@@ -91,6 +92,31 @@ def test_bytes_that_are_not_whole_sectors_are_refused(tmp_path: Path) -> None:
     assert "66048 bytes" in done.stderr
     assert "--from raw" in done.stderr
     assert not out.exists()
+
+
+@pytest.mark.parametrize("verb", ["info", "verify", "inspect"])
+def test_every_verb_refuses_bytes_that_are_not_whole_sectors_alike(tmp_path: Path, verb: str) -> None:
+    """`info` describes what a file is: it says what convert says of it, not "raw"."""
+    src = tmp_path / "odd.img"
+    write_sample_disk(src, 64 * 1024)
+    with open(src, "ab") as f:
+        f.write(b"\x01" * 200)
+    done = run_cli(verb, "--json", str(src))
+    said = json.loads(done.stdout)
+    if verb == "verify":  # verify reports what it finds: not ready
+        assert done.returncode == 3, done.stdout
+        assert [problem["code"] for problem in said["problems"]] == ["input.partial-sector"], done.stdout
+    else:
+        assert done.returncode == 1, done.stdout
+        assert said["error"]["code"] == "input.partial-sector", done.stdout
+
+
+def test_info_from_raw_describes_them_and_says_how_it_pads_once(tmp_path: Path) -> None:
+    src = _text(tmp_path / "notes.img", 12813)
+    done = run_cli("info", "--from", "raw", str(src))
+    assert done.returncode == 0, done.stderr
+    assert done.stderr.count("12813 bytes is not a whole number of 512-byte sectors") == 1, done.stderr
+    assert "virtual size:      13.0 KiB (13312 bytes)" in done.stdout, done.stdout
 
 
 def test_from_raw_takes_them_anyway_and_says_how_it_pads(tmp_path: Path) -> None:
