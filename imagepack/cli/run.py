@@ -21,7 +21,9 @@ from typing import Any, Protocol, overload
 
 from imagepack.cli.output import REMEDY_TEXT, print_json, print_warnings, progress_bar, reported, setup_logging
 from imagepack.cli.shared_options import JSON, QUIET, VERBOSE
+from imagepack.core.errors import OutputError
 from imagepack.core.problems import Problem, Remedy
+from imagepack.core.stdfds import CLOSED
 
 
 class Reportable(Protocol):
@@ -51,7 +53,10 @@ class Run:
     ) -> None:
         """With --json, `result` as JSON (its to_json(), or itself when it is JSON already) and nothing else;
         otherwise the `warnings` on stderr, then `text()` — unless --quiet, when `even_quiet` is not set (a verb
-        whose text is its answer prints it anyway)."""
+        whose text is its answer prints it anyway). An answer for a standard output the caller closed is an error,
+        not a silent success; a summary of work done (convert's line) is dropped there, as with --quiet."""
+        if (self.json_output or even_quiet) and 1 in CLOSED:
+            raise OutputError("standard output is closed: the answer cannot be written", code="output.stdout-closed")
         if self.json_output:
             print_json(result if isinstance(result, dict | list) else result.to_json())
             return

@@ -7,12 +7,15 @@ from __future__ import annotations
 import os
 import sys
 
+CLOSED: set[int] = set()  # the standard descriptors the caller had closed, now on /dev/null
+
 
 def ensure_standard_fds() -> None:
     for fd in (0, 1, 2):
         try:
             os.fstat(fd)
         except OSError:
+            CLOSED.add(fd)
             opened = os.open(os.devnull, os.O_RDWR)  # the lowest free descriptor: `fd`, since those below are open
             if opened != fd:
                 os.dup2(opened, fd)

@@ -60,3 +60,13 @@ def test_too_few_open_files_is_one_line_saying_so(qcow2: Path) -> None:
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("imagepack: error: cannot start qemu-img: "), done.stderr
     assert "ulimit -n" in lines[0] and "install" not in lines[0], lines[0]
+
+
+@pytest.mark.parametrize("args", [["info"], ["info", "--json"], ["verify"]], ids=["info", "info-json", "verify"])
+def test_an_answer_for_a_closed_stdout_is_an_error_not_a_silent_success(args: list[str], qcow2: Path) -> None:
+    done = run_cli(*args, str(qcow2), stdout=None, preexec_fn=closing(1))
+    assert done.returncode == 1, done.stderr
+    assert (
+        done.stderr.strip().splitlines()[-1]
+        == "imagepack: error: standard output is closed: the answer cannot be written"
+    )
