@@ -30,7 +30,7 @@ def guest_checked(report: dict[str, Any]) -> Finding | None:
     unread = report.get("unreadable") or []
     why = "no Linux root file system and no Windows system volume were found"
     if unread:
-        why += f" (file systems imagepack has no reader for: {', '.join(unread)})"
+        why += f" (no file system imagepack reads on {', '.join(unread)})"
     if report.get("encrypted"):
         why = f"encrypted: {', '.join(report['encrypted'])}"
     return Finding("guest.not-checked", WARNING, f"the guest was not checked ({why})")
