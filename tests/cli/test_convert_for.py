@@ -457,3 +457,14 @@ def test_presets_without_guest_rules_do_not_read_the_guest(tmp_path: Path) -> No
     )
     assert "guest" not in result
     assert not any(p["code"].startswith("guest.") for p in result["problems"])  # type: ignore[union-attr,index]
+
+
+def test_a_guest_that_cannot_be_read_is_a_warning_not_a_refusal(tmp_path: Path) -> None:
+    env = {**os.environ, "IMAGEPACK_QEMU_NBD": str(tmp_path / "no-such-qemu-nbd")}  # nothing exports the guest
+    out = tmp_path / "d.vhd"
+    done = run_cli("convert", str(sample(tmp_path, AZURE_SIZE)), str(out), "--for", "azure", "--json", env=env)
+    result = json_of(done)
+    (unread,) = [p for p in result["problems"] if p["code"] == "guest.not-checked"]  # type: ignore[union-attr,index]
+    assert unread["severity"] == "warning" and "no-such-qemu-nbd" in unread["message"]
+    assert result["guest"] == {"checked": False, "why": unread["message"].removeprefix("the guest was not checked: ")}
+    assert read_vhd_footer(out).disk_type == VHD_FIXED

@@ -8,8 +8,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from imagepack.core.errors import ImagepackError
 from imagepack.core.problems import Problem, Severity
-from imagepack.sources.guest.reader import InspectError, inspect_image
+from imagepack.sources.guest.reader import inspect_image
 from imagepack.sources.open import OpenOptions, Source, open_source
 from imagepack.verbs.inspect.rules import Target, Wanted, check
 
@@ -57,10 +58,13 @@ class Readiness:
 
 def readiness(source: Source, shown: str, wanted: Wanted) -> Readiness:
     """The guest in `source` (read once, through the file already opened) against the rules of `wanted`. A guest
-    that cannot be read is a warning that it was not checked, never a refusal."""
+    that cannot be read (its reader stopped, or no qemu-nbd to export it) is a warning that it was not checked,
+    never a refusal; an input that changed while read is raised, as pack's reading of the guest does."""
     try:
         inspected = inspect_source(source, shown)
-    except InspectError as e:
+    except ImagepackError as e:
+        if e.code == "input.changed":
+            raise
         unread = Problem("guest.not-checked", f"the guest was not checked: {e.message}", severity=Severity.WARNING)
         return Readiness([unread], {"checked": False, "why": e.message})
     findings = check(inspected, wanted)
