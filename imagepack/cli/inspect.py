@@ -12,6 +12,7 @@ from imagepack.cli.output import finding_json, human_size
 from imagepack.cli.run import Run, reporting
 from imagepack.cli.shared_options import DISK, FROM_FORMAT, MAX_SIZE, SCRATCH, VHD_SIZE, worded
 from imagepack.core.errors import EXIT_PROBLEMS
+from imagepack.sources.guest.fsid import BIOS_BOOT, NO_FILES
 from imagepack.verbs.inspect.rules import Target, Wanted, check
 
 EXAMPLES = """\b
@@ -106,12 +107,14 @@ def readiness(report: dict[str, Any], wanted: Wanted) -> dict[str, Any]:
 def _block_line(block: dict[str, Any]) -> str:
     kind = block.get("type_name") or block.get("type") or ""
     fs = block["filesystem"]
-    if not block["readable"] and fs not in ("swap", "LVM2_member"):
+    if not block["readable"] and fs not in NO_FILES:
         fs += " (imagepack cannot read it)"
     ids = [f"UUID {block['uuid']}" if block["uuid"] else "", f"label {block['label']!r}" if block["label"] else ""]
     extra = f" [{kind}]" if kind else ""
     error = f"; cannot open: {block['error']}" if block.get("error") else ""
     named = ", ".join(i for i in ids if i) or "no UUID"
+    if fs == BIOS_BOOT:  # raw boot code, with no UUID of its own to miss
+        return f"  {block['name']}: {human_size(block['size'])}{extra}, GRUB's core image (no file system){error}"
     return f"  {block['name']}: {human_size(block['size'])}{extra}, {fs}, {named}{error}"
 
 

@@ -195,7 +195,21 @@ def print_build(done: BuildResult) -> None:
             f"({done.format}{', ' + done.compression if done.compression else ''}, {size}) "
             f"in {done.seconds:.1f} s"
         )
+    checked = guest_line(done.guest)
+    if checked is not None:
+        print(f"  {checked}")
     print_checksums(done.checksum)
+
+
+def guest_line(guest: dict[str, Any] | None) -> str | None:
+    """What `verify` and `convert --for` say of a guest they checked (inspect/run.readiness's `guest`): its system,
+    the firmwares it boots with, the rules it was checked against; None when it was not checked."""
+    if not guest or not guest.get("checked"):
+        return None
+    system = guest["os"]
+    named = system.get("pretty_name") or system.get("id") or system.get("family")
+    boots = f"boots with {' and '.join(guest['firmware'])}" if guest["firmware"] else "no boot loader found"
+    return f"guest: {named}, {boots}; rules for {guest.get('launch_mode') or guest.get('for')} checked"
 
 
 def _saved(done: BuildResult) -> str:

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 
 import typer
 
-from imagepack.cli.output import describe_problem
+from imagepack.cli.output import describe_problem, guest_line
 from imagepack.cli.run import Run, reporting
 from imagepack.cli.shared_options import DISK, MAX_SIZE, SCRATCH, STRICT, VHD_SIZE, worded
 from imagepack.core.errors import EXIT_PROBLEMS
@@ -77,12 +77,9 @@ def _print(path: Path, report: VerifyReport, *, quiet: bool) -> None:
     if booted and booted["booted"]:
         seconds = booted["seconds_to"]["marker"]
         print(f"boot test: {booted['message']}, marker after {seconds:.1f} s ({booted['accelerator']})")
-    guest = report.guest
-    if guest and guest.get("checked"):
-        system = guest["os"]
-        named = system.get("pretty_name") or system.get("id") or system.get("family")
-        boots = " and ".join(guest["firmware"]) or "no firmware"
-        print(f"guest: {named}, boots with {boots}; rules for {guest['launch_mode']} checked")
+    checked = guest_line(report.guest)
+    if checked is not None:
+        print(checked)
     verdict = "ready for import" if report.ready else "NOT ready for import"
     compressed = report.facts.get("compression")
     kind = f"{report.kind}, {compressed}-compressed" if compressed else report.kind

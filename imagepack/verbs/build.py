@@ -25,7 +25,7 @@ from imagepack.oci.metadata import ImageMetadata
 from imagepack.sources.identify import Identity, identify
 from imagepack.sources.open import OpenOptions, Source, SourceKind, open_in_stages
 from imagepack.verbs.preflight import preflight
-from imagepack.verbs.presets import Preset
+from imagepack.verbs.presets import Checked, Preset
 from imagepack.verbs.target import ArchiveKind as ArchiveKind
 from imagepack.verbs.target import Target as Target
 from imagepack.verbs.target import TargetKind as TargetKind
@@ -58,6 +58,7 @@ class BuildResult:
     checksum: Checksums | None = None  # of the file written, when asked for
     uncompressed_size: int | None = None  # what the output would weigh with its disk not compressed (--compress)
     sources: dict[str, Origin] = field(default_factory=dict)  # a .oci's: where each metadata value came from
+    guest: dict[str, Any] | None = None  # a preset with readiness rules: the guest checked (inspect/run.readiness)
 
     def to_json(self) -> dict[str, Any]:
         data: dict[str, Any] = {
@@ -82,6 +83,8 @@ class BuildResult:
                 metadata=self.metadata.to_json(),
                 sources={key: origin.to_json() for key, origin in self.sources.items()},
             )
+        if self.guest is not None:
+            data["guest"] = self.guest
         data["problems"] = [problem.to_json() for problem in self.warnings]
         return data
 
@@ -98,7 +101,7 @@ def build(
     """Make `target` from `source`; the source is never modified, the target appears whole or not at all. With
     `preset`, the source is first checked against what the platform refuses (every error in one refusal), and
     `target` built as the platform takes it (Preset.target_for, grown with `resize_up`); the preset's notes and
-    warnings come back with the result's.
+    warnings (the guest's readiness findings among them) come back with the result's, and the guest it checked.
 
     A compressed target is built uncompressed into a temporary file in `scratch` (the target's directory by
     default), compressed into place and the temporary removed, whatever happens; a raw disk that is already
@@ -108,7 +111,7 @@ def build(
     through Python (the compressor), and from reading the file back once written where qemu-img or the kernel
     (copy_file_range) wrote them."""
     started = time.monotonic()
-    problems = preset.refuse(source, resize_up=resize_up) if preset is not None else []
+    checked = preset.refuse(source, resize_up=resize_up) if preset is not None else Checked([])
     if preset is not None:
         target = preset.target_for(target, source, resize_up=resize_up)
     preflight(target, inputs=(source.path,))
@@ -124,7 +127,7 @@ def build(
         built = _compress_built(source, target, started, scratch=scratch, on_progress=on_progress)
     if preset is None:
         return built
-    return replace(built, preset=preset.name, warnings=[*problems, *built.warnings])
+    return replace(built, preset=preset.name, warnings=[*checked.problems, *built.warnings], guest=checked.guest)
 
 
 def _copies_raw(source: Source, target: Target) -> bool:

@@ -1,5 +1,6 @@
 """Per-cloud presets: for each platform a disk is shipped to, the file it takes (format, options, name) and the
-checks of what the platform refuses and imagepack cannot fix. A preset is a library value that maps onto a
+checks of what the platform refuses and imagepack cannot fix: the container's (size, partition table) and, for a
+cloud with readiness rules (verbs/inspect/rules), the guest's. A preset is a library value that maps onto a
 target.Target, so `convert --for` and a batch of conversions use the same ones (build.make takes one)."""
 
 from __future__ import annotations
@@ -18,6 +19,9 @@ from imagepack.formats.create_options import option_value
 from imagepack.formats.partitions import PartitionTable
 from imagepack.sources.disk import partition_layout
 from imagepack.sources.open import Source
+from imagepack.verbs.inspect.rules import Target as RulesFor
+from imagepack.verbs.inspect.rules import Wanted
+from imagepack.verbs.inspect.run import readiness
 from imagepack.verbs.target import ArchiveKind, Target, TargetKind, disk_format, inner_path
 from imagepack.writers.oci.pack import MetadataRequest
 
@@ -44,6 +48,15 @@ class Output:
 
 
 @dataclass(frozen=True)
+class Checked:
+    """What a preset found in a source it takes: its notes and warnings (the guest's findings among them), and what
+    it says of the guest (None: a preset with no guest rules)."""
+
+    problems: list[Problem]
+    guest: dict[str, Any] | None = None
+
+
+@dataclass(frozen=True)
 class Preset:
     name: str
     platform: str
@@ -54,6 +67,7 @@ class Preset:
     boot_max_size: int | None = None  # larger still uploads, but only as a data disk (a warning)
     needs_partition_table: bool = False
     checks: str = "—"  # what `--for list` says is checked
+    guest_rules: RulesFor | None = None  # the readiness rules the guest inside is checked against
 
     def output_for(self, path: Path) -> Output:
         """The output `path`'s name asks for; a name the preset does not write is refused, naming one it does."""
@@ -127,14 +141,20 @@ class Preset:
             )
         return problems
 
-    def refuse(self, source: Source, *, resize_up: bool = False) -> list[Problem]:
-        """`check`, with every error the platform would refuse raised in one refusal; the notes and warnings
-        returned, for the result to carry."""
+    def refuse(self, source: Source, *, resize_up: bool = False) -> Checked:
+        """`check`, and the guest against the preset's readiness rules (read once, through the source as opened),
+        with every error the platform would refuse raised in one refusal: a rule's error is a guest that does not
+        boot there; a guest not found or not readable is a warning. The notes and warnings are returned, for the
+        result to carry."""
         problems = self.check(source, resize_up=resize_up)
+        guest = None
+        if self.guest_rules is not None:
+            checked = readiness(source, str(source.path), Wanted(self.guest_rules))
+            problems, guest = [*problems, *checked.problems], checked.guest
         errors = [problem for problem in problems if problem.severity is Severity.ERROR]
         if errors:
             raise InputError.from_problems(errors, subject=source.path)
-        return problems
+        return Checked(problems, guest)
 
     def _size_rule(self, size: int) -> str:
         if self.min_size is not None and size < self.min_size:
@@ -213,14 +233,17 @@ PRESETS: dict[str, Preset] = {
             min_size=20 * MiB,
             max_size=32 * TiB,
             boot_max_size=4095 * GiB,
-            checks="a whole number of MiB, ≥ 20 MiB (or grown to it); ≤ 32 TiB, ≤ 4095 GiB to boot",
+            checks="a whole number of MiB, ≥ 20 MiB (or grown to it); ≤ 32 TiB, ≤ 4095 GiB to boot; "
+            "the guest: a boot loader, Hyper-V drivers, console=ttyS0",
+            guest_rules=RulesFor.AZURE,
         ),
         Preset(
             "aws",
             "AWS",
             (_STREAM_VMDK,),
             needs_partition_table=True,
-            checks="a partition table",
+            checks="a partition table; the guest: a boot loader, NVMe and ENA drivers",
+            guest_rules=RulesFor.AWS,
         ),
         *(
             Preset(
@@ -242,7 +265,9 @@ PRESETS: dict[str, Preset] = {
             "Google Compute Engine",
             (Output(".tar.gz", ArchiveKind.GCE),),
             align=GiB,
-            checks="a whole number of GiB (or grown to it)",
+            checks="a whole number of GiB (or grown to it); the guest: a boot loader, virtio-scsi and virtio-net "
+            "drivers, console=ttyS0",
+            guest_rules=RulesFor.GCP,
         ),
         Preset("virtualbox", "VirtualBox", (Output(".vdi", ImageFormat.VDI),)),
         Preset("hyperv", "Hyper-V", (Output(".vhdx", ImageFormat.VHDX, {"subformat": "dynamic"}),)),

@@ -16,15 +16,14 @@ from imagepack.formats.partitions import PartitionTable
 from imagepack.oci.archive import DISK_NAME
 from imagepack.oci.metadata import ImageMetadata, OsName, check_metadata, import_guidance
 from imagepack.sources.disk import SourceImage, partition_layout
-from imagepack.sources.guest.reader import InspectError
 from imagepack.sources.identify import Identity, identify
 from imagepack.sources.oci import OpenedArchive
 from imagepack.sources.open import OpenOptions, Source, open_source
 from imagepack.sources.ova.reader import OpenedOva
 from imagepack.tools import qemu_img as qemu
 from imagepack.verbs.boot.run import BootRequest, boot_source
-from imagepack.verbs.inspect.rules import Target, Wanted, check
-from imagepack.verbs.inspect.run import inspect_source
+from imagepack.verbs.inspect.rules import Target, Wanted
+from imagepack.verbs.inspect.run import readiness
 
 
 @dataclass
@@ -116,22 +115,9 @@ def _check_guest(report: VerifyReport, source: Source) -> None:
             meta.operating_system,
             meta.operating_system_version,
         )
-    try:
-        inspected = inspect_source(source, str(report.path))
-    except InspectError as e:
-        report.guest = {"checked": False, "why": e.message}
-        report.warning("guest.not-checked", f"the guest was not checked: {e.message}")
-        return
-    findings = check(inspected, wanted)
-    system = inspected["os"]
-    report.guest = {
-        "checked": not any(f.id == "guest.not-checked" for f in findings),
-        "os": {key: system.get(key) for key in ("family", "id", "version", "pretty_name")},
-        "firmware": inspected["boot"]["firmware"],
-        "launch_mode": wanted.launch_mode or "PARAVIRTUALIZED",
-        "rules": [f.to_json() for f in findings],
-    }
-    report.problems.extend(f.problem() for f in findings)
+    checked = readiness(source, str(report.path), wanted)
+    report.guest = checked.guest
+    report.problems.extend(checked.problems)
 
 
 def _check_boot(report: VerifyReport, source: Source, request: BootRequest) -> None:

@@ -84,3 +84,15 @@ def test_verify_of_a_bios_only_guest_packed_as_uefi_says_not_ready_and_why(
     assert done.returncode == 3 and report["ready"] is False
     firmware = [rule for rule in report["guest"]["rules"] if "firmware" in rule["id"]]
     assert firmware and firmware[0]["severity"] == "error" and "UEFI" in firmware[0]["message"], report["guest"]
+
+
+def test_a_bios_boot_partition_is_named_as_grubs_core_image_not_an_unreadable_file_system(
+    debian_guests: dict[str, Path],
+) -> None:
+    _, report = inspected(debian_guests["lvm-xfs"])
+    (bios_boot,) = [block for block in report["storage"]["blocks"] if block.get("type_name") == "BIOS boot"]
+    assert bios_boot["filesystem"] == "BIOS_boot" and report["unreadable"] == []
+    text = run_cli("inspect", str(debian_guests["lvm-xfs"]))
+    assert text.returncode == 0, text.stderr
+    (line,) = [line for line in text.stdout.splitlines() if "[BIOS boot]" in line]
+    assert line.endswith("GRUB's core image (no file system)") and "cannot read" not in line

@@ -66,6 +66,17 @@ def cloud_kernel_root(root: Path, work: Path) -> None:
     write(root, "/boot/grub/grub.cfg", grub_cfg(CLOUD_KERNEL, "console=ttyS0"))
 
 
+def root_only_root(root: Path, work: Path) -> None:
+    """The good guest with its virtio drivers as modules on the root file system only, none in the initramfs."""
+    good_root(root, work)
+    shutil.rmtree(root / "boot")
+    shutil.rmtree(root / "lib")
+    image = initramfs(work / "rootonly", GOOD_KERNEL, ["ata_piix", "e1000"], "gzip", microcode=False)
+    drivers = ["virtio_blk", "virtio_scsi", "virtio_net", "virtio_pci", "ata_piix", "e1000"]
+    kernel(root, GOOD_KERNEL, initrd=f"initrd.img-{GOOD_KERNEL}", image=image, builtin=[], on_root=drivers)
+    write(root, "/boot/grub/grub.cfg", grub_cfg(GOOD_KERNEL, "console=tty0 console=ttyS0,115200"))
+
+
 def bios_disk(folder: Path, make: Any) -> Path:
     """An MBR disk with GRUB's boot code and one ext4 root: boots by BIOS only."""
     folder.mkdir()
@@ -77,6 +88,11 @@ def bios_disk(folder: Path, make: Any) -> Path:
 @pytest.fixture(scope="module")
 def good(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return bios_disk(tmp_path_factory.mktemp("rules") / "good", good_root)
+
+
+@pytest.fixture(scope="module")
+def root_only(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return bios_disk(tmp_path_factory.mktemp("rules") / "root-only", root_only_root)
 
 
 @pytest.fixture(scope="module")
@@ -118,8 +134,12 @@ def test_each_linux_rule_fires_on_a_guest_built_to_break_it(bad: Path) -> None:
     found = by_id(readiness(bad, "--for", "oci", ready=False))
     (virtio,) = found["linux.virtio-drivers"]
     assert virtio["severity"] == "error" and "virtio_pci" in virtio["message"] and "virtio_blk" in virtio["message"]
-    assert "EMULATED" in virtio["fix"] and "update-initramfs -u" in virtio["fix"]
-    assert "echo virtio_blk >> /etc/initramfs-tools/modules" in virtio["fix"]
+    # The kernel has no virtio_blk or virtio_pci at all (in neither modules.dep nor modules.builtin): no initramfs
+    # can hold them, so the fix is the other launch mode or another kernel, never update-initramfs.
+    assert "EMULATED" in virtio["fix"] and f"kernel {OLD_KERNEL} has no virtio_pci, virtio_blk driver" in virtio["fix"]
+    assert (
+        "install a kernel built with virtio_pci, virtio_blk" in virtio["fix"] and "initramfs-tools" not in virtio["fix"]
+    )
     assert found["linux.kernel-age"][0]["severity"] == "warning"
     assert "apt-get update && apt-get dist-upgrade" in found["linux.kernel-age"][0]["fix"]
     console = found["linux.serial-console"][0]
@@ -144,10 +164,23 @@ def test_emulated_mode_flags_a_kernel_without_e1000(bad: Path, tmp_path: Path) -
     assert "linux.virtio-drivers" not in found
     cloud = bios_disk(tmp_path / "cloud", cloud_kernel_root)
     found = by_id(readiness(cloud, "--for", "oci", "--launch-mode", "EMULATED", ready=False))
-    assert (
-        list(found) == ["linux.emulated-drivers"] and "e1000 (absent)" in found["linux.emulated-drivers"][0]["message"]
-    )
+    (emulated,) = found["linux.emulated-drivers"]
+    assert list(found) == ["linux.emulated-drivers"] and "e1000 (absent)" in emulated["message"]
+    # Debian's cloud kernel has no e1000 at all: another kernel, or PARAVIRTUALIZED, not the initramfs.
+    assert f"kernel {CLOUD_KERNEL} has no ata_piix, e1000 driver at all" in emulated["fix"]
+    assert "import in PARAVIRTUALIZED mode" in emulated["fix"] and "linux-image-amd64" in emulated["fix"]
+    assert "initramfs-tools" not in emulated["fix"]
     assert readiness(cloud, "--for", "oci", ready=True)["findings"] == []
+
+
+def test_a_driver_the_kernel_has_as_a_module_is_put_in_its_initramfs(root_only: Path) -> None:
+    found = by_id(readiness(root_only, "--for", "oci", ready=False))
+    (virtio,) = found["linux.virtio-drivers"]
+    assert "virtio_blk (module-not-in-initramfs)" in virtio["message"]
+    assert virtio["fix"].startswith("import in EMULATED mode, or in the guest: ")
+    assert "echo virtio_blk >> /etc/initramfs-tools/modules" in virtio["fix"] and "update-initramfs -u" in virtio["fix"]
+    gcp = by_id(readiness(root_only, "--for", "gcp", ready=False))["gcp.drivers"][0]
+    assert "virtio_scsi (module-not-in-initramfs)" in gcp["message"] and "echo virtio_scsi" in gcp["fix"]
 
 
 def test_other_clouds_want_their_own_drivers(good: Path, bad: Path) -> None:
@@ -167,7 +200,7 @@ def test_the_text_report_shows_the_guest_and_each_finding(bad: Path) -> None:
     assert "virtio_net module-not-in-initramfs" in out and "serial console: no console=ttyS0" in out
     assert "fstab line 2: /dev/sdb1 /data: a device name" in out and "MAC address 52:54:00:12:34:56" in out
     assert "cloud-init: not installed" in out
-    assert "error: [linux.virtio-drivers]" in out and "    fix: import in EMULATED mode, or in the guest: echo" in out
+    assert "error: [linux.virtio-drivers]" in out and f"    fix: kernel {OLD_KERNEL} has no virtio_pci" in out
     assert out.rstrip().endswith("NOT ready for oci (PARAVIRTUALIZED, firmware any)")
 
 

@@ -84,3 +84,16 @@ def test_verify_of_a_listed_linux_archive_notes_the_kernel_update_of_its_family(
 def test_verify_gives_no_host_generation_note_for_a_system_off_the_list(sample_raw: Path, tmp_path: Path) -> None:
     report = _verified(sample_raw, tmp_path, "Debian", "12")
     assert not [p for p in report["problems"] if p["code"].startswith("guidance.")]  # type: ignore[attr-defined]
+
+
+def test_verify_of_the_demos_sample_says_no_boot_loader_was_found_and_what_that_means(
+    sample_raw: Path, tmp_path: Path
+) -> None:
+    """The demo's disk is an empty GPT with an ESP: no loader anywhere. Said as found, not as 'no firmware'."""
+    report = _verified(sample_raw, tmp_path, "Oracle Linux", "9")
+    (firmware,) = [p for p in report["problems"] if p["code"] == "guest.firmware"]  # type: ignore[attr-defined]
+    assert firmware["severity"] == "warning"  # no OS was found to check: doubtful, not a refusal
+    assert "no boot loader was found on the disk (no EFI loader, no MBR boot code)" in firmware["message"]
+    assert "stops in a UEFI shell" in firmware["message"] and "no firmware" not in firmware["message"]
+    (unchecked,) = [p for p in report["problems"] if p["code"] == "guest.not-checked"]  # type: ignore[attr-defined]
+    assert "no file system imagepack reads on partition 1" in unchecked["message"]

@@ -88,7 +88,7 @@ def analyse(reader: Reader) -> dict[str, Any]:
         config = {**analyse_windows(tree).to_json(), "ntfsDirty": ntfs_volume_dirty(block.window())}
     boot = boot_setup(head, storage["partition_table"], found, _esps(opened), guest, windows is not None)
     encrypted = [b.name for b in found if b.found.type in ("crypto_LUKS", "BitLocker")]
-    unreadable = [b.name for b in found if not b.found.readable and b.found.type not in ("swap", "LVM2_member")]
+    unreadable = [b.name for b in found if b.found.unread]
     return {
         "storage": printable(storage),
         "os": printable(system),

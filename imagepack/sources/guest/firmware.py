@@ -7,7 +7,7 @@ from __future__ import annotations
 from typing import Any
 
 from imagepack.sources.guest.guestfs import GuestFiles, Kind
-from imagepack.sources.guest.storage import Block
+from imagepack.sources.guest.storage import BIOS_BOOT_TYPE, Block
 
 # The first byte of the MBR's code when a loader is there: a short or near jump, cli, xor, cld.
 _CODE_STARTS = (0xEB, 0xE9, 0xFA, 0x31, 0x33, 0xFC)
@@ -67,7 +67,7 @@ def boot_setup(
     loaders = {name: efi_loaders(files) for name, files in esps.items()}
     efi_paths = [path for paths in loaders.values() for path in paths]
     mbr = mbr_loader(head) if table != "none" else None
-    bios_boot = [b for b in blocks if b.facts.get("type") == "21686148-6449-6e6f-744e-656564454649"]
+    bios_boot = [b for b in blocks if b.facts.get("type") == BIOS_BOOT_TYPE]
     bios_boot_used = any(any(b.reader.read(b.offset, 512)) for b in bios_boot)
     bootmgr = windows and guest is not None and guest.kind("/bootmgr") is Kind.FILE
     firmware = []

@@ -11,11 +11,15 @@ from dataclasses import dataclass
 PROBE_BYTES = 68 * 1024  # btrfs' superblock is at 64 KiB
 
 READABLE = frozenset({"ext2", "ext3", "ext4", "xfs", "ntfs", "vfat"})
+BIOS_BOOT = "BIOS_boot"  # a GPT BIOS boot partition: GRUB's core image (core.img), raw, in no file system
+# What holds no file system, so that nothing is missed unread: swap, an LVM physical volume (its logical volumes
+# are read), a BIOS boot partition.
+NO_FILES = frozenset({"swap", "LVM2_member", BIOS_BOOT})
 
 
 @dataclass(frozen=True)
 class Identified:
-    type: str  # ext2 ext3 ext4 xfs ntfs vfat swap crypto_LUKS BitLocker LVM2_member btrfs unknown
+    type: str  # ext2 ext3 ext4 xfs ntfs vfat swap crypto_LUKS BitLocker LVM2_member btrfs BIOS_boot unknown
     uuid: str | None = None
     label: str | None = None
     version: str | None = None
@@ -23,6 +27,11 @@ class Identified:
     @property
     def readable(self) -> bool:
         return self.type in READABLE
+
+    @property
+    def unread(self) -> bool:
+        """A file system (or what may be one) imagepack has no reader for."""
+        return self.type not in READABLE and self.type not in NO_FILES
 
 
 def _text(raw: bytes) -> str | None:

@@ -12,15 +12,16 @@ import pyvslvm  # type: ignore[import-not-found]
 
 from imagepack.formats.partitions import HEAD_BYTES, MBR_EXTENDED, PartitionEntry, gpt_entries, mbr_entries
 from imagepack.sources.guest.blockio import Reader, VolumeReader, Window
-from imagepack.sources.guest.fsid import PROBE_BYTES, Identified, identify
+from imagepack.sources.guest.fsid import BIOS_BOOT, PROBE_BYTES, Identified, identify
 
 MAX_LOGICAL = 128  # logical partitions followed along an extended partition's chain
 MAX_LVS = 256
 MAX_GPT_BYTES = 17 * 1024**2  # 4096 entries of 4096 bytes after the header: the largest table gpt_entries takes
 
+BIOS_BOOT_TYPE = "21686148-6449-6e6f-744e-656564454649"  # GRUB's core image on GPT, read by the MBR's boot code
 GPT_TYPES = {
     "c12a7328-f81f-11d2-ba4b-00a0c93ec93b": "EFI System",
-    "21686148-6449-6e6f-744e-656564454649": "BIOS boot",
+    BIOS_BOOT_TYPE: "BIOS boot",
     "0fc63daf-8483-4772-8e79-3d69d8477de4": "Linux filesystem",
     "4f68bce3-e8cd-4db1-96e7-fbcaf984b709": "Linux root (x86-64)",
     "bc13c2ff-59e6-4262-a352-b275fd6f7172": "Linux extended boot",
@@ -146,6 +147,8 @@ def blocks(disk: Reader) -> tuple[dict[str, Any], list[Block]]:
             "beyond_disk": entry.start + entry.size > disk.size,
         }
         probed = _probe(disk, entry.start, size)
+        if table == "gpt" and entry.type == BIOS_BOOT_TYPE and probed.type == "unknown":
+            probed = Identified(BIOS_BOOT)  # no file system's signature: GRUB's core image, a known kind
         found.append(Block(f"partition {entry.number}", disk, entry.start, size, probed, facts))
     if table == "none":
         found.append(Block("disk", disk, 0, disk.size, _probe(disk, 0, disk.size)))

@@ -52,8 +52,9 @@ def find_qemu_nbd() -> str:
 
 def _missing(where: str) -> QemuImgError:
     return QemuImgError(
-        f"{where} (imagepack's stream-optimized vmdk writer reads the source through it); "
-        "install qemu-utils (Debian/Ubuntu) or qemu-img (Fedora/RHEL), or point IMAGEPACK_QEMU_NBD at it",
+        f"{where} (imagepack reads through it a guest's file systems, and the source its stream-optimized vmdk "
+        "writer writes from); install qemu-utils (Debian/Ubuntu) or qemu-img (Fedora/RHEL), or point "
+        "IMAGEPACK_QEMU_NBD at it",
         remedy=Remedy.QEMU_STREAM_WRITER,
     )
 

@@ -42,7 +42,7 @@ def check(report: dict[str, Any], wanted: Wanted) -> list[Finding]:
     unchecked = guest_checked(report)
     if unchecked is not None:  # encryption still counts; what the boot set-up says is doubtful without the guest
         doubtful = [dataclasses.replace(f, severity=Severity.WARNING) for f in firmware_rule(report, wanted.firmware)]
-        return [*encryption_rule(report), *doubtful, unchecked]
+        return [*encryption_rule(report, wanted.target.value), *doubtful, unchecked]
     family = report["os"].get("family")
     found = common_rules(report, wanted.target.value, wanted.firmware)
     if wanted.target is Target.OCI:

@@ -17,6 +17,10 @@ FIRMWARE_NEEDS = {
     "BIOS": "boot code in the MBR (and on GPT a BIOS boot partition for GRUB's core)",
 }
 FIRMWARE_FAILS = {"UEFI_64": "the instance stops in a UEFI shell", "BIOS": "the instance boots nothing"}
+NO_LOADER = "no boot loader was found on the disk (no EFI loader, no MBR boot code)"
+NOT_BOOTED = "an instance made from it boots nothing"
+# What an encrypted volume means elsewhere than OCI (which refuses it): nobody types its passphrase at boot.
+ENCRYPTED_ELSEWHERE = "no one types their passphrase at an instance's boot: a root or /boot on them does not mount"
 
 
 def guest_checked(report: dict[str, Any]) -> Finding | None:
@@ -26,7 +30,7 @@ def guest_checked(report: dict[str, Any]) -> Finding | None:
     unread = report.get("unreadable") or []
     why = "no Linux root file system and no Windows system volume were found"
     if unread:
-        why += f" (file systems imagepack has no reader for: {', '.join(unread)})"
+        why += f" (no file system imagepack reads on {', '.join(unread)})"
     if report.get("encrypted"):
         why = f"encrypted: {', '.join(report['encrypted'])}"
     return Finding("guest.not-checked", WARNING, f"the guest was not checked ({why})")
@@ -41,8 +45,8 @@ def firmware_rule(report: dict[str, Any], firmware: str | None) -> list[Finding]
             Finding(
                 "guest.firmware",
                 ERROR,
-                "the disk is set up to boot with no firmware: it has no EFI loader and no MBR boot code",
-                "install a boot loader in the guest",
+                f"{NO_LOADER}: {NOT_BOOTED}",
+                "install a boot loader in the guest (GRUB: grub-install), or use the disk as a data disk only",
             )
         ]
     if firmware in boots:
@@ -53,10 +57,10 @@ def firmware_rule(report: dict[str, Any], firmware: str | None) -> list[Finding]
         if other
         else "install a boot loader for it in the guest"
     )
+    found = f"the disk has a loader for {' and '.join(boots)} only" if boots else NO_LOADER
     message = (
         f"firmware {firmware} cannot boot this disk: it needs {FIRMWARE_NEEDS.get(firmware, 'a loader for it')}, "
-        f"and {FIRMWARE_FAILS.get(firmware, 'the instance does not boot')}; the disk boots with "
-        f"{' and '.join(boots) or 'no firmware'}"
+        f"and {FIRMWARE_FAILS.get(firmware, 'the instance does not boot')}; {found}"
     )
     loaders = [f"{name}: {', '.join(paths) or 'no loader'}" for name, paths in report["boot"]["esp_loaders"].items()]
     mbr = report["boot"].get("mbr_boot_code")
@@ -66,17 +70,18 @@ def firmware_rule(report: dict[str, Any], firmware: str | None) -> list[Finding]
     return [Finding("guest.firmware", ERROR, message, fix, told)]
 
 
-def encryption_rule(report: dict[str, Any]) -> list[Finding]:
+def encryption_rule(report: dict[str, Any], target: str) -> list[Finding]:
     encrypted = report.get("encrypted") or []
     if not encrypted:
         return []
     kinds = {b["name"]: b["filesystem"] for b in report["storage"]["blocks"]}
+    fails = "OCI imports no encrypted disk" if target == "oci" else ENCRYPTED_ELSEWHERE
     names = ", ".join(f"{name} ({kinds.get(name, 'encrypted')})" for name in encrypted)
     return [
         Finding(
             "guest.encrypted",
-            ERROR,
-            f"encrypted volumes: {names}; OCI imports no encrypted disk",
+            ERROR if target == "oci" else WARNING,
+            f"encrypted volumes: {names}; {fails}",
             f"decrypt them in the guest ({' '.join(CRYPTSETUP_DECRYPT)}, or turn BitLocker off) first",
         )
     ]
@@ -121,5 +126,5 @@ def os_rule(report: dict[str, Any]) -> list[Finding]:
 
 
 def common_rules(report: dict[str, Any], target: str, firmware: str | None) -> list[Finding]:
-    found = firmware_rule(report, firmware) + encryption_rule(report)
+    found = firmware_rule(report, firmware) + encryption_rule(report, target)
     return found + (os_rule(report) if target == "oci" else [])

@@ -60,9 +60,8 @@ def _drivers_rule(report: dict[str, Any], rule: str, storage: list[str], network
     told = evidence([drivers[n]["evidence"] for n in [*storage, network, *needed] if drivers[n]["evidence"]])
     found = []
     if missing:
-        alternative = "import in EMULATED mode, or " if mode == "PARAVIRTUALIZED" else ""
         what = ", ".join(f"{n} ({drivers[n]['where']})" for n in missing)
-        fix = alternative + add_drivers(report, [n for n in missing if n != network] or missing, version)
+        fix = _drivers_fix(report, [n for n in missing if drivers[n]["where"] == "absent"], missing, version, mode)
         found.append(
             Finding(
                 rule,
@@ -77,6 +76,22 @@ def _drivers_rule(report: dict[str, Any], rule: str, storage: list[str], network
         why = kernel.get("initramfs_problem") or "nothing that says could be read"
         found.append(Finding(rule, WARNING, f"whether kernel {version} has {', '.join(unknown)} is not known: {why}"))
     return found
+
+
+def _drivers_fix(report: dict[str, Any], absent: list[str], missing: list[str], version: str, mode: str) -> str:
+    """What puts the `missing` drivers where the kernel finds them: the initramfs for a module the kernel has;
+    another kernel (or the other launch mode) for one it has not at all, which no initramfs can hold."""
+    other = {"PARAVIRTUALIZED": "EMULATED", "EMULATED": "PARAVIRTUALIZED"}.get(mode)
+    alternative = f"import in {other} mode, or " if other else ""
+    if not absent:
+        return alternative + add_drivers(report, missing, version)
+    names = ", ".join(absent)
+    fix = f"kernel {version} has no {names} driver at all, so no initramfs can hold it: {alternative}"
+    fix += f"install a kernel built with {names}"
+    if version.endswith("-cloud-amd64"):
+        fix += " (Debian's cloud kernel leaves out emulated devices' drivers; linux-image-amd64 has them)"
+    fixable = [n for n in missing if n not in absent]
+    return fix + (f"; and {add_drivers(report, fixable, version)}" if fixable else "")
 
 
 def drivers_rules(report: dict[str, Any], mode: str) -> list[Finding]:
