@@ -159,6 +159,18 @@ def test_swap_and_btrfs_are_named_and_btrfs_is_not_read(tmp_path: Path, make: An
     assert ("partition 1" in report["unreadable"]) == (expected[0] == "btrfs")
 
 
+def test_a_partition_never_formatted_is_empty_not_an_unreadable_file_system(tmp_path: Path) -> None:
+    part = tmp_path / "part.img"
+    sh("truncate", "-s", "8M", part)
+    junk = tmp_path / "junk.img"
+    junk.write_bytes(bytes(4096) + b"\x5a" * 4096)  # no signature, but not zeroes: what it is is not known
+    disk = gpt_disk(tmp_path / "d.raw", [("8300", part), ("8300", junk)], size_mib=16)
+    report = inspect_json(disk)
+    assert block(report, "partition 1")["filesystem"] == "empty"
+    assert block(report, "partition 2")["filesystem"] == "unknown"
+    assert report["unreadable"] == ["partition 2"]
+
+
 def test_a_luks_partition_is_reported_encrypted_never_read(tmp_path: Path) -> None:
     part = tmp_path / "luks.img"
     sh("truncate", "-s", "20M", part)

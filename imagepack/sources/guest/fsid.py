@@ -1,6 +1,7 @@
 """What a region of a disk holds, from the signature at its start: a file system, swap, an encrypted container or
 an LVM physical volume, with its UUID and label as blkid states them. Only fixed offsets are read (the first
-PROBE_BYTES); nothing is guessed: a region no signature matches is 'unknown'."""
+PROBE_BYTES); nothing is guessed: a region no signature matches is 'unknown', one whose first PROBE_BYTES are all
+zeroes 'empty' (a partition made and never formatted)."""
 
 from __future__ import annotations
 
@@ -11,15 +12,16 @@ from dataclasses import dataclass
 PROBE_BYTES = 68 * 1024  # btrfs' superblock is at 64 KiB
 
 READABLE = frozenset({"ext2", "ext3", "ext4", "xfs", "ntfs", "vfat"})
+EMPTY = "empty"  # the first PROBE_BYTES all zeroes: no file system starts here
 BIOS_BOOT = "BIOS_boot"  # a GPT BIOS boot partition: GRUB's core image (core.img), raw, in no file system
 # What holds no file system, so that nothing is missed unread: swap, an LVM physical volume (its logical volumes
-# are read), a BIOS boot partition.
-NO_FILES = frozenset({"swap", "LVM2_member", BIOS_BOOT})
+# are read), a BIOS boot partition, a region of zeroes.
+NO_FILES = frozenset({"swap", "LVM2_member", BIOS_BOOT, EMPTY})
 
 
 @dataclass(frozen=True)
 class Identified:
-    type: str  # ext2 ext3 ext4 xfs ntfs vfat swap crypto_LUKS BitLocker LVM2_member btrfs BIOS_boot unknown
+    type: str  # ext2 ext3 ext4 xfs ntfs vfat swap crypto_LUKS BitLocker LVM2_member btrfs BIOS_boot empty unknown
     uuid: str | None = None
     label: str | None = None
     version: str | None = None
@@ -45,6 +47,8 @@ def _uuid(raw: bytes) -> str | None:
 
 def identify(head: bytes) -> Identified:
     """The first PROBE_BYTES (or fewer) of a region."""
+    if not head.strip(b"\0"):
+        return Identified(EMPTY)
     for probe in (_bitlocker, _ntfs, _luks, _lvm, _xfs, _ext, _btrfs, _swap, _fat):
         found = probe(head)
         if found is not None:

@@ -12,7 +12,7 @@ import pyvslvm  # type: ignore[import-not-found]
 
 from imagepack.formats.partitions import HEAD_BYTES, MBR_EXTENDED, PartitionEntry, gpt_entries, mbr_entries
 from imagepack.sources.guest.blockio import Reader, VolumeReader, Window
-from imagepack.sources.guest.fsid import BIOS_BOOT, PROBE_BYTES, Identified, identify
+from imagepack.sources.guest.fsid import BIOS_BOOT, EMPTY, PROBE_BYTES, Identified, identify
 
 MAX_LOGICAL = 128  # logical partitions followed along an extended partition's chain
 MAX_LVS = 256
@@ -147,7 +147,7 @@ def blocks(disk: Reader) -> tuple[dict[str, Any], list[Block]]:
             "beyond_disk": entry.start + entry.size > disk.size,
         }
         probed = _probe(disk, entry.start, size)
-        if table == "gpt" and entry.type == BIOS_BOOT_TYPE and probed.type == "unknown":
+        if table == "gpt" and entry.type == BIOS_BOOT_TYPE and probed.type in ("unknown", EMPTY):
             probed = Identified(BIOS_BOOT)  # no file system's signature: GRUB's core image, a known kind
         found.append(Block(f"partition {entry.number}", disk, entry.start, size, probed, facts))
     if table == "none":

@@ -30,10 +30,10 @@ def guest_checked(report: dict[str, Any]) -> Finding | None:
     unread = report.get("unreadable") or []
     why = "no Linux root file system and no Windows system volume were found"
     if unread:
-        why += f" (no file system imagepack reads on {', '.join(unread)})"
+        why += f"; imagepack reads no file system on {', '.join(unread)}"
     if report.get("encrypted"):
         why = f"encrypted: {', '.join(report['encrypted'])}"
-    return Finding("guest.not-checked", WARNING, f"the guest was not checked ({why})")
+    return Finding("guest.not-checked", WARNING, f"the guest was not checked: {why}")
 
 
 def firmware_rule(report: dict[str, Any], firmware: str | None) -> list[Finding]:
