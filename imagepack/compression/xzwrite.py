@@ -13,14 +13,14 @@ from __future__ import annotations
 import collections
 import lzma
 import os
-import queue
 import struct
 import threading
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import BinaryIO
 
 from imagepack.compression.xzblocks import FOOTER_MAGIC, HEADER_MAGIC, crc32_le, encode_varint, padded
+from imagepack.core.progress import Progress
 from imagepack.core.signals import leave_to_main_thread
 
 MiB = 1024**2
@@ -58,12 +58,12 @@ Pieces = tuple[bytes | memoryview, ...]
 
 
 def compress_block(pieces: Iterable[bytes], preset: int, stop: threading.Event) -> tuple[Pieces, int, int]:
-    """One block of the file from its input `pieces` (taken as they come: each is dropped once liblzma has it,
-    which copies it into its own window), its header stating its sizes: (the block's bytes with its padding and
-    check, in pieces written one after the other rather than copied into one; its unpadded and uncompressed
-    sizes for the index). Each piece is fed to liblzma a part at a time, so that a writer abandoned (Ctrl-C,
-    SIGTERM) stops within a part rather than a whole block; liblzma's output does not depend on how its input
-    is cut."""
+    """One block of the file from its input `pieces`, taken as they come (each dropped once liblzma, which
+    copies it into its own window, has it; a block at the file's end may be shorter), its header stating its
+    sizes: the block's bytes with its padding and check, in pieces written one after the other rather than
+    copied into one; its unpadded and uncompressed sizes for the index. Each piece is fed to liblzma a part at
+    a time, so that a writer abandoned (Ctrl-C, SIGTERM) stops within a part rather than a whole block;
+    liblzma's output does not depend on how its input is cut."""
     encoder = lzma.LZMACompressor(format=lzma.FORMAT_XZ, check=lzma.CHECK_CRC64, preset=preset)
     parts = []
     size = 0
@@ -149,12 +149,21 @@ def _sized_header(header: bytes, compressed: int, size: int, *, reserved: int) -
     return head + crc32_le(head)
 
 
+def _read(fd: int, offset: int, length: int) -> Iterator[bytes]:
+    """`length` bytes of the file `fd` from `offset`, a piece at a time, read as they are wanted; fewer if the file
+    ends sooner."""
+    end = offset + length
+    while offset < end and (piece := os.pread(fd, min(PIECE, end - offset), offset)):
+        yield piece
+        offset += len(piece)
+
+
 class XzBlockWriter:
-    """A writable file that compresses what is written into `out` as a multi-block xz file, on `threads`
-    threads; `close` writes the index and the footer. A block goes to a thread as soon as its first bytes are
-    written, and is fed to it as they come. Memory is bounded whatever the input's size: one encoder a thread
-    (liblzma's own, 94 MiB at preset 6) and at most one block a thread in flight, its input until liblzma has
-    taken it in and its output until it is written; a new block waits for the oldest to be written."""
+    """Compresses a file into `out` as a multi-block xz file, on `threads` threads (`compress_from`); `close`
+    writes the index and the footer. Each thread reads its own block's input from the file a piece at a time as
+    liblzma takes it in, so memory is bounded whatever the file's size: one encoder a thread (liblzma's own,
+    94 MiB at preset 6), a piece of input, and at most one block's output a thread until it is written in
+    order; a block starts once a thread is free, after the oldest block has been written."""
 
     def __init__(self, out: BinaryIO, preset: int, threads: int) -> None:
         self.out = out
@@ -165,54 +174,40 @@ class XzBlockWriter:
             max_workers=self.threads, thread_name_prefix="imagepack-xz", initializer=leave_to_main_thread
         )
         self.pending: collections.deque[Future[tuple[Pieces, int, int]]] = collections.deque()
-        self.feed: queue.SimpleQueue[bytes | None] | None = None  # the input of the block being filled
-        self.filled = 0  # bytes of it
         self.records: list[tuple[int, int]] = []
         self.closed = False
         self.stop = threading.Event()
         self.out.write(HEADER_MAGIC + STREAM_FLAGS + crc32_le(STREAM_FLAGS))
 
-    def write(self, data: bytes | bytearray | memoryview) -> int:
-        """Hand `data` to the blocks' threads: kept as given when it is bytes within one block, else copied."""
-        size = len(data)
-        at = 0
-        while at < size:
-            if self.feed is None:
-                self._start_block()
-            assert self.feed is not None
-            take = min(size - at, self.size - self.filled)
-            whole = take == size and isinstance(data, bytes)
-            self.feed.put(data if whole else bytes(memoryview(data)[at : at + take]))  # type: ignore[arg-type]
-            at += take
-            self.filled += take
-            if self.filled == self.size:
-                self._end_block()
-        return size
+    def compress_from(self, fd: int, offset: int, length: int, on_progress: Progress | None = None) -> int:
+        """Compress `length` bytes of the file `fd` from `offset`, in blocks written in order. Returns the bytes
+        read: fewer than `length` where the file ended sooner."""
+        done = 0
+        for start in range(0, length, self.size):
+            while len(self.pending) >= self.threads:  # a thread a block: the oldest is written first
+                done += self._write_next()
+                if on_progress is not None:
+                    on_progress(done / length)
+            reader = _read(fd, offset + start, min(self.size, length - start))
+            self.pending.append(self.pool.submit(compress_block, reader, self.preset, self.stop))
+        while self.pending:
+            done += self._write_next()
+            if on_progress is not None:
+                on_progress(done / length)
+        return done
 
-    def _start_block(self) -> None:
-        while len(self.pending) >= self.threads:  # a thread a block: the oldest is written first
-            self._write_next()
-        feed: queue.SimpleQueue[bytes | None] = queue.SimpleQueue()
-        self.pending.append(self.pool.submit(compress_block, iter(feed.get, None), self.preset, self.stop))
-        self.feed, self.filled = feed, 0
-
-    def _end_block(self) -> None:
-        if self.feed is not None:
-            self.feed.put(None)
-            self.feed = None
-
-    def _write_next(self) -> None:
+    def _write_next(self) -> int:
         pieces, unpadded, size = self.pending.popleft().result()
         for piece in pieces:
             self.out.write(piece)
         self.records.append((unpadded, size))
+        return size
 
     def close(self) -> None:
         if self.closed:
             return
         self.closed = True
         try:
-            self._end_block()
             while self.pending:
                 self._write_next()
         except BaseException:
@@ -228,7 +223,6 @@ class XzBlockWriter:
         """Stop without finishing the file (an error is on its way): blocks not started are dropped."""
         self.closed = True
         self.stop.set()
-        self._end_block()  # a thread waiting for more of its block's input sees the stop
         self.pool.shutdown(wait=True, cancel_futures=True)
 
     def __enter__(self) -> XzBlockWriter:
