@@ -40,9 +40,9 @@ def block_size(preset: int) -> int:
 
 
 def usable_threads(preset: int, threads: int) -> int:
-    """`threads`, fewer where each thread's encoder and blocks would take more than a quarter of the memory (xz
-    -T0's own limit): xz -9's encoder alone holds 674 MiB. The output is the same on any number."""
-    per_thread = ENCODER_MEMORY[preset] * MiB + 2 * block_size(preset)
+    """`threads`, fewer where each thread's encoder and block of output would take more than a quarter of the
+    memory (xz -T0's own limit): xz -9's encoder alone holds 674 MiB. The output is the same on any number."""
+    per_thread = ENCODER_MEMORY[preset] * MiB + block_size(preset)
     try:
         budget = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE") // 4
     except (ValueError, OSError):
