@@ -32,7 +32,10 @@ FORMAT_OPTION = typer.Option(
 )
 COMPRESS = typer.Option(False, "--compress", "-c", help="Compress the output (qcow2, vmdk, a .oci's disk).")
 LEVEL = typer.Option(
-    None, "--level", metavar="N", help="Compression level (zst 1-22, xz 0-9, gz 1-9, stream vmdk 1-12)."
+    None,
+    "--level",
+    metavar="N",
+    help="Compression level (zst 1-22, xz 0-9, gz 1-9, stream vmdk 1-12, compressed qcow2: zlib 1-9, zstd 1-22).",
 )
 THREADS = typer.Option(
     None,

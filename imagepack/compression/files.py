@@ -165,19 +165,28 @@ def compress_into(
             size,
         ) as sink,
     ):
-        src.seek(offset)
-        done = 0
-        while done < size and (chunk := src.read(min(READ_CHUNK, size - done))):
-            sink.write(chunk)
-            done += len(chunk)
-            if on_progress is not None:
-                on_progress(done / max(size, 1))
+        if isinstance(sink, XzBlockWriter):  # its threads read their own blocks: no input held in between
+            done = sink.compress_from(src.fileno(), offset, size, on_progress)
+        else:
+            done = _feed(src, sink, offset, size, on_progress)
     if done != size:
         raise InputError(f"{source}: ended after {done} of {size} bytes while it was compressed")
     return digester.result() if digester else None
 
 
-def _encoder(out: BinaryIO, to: Codec, level: int, threads: int | None, size: int) -> BinaryIO:
+def _feed(src: BinaryIO, sink: BinaryIO, offset: int, size: int, on_progress: Progress | None) -> int:
+    """Hand `size` bytes of `src` from `offset` to `sink` a chunk at a time; returns the bytes read."""
+    src.seek(offset)
+    done = 0
+    while done < size and (chunk := src.read(min(READ_CHUNK, size - done))):
+        sink.write(chunk)
+        done += len(chunk)
+        if on_progress is not None:
+            on_progress(done / max(size, 1))
+    return done
+
+
+def _encoder(out: BinaryIO, to: Codec, level: int, threads: int | None, size: int) -> BinaryIO | XzBlockWriter:
     if to is Codec.ZST:
         # At the fast levels, jobs of 4 MiB rather than zstd's default 8: each worker holds a few jobs' worth of
         # buffers, and halving them keeps the process under 100 MiB for about 0.02% of size. Higher levels have
@@ -192,7 +201,7 @@ def _encoder(out: BinaryIO, to: Codec, level: int, threads: int | None, size: in
         compressor = zstandard.ZstdCompressor(compression_params=params)
         return compressor.stream_writer(out, size=size, closefd=False)
     if to is Codec.XZ:
-        return XzBlockWriter(out, level, threads or len(os.sched_getaffinity(0)))  # type: ignore[return-value]
+        return XzBlockWriter(out, level, threads or len(os.sched_getaffinity(0)))
     if level <= ISAL_GZIP_LEVELS:
         return igzip.GzipFile(fileobj=out, mode="wb", compresslevel=level, mtime=0)  # type: ignore[return-value,no-untyped-call]
     return gzip.GzipFile(fileobj=out, mode="wb", compresslevel=level, mtime=0)  # type: ignore[return-value]

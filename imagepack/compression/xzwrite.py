@@ -15,10 +15,12 @@ import lzma
 import os
 import struct
 import threading
+from collections.abc import Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import BinaryIO
 
 from imagepack.compression.xzblocks import FOOTER_MAGIC, HEADER_MAGIC, crc32_le, encode_varint, padded
+from imagepack.core.progress import Progress
 from imagepack.core.signals import leave_to_main_thread
 
 MiB = 1024**2
@@ -30,7 +32,6 @@ CHECK_CRC64 = 4
 STREAM_FLAGS = bytes((0, CHECK_CRC64))
 CHECK_SIZE = 8
 PIECE = MiB  # of a block, handed to liblzma at a time
-JOBS_AHEAD = 0  # blocks queued beyond one a thread: none, as in xz -T0 (each holds a block; reading one is quick)
 
 
 def block_size(preset: int) -> int:
@@ -39,9 +40,9 @@ def block_size(preset: int) -> int:
 
 
 def usable_threads(preset: int, threads: int) -> int:
-    """`threads`, fewer where each thread's encoder and blocks would take more than a quarter of the memory (xz
-    -T0's own limit): xz -9's encoder alone holds 674 MiB. The output is the same on any number."""
-    per_thread = ENCODER_MEMORY[preset] * MiB + 2 * block_size(preset)
+    """`threads`, fewer where each thread's encoder and block of output would take more than a quarter of the
+    memory (xz -T0's own limit): xz -9's encoder alone holds 674 MiB. The output is the same on any number."""
+    per_thread = ENCODER_MEMORY[preset] * MiB + block_size(preset)
     try:
         budget = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE") // 4
     except (ValueError, OSError):
@@ -56,34 +57,62 @@ class Stopped(Exception):
 Pieces = tuple[bytes | memoryview, ...]
 
 
-def compress_block(data: bytes, preset: int, stop: threading.Event) -> tuple[Pieces, int]:
-    """One block of the file, its header stating its sizes: (the block's bytes with its padding and check, in
-    pieces written one after the other rather than copied into one, and its unpadded size for the index). The
-    block is fed to liblzma a piece at a time, so that a writer abandoned (Ctrl-C, SIGTERM) stops within a piece
-    rather than a whole block; liblzma's output does not depend on how its input is cut."""
+def compress_block(pieces: Iterable[bytes], preset: int, stop: threading.Event) -> tuple[Pieces, int, int]:
+    """One block of the file from its input `pieces`, taken as they come (each dropped once liblzma, which
+    copies it into its own window, has it; a block at the file's end may be shorter), its header stating its
+    sizes: the block's bytes with its padding and check, in pieces written one after the other rather than
+    copied into one; its unpadded and uncompressed sizes for the index. Each piece is fed to liblzma a part at
+    a time, so that a writer abandoned (Ctrl-C, SIGTERM) stops within a part rather than a whole block;
+    liblzma's output does not depend on how its input is cut."""
     encoder = lzma.LZMACompressor(format=lzma.FORMAT_XZ, check=lzma.CHECK_CRC64, preset=preset)
     parts = []
-    view = memoryview(data)
-    for at in range(0, len(data), PIECE):
-        if stop.is_set():
-            raise Stopped
-        parts.append(encoder.compress(view[at : at + PIECE]))
-    stream = b"".join((*parts, encoder.flush()))
-    header_size = (stream[12] + 1) * 4
-    header = stream[12 : 12 + header_size]
-    index_size = (struct.unpack_from("<I", stream, len(stream) - 8)[0] + 1) * 4
-    check_end = len(stream) - 12 - index_size  # the block ends with its check, after its padding
+    size = 0
+    for piece in pieces:
+        view = memoryview(piece)
+        for at in range(0, len(view), PIECE):
+            if stop.is_set():
+                raise Stopped
+            if out := encoder.compress(view[at : at + PIECE]):
+                parts.append(out)
+        size += len(view)
+        del piece, view  # the block's input goes as liblzma takes it in
+    if stop.is_set():
+        raise Stopped
+    parts.append(encoder.flush())  # the end of the data, the check, the index and the footer
+    length = sum(len(part) for part in parts)
+    header_size = (_span(parts, 12, 13)[0] + 1) * 4
+    header = _span(parts, 12, 12 + header_size)
+    index_size = (struct.unpack_from("<I", _span(parts, length - 8, length - 4))[0] + 1) * 4
+    index = _span(parts, length - 12 - index_size, length - 12)
+    check_end = length - 12 - index_size  # the block ends with its check, after its padding
     start = 12 + header_size
-    compressed = memoryview(stream)[start : start + _compressed_size(stream, header_size, index_size)]
-    sized = _sized_header(header, len(compressed), len(data), reserved=_reserved_header(header, preset))
-    body = len(sized) + len(compressed)
-    check = stream[check_end - CHECK_SIZE : check_end]
-    return (sized, compressed, bytes(padded(body) - body), check), body + CHECK_SIZE
+    compressed_size = _compressed_size(index, header_size)
+    compressed = _views(parts, start, start + compressed_size)
+    sized = _sized_header(header, compressed_size, size, reserved=_reserved_header(header, preset))
+    body = len(sized) + compressed_size
+    check = _span(parts, check_end - CHECK_SIZE, check_end)
+    return (sized, *compressed, bytes(padded(body) - body), check), body + CHECK_SIZE, size
 
 
-def _compressed_size(stream: bytes, header_size: int, index_size: int) -> int:
+def _views(parts: list[bytes], start: int, stop: int) -> list[memoryview]:
+    """Bytes `start` to `stop` of what `parts` hold one after the other, as views of them (nothing copied)."""
+    views = []
+    at = 0
+    for part in parts:
+        end = at + len(part)
+        if end > start and at < stop:
+            views.append(memoryview(part)[max(start - at, 0) : min(stop, end) - at])
+        at = end
+    return views
+
+
+def _span(parts: list[bytes], start: int, stop: int) -> bytes:
+    """A few bytes of what `parts` hold one after the other, copied out."""
+    return b"".join(_views(parts, start, stop))
+
+
+def _compressed_size(index: bytes, header_size: int) -> int:
     """The block's compressed data size, from its one-record index: unpadded size less the header and check."""
-    index = stream[len(stream) - 12 - index_size : len(stream) - 12]
     at = 2  # the indicator and the record count (1)
     unpadded, _ = _varint(index, at)
     return unpadded - header_size - CHECK_SIZE
@@ -120,9 +149,21 @@ def _sized_header(header: bytes, compressed: int, size: int, *, reserved: int) -
     return head + crc32_le(head)
 
 
+def _read(fd: int, offset: int, length: int) -> Iterator[bytes]:
+    """`length` bytes of the file `fd` from `offset`, a piece at a time, read as they are wanted; fewer if the file
+    ends sooner."""
+    end = offset + length
+    while offset < end and (piece := os.pread(fd, min(PIECE, end - offset), offset)):
+        yield piece
+        offset += len(piece)
+
+
 class XzBlockWriter:
-    """A writable file that compresses what is written into `out` as a multi-block xz file, on `threads`
-    threads; `close` writes the index and the footer. Memory: a few blocks a thread."""
+    """Compresses a file into `out` as a multi-block xz file, on `threads` threads (`compress_from`); `close`
+    writes the index and the footer. Each thread reads its own block's input from the file a piece at a time as
+    liblzma takes it in, so memory is bounded whatever the file's size: one encoder a thread (liblzma's own,
+    94 MiB at preset 6), a piece of input, and at most one block's output a thread until it is written in
+    order; a block starts once a thread is free, after the oldest block has been written."""
 
     def __init__(self, out: BinaryIO, preset: int, threads: int) -> None:
         self.out = out
@@ -132,50 +173,41 @@ class XzBlockWriter:
         self.pool = ThreadPoolExecutor(
             max_workers=self.threads, thread_name_prefix="imagepack-xz", initializer=leave_to_main_thread
         )
-        self.pending: collections.deque[tuple[int, Future[tuple[Pieces, int]]]] = collections.deque()
-        self.parts: list[bytes] = []  # of the block being filled
-        self.filled = 0
+        self.pending: collections.deque[Future[tuple[Pieces, int, int]]] = collections.deque()
         self.records: list[tuple[int, int]] = []
         self.closed = False
         self.stop = threading.Event()
         self.out.write(HEADER_MAGIC + STREAM_FLAGS + crc32_le(STREAM_FLAGS))
 
-    def write(self, data: bytes | bytearray | memoryview) -> int:
-        """Take `data`; a block is handed to a thread once it is whole, after the oldest block being compressed
-        is written when every thread is busy. The pieces are kept as given and joined once into the block."""
-        size = len(data)
-        self.parts.append(bytes(data))
-        self.filled += size
-        while self.filled >= self.size:
-            last = self.parts[-1]
-            cut = len(last) - (self.filled - self.size)
-            self.parts[-1] = last[:cut]
-            block = b"".join(self.parts)
-            self.parts = [last[cut:]] if cut < len(last) else []
-            self.filled -= self.size
-            self._submit(block)
-        return size
+    def compress_from(self, fd: int, offset: int, length: int, on_progress: Progress | None = None) -> int:
+        """Compress `length` bytes of the file `fd` from `offset`, in blocks written in order. Returns the bytes
+        read: fewer than `length` where the file ended sooner."""
+        done = 0
+        for start in range(0, length, self.size):
+            while len(self.pending) >= self.threads:  # a thread a block: the oldest is written first
+                done += self._write_next()
+                if on_progress is not None:
+                    on_progress(done / length)
+            reader = _read(fd, offset + start, min(self.size, length - start))
+            self.pending.append(self.pool.submit(compress_block, reader, self.preset, self.stop))
+        while self.pending:
+            done += self._write_next()
+            if on_progress is not None:
+                on_progress(done / length)
+        return done
 
-    def _submit(self, block: bytes) -> None:
-        while len(self.pending) >= self.threads + JOBS_AHEAD:
-            self._write_next()
-        self.pending.append((len(block), self.pool.submit(compress_block, block, self.preset, self.stop)))
-
-    def _write_next(self) -> None:
-        size, future = self.pending.popleft()
-        pieces, unpadded = future.result()
+    def _write_next(self) -> int:
+        pieces, unpadded, size = self.pending.popleft().result()
         for piece in pieces:
             self.out.write(piece)
         self.records.append((unpadded, size))
+        return size
 
     def close(self) -> None:
         if self.closed:
             return
         self.closed = True
         try:
-            if self.parts:
-                self._submit(b"".join(self.parts))
-                self.parts = []
             while self.pending:
                 self._write_next()
         except BaseException:

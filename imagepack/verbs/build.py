@@ -256,6 +256,7 @@ def _pack_oci(source: Source, target: Target, started: float, *, on_progress: Pr
         sources=sources,
         options=target.options,
         compress=target.compress,
+        level=target.level,
         threads=target.threads,
         stream_writer=target.stream_writer,
         sync=target.sync,

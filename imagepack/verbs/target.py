@@ -13,9 +13,8 @@ from imagepack.core.errors import InvalidValueError
 from imagepack.files.checksums import OBJECT_PUT_PART_SIZE
 from imagepack.formats import ImageFormat, format_claimed_by_name, parse_format
 from imagepack.formats.create_options import create_options
-from imagepack.writers.disk import DiskRequest, StreamWriter, is_stream_vmdk, output_format, uses_threads
+from imagepack.writers.disk import DiskRequest, StreamWriter, check_disk_level, output_format, uses_threads
 from imagepack.writers.oci.pack import MetadataRequest
-from imagepack.writers.vmdkstream.grains import grain_codec
 
 
 class ArchiveKind(StrEnum):
@@ -89,7 +88,8 @@ def disk_format(kind: TargetKind) -> ImageFormat:
 
 
 def disk_request(target: Target, *, copy_if_unchanged: bool = False) -> DiskRequest:
-    """The disk `target` holds, as the disk writer takes it (the level only where it is a stream vmdk's)."""
+    """The disk `target` holds, as the disk writer takes it (the level only where no codec compresses the whole
+    output: then it is the disk's own codec's)."""
     return DiskRequest(
         disk_format(target.kind),
         options=target.options,
@@ -104,8 +104,8 @@ def disk_request(target: Target, *, copy_if_unchanged: bool = False) -> DiskRequ
 
 def check_compression(target: Target) -> None:
     """The name and the compression must agree (a zstd stream named .qcow2 is read as what it is not), the level
-    must be the codec's (or a stream vmdk's grains'), and threads must have something to run: zstd, a compressed
-    qcow2 or a stream vmdk."""
+    must be the codec's (or the disk's own: a stream vmdk's grains', a compressed qcow2's clusters'), and threads
+    must have something to run: zstd, a compressed qcow2 or a stream vmdk."""
     named = codec_named(target.path)
     if named != target.compression:
         said = f"{named.value}-compressed" if named else "not compressed"
@@ -114,31 +114,20 @@ def check_compression(target: Target) -> None:
             f"{target.path}: the name says {said}, but the output asked for is {asked}",
             code="target.name-disagrees",
         )
+    fmt = disk_format(target.kind)
+    options = create_options(fmt, target.options, compress=target.compress)
     if target.threads is not None:
         if target.threads < 1:
             raise InvalidValueError(f"threads {target.threads}: give at least one")
-        fmt = disk_format(target.kind)
-        options = create_options(fmt, target.options, compress=target.compress)
         if not uses_threads(fmt, options, compress=target.compress) and target.compression not in THREADED:
             raise InvalidValueError(
                 "threads apply to a compressed output: a zstd or xz stream, a compressed qcow2 (or .oci) or a "
                 "stream-optimized vmdk"
             )
-    if target.compression is None:
-        if target.level is not None and not _grain_level(target):
-            raise InvalidValueError(
-                f"level {target.level}: a level applies only to a compressed target (name it .zst, .xz or .gz) "
-                "or a stream-optimized vmdk"
-            )
-        grain_codec(target.level)  # the grains' encoder's range, before any input is read
+    if target.compression is None:  # the level is the disk's own codec's, if it has one
+        check_disk_level(fmt, options, compress=target.compress, stream_writer=target.stream_writer, level=target.level)
         return
     check_settings(target.compression, level=target.level, threads=codec_threads(target))
-
-
-def _grain_level(target: Target) -> bool:
-    """Whether the level is a stream vmdk's grain level."""
-    fmt = disk_format(target.kind)
-    return target.stream_writer is StreamWriter.IMAGEPACK and is_stream_vmdk(fmt, target.options)
 
 
 def codec_threads(target: Target) -> int | None:

@@ -19,6 +19,7 @@ from imagepack.sources.disk import SourceImage
 from imagepack.tools import qemu_img as qemu
 from imagepack.writers.gpt import move_gpt_to_end
 from imagepack.writers.qcow2 import CompressionType, write_compressed_qcow2_file
+from imagepack.writers.qcow2.codecs import check_level as check_cluster_level
 from imagepack.writers.qcow2.options import own_compression
 from imagepack.writers.vmdkstream import write_stream_vmdk
 from imagepack.writers.vmdkstream.grains import grain_codec
@@ -93,7 +94,7 @@ class DiskPlan:
     own_stream: bool = False  # a stream-optimized vmdk that imagepack writes itself
     own_qcow2: CompressionType | None = None  # a compressed qcow2 that imagepack writes itself, with this codec
     threads: int | None = None  # compressing threads (one per core when None)
-    level: int | None = None  # a stream vmdk's grain level (vmdkstream/grains.py; its default when None)
+    level: int | None = None  # a stream vmdk's grains' or a compressed qcow2's clusters' level (its default when None)
 
 
 def is_stream_vmdk(fmt: ImageFormat, options: Mapping[str, str]) -> bool:
@@ -117,7 +118,7 @@ class DiskRequest:
     grow_to: int | None = None  # the output's virtual size, when larger than the source's
     threads: int | None = None  # compressing threads (one per core when None)
     stream_writer: StreamWriter = StreamWriter.IMAGEPACK
-    level: int | None = None  # a stream vmdk's grain level
+    level: int | None = None  # a stream vmdk's grains' or a compressed qcow2's clusters' level (check_disk_level)
 
 
 def plan_disk(image: SourceImage, request: DiskRequest) -> DiskPlan:
@@ -129,6 +130,7 @@ def plan_disk(image: SourceImage, request: DiskRequest) -> DiskPlan:
     checked = create_options(fmt, request.options, compress=compress)
     if request.threads is not None and request.threads < 1:
         raise InvalidValueError(f"threads {request.threads}: give at least one")
+    check_disk_level(fmt, checked, compress=compress, stream_writer=request.stream_writer, level=level)
     grow_to = request.grow_to if request.grow_to is not None and request.grow_to > image.virtual_size else None
     if grow_to is not None and not (fmt is ImageFormat.RAW or checked.get("subformat") in spec(fmt).flat_subformats):
         raise InvalidValueError(
@@ -141,12 +143,6 @@ def plan_disk(image: SourceImage, request: DiskRequest) -> DiskPlan:
         needed += grow_to - image.virtual_size
     own_stream = not copy and request.stream_writer is StreamWriter.IMAGEPACK and is_stream_vmdk(fmt, checked)
     own_qcow2 = own_compressed_qcow2(fmt, checked, compress=compress, stream_writer=request.stream_writer)
-    if level is not None and not own_stream:
-        raise InvalidValueError(
-            f"level {level}: a level applies to a compressed target (.zst, .xz, .gz) or a stream-optimized vmdk "
-            "that imagepack writes"
-        )
-    grain_codec(level)  # a level the grains' encoder has not is refused before anything is written
     return DiskPlan(fmt, checked, compress, copy, needed, grow_to, own_stream, own_qcow2, request.threads, level)
 
 
@@ -158,6 +154,25 @@ def own_compressed_qcow2(
     if not compress or fmt is not ImageFormat.QCOW2 or stream_writer is not StreamWriter.IMAGEPACK:
         return None
     return own_compression(options)
+
+
+def check_disk_level(
+    fmt: ImageFormat, options: Mapping[str, str], *, compress: bool, stream_writer: StreamWriter, level: int | None
+) -> None:
+    """Refuse a level the disk's own compression has not, before anything is written: a level sets the grains of a
+    stream vmdk and the clusters of a compressed qcow2 that imagepack writes (`options` checked), nothing else."""
+    if level is None:
+        return
+    if stream_writer is StreamWriter.IMAGEPACK and is_stream_vmdk(fmt, options):
+        grain_codec(level)
+        return
+    clusters = own_compressed_qcow2(fmt, options, compress=compress, stream_writer=stream_writer)
+    if clusters is None:
+        raise InvalidValueError(
+            f"level {level}: a level applies only to a compressed target (name it .zst, .xz or .gz), a "
+            "stream-optimized vmdk or a compressed qcow2 that imagepack writes"
+        )
+    check_cluster_level(clusters, level)
 
 
 def _source_length(image: SourceImage) -> int:
@@ -213,6 +228,7 @@ def _write_planned(
             temp,
             virtual_size=image.virtual_size,
             compression=plan.own_qcow2,
+            level=plan.level,
             threads=plan.threads,
             on_progress=on_progress,
         )

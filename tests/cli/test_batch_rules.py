@@ -76,32 +76,41 @@ def test_what_the_single_command_refuses_a_dry_run_refuses_by_the_same_rule(
 
 
 @pytest.mark.parametrize(
-    ("entry", "flags"),
+    ("suffix", "entry", "flags"),
     [
         (
+            "vmdk",
             'options = { subformat = "streamOptimized" }\n  level = 99',
             ["-o", "subformat=streamOptimized", "--level", "99"],
         ),
-        ('for = "aws"\n  level = 0', ["--for", "aws", "--level", "0"]),
-        ('for = "esxi"\n  level = 13', ["--for", "esxi", "--level", "13"]),
+        ("vmdk", 'for = "aws"\n  level = 0', ["--for", "aws", "--level", "0"]),
+        ("vmdk", 'for = "esxi"\n  level = 13', ["--for", "esxi", "--level", "13"]),
+        ("qcow2", "compress = true\n  level = 10", ["--compress", "--level", "10"]),
+        (
+            "qcow2",
+            'compress = true\n  options = { compression_type = "zstd" }\n  level = 23',
+            ["--compress", "-o", "compression_type=zstd", "--level", "23"],
+        ),
+        ("oci", 'compress = true\n  level = 0\n  oci = { os = "Ubuntu" }', ["--compress", "--level", "0"]),
     ],
-    ids=["stream-vmdk-level-99", "aws-level-0", "esxi-level-13"],
+    ids=["stream-vmdk-level-99", "aws-level-0", "esxi-level-13", "qcow2-zlib-10", "qcow2-zstd-23", "oci-zlib-0"],
 )
 def test_a_target_setting_the_single_command_refuses_a_dry_run_refuses_alike(
-    entry: str, flags: list[str], tmp_path: Path
+    suffix: str, entry: str, flags: list[str], tmp_path: Path
 ) -> None:
     """One pre-flight check of the target for both: a stream vmdk's grain level out of its range was refused by
-    `convert` before any reading, but a manifest's dry run passed it and the batch failed once building."""
+    `convert` before any reading, but a manifest's dry run passed it and the batch failed once building; a
+    compressed qcow2's cluster level alike."""
     write_sample_disk(tmp_path / "a.raw", 2 * MiB)
-    single = run_cli("convert", str(tmp_path / "a.raw"), str(tmp_path / "single.vmdk"), *flags)
+    single = run_cli("convert", str(tmp_path / "a.raw"), str(tmp_path / f"single.{suffix}"), *flags)
     assert single.returncode == 2, single.stderr
     message = one_line(single).removeprefix("imagepack: error: ")
     manifest = tmp_path / "m.toml"
-    manifest.write_text(f'[[source]]\npath = "a.raw"\n  [[source.output]]\n  path = "out/a.vmdk"\n  {entry}\n')
+    manifest.write_text(f'[[source]]\npath = "a.raw"\n  [[source.output]]\n  path = "out/a.{suffix}"\n  {entry}\n')
     dry = run_cli("batch", str(manifest), "--dry-run")
     assert dry.returncode == 2, dry.stdout + dry.stderr
-    assert one_line(dry).endswith(f"source 1 (a.raw), output 1 (out/a.vmdk), key level: {message}")
-    assert not (tmp_path / "out").exists() and not (tmp_path / "single.vmdk").exists()
+    assert one_line(dry).endswith(f"source 1 (a.raw), output 1 (out/a.{suffix}), key level: {message}")
+    assert not (tmp_path / "out").exists() and not (tmp_path / f"single.{suffix}").exists()
 
 
 def test_a_batch_failure_says_which_key_to_set_not_which_flag_to_pass(tmp_path: Path) -> None:

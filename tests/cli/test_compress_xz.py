@@ -8,6 +8,7 @@ import os
 import random
 import re
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -99,3 +100,30 @@ def test_threads_for_gzip_are_still_refused(tmp_path: Path) -> None:
     source = mixed_file(tmp_path / "disk.raw", MiB)
     done = run_cli("compress", "--to", "gz", "--threads", "2", str(source), str(tmp_path / "d.gz"))
     assert done.returncode == 2 and "threads apply to zstd and xz, not gz" in done.stderr
+
+
+def test_memory_is_the_encoders_and_a_block_of_output_a_thread(tmp_path: Path) -> None:
+    """Peak memory at preset 6 on two threads over four blocks of a disk's kind of data: the interpreter (about
+    25 MiB), liblzma's two encoders (94 MiB each) and at most one block's output a thread waiting to be written
+    in order (24 MiB each where nothing compresses, here much less); no block of input is held, since each
+    thread reads its own. Holding the input of the blocks in flight, the one being filled and copies of them
+    took 320 MiB here."""
+    source = mixed_file(tmp_path / "disk.raw", 4 * block_size(6))
+    target = tmp_path / "disk.raw.xz"
+    measure = (
+        "import resource, subprocess, sys; "
+        "done = subprocess.run(sys.argv[1:]); "
+        "print(done.returncode, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)"
+    )
+    args = ["compress", "--to", "xz", "--threads", "2", str(source), str(target)]
+    done = subprocess.run(
+        [sys.executable, "-c", measure, sys.executable, "-m", "imagepack", *args],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    code, peak_kib = map(int, done.stdout.splitlines()[-1].split())
+    assert code == 0, done.stderr
+    assert peak_kib < 260 * 1024, peak_kib // 1024
+    assert subprocess.run(["xz", "-t", str(target)], check=False).returncode == 0

@@ -282,3 +282,68 @@ def test_zlib_clusters_stay_inside_qemus_4_kib_window(tmp_path: Path) -> None:
     assert qemu_compare(raw, "raw", out, "qcow2").returncode == 0
     assert read_guest_disk(out, "qcow2") == read_guest_disk(raw, "raw")
     assert read_qcow2_header(out).compressed_clusters >= 8
+
+
+@pytest.mark.parametrize(
+    ("codec", "level"), [("zlib", "1"), ("zlib", "2"), ("zlib", "9"), ("zstd", "1"), ("zstd", "19")]
+)
+def test_a_level_sets_the_clusters_and_every_reader_reads_them(tmp_path: Path, codec: str, level: str) -> None:
+    """zlib level 1 is ISA-L's in qemu's 4 KiB window, 2 to 9 zlib's; zstd takes its own levels. The default is
+    qemu's level (zlib 6, zstd 3), as if asked for."""
+    raw = tmp_path / "every.raw"
+    write_every_kind_of_cluster(raw)
+    out, default = tmp_path / "out.qcow2", tmp_path / "default.qcow2"
+    convert_compressed(raw, out, "-o", f"compression_type={codec}", "--level", level, "--threads", "2")
+    check_clean(out)
+    assert qemu_compare(raw, "raw", out, "qcow2").returncode == 0
+    assert read_guest_disk(out, "qcow2") == read_guest_disk(raw, "raw")
+    assert read_qcow2_header(out).compressed_clusters == 10
+    convert_compressed(raw, default, "-o", f"compression_type={codec}")
+    assert sha256(out) != sha256(default)  # the level reached the clusters
+    qemus = tmp_path / "qemus.qcow2"
+    convert_compressed(raw, qemus, "-o", f"compression_type={codec}", "--level", "6" if codec == "zlib" else "3")
+    assert sha256(qemus) == sha256(default)
+
+
+def test_pack_compress_takes_a_level_and_the_member_reads_back(tmp_path: Path) -> None:
+    raw = tmp_path / "disk.raw"
+    write_every_kind_of_cluster(raw)
+    fast, default = tmp_path / "fast.oci", tmp_path / "default.oci"
+    for archive, level in ((fast, ["--level", "1"]), (default, [])):
+        done = run_cli("pack", str(raw), str(archive), "--compress", *level, *OS)
+        assert done.returncode == 0, done.stderr
+    assert fast.read_bytes() != default.read_bytes()
+    unpacked = run_cli("unpack", str(fast), "-d", str(tmp_path / "out"))
+    assert unpacked.returncode == 0, unpacked.stderr
+    disk = tmp_path / "out" / "fast.qcow2"
+    check_clean(disk)
+    assert qemu_compare(raw, "raw", disk, "qcow2").returncode == 0
+    assert read_guest_disk(disk, "qcow2") == read_guest_disk(raw, "raw")
+
+
+@pytest.mark.parametrize(
+    ("command", "extra", "message"),
+    [
+        ("convert", ["--level", "10"], "level 10: a compressed qcow2's zlib clusters take 1 to 9"),
+        ("convert", ["--level", "0"], "level 0: a compressed qcow2's zlib clusters take 1 to 9"),
+        ("convert", ["-o", "compression_type=zstd", "--level", "23"], "zstd clusters take 1 to 22"),
+        ("pack", ["--level", "10", *OS], "level 10: a compressed qcow2's zlib clusters take 1 to 9"),
+        ("convert", ["--level", "6", "--stream-writer", "qemu"], "level 6: a level applies only to a compressed"),
+        ("pack", ["--level", "6", "--stream-writer", "qemu", *OS], "level 6: a level applies only to a compressed"),
+    ],
+    ids=["zlib-10", "zlib-0", "zstd-23", "pack-zlib-10", "qemu-writes-it", "pack-qemu-writes-it"],
+)
+def test_a_level_the_clusters_have_not_is_refused_before_anything_is_written(
+    tmp_path: Path, command: str, extra: list[str], message: str
+) -> None:
+    raw = tmp_path / "disk.raw"
+    with open(raw, "wb") as f:
+        f.write(b"text " * 100_000)
+    out_dir = tmp_path / "out"
+    out_dir.mkdir()
+    target = out_dir / ("disk.oci" if command == "pack" else "disk.qcow2")
+    done = run_cli(command, str(raw), str(target), "--compress", *extra)
+    assert done.returncode == 2, done.stdout + done.stderr
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and message in lines[0], done.stderr
+    assert list(out_dir.iterdir()) == []

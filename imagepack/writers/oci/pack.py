@@ -33,7 +33,7 @@ from imagepack.oci.metadata import (
 from imagepack.sources.disk import SourceImage
 from imagepack.sources.ova.descriptor import Descriptor
 from imagepack.tools import qemu_img as qemu
-from imagepack.writers.disk import StreamWriter, can_copy, own_compressed_qcow2
+from imagepack.writers.disk import StreamWriter, can_copy, check_disk_level, own_compressed_qcow2
 from imagepack.writers.oci.choose import GUEST, Asked, Origin, choose
 from imagepack.writers.oci.guest import DERIVED_ROOM, GuestSays, read_guest
 from imagepack.writers.qcow2 import write_compressed_qcow2
@@ -187,6 +187,7 @@ def pack_disk(
     sources: dict[str, Origin] | None = None,
     options: Mapping[str, str] = {},
     compress: bool = False,
+    level: int | None = None,
     threads: int | None = None,
     stream_writer: StreamWriter = StreamWriter.IMAGEPACK,
     sync: bool = False,
@@ -194,13 +195,15 @@ def pack_disk(
 ) -> PackedArchive:
     """Write the archive in one pass: the disk goes straight into its member's place, copied in the kernel when
     it is a qcow2 that need not change, compressed there by imagepack's own writer when asked (unless
-    `stream_writer` asks for qemu-img's), else converted there by qemu-img."""
+    `stream_writer` asks for qemu-img's; its clusters at `level`, the codec's default when None), else
+    converted there by qemu-img."""
     qcow2_options = create_options(ImageFormat.QCOW2, options, compress=compress) if options else {}
+    checked = create_options(ImageFormat.QCOW2, options, compress=compress)
+    check_disk_level(ImageFormat.QCOW2, checked, compress=compress, stream_writer=stream_writer, level=level)
     metadata_bytes = dump_metadata(metadata)
     copy = can_copy(image, ImageFormat.QCOW2, options=qcow2_options, compress=compress)
     own = None
     if not copy:
-        checked = create_options(ImageFormat.QCOW2, options, compress=compress)
         own = own_compressed_qcow2(ImageFormat.QCOW2, checked, compress=compress, stream_writer=stream_writer)
     source_length = image.ref.size if image.ref.size is not None else os.stat(image.ref.path).st_size
     measured = None if copy else qemu.measure(image.ref, ImageFormat.QCOW2, qcow2_options)
@@ -224,6 +227,7 @@ def pack_disk(
                         base=data_offset,
                         virtual_size=image.virtual_size,
                         compression=own,
+                        level=level,
                         threads=threads,
                         on_progress=on_progress,
                     )

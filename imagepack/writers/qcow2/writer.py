@@ -39,12 +39,14 @@ def write_compressed_qcow2(
     base: int = 0,
     virtual_size: int,
     compression: CompressionType = CompressionType.ZLIB,
+    level: int | None = None,
     threads: int | None = None,
     on_progress: Progress | None = None,
 ) -> int:
     """Write `source` as a compressed qcow2 into the file `fd` from `base` (the file's start, or an archive
-    member's place), which must hold nothing there yet. Returns the qcow2's length."""
-    image = _Image(fd, base, virtual_size, compression)
+    member's place), which must hold nothing there yet, its clusters at the codec's `level` (codecs.py; the
+    codec's default when None). Returns the qcow2's length."""
+    image = _Image(fd, base, virtual_size, compression, level)
     with guest_disk(source, virtual_size) as disk:
         image.write(disk, threads or default_threads(), on_progress)
     return image.finish()
@@ -56,6 +58,7 @@ def write_compressed_qcow2_file(
     *,
     virtual_size: int,
     compression: CompressionType = CompressionType.ZLIB,
+    level: int | None = None,
     threads: int | None = None,
     on_progress: Progress | None = None,
 ) -> None:
@@ -66,6 +69,7 @@ def write_compressed_qcow2_file(
             out.fileno(),
             virtual_size=virtual_size,
             compression=compression,
+            level=level,
             threads=threads,
             on_progress=on_progress,
         )
@@ -109,12 +113,12 @@ class _Image:
     """The file as it is written: where the next cluster and the next compressed bytes go, the references each
     host cluster has, the L1 table and the L2 table being filled."""
 
-    def __init__(self, fd: int, base: int, virtual_size: int, compression: CompressionType) -> None:
+    def __init__(self, fd: int, base: int, virtual_size: int, compression: CompressionType, level: int | None) -> None:
         self.out = _Output(fd, base)
         self.size = virtual_size
         self.header_size = -(-virtual_size // 512) * 512  # as qemu-img create rounds it: qemu reads whole sectors
         self.compression = compression
-        self.compress = compressor_for(compression)
+        self.compress = compressor_for(compression, level)
         self.refcounts = array("H", [1])  # the header's cluster
         self.end = CLUSTER  # the first byte of the first cluster not yet used: all after it is free
         self.free_byte = 0  # where compressed bytes can go on in a cluster partly used by them (0: none)
