@@ -61,6 +61,7 @@ BATCH_REMEDY_TEXT = {
     Remedy.GUEST_MISMATCH_OK: "leave the key out to take the guest's value, or set guest_mismatch_ok = true in the "
     "output's oci table if it is right",
     Remedy.NO_COMPRESS: "leave compress out of the output, or write qcow2 or vmdk",
+    Remedy.UNCOMPRESSED_SUBFORMAT: "or leave compress out of the output",
     Remedy.FIRMWARE_AS: 'or set firmware = "{value}" in the output\'s oci table',
     Remedy.TAKE_GUEST_OS: "leave os and os_version out of the output's oci table to take it",
 }

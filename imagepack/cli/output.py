@@ -51,6 +51,7 @@ REMEDY_TEXT = {
     Remedy.ALLOW_PARTIAL: "pass --allow-partial to merge only these",
     Remedy.STATE_DISK: "pass --disk N",
     Remedy.NO_COMPRESS: "leave --compress out, or write qcow2 or vmdk",
+    Remedy.UNCOMPRESSED_SUBFORMAT: "or leave --compress out",
     Remedy.FIRMWARE_AS: "or pack with --firmware {value}",
     Remedy.TAKE_GUEST_OS: "leave --os out to take it",
 }

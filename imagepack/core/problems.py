@@ -38,6 +38,7 @@ class Remedy(StrEnum):
     GUEST_MISMATCH_OK = "guest-mismatch-ok"  # the value given is right though the guest says otherwise
     ALLOW_PARTIAL = "allow-partial"  # merge the shard reports there are, the merged report naming those missing
     NO_COMPRESS = "no-compress"  # write the output uncompressed (only qcow2 and vmdk outputs compress)
+    UNCOMPRESSED_SUBFORMAT = "uncompressed-subformat"  # keep the vmdk subformat asked for: write it uncompressed
     FIRMWARE_AS = "firmware-as"  # state the firmware as the value, the one the disk boots with
     TAKE_GUEST_OS = "guest-os"  # leave the operating system out, to take the one the guest holds
 

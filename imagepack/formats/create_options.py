@@ -78,7 +78,10 @@ def create_options(fmt: ImageFormat, given: Mapping[str, str], *, compress: bool
         raise InvalidValueError(f"a compressed output is qcow2 or vmdk, not {fmt.value}", remedy=Remedy.NO_COMPRESS)
     if compress and fmt is ImageFormat.VMDK:
         if options.get("subformat", "streamOptimized") != "streamOptimized":
-            raise InvalidValueError("a compressed vmdk is subformat=streamOptimized; drop the other subformat")
+            raise InvalidValueError(
+                "a compressed vmdk is subformat=streamOptimized; drop the other subformat",
+                remedy=Remedy.UNCOMPRESSED_SUBFORMAT,
+            )
         options["subformat"] = "streamOptimized"
     return options
 
