@@ -36,9 +36,11 @@ def write_mixed_disk(path: Path) -> int:
 def test_every_level_writes_the_same_bytes_at_any_thread_count(tmp_path: Path, codec: CompressionType) -> None:
     raw = tmp_path / "disk.raw"
     size = write_mixed_disk(raw)
-    lowest, highest, _ = LEVELS[codec]
+    lowest, highest, default = LEVELS[codec]
+    # Every zlib level; zstd's ends, its default and one between (each of its 22 levels is the same code path).
+    levels = range(lowest, highest + 1) if codec is CompressionType.ZLIB else (lowest, default, 12, highest)
     outputs = set()
-    for level in range(lowest, highest + 1):
+    for level in levels:
         digests = set()
         for threads in (1, 2, 3, None):
             out = tmp_path / f"{level}-{threads}.qcow2"
@@ -50,4 +52,4 @@ def test_every_level_writes_the_same_bytes_at_any_thread_count(tmp_path: Path, c
         assert len(digests) == 1, level
         assert qemu_compare(raw, "raw", out, "qcow2").returncode == 0, level
         outputs |= digests
-    assert len(outputs) > (highest - lowest + 1) // 2  # the levels reach the encoder
+    assert len(outputs) > len(levels) // 2  # the levels reach the encoder
