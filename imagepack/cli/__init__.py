@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import importlib
 import os
 import sys
 from collections.abc import Iterator
@@ -15,22 +16,6 @@ from typing import Any
 import typer
 from typer.core import TyperGroup
 
-from imagepack.cli import (
-    batch,
-    boot,
-    checksum,
-    compress,
-    convert,
-    import_request,
-    info,
-    inspect,
-    meta,
-    pack,
-    seed_iso,
-    unpack,
-    url,
-    verify,
-)
 from imagepack.cli.output import CommandLineError, output_closed
 from imagepack.core.errors import Interrupted
 
@@ -42,7 +27,7 @@ class _Commands(TyperGroup):
 
     def resolve_command(self, ctx: Any, args: list[str]) -> tuple[str | None, Any, list[str]]:
         if args[:2] == ["batch", "merge-reports"]:
-            args = [batch.MERGE, *args[2:]]
+            args = [MERGE, *args[2:]]
         return super().resolve_command(ctx, args)
 
     # click's main turns a closed pipe into exit status 1 on its own: what it runs (the parsing, which prints
@@ -88,23 +73,35 @@ app = typer.Typer(
     "\n\n\b\nExamples:\n  imagepack pack disk.vmdk disk.oci --os 'Oracle Linux' --os-version 9\n"
     "  imagepack convert disk.oci disk.vmdk",
 )
-for verb in (
-    info,
-    inspect,
-    convert,
-    pack,
-    unpack,
-    verify,
-    meta,
-    compress,
-    checksum,
-    url,
-    import_request,
-    seed_iso,
-    boot,
-    batch,
-):
-    verb.register(app)
+# The verbs' modules in the order --help lists them, each with the commands it registers. A command line loads
+# only the module of the verb it names (start-up is a fixed cost of every command, and the others' imports are
+# most of it); --help, completion and anything that names no known verb load them all.
+VERBS = (
+    ("info", ("info",)),
+    ("inspect", ("inspect",)),
+    ("convert", ("convert",)),
+    ("pack", ("pack",)),
+    ("unpack", ("unpack",)),
+    ("verify", ("verify",)),
+    ("meta", ("meta",)),
+    ("compress", ("compress", "decompress")),
+    ("checksum", ("checksum",)),
+    ("url", ("url",)),
+    ("import_request", ("import-request",)),
+    ("seed_iso", ("seed-iso",)),
+    ("boot", ("boot-test",)),
+    ("batch", ("batch",)),
+)
+MERGE = "batch merge-reports"  # the name batch.py registers `batch merge-reports` under
+
+
+def register_verbs(args: list[str]) -> None:
+    """Register on `app` the verb `args` name, or every verb when they name none (or ask for completion)."""
+    named = next((arg for arg in args if not arg.startswith("-")), None)
+    completing = any(name.startswith("_") and name.endswith("_COMPLETE") for name in os.environ)
+    wanted = [module for module, commands in VERBS if named in commands and not completing]
+    for module in wanted or [module for module, _ in VERBS]:
+        importlib.import_module(f"imagepack.cli.{module}").register(app)
 
 
 def _version(value: bool) -> None:
@@ -128,6 +125,7 @@ def main() -> None:
 
     ensure_standard_fds()
     signals.install()
+    register_verbs(sys.argv[1:])
     try:
         _run()
     except (_PipeClosed, BrokenPipeError):  # a closed pipe met anywhere, an error line to a closed stderr too

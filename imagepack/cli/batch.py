@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 import typer
 
+from imagepack.cli import MERGE
 from imagepack.cli.output import REMEDY_TEXT, human_size, print_json, with_remedy
 from imagepack.cli.run import Run, reporting
 from imagepack.cli.shared_options import FORCE
@@ -36,7 +37,6 @@ BATCH_INTERRUPTED = "interrupted; the outputs finished before it are kept, no pa
 MERGE_EXAMPLES = """\b
 Examples:
   imagepack batch merge-reports report-*.json --output report.json   # and SHA256SUMS beside it"""
-MERGE = "batch merge-reports"
 
 # What a library remedy says in a manifest's words: the key that does it (the command line's are in REMEDY_TEXT).
 BATCH_REMEDY_TEXT = {

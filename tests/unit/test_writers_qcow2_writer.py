@@ -5,7 +5,9 @@ window; 2 to 9 zlib's; zstd 1 to 22)."""
 from __future__ import annotations
 
 import hashlib
+import json
 import random
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -14,6 +16,7 @@ from imagepack.formats import ImageFormat
 from imagepack.tools.qemu_img import ImageRef
 from imagepack.writers.qcow2 import CompressionType, write_compressed_qcow2_file
 from imagepack.writers.qcow2.codecs import LEVELS
+from tests.conftest import QEMU_IMG
 from tests.readers import qemu_compare
 
 MiB = 1024**2
@@ -53,3 +56,21 @@ def test_every_level_writes_the_same_bytes_at_any_thread_count(tmp_path: Path, c
         assert qemu_compare(raw, "raw", out, "qcow2").returncode == 0, level
         outputs |= digests
     assert len(outputs) > len(levels) // 2  # the levels reach the encoder
+
+
+@pytest.mark.parametrize("level", [None, 1, 9], ids=["default", "isal", "zlib-9"])
+def test_random_clusters_are_stored_as_they_are_and_the_rest_compressed(tmp_path: Path, level: int | None) -> None:
+    """A cluster no encoder can shrink is stored as qemu stores it, in a cluster of its own (qemu-img map gives
+    its place in the file), whichever encoder a level picks; text and binary-like clusters are compressed (map
+    gives compressed clusters no place)."""
+    raw = tmp_path / "disk.raw"
+    size = write_mixed_disk(raw)
+    out = tmp_path / "out.qcow2"
+    out.touch()
+    write_compressed_qcow2_file(ImageRef(raw, ImageFormat.RAW), out, virtual_size=size, level=level)
+    mapped = subprocess.run(
+        [QEMU_IMG, "map", "--output=json", "-f", "qcow2", str(out)], capture_output=True, text=True, check=True
+    )
+    stored = {(e["start"], e["length"]) for e in json.loads(mapped.stdout) if "offset" in e}
+    assert stored == {(2 * MiB, MiB // 2)}
+    assert qemu_compare(raw, "raw", out, "qcow2").returncode == 0

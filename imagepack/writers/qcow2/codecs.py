@@ -4,7 +4,8 @@ zlib clusters are raw deflate that qemu inflates with `inflateInit2(-12)`: a 4 K
 reach further back than 4 KiB. `level` picks the encoder, as it does for a stream vmdk's grains:
   1      ISA-L level 1 in the 4 KiB window: raw speed (about eight times zlib's, about 8% larger)
   2 - 9  zlib at that level in the 4 KiB window; 6, the default, is qemu's own, so the file is no larger than
-         qemu-img's: the upload is what a user waits for
+         qemu-img's: the upload is what a user waits for. A cluster that ISA-L cannot shrink (random or encrypted
+         data) is stored as it is without zlib's slow search through it
 libdeflate cannot be used here: it always matches across a 32 KiB window, which qemu's inflate refuses ("invalid
 distance too far back").
 
@@ -25,6 +26,7 @@ from isal import isal_zlib
 
 from imagepack.core.errors import InvalidValueError
 from imagepack.writers.qcow2.layout import CompressionType
+from imagepack.writers.vmdkstream.grains import stored_if_incompressible
 
 QEMU_WBITS = -12  # raw deflate, 4 KiB window: what qemu's inflateInit2 takes
 ISAL_LEVEL = 1  # ISA-L's fastest level that still finds matches (its 0 is barely more than Huffman coding)
@@ -36,6 +38,8 @@ Compressor = Callable[[bytes], bytes]
 
 def _deflate(level: int) -> Compressor:
     def compress(data: bytes) -> bytes:
+        if stored_if_incompressible(data, wbits=QEMU_WBITS) is not None:
+            return data  # no smaller compressed, so stored as it is; zlib would search it for matches for nothing
         compressor = zlib.compressobj(level, zlib.DEFLATED, QEMU_WBITS)
         return compressor.compress(data) + compressor.flush()
 
