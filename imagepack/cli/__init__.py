@@ -90,7 +90,7 @@ VERBS = (
     ("import_request", ("import-request",)),
     ("seed_iso", ("seed-iso",)),
     ("boot", ("boot-test",)),
-    ("batch", ("batch",)),
+    ("batch", ("batch", "batch-merge")),  # and `batch merge-reports` (MERGE)
 )
 MERGE = "batch merge-reports"  # the name batch.py registers `batch merge-reports` under
 
