@@ -103,12 +103,12 @@ def test_threads_for_gzip_are_still_refused(tmp_path: Path) -> None:
 
 
 def test_memory_is_the_encoders_and_a_block_of_output_a_thread(tmp_path: Path) -> None:
-    """Peak memory at preset 6 on two threads over four blocks of a disk's kind of data: the interpreter (about
-    25 MiB), liblzma's two encoders (94 MiB each) and at most one block's output a thread waiting to be written
-    in order (24 MiB each where nothing compresses, here much less); no block of input is held, since each
-    thread reads its own. Holding the input of the blocks in flight, the one being filled and copies of them
-    took 320 MiB here."""
-    source = mixed_file(tmp_path / "disk.raw", 4 * block_size(6))
+    """Peak memory at preset 6 on two threads over three blocks of a disk's kind of data (two at once, then one
+    more): the interpreter (about 25 MiB), liblzma's two encoders (94 MiB each) and at most one block's output a
+    thread waiting to be written in order (24 MiB each where nothing compresses, here much less); no block of
+    input is held, since each thread reads its own. Holding the input of the blocks in flight, the one being
+    filled and copies of them took 320 MiB here."""
+    source = mixed_file(tmp_path / "disk.raw", 3 * block_size(6))
     target = tmp_path / "disk.raw.xz"
     measure = (
         "import resource, subprocess, sys; "
