@@ -26,13 +26,14 @@ from imagepack.writers.sample import write_data_disk
 MiB = 1024**2
 
 
-@pytest.fixture
-def compressed(tmp_path: Path) -> Path:
-    """An xz-compressed raw disk of random data: decoding it takes longer than converting it."""
-    raw = tmp_path / "disk.raw"
+@pytest.fixture(scope="module")
+def compressed(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An xz-compressed raw disk of random data: decoding it takes longer than converting it. Made once for the
+    module (xz takes seconds over it); every test only reads it."""
+    raw = tmp_path_factory.mktemp("progress") / "disk.raw"
     write_data_disk(raw, 48 * MiB, 48 * MiB)
     subprocess.run(["xz", "-0", "-T1", str(raw)], check=True)
-    return tmp_path / "disk.raw.xz"
+    return raw.with_name("disk.raw.xz")
 
 
 class Recorder:

@@ -6,6 +6,7 @@ read back through a pyfsntfs guest view."""
 from __future__ import annotations
 
 import lzma
+import os
 import re
 import shutil
 import struct
@@ -20,7 +21,11 @@ from imagepack.sources.guest.windows import WindowsReport, analyse_windows
 from tests.ntfsguest import NtfsGuest
 from tests.ntfsmake import make_ntfs
 
-HIVES = Path(__file__).parents[3] / "shared" / "testdata" / "windows-hives"
+# Real hives from regipy's test data (MIT), kept beside the checkout in shared/testdata/windows-hives; a clone
+# made elsewhere names that folder in IMAGEPACK_TEST_HIVES.
+HIVES = Path(
+    os.environ.get("IMAGEPACK_TEST_HIVES") or Path(__file__).parents[3] / "shared" / "testdata" / "windows-hives"
+)
 CONFIG = "/Windows/System32/config"
 CURRENT_VERSION = r"\Microsoft\Windows NT\CurrentVersion"
 
@@ -34,7 +39,10 @@ def _tools() -> None:
 def base(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """The two real hives, decompressed once."""
     _tools()
-    assert HIVES.is_dir(), f"test hives missing: {HIVES}"
+    assert HIVES.is_dir(), (
+        f"test hives missing: {HIVES}; put the checkout beside shared/, or name the hives' folder in "
+        "IMAGEPACK_TEST_HIVES"
+    )
     folder = tmp_path_factory.mktemp("hives")
     found = {}
     for name, source in (("SYSTEM", "SYSTEM_WIN_10_1709.xz"), ("SOFTWARE", "ntuser_software_partial.xz")):
