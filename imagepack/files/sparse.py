@@ -156,7 +156,7 @@ def _chunks(stream: BinaryIO) -> Generator[bytes | bytearray, None, None]:
     and reusing the buffers spares the thousand page faults a fresh 4 MiB one costs. The decoder's error is
     raised here, as itself; the thread is stopped and joined however the caller stops reading (close it)."""
     readinto = getattr(stream, "readinto", None)
-    if readinto is None:  # the parallel xz reader, which has threads of its own
+    if readinto is None:
         while chunk := stream.read(STREAM_CHUNK):
             yield chunk
         return
