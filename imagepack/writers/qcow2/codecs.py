@@ -22,14 +22,12 @@ import zlib
 from collections.abc import Callable
 
 import zstandard
-from isal import isal_zlib
 
 from imagepack.core.errors import InvalidValueError
+from imagepack.writers.isal_deflate import isal_compress, stored_if_incompressible
 from imagepack.writers.qcow2.layout import CompressionType
-from imagepack.writers.vmdkstream.grains import stored_if_incompressible
 
 QEMU_WBITS = -12  # raw deflate, 4 KiB window: what qemu's inflateInit2 takes
-ISAL_LEVEL = 1  # ISA-L's fastest level that still finds matches (its 0 is barely more than Huffman coding)
 # (lowest, highest, default) of each cluster codec; the defaults are qemu's: Z_DEFAULT_COMPRESSION, ZSTD_CLEVEL_DEFAULT
 LEVELS = {CompressionType.ZLIB: (1, 9, 6), CompressionType.ZSTD: (1, 22, 3)}
 
@@ -47,7 +45,7 @@ def _deflate(level: int) -> Compressor:
 
 
 def _isal(data: bytes) -> bytes:
-    return isal_zlib.compress(data, ISAL_LEVEL, QEMU_WBITS)
+    return isal_compress(data, QEMU_WBITS)
 
 
 _local = threading.local()

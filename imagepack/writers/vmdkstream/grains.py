@@ -14,14 +14,12 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import deflate
-from isal import isal_zlib
 
 from imagepack.core.errors import InvalidValueError
+from imagepack.writers.isal_deflate import ISAL_LEVEL, isal_compress, stored_if_incompressible
 
 LOWEST, HIGHEST, DEFAULT = 1, 12, 6
 GrainCodec = Callable[[bytes], bytes | bytearray]  # libdeflate answers in a bytearray
-ISAL_LEVEL = 1  # ISA-L's fastest level that still finds matches (its 0 is barely more than Huffman coding)
-PROBE = 4096  # bytes of a grain tried first: an incompressible sample marks a grain worth trying with ISA-L
 
 
 def grain_codec(level: int | None) -> GrainCodec:
@@ -30,7 +28,7 @@ def grain_codec(level: int | None) -> GrainCodec:
     if not LOWEST <= level <= HIGHEST:
         raise InvalidValueError(f"level {level}: a stream-optimized vmdk takes {LOWEST} to {HIGHEST}")
     if level == 1:
-        return lambda data: isal_zlib.compress(data, ISAL_LEVEL)
+        return lambda data: isal_compress(data, 15)
     return lambda data: _deflate(data, level)
 
 
@@ -39,18 +37,6 @@ def _deflate(data: bytes, level: int) -> bytes | bytearray:
     one (see `stored_if_incompressible`), the same size as libdeflate's at about twelve times the speed."""
     stored = stored_if_incompressible(data, wbits=15)
     return stored if stored is not None else deflate.zlib_compress(data, level)
-
-
-def stored_if_incompressible(data: bytes, *, wbits: int) -> bytes | None:
-    """ISA-L's output for `data` (in the deflate format `wbits` names, as zlib's) where it is no smaller than
-    `data`, else None. A sample is tried first, and the whole only where the sample does not shrink, so this costs
-    little on data that compresses; on data that does not (a disk's random or encrypted regions), it spares the
-    slow encoder the work that would otherwise take most of the time for nothing. The answer depends on the
-    data alone, never on the threads."""
-    if len(isal_zlib.compress(data[:PROBE], ISAL_LEVEL, wbits)) < PROBE:
-        return None
-    stored = isal_zlib.compress(data, ISAL_LEVEL, wbits)
-    return stored if len(stored) >= len(data) else None
 
 
 def codec_name(level: int | None) -> str:
