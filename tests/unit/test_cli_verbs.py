@@ -14,8 +14,8 @@ import pytest
 
 from imagepack.cli import VERBS
 
-CLI = Path(__file__).parents[2] / "imagepack" / "cli"
 ROOT = Path(__file__).parents[2]
+CLI = ROOT / "imagepack" / "cli"
 
 
 def loaded_after(args: list[str], env: dict[str, str] | None = None) -> dict[str, list[str]]:
