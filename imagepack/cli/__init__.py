@@ -59,7 +59,17 @@ def _pipe_closed() -> Iterator[None]:
 EXIT_PIPE_CLOSED = 141
 
 
-app = typer.Typer(
+class _App(typer.Typer):
+    """The Typer app, which registers every verb when it is called with none registered: a script that runs
+    `imagepack.cli.app` itself (rather than `main`, which registers only the verb named) gets all of them."""
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        if not self.registered_commands and not self.registered_groups:
+            register_verbs([])
+        return super().__call__(*args, **kwargs)
+
+
+app = _App(
     name="imagepack",
     cls=_Commands,
     help="Prepare virtual-machine disk images offline: convert, inspect, and build Oracle Cloud .oci archives.",

@@ -67,3 +67,12 @@ def test_completion_loads_every_verb_whatever_is_typed() -> None:
         [str(Path(sys.executable).with_name("imagepack"))], capture_output=True, text=True, env=env, check=False
     )
     assert "convert" in completed.stdout
+
+
+def test_the_app_called_from_a_script_has_every_verb() -> None:
+    """A script may run the Typer app itself rather than `main`: it registers every verb then."""
+    script = "from imagepack.cli import app\napp(['--help'], prog_name='imagepack')\n"
+    run = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=False, cwd=ROOT)
+    assert run.returncode == 0, run.stderr
+    listed = {line.split()[0] for line in run.stdout.splitlines() if line.startswith("  ") and line.split()}
+    assert {command for _, commands in VERBS for command in commands if command != "batch-merge"} <= listed
