@@ -20,6 +20,7 @@ from imagepack.writers.isal_deflate import ISAL_LEVEL, isal_compress, stored_if_
 
 LOWEST, HIGHEST, DEFAULT = 1, 12, 6
 GrainCodec = Callable[[bytes], bytes | bytearray]  # libdeflate answers in a bytearray
+ZLIB_WBITS = 15  # a zlib stream (RFC 1950) with the full 32 KiB window, as zlib's wbits name it
 
 
 def grain_codec(level: int | None) -> GrainCodec:
@@ -28,14 +29,14 @@ def grain_codec(level: int | None) -> GrainCodec:
     if not LOWEST <= level <= HIGHEST:
         raise InvalidValueError(f"level {level}: a stream-optimized vmdk takes {LOWEST} to {HIGHEST}")
     if level == 1:
-        return lambda data: isal_compress(data, 15)
+        return lambda data: isal_compress(data, ZLIB_WBITS)
     return lambda data: _deflate(data, level)
 
 
 def _deflate(data: bytes, level: int) -> bytes | bytearray:
     """libdeflate's grain, but for a grain that does not compress (encrypted, already compressed) ISA-L's stored
     one (see `stored_if_incompressible`), the same size as libdeflate's at about twelve times the speed."""
-    stored = stored_if_incompressible(data, wbits=15)
+    stored = stored_if_incompressible(data, wbits=ZLIB_WBITS)
     return stored if stored is not None else deflate.zlib_compress(data, level)
 
 
