@@ -1,12 +1,11 @@
 """The Windows guest readers on real NTFS volumes (mkntfs, ntfscp) holding real hives: the SYSTEM hive of a
-Windows 10 1709 machine and a SOFTWARE built from a real hive Windows wrote (testdata/windows-hives, from
-regipy's test data, MIT: see SOURCES.md and LICENSE.regipy there), changed with hivex as each case needs, and
+Windows 10 1709 machine and a SOFTWARE built from a real hive Windows wrote (fixtures/windows-hives, from
+regipy's test data, MIT: see fixtures/README.md and LICENSE.regipy), changed with hivex as each case needs, and
 read back through a pyfsntfs guest view."""
 
 from __future__ import annotations
 
 import lzma
-import os
 import re
 import shutil
 import struct
@@ -21,11 +20,8 @@ from imagepack.sources.guest.windows import WindowsReport, analyse_windows
 from tests.ntfsguest import NtfsGuest
 from tests.ntfsmake import make_ntfs
 
-# Real hives from regipy's test data (MIT), kept beside the checkout in shared/testdata/windows-hives; a clone
-# made elsewhere names that folder in IMAGEPACK_TEST_HIVES.
-HIVES = Path(
-    os.environ.get("IMAGEPACK_TEST_HIVES") or Path(__file__).parents[3] / "shared" / "testdata" / "windows-hives"
-)
+# Real hives from regipy's test data (MIT): fixtures/README.md says which and where from.
+HIVES = Path(__file__).parents[2] / "fixtures" / "windows-hives"
 CONFIG = "/Windows/System32/config"
 CURRENT_VERSION = r"\Microsoft\Windows NT\CurrentVersion"
 
@@ -39,10 +35,7 @@ def _tools() -> None:
 def base(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """The two real hives, decompressed once."""
     _tools()
-    assert HIVES.is_dir(), (
-        f"test hives missing: {HIVES}; put the checkout beside shared/, or name the hives' folder in "
-        "IMAGEPACK_TEST_HIVES"
-    )
+    assert HIVES.is_dir(), f"test hives missing: {HIVES}"
     folder = tmp_path_factory.mktemp("hives")
     found = {}
     for name, source in (("SYSTEM", "SYSTEM_WIN_10_1709.xz"), ("SOFTWARE", "ntuser_software_partial.xz")):
